@@ -1,0 +1,170 @@
+//! Command-line interface: every flag of the contract, each also read from its environment
+//! variable. This module only describes and parses; `config` turns the result into a validated
+//! [`crate::config::Config`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Prometheus exporter for the expiry of Cloud Foundry service keys.
+///
+/// Polls the Cloud Foundry V3 API in the background (service instances, their keys and each
+/// key's credentials), reads when every key's certificate or credentials expire, and serves the
+/// result on /metrics. A scrape never calls Cloud Foundry.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cf-service-key-exporter",
+    version,
+    about,
+    long_about,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Address the HTTP server listens on.
+    #[arg(
+        long,
+        env = "LISTEN_ADDRESS",
+        default_value = "0.0.0.0:9769",
+        value_name = "ADDR"
+    )]
+    pub listen_address: SocketAddr,
+
+    /// TLS and basic auth for the HTTP endpoints (Prometheus exporter-toolkit format).
+    #[arg(long, env = "WEB_CONFIG_FILE", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Log format; the level comes from RUST_LOG (default `info`).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one refresh, print every key with its expiry, and exit.
+    ///
+    /// Exits 1 when --expiring-within is given and a key expires within it.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportOutput::Table)]
+    pub output: ReportOutput,
+
+    /// Exit with status 1 if any key expires within this duration (e.g. `30d`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub expiring_within: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportOutput {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Flags that say which foundation(s) to watch and how; shared by the server and `report`.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// Cloud Foundry API endpoint, e.g. https://api.cf.eu10.hana.ondemand.com
+    #[arg(long, env = "CF_API_URL", value_name = "URL", global = true)]
+    pub cf_api_url: Option<String>,
+
+    /// User for the OAuth password grant; without it the client-credentials grant is used.
+    #[arg(long, env = "CF_USERNAME", value_name = "NAME", global = true)]
+    pub cf_username: Option<String>,
+
+    /// File holding the password (or set CF_PASSWORD to the value itself).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub cf_password_file: Option<PathBuf>,
+
+    /// OAuth client id.
+    #[arg(
+        long,
+        env = "CF_CLIENT_ID",
+        default_value = "cf",
+        value_name = "ID",
+        global = true
+    )]
+    pub cf_client_id: String,
+
+    /// File holding the OAuth client secret (or set CF_CLIENT_SECRET); default empty.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub cf_client_secret_file: Option<PathBuf>,
+
+    /// Identity provider origin for the password grant (as `cf login --origin`).
+    #[arg(long, env = "CF_ORIGIN", value_name = "NAME", global = true)]
+    pub cf_origin: Option<String>,
+
+    /// Comma-separated service plan names to watch, e.g. integration-flow; empty = every plan.
+    #[arg(
+        long,
+        env = "CF_SERVICE_PLANS",
+        value_name = "LIST",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub service_plans: Vec<String>,
+
+    /// Value of the `foundation` label; default: the API URL's host.
+    #[arg(long, env = "CF_FOUNDATION", value_name = "NAME", global = true)]
+    pub foundation: Option<String>,
+
+    /// How often to refresh (humantime: 30s, 5m, 1h).
+    #[arg(long, env = "REFRESH_INTERVAL", default_value = "5m", value_name = "DURATION",
+          value_parser = parse_duration, global = true)]
+    pub refresh_interval: std::time::Duration,
+
+    /// A TOML file describing several foundations (exclusive with the single-foundation flags).
+    #[arg(long, env = "CONFIG_FILE", value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Serve a built-in simulated foundation: real metrics with no CF account.
+    #[arg(long, global = true)]
+    pub demo: bool,
+
+    /// Override the UAA/login server found from the API root document.
+    #[arg(long, env = "CF_UAA_URL", value_name = "URL", global = true)]
+    pub cf_uaa_url: Option<String>,
+
+    /// Extra CA certificates (PEM) to trust toward CF and UAA.
+    #[arg(long, env = "CF_CA_FILE", value_name = "PATH", global = true)]
+    pub cf_ca_file: Option<PathBuf>,
+
+    /// Skip certificate verification toward CF and UAA (dangerous; logs a warning).
+    #[arg(long, env = "CF_SKIP_TLS_VERIFY", global = true)]
+    pub cf_skip_tls_verify: bool,
+
+    /// Most /details requests in flight at once.
+    #[arg(
+        long,
+        env = "DETAILS_CONCURRENCY",
+        default_value = "16",
+        value_name = "N",
+        global = true
+    )]
+    pub details_concurrency: std::num::NonZeroUsize,
+
+    /// Optional no-secret expiry cache kept across restarts.
+    #[arg(long, env = "CACHE_FILE", value_name = "PATH", global = true)]
+    pub cache_file: Option<PathBuf>,
+}
+
+/// Parses a humantime duration (`30s`, `5m`, `1h 30m`, `30d`).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); use e.g. 30s, 5m, 1h"))
+}

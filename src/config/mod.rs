@@ -1,0 +1,296 @@
+//! Validated configuration: what every other module runs from.
+//!
+//! Parse → defaults → validate happens here and only here, so the rest of the program works
+//! with typed values (`Url`, `Duration`, `NonZeroUsize`, [`SecretSource`]) and never re-checks
+//! them. Errors name the flag, environment variable or config-file field that is wrong.
+//! Secrets are not read into memory at start: a [`SecretSource`] is read each time a login
+//! needs it, so a rotated password file works without a restart.
+
+pub mod file;
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+use crate::cli::ConnectionArgs;
+
+/// Everything the exporter watches.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub foundations: Vec<FoundationConfig>,
+    /// Where the config came from, for SIGHUP reloads (`None` for flags and `--demo`).
+    pub file: Option<PathBuf>,
+    pub cache_file: Option<PathBuf>,
+}
+
+/// One Cloud Foundry foundation and how to reach it.
+#[derive(Debug, Clone)]
+pub struct FoundationConfig {
+    /// Value of the `foundation` label.
+    pub name: String,
+    pub api_url: Url,
+    /// Overrides the UAA found from the API root document.
+    pub uaa_url: Option<Url>,
+    pub grant: Grant,
+    pub client_id: String,
+    /// `None` = empty secret (the `cf` client's).
+    pub client_secret: Option<SecretSource>,
+    /// Identity provider origin for the password grant.
+    pub origin: Option<String>,
+    /// Plan names to watch; empty = every plan.
+    pub service_plans: Vec<String>,
+    pub refresh_interval: Duration,
+    pub details_concurrency: NonZeroUsize,
+    pub tls: TlsOptions,
+}
+
+/// How the exporter logs in to UAA.
+#[derive(Debug, Clone)]
+pub enum Grant {
+    Password {
+        username: String,
+        password: SecretSource,
+    },
+    ClientCredentials,
+}
+
+/// TLS settings toward CF and UAA.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    pub ca_file: Option<PathBuf>,
+    pub skip_verify: bool,
+}
+
+/// Where a secret lives. Read on use; never printed (the inline value is a `SecretString`).
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+    Inline(SecretString),
+}
+
+impl SecretSource {
+    /// Reads the secret now. A trailing newline (as `echo` writes) is not part of it.
+    pub fn read(&self) -> Result<SecretString, ConfigError> {
+        match self {
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map(|s| SecretString::from(s.trim_end_matches(['\r', '\n']).to_owned()))
+                .map_err(|source| ConfigError::SecretFile {
+                    path: path.clone(),
+                    source,
+                }),
+            SecretSource::Env(var) => std::env::var(var)
+                .map(SecretString::from)
+                .map_err(|_| ConfigError::SecretEnv { var: var.clone() }),
+            SecretSource::Inline(s) => Ok(s.clone()),
+        }
+    }
+
+    /// Where the secret comes from, safe to log.
+    pub fn describe(&self) -> String {
+        match self {
+            SecretSource::File(path) => format!("file {}", path.display()),
+            SecretSource::Env(var) => format!("environment variable {var}"),
+            SecretSource::Inline(_) => "inline value".to_owned(),
+        }
+    }
+}
+
+/// A configuration that cannot be used, naming what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("cannot read secret file {}: {source}", path.display())]
+    SecretFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("environment variable {var} is not set (or not UTF-8)")]
+    SecretEnv { var: String },
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses and checks a CF API or UAA URL. `http://` is accepted (tests, in-cluster proxies)
+/// but the caller warns about it.
+pub fn parse_url(field: &str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value.trim())
+        .map_err(|e| ConfigError::invalid(field, format!("`{value}` is not a URL ({e})")))?;
+    match url.scheme() {
+        "https" | "http" => {}
+        other => {
+            return Err(ConfigError::invalid(
+                field,
+                format!("`{value}`: scheme must be https or http, not {other}"),
+            ))
+        }
+    }
+    if url.host_str().is_none() {
+        return Err(ConfigError::invalid(
+            field,
+            format!("`{value}` has no host"),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::invalid(
+            field,
+            "credentials in the URL are not allowed; use the username and password settings",
+        ));
+    }
+    Ok(url)
+}
+
+/// The default `foundation` label: the API URL's host.
+pub fn default_foundation_name(api_url: &Url) -> String {
+    api_url.host_str().unwrap_or("cf").to_owned()
+}
+
+/// Checks that a secret source can be read now, so a typo fails at start, not at first login.
+pub fn check_secret(field: &str, source: &SecretSource) -> Result<(), ConfigError> {
+    source
+        .read()
+        .map(|_| ())
+        .map_err(|e| ConfigError::invalid(field, e.to_string()))
+}
+
+fn check_readable(field: &str, path: &Path) -> Result<(), ConfigError> {
+    std::fs::File::open(path)
+        .map(|_| ())
+        .map_err(|e| ConfigError::invalid(field, format!("cannot read {}: {e}", path.display())))
+}
+
+/// Where single-foundation secrets come from when given as flags: `--cf-password-file` or the
+/// `CF_PASSWORD` value itself. `env` is injected so tests need not touch the process environment.
+pub fn from_args(
+    args: &ConnectionArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    if let Some(path) = &args.config {
+        let single_flags = [
+            ("--cf-api-url", args.cf_api_url.is_some()),
+            ("--cf-username", args.cf_username.is_some()),
+            ("--cf-password-file", args.cf_password_file.is_some()),
+            ("--foundation", args.foundation.is_some()),
+            ("--cf-uaa-url", args.cf_uaa_url.is_some()),
+            ("--demo", args.demo),
+        ];
+        if let Some((flag, _)) = single_flags.iter().find(|(_, set)| *set) {
+            return Err(ConfigError::invalid(
+                "--config",
+                format!("cannot be combined with {flag}: put that foundation in the file"),
+            ));
+        }
+        let foundations = file::load(path)?;
+        return Ok(Config {
+            foundations,
+            file: Some(path.clone()),
+            cache_file: args.cache_file.clone(),
+        });
+    }
+
+    let api = args.cf_api_url.as_deref().ok_or_else(|| {
+        ConfigError::invalid(
+            "--cf-api-url",
+            "required (or CF_API_URL); use --demo to try the exporter without a Cloud Foundry account",
+        )
+    })?;
+    let api_url = parse_url("--cf-api-url", api)?;
+    let uaa_url = args
+        .cf_uaa_url
+        .as_deref()
+        .map(|u| parse_url("--cf-uaa-url", u))
+        .transpose()?;
+
+    let password = match (&args.cf_password_file, env("CF_PASSWORD")) {
+        (Some(path), _) => Some(SecretSource::File(path.clone())),
+        (None, Some(_)) => Some(SecretSource::Env("CF_PASSWORD".to_owned())),
+        (None, None) => None,
+    };
+    let grant = match (&args.cf_username, password) {
+        (Some(username), Some(password)) => {
+            check_secret("--cf-password-file", &password)?;
+            Grant::Password {
+                username: username.clone(),
+                password,
+            }
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                "--cf-password-file",
+                "a password is required with --cf-username (or set CF_PASSWORD)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::invalid(
+                "--cf-username",
+                "a password was given but no username; set --cf-username (or CF_USERNAME)",
+            ))
+        }
+        (None, None) => Grant::ClientCredentials,
+    };
+    let client_secret = match (&args.cf_client_secret_file, env("CF_CLIENT_SECRET")) {
+        (Some(path), _) => Some(SecretSource::File(path.clone())),
+        (None, Some(_)) => Some(SecretSource::Env("CF_CLIENT_SECRET".to_owned())),
+        (None, None) => None,
+    };
+    if let Some(secret) = &client_secret {
+        check_secret("--cf-client-secret-file", secret)?;
+    }
+    if let Some(ca) = &args.cf_ca_file {
+        check_readable("--cf-ca-file", ca)?;
+    }
+    let foundation = FoundationConfig {
+        name: args
+            .foundation
+            .clone()
+            .unwrap_or_else(|| default_foundation_name(&api_url)),
+        api_url,
+        uaa_url,
+        grant,
+        client_id: args.cf_client_id.clone(),
+        client_secret,
+        origin: args.cf_origin.clone().filter(|o| !o.is_empty()),
+        service_plans: clean_plans(&args.service_plans),
+        refresh_interval: check_interval("--refresh-interval", args.refresh_interval)?,
+        details_concurrency: args.details_concurrency,
+        tls: TlsOptions {
+            ca_file: args.cf_ca_file.clone(),
+            skip_verify: args.cf_skip_tls_verify,
+        },
+    };
+    Ok(Config {
+        foundations: vec![foundation],
+        file: None,
+        cache_file: args.cache_file.clone(),
+    })
+}
+
+/// Trims plan names and drops empty ones (`CF_SERVICE_PLANS=""` means every plan).
+pub fn clean_plans(plans: &[String]) -> Vec<String> {
+    plans
+        .iter()
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// A refresh interval below one second would hammer Cloud Foundry; refuse it.
+pub fn check_interval(field: &str, interval: Duration) -> Result<Duration, ConfigError> {
+    if interval < Duration::from_secs(1) {
+        return Err(ConfigError::invalid(field, "must be at least 1s"));
+    }
+    Ok(interval)
+}
