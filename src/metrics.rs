@@ -173,6 +173,7 @@ fn encode_snapshot(
     now: f64,
     encoder: &mut DescriptorEncoder,
 ) -> Result<(), std::fmt::Error> {
+    let any_key = snapshot.foundations.values().any(|f| !f.keys.is_empty());
     let with_expiry = || {
         snapshot.foundations.iter().flat_map(|(name, f)| {
             f.keys
@@ -181,6 +182,35 @@ fn encode_snapshot(
         })
     };
 
+    // A family without samples is left out entirely, as Prometheus' own clients do.
+    if with_expiry().next().is_some() {
+        encode_expiry(encoder, now, with_expiry)?;
+    }
+    if any_key {
+        let mut m = gauge(
+            encoder,
+            "cf_service_key_info",
+            "One series per service key seen; expiry_source says where its expiry was read, or none",
+        )?;
+        for (foundation, f) in &snapshot.foundations {
+            for key in f.keys.iter() {
+                let source = key.expiry.as_ref().map_or(SOURCE_NONE, |e| e.source);
+                let labels = (key_labels(foundation, key), [("expiry_source", source)]);
+                ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
+            }
+        }
+    }
+    encode_status(snapshot, encoder)
+}
+
+fn encode_expiry<'a, I>(
+    encoder: &mut DescriptorEncoder,
+    now: f64,
+    with_expiry: impl Fn() -> I,
+) -> Result<(), std::fmt::Error>
+where
+    I: Iterator<Item = (&'a str, &'a KeyRecord, &'a crate::snapshot::KeyExpiry)>,
+{
     let mut m = gauge(
         encoder,
         "cf_service_key_expiry_timestamp_seconds",
@@ -200,20 +230,14 @@ fn encode_snapshot(
         ConstGauge::new(expiry.expires_at as f64 - now)
             .encode(m.encode_family(&key_labels(foundation, key))?)?;
     }
+    Ok(())
+}
 
-    let mut m = gauge(
-        encoder,
-        "cf_service_key_info",
-        "One series per service key seen; expiry_source says where its expiry was read, or none",
-    )?;
-    for (foundation, f) in &snapshot.foundations {
-        for key in f.keys.iter() {
-            let source = key.expiry.as_ref().map_or(SOURCE_NONE, |e| e.source);
-            let labels = (key_labels(foundation, key), [("expiry_source", source)]);
-            ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
-        }
-    }
-
+/// Per-foundation refresh status and the build info.
+fn encode_status(
+    snapshot: &Snapshot,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
     let per_foundation = |encoder: &mut DescriptorEncoder,
                           name: &str,
                           help: &str,

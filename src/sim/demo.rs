@@ -65,3 +65,42 @@ pub fn world(now: OffsetDateTime) -> World {
     }
     w
 }
+
+/// A large foundation for pagination tests and benchmarks: `keys` service keys, ten per
+/// instance, spread over 5 orgs × 4 spaces and three plans, expiring between 1 and 700 days
+/// from `now` (all in SAP Cloud Integration's `certificatedetails.validuntil` shape).
+pub fn large(keys: usize, now: OffsetDateTime) -> World {
+    let mut w = World::new();
+    let mut spaces = Vec::new();
+    for o in 0..5 {
+        let org = w.org(&format!("org-{o}"));
+        for s in 0..4 {
+            spaces.push(w.space(&org, &format!("space-{o}-{s}")));
+        }
+    }
+    let plans = [
+        ("it-rt", "integration-flow"),
+        ("it-rt", "api"),
+        ("xsuaa", "application"),
+    ];
+    let mut instance = String::new();
+    for k in 0..keys {
+        if k % 10 == 0 {
+            let i = k / 10;
+            let (offering, plan) = plans[i % plans.len()];
+            instance = w.instance(
+                &spaces[i % spaces.len()],
+                offering,
+                plan,
+                &format!("instance-{i}"),
+            );
+        }
+        let days = 1 + (k * 7919 % 700) as i64;
+        w.key(
+            &instance,
+            &format!("key-{k}"),
+            validuntil_credentials(now + Duration::days(days), DEMO_SECRET),
+        );
+    }
+    w
+}

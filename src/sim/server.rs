@@ -928,7 +928,7 @@ async fn details(State(state): State<Arc<SimState>>, Path(guid): Path<String>) -
         }
     }
     let world = state.world.read().unwrap_or_else(|e| e.into_inner());
-    match world.keys.iter().find(|k| k.guid == guid) {
+    match world.key_by_guid(&guid) {
         Some(key) if failure.is_none() => {
             Json(json!({"credentials": key.credentials})).into_response()
         }

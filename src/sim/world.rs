@@ -4,6 +4,8 @@
 //! says what it plants in a few lines. Guids are deterministic (a counter), creation order is
 //! insertion order, as the Cloud Controller's default `order_by=created_at` lists them.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -65,6 +67,8 @@ pub struct World {
     pub instances: Vec<Instance>,
     pub keys: Vec<Key>,
     next_guid: u64,
+    /// Key guid → position in `keys`, so `/details` is not a linear search at 20,000 keys.
+    key_index: HashMap<String, usize>,
 }
 
 /// A fixed creation time, so listings are reproducible.
@@ -158,6 +162,7 @@ impl World {
     /// A service key with the given credentials.
     pub fn key(&mut self, instance_guid: &str, name: &str, credentials: Value) -> String {
         let guid = self.guid(0x4e1);
+        self.key_index.insert(guid.clone(), self.keys.len());
         self.keys.push(Key {
             guid: guid.clone(),
             name: name.into(),
@@ -171,14 +176,25 @@ impl World {
     }
 
     pub fn key_mut(&mut self, guid: &str) -> Option<&mut Key> {
-        self.keys.iter_mut().find(|k| k.guid == guid)
+        let i = *self.key_index.get(guid)?;
+        self.keys.get_mut(i)
+    }
+
+    /// The key with this guid.
+    pub fn key_by_guid(&self, guid: &str) -> Option<&Key> {
+        self.keys.get(*self.key_index.get(guid)?)
     }
 
     /// Deletes a key.
     pub fn delete_key(&mut self, guid: &str) -> bool {
-        let before = self.keys.len();
-        self.keys.retain(|k| k.guid != guid);
-        self.keys.len() != before
+        let Some(i) = self.key_index.remove(guid) else {
+            return false;
+        };
+        self.keys.remove(i);
+        for (pos, key) in self.keys.iter().enumerate().skip(i) {
+            self.key_index.insert(key.guid.clone(), pos);
+        }
+        true
     }
 
     /// "Rotates" a key as a user would with the cf CLI: a new key (new guid, new credentials)

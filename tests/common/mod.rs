@@ -1,0 +1,201 @@
+//! Shared test harness: a simulated foundation, a refresher the test drives step by step, and
+//! the exporter's real HTTP server on a loopback port, scraped over HTTP and parsed with an
+//! OpenMetrics parser.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cf_service_key_exporter::config::FoundationConfig;
+use cf_service_key_exporter::metrics::ExporterMetrics;
+use cf_service_key_exporter::refresher::{RefreshStats, Refresher};
+use cf_service_key_exporter::server::{self, AppState};
+use cf_service_key_exporter::sim::{Accounts, Sim, World};
+use cf_service_key_exporter::snapshot::Store;
+use tokio_util::sync::CancellationToken;
+
+/// One sample of a scrape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed `/metrics` answer.
+#[derive(Debug, Clone)]
+pub struct Scrape {
+    pub text: String,
+    pub series: Vec<Series>,
+    /// Metric family name → type, as declared by `# TYPE`.
+    pub types: BTreeMap<String, String>,
+}
+
+impl Scrape {
+    /// Parses OpenMetrics text with a real exposition-format parser; panics on invalid input.
+    pub fn parse(text: String) -> Scrape {
+        let exposition = openmetrics_parser::openmetrics::parse_openmetrics(&text)
+            .unwrap_or_else(|e| panic!("invalid exposition: {e:?}\n{text}"));
+        let mut series = Vec::new();
+        let mut types = BTreeMap::new();
+        for (family_name, family) in &exposition.families {
+            types.insert(
+                family_name.clone(),
+                format!("{:?}", family.family_type).to_lowercase(),
+            );
+            for sample in family.iter_samples() {
+                let labels: BTreeMap<String, String> = sample
+                    .get_labelset()
+                    .expect("a parsed sample belongs to its family")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let (name, value) = match &sample.value {
+                    openmetrics_parser::OpenMetricsValue::Gauge(v) => {
+                        (family_name.clone(), v.as_f64())
+                    }
+                    openmetrics_parser::OpenMetricsValue::Counter(c) => {
+                        (format!("{family_name}_total"), c.value.as_f64())
+                    }
+                    other => panic!("unexpected metric value {other:?} in {family_name}"),
+                };
+                series.push(Series {
+                    name,
+                    labels,
+                    value,
+                });
+            }
+        }
+        Scrape {
+            text,
+            series,
+            types,
+        }
+    }
+
+    /// Every series of a metric.
+    pub fn all(&self, name: &str) -> Vec<&Series> {
+        self.series.iter().filter(|s| s.name == name).collect()
+    }
+
+    /// The series of `name` whose labels include all of `labels`.
+    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<&Series> {
+        self.all(name)
+            .into_iter()
+            .filter(|s| {
+                labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect()
+    }
+
+    /// The value of the one series matching; panics if there is not exactly one.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let found = self.find(name, labels);
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one {name}{labels:?}, found {found:?}"
+        );
+        found[0].value
+    }
+
+    /// The value for a service key by name.
+    pub fn key_value(&self, name: &str, key: &str) -> Option<f64> {
+        let found = self.find(name, &[("service_key", key)]);
+        assert!(found.len() <= 1, "several {name} for key {key}: {found:?}");
+        found.first().map(|s| s.value)
+    }
+}
+
+/// A simulated foundation, a refresher for it, and the exporter's HTTP server.
+pub struct Harness {
+    pub sim: Sim,
+    pub refresher: Refresher,
+    pub store: Arc<Store>,
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    cancel: CancellationToken,
+}
+
+impl Harness {
+    pub async fn new(world: World) -> Harness {
+        Harness::with(world, Accounts::default(), |_| {}).await
+    }
+
+    /// A harness whose foundation config `tweak` may change.
+    pub async fn with(
+        world: World,
+        accounts: Accounts,
+        tweak: impl FnOnce(&mut FoundationConfig),
+    ) -> Harness {
+        let sim = Sim::start(world, accounts).await.expect("simulator starts");
+        let mut config = sim.foundation_config("test");
+        tweak(&mut config);
+        let store = Arc::new(Store::new());
+        let metrics = Arc::new(ExporterMetrics::default());
+        store.register(&config.name);
+        let refresher = Refresher::new(config, store.clone(), metrics.clone()).expect("refresher");
+        let app = server::router(AppState::new(
+            metrics.registry(store.clone()),
+            store.clone(),
+            vec![],
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+                .unwrap();
+        });
+        Harness {
+            sim,
+            refresher,
+            store,
+            addr,
+            client: reqwest::Client::new(),
+            cancel,
+        }
+    }
+
+    pub async fn refresh(&self) -> RefreshStats {
+        self.refresher.refresh().await
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("http://{}{path}", self.addr))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn scrape(&self) -> Scrape {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status(), 200);
+        Scrape::parse(response.text().await.unwrap())
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// The key labels of the contract, in order, plus `foundation`.
+pub const KEY_LABELS: [&str; 8] = [
+    "foundation",
+    "org",
+    "space",
+    "service_offering",
+    "service_plan",
+    "service_instance",
+    "service_key",
+    "service_key_guid",
+];
