@@ -277,31 +277,68 @@ fn inline_password_is_accepted_with_a_warning_that_names_the_foundation_not_the_
     );
 }
 
-#[test]
-fn the_kubernetes_example_config_loads() {
-    let tmp = TempDir::new("deploy");
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/config.toml");
-    let text = std::fs::read_to_string(&shipped).expect("deploy/kubernetes/config.toml");
+/// Loads a config shipped in deploy/kubernetes with its Secret mount pointed at temp files
+/// named like the Secret's keys, each holding its own name. The files live as long as the
+/// returned directory.
+fn load_shipped(relative: &str, test: &str) -> (TempDir, Vec<FoundationConfig>) {
     const MOUNT: &str = "/etc/cf-service-key-exporter/secrets/";
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    let text = std::fs::read_to_string(&shipped).unwrap_or_else(|e| panic!("{relative}: {e}"));
     assert!(
         text.contains(MOUNT),
-        "the example reads its secrets from the Secret mounted at {MOUNT}"
+        "{relative} reads its secrets from the Secret mounted at {MOUNT}"
     );
-    tmp.file("eu10-password", "eu10\n");
-    tmp.file("us10-password", "us10\n");
+    let tmp = TempDir::new(test);
+    for line in text.lines().filter(|l| l.contains(MOUNT)) {
+        let key = line
+            .split(MOUNT)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next());
+        let key = key.unwrap_or_else(|| panic!("{relative}: cannot read the secret in {line}"));
+        tmp.file(key, &format!("{key}\n"));
+    }
     let text = text.replace(MOUNT, &format!("{}/", tmp.0.display()));
+    let foundations =
+        parse(&text, &shipped).unwrap_or_else(|e| panic!("{relative} does not load: {e}"));
+    (tmp, foundations)
+}
 
-    let foundations = parse(&text, &shipped).expect("the shipped config loads");
+#[test]
+fn the_kubernetes_example_config_loads() {
+    let (_secrets, foundations) = load_shipped("deploy/kubernetes/config.toml", "deploy");
     let names: Vec<&str> = foundations.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["eu10", "us10"]);
     for f in &foundations {
         let (username, password) = password_grant(f);
         assert_eq!(username, "monitoring@example.com");
-        assert_eq!(secret(password), f.name);
+        assert_eq!(secret(password), format!("{}-password", f.name));
         assert_eq!(f.service_plans, ["integration-flow"]);
+        assert_eq!(f.origin.as_deref(), Some("sap.ids"));
     }
     assert_eq!(foundations[0].refresh_interval, Duration::from_secs(300));
     assert_eq!(foundations[1].refresh_interval, Duration::from_secs(600));
+}
+
+#[test]
+fn every_kubernetes_shard_example_config_loads() {
+    let shards = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/shards");
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(&shards).expect("deploy/kubernetes/shards") {
+        let dir = entry.expect("shard directory").path();
+        let shard = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let relative = format!("deploy/kubernetes/shards/{shard}/config.toml");
+        let (_secrets, foundations) = load_shipped(&relative, &format!("shard-{shard}"));
+        for f in &foundations {
+            let (_, password) = password_grant(f);
+            assert_eq!(
+                secret(password),
+                format!("{}-password", f.name),
+                "{relative}"
+            );
+        }
+        loaded += 1;
+    }
+    assert!(loaded > 0, "no shard example under {}", shards.display());
 }
 
 // ---------------------------------------------------------------------------------- errors

@@ -7,7 +7,10 @@ the prometheus-operator objects (ServiceMonitor, PrometheusRule) to validate_crd
 checks them against validators generated from the operator's CRD schemas, and then asserts what
 the project promises about the pod: non-root, read-only root filesystem, no capabilities,
 seccomp, resources, probes, the `metrics` port, and credentials mounted from a Secret and
-referenced by `password_file` in the ConfigMap's config.toml.
+referenced by `password_file` in the ConfigMap's config.toml. Each shard overlay under
+deploy/kubernetes/shards/ gets the same checks, plus: it brings no second ServiceMonitor or
+PrometheusRule, the main ServiceMonitor scrapes it, and no Deployment or Service selects another
+shard's pods.
 
 Run through tests/deploy/run.sh, which checks the tools first. Prints one line per check and
 closes with `deploy: N passed, M failed`; exits 1 if any check failed.
@@ -27,7 +30,7 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 KUSTOMIZATION = os.path.join(ROOT, "deploy", "kubernetes")
-CONFIG_TOML = os.path.join(KUSTOMIZATION, "config.toml")
+SHARDS = os.path.join(KUSTOMIZATION, "shards")
 
 IMAGE = "ghcr.io/cf-service-key-exporter/cf-service-key-exporter:0.1.0"
 PORT = 9769
@@ -35,15 +38,20 @@ APP_LABEL = ("app.kubernetes.io/name", "cf-service-key-exporter")
 # The oldest Kubernetes minor still common in managed offerings, and the newest the schemas know.
 KUBERNETES_VERSIONS = ["1.29", kv_utils.latest_version()]
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
-EXPECTED_KINDS = {"ConfigMap", "Secret", "Service", "Deployment", "ServiceMonitor", "PrometheusRule"}
+MAIN_KINDS = {"ConfigMap", "Secret", "Service", "Deployment", "ServiceMonitor", "PrometheusRule"}
+SHARD_KINDS = MAIN_KINDS - {"ServiceMonitor", "PrometheusRule"}
 
 
 class Checks:
+    """Counts checks; `scope` prefixes their names (which kustomization they are about)."""
+
     def __init__(self):
         self.passed = 0
         self.failed = 0
+        self.scope = ""
 
     def check(self, name, ok, detail=""):
+        name = f"[{self.scope}] {name}" if self.scope else name
         if ok:
             self.passed += 1
             print(f"ok   {name}")
@@ -65,11 +73,11 @@ def dig(obj, *path, default=None):
     return obj
 
 
-def render(checks):
+def render(checks, directory):
     proc = subprocess.run(
-        ["kubectl", "kustomize", KUSTOMIZATION], capture_output=True, text=True, check=False
+        ["kubectl", "kustomize", directory], capture_output=True, text=True, check=False
     )
-    if not checks.check("kubectl kustomize renders deploy/kubernetes", proc.returncode == 0, proc.stderr.strip()):
+    if not checks.check("kubectl kustomize renders it", proc.returncode == 0, proc.stderr.strip()):
         return []
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
 
@@ -91,6 +99,8 @@ def validate_builtin(checks, objects):
 
 def validate_crds(checks, objects):
     crds = [o for o in objects if (o.get("apiVersion"), o.get("kind")) in CRD_KINDS]
+    if not crds:
+        return
     proc = subprocess.run(
         ["node", os.path.join(HERE, "validate_crds.mjs")],
         input=json.dumps(crds), capture_output=True, text=True, check=False,
@@ -105,11 +115,11 @@ def validate_crds(checks, objects):
         )
 
 
-def check_objects(checks, objects):
+def check_objects(checks, objects, expected_kinds):
     kinds = [o["kind"] for o in objects]
     checks.check(
-        "the kustomization renders exactly one of each: " + ", ".join(sorted(EXPECTED_KINDS)),
-        sorted(kinds) == sorted(EXPECTED_KINDS),
+        "it renders exactly one of each: " + ", ".join(sorted(expected_kinds)),
+        sorted(kinds) == sorted(expected_kinds),
         f"got {sorted(kinds)}",
     )
     unlabelled = [kn(o) for o in objects if dig(o, "metadata", "labels", APP_LABEL[0]) != APP_LABEL[1]]
@@ -190,11 +200,12 @@ def mount_of(pod, container, volume_kind):
     ]
 
 
-def check_config_and_secret(checks, by_kind, pod, container):
+def check_config_and_secret(checks, by_kind, pod, container, config_toml):
+    """Returns the foundations of the config file, or [] when it cannot be found."""
     args = container.get("args", [])
     config_args = [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
     if not checks.check("the container is started with --config=PATH", len(config_args) == 1, str(args)):
-        return
+        return []
     config_path = config_args[0]
 
     config_mounts = [
@@ -202,7 +213,7 @@ def check_config_and_secret(checks, by_kind, pod, container):
         if config_path == m["mountPath"] or config_path.startswith(m["mountPath"].rstrip("/") + "/")
     ]
     if not checks.check(f"{config_path} comes from a ConfigMap volume", len(config_mounts) == 1, str(container.get("volumeMounts"))):
-        return
+        return []
     mount, volume = config_mounts[0]
     key = mount.get("subPath") or posixpath.relpath(config_path, mount["mountPath"])
     configmap = by_kind.get("ConfigMap", {})
@@ -211,19 +222,14 @@ def check_config_and_secret(checks, by_kind, pod, container):
         dig(volume, "configMap", "name") == dig(configmap, "metadata", "name"),
         f"{dig(volume, 'configMap', 'name')} vs {dig(configmap, 'metadata', 'name')}",
     )
-    with open(CONFIG_TOML, encoding="utf-8") as f:
+    with open(config_toml, encoding="utf-8") as f:
         shipped = f.read()
     checks.check(
-        f"the ConfigMap's {key} is deploy/kubernetes/config.toml (which the Rust tests load)",
+        f"the ConfigMap's {key} is {os.path.relpath(config_toml, ROOT)} (which the Rust tests load)",
         dig(configmap, "data", key) == shipped,
     )
-    config = tomllib.loads(shipped)
-    foundations = config.get("foundation", [])
-    checks.check(
-        "config.toml has the example foundations eu10 and us10",
-        [f.get("name") for f in foundations] == ["eu10", "us10"],
-        str([f.get("name") for f in foundations]),
-    )
+    foundations = tomllib.loads(shipped).get("foundation", [])
+    checks.check("config.toml has foundations", bool(foundations))
     inline = [f.get("name") for f in foundations if "password" in f or "client_secret" in f]
     checks.check("config.toml has no inline secrets", not inline, str(inline))
 
@@ -233,7 +239,7 @@ def check_config_and_secret(checks, by_kind, pod, container):
         if dig(v, "secret", "secretName") == dig(secret, "metadata", "name")
     ]
     if not checks.check("the Secret is mounted into the container", len(secret_mounts) == 1, str(container.get("volumeMounts"))):
-        return
+        return foundations
     mount, volume = secret_mounts[0]
     checks.check("the Secret is mounted read-only", mount.get("readOnly") is True)
     checks.check(
@@ -259,9 +265,10 @@ def check_config_and_secret(checks, by_kind, pod, container):
         values and all(v == "REPLACE-ME" for v in values) and not secret.get("data"),
         str(values),
     )
+    return foundations
 
 
-def check_service_and_monitor(checks, by_kind, deployment):
+def check_service(checks, by_kind, deployment):
     service = by_kind.get("Service", {})
     pod_labels = dig(deployment, "spec", "template", "metadata", "labels", default={})
     selector = dig(service, "spec", "selector", default={})
@@ -276,13 +283,20 @@ def check_service_and_monitor(checks, by_kind, deployment):
         any(p.get("name") == "metrics" and p.get("port") == PORT and p.get("targetPort") in ("metrics", PORT) for p in ports),
         str(ports),
     )
-    monitor = by_kind.get("ServiceMonitor", {})
+
+
+def selects(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def check_monitor(checks, monitor, service, whose):
     match = dig(monitor, "spec", "selector", "matchLabels", default={})
     labels = dig(service, "metadata", "labels", default={})
+    checks.check(f"the ServiceMonitor selects {whose} Service", selects(match, labels), f"{match} vs {labels}")
     checks.check(
-        "the ServiceMonitor selects the Service",
-        bool(match) and all(labels.get(k) == v for k, v in match.items()),
-        f"{match} vs {labels}",
+        f"{whose} Service has the label the ServiceMonitor takes the job name from",
+        monitor["spec"].get("jobLabel") in labels,
+        f"jobLabel {monitor['spec'].get('jobLabel')} vs {labels}",
     )
     endpoints = dig(monitor, "spec", "endpoints", default=[])
     checks.check(
@@ -292,19 +306,71 @@ def check_service_and_monitor(checks, by_kind, deployment):
     )
 
 
+def check_tree(checks, scope, directory, expected_kinds):
+    """All checks of one kustomization; returns (objects by kind, foundations of its config)."""
+    checks.scope = scope
+    objects = render(checks, directory)
+    if not objects:
+        return {}, []
+    validate_builtin(checks, objects)
+    validate_crds(checks, objects)
+    by_kind = check_objects(checks, objects, expected_kinds)
+    deployment = by_kind.get("Deployment")
+    foundations = []
+    if checks.check("a Deployment is rendered", deployment is not None):
+        pod, container = check_pod(checks, deployment)
+        if container:
+            config_toml = os.path.join(directory, "config.toml")
+            foundations = check_config_and_secret(checks, by_kind, pod, container, config_toml)
+        check_service(checks, by_kind, deployment)
+    return by_kind, foundations
+
+
+def pod_labels(by_kind):
+    return dig(by_kind.get("Deployment", {}), "spec", "template", "metadata", "labels", default={})
+
+
+def check_shard_isolation(checks, main, shard):
+    """Shard and main must not select each other's pods, and the main ServiceMonitor scrapes the shard."""
+    for a, b, a_name, b_name in ((main, shard, "main", "shard"), (shard, main, "shard", "main")):
+        checks.check(
+            f"the {a_name} Deployment does not select the {b_name} pods",
+            not selects(dig(a.get("Deployment", {}), "spec", "selector", "matchLabels", default={}), pod_labels(b)),
+        )
+        checks.check(
+            f"the {a_name} Service does not select the {b_name} pods",
+            not selects(dig(a.get("Service", {}), "spec", "selector", default={}), pod_labels(b)),
+        )
+    names = {kind: dig(obj, "metadata", "name") for kind, obj in shard.items()}
+    clashes = [kind for kind, obj in main.items() if dig(obj, "metadata", "name") == names.get(kind)]
+    checks.check("no object has the same name as one of the main kustomization", not clashes, str(clashes))
+    if "ServiceMonitor" in main and "Service" in shard:
+        check_monitor(checks, main["ServiceMonitor"], shard["Service"], "the shard's")
+
+
 def main():
     checks = Checks()
-    objects = render(checks)
-    if objects:
-        validate_builtin(checks, objects)
-        validate_crds(checks, objects)
-        by_kind = check_objects(checks, objects)
-        deployment = by_kind.get("Deployment")
-        if checks.check("a Deployment is rendered", deployment is not None):
-            pod, container = check_pod(checks, deployment)
-            if container:
-                check_config_and_secret(checks, by_kind, pod, container)
-            check_service_and_monitor(checks, by_kind, deployment)
+    main_objects, main_foundations = check_tree(checks, "deploy/kubernetes", KUSTOMIZATION, MAIN_KINDS)
+    checks.check(
+        "config.toml has the example foundations eu10 and us10",
+        [f.get("name") for f in main_foundations] == ["eu10", "us10"],
+        str([f.get("name") for f in main_foundations]),
+    )
+    if "ServiceMonitor" in main_objects:
+        check_monitor(checks, main_objects["ServiceMonitor"], main_objects.get("Service", {}), "the")
+
+    owner = {f.get("name"): "deploy/kubernetes" for f in main_foundations}
+    shards = sorted(d for d in os.listdir(SHARDS) if os.path.isfile(os.path.join(SHARDS, d, "kustomization.yaml")))
+    for shard in shards:
+        scope = f"shards/{shard}"
+        objects, foundations = check_tree(checks, scope, os.path.join(SHARDS, shard), SHARD_KINDS)
+        check_shard_isolation(checks, main_objects, objects)
+        shared = [f"{f.get('name')} (also in {owner[f.get('name')]})" for f in foundations if f.get("name") in owner]
+        checks.check("each foundation is watched by one shard only", not shared, ", ".join(shared))
+        owner.update({f.get("name"): scope for f in foundations})
+    checks.scope = ""
+    checks.check("there is a shard example", bool(shards))
+
     print(f"deploy: {checks.passed} passed, {checks.failed} failed")
     return 1 if checks.failed else 0
 
