@@ -1,13 +1,523 @@
 //! The `--config` TOML file: several foundations in one process.
+//!
+//! Owns reading, defaulting and validating the file; it returns the same [`FoundationConfig`]s
+//! the single-foundation flags produce, so nothing downstream knows where a foundation came
+//! from. Top-level keys (`refresh_interval`, `service_plans`, `details_concurrency`,
+//! `client_id`, `origin`, `ca_file`, `skip_tls_verify`) are defaults that each `[[foundation]]`
+//! may override; credentials, `api_url`, `uaa_url` and `name` belong to a foundation only.
+//!
+//! Every error is a [`ConfigError::File`] whose message names the foundation (by `name`, or by
+//! its 1-based position when it has none) and the field, e.g.
+//! `/etc/x.toml: foundation "eu10": unknown key "pasword" (did you mean "password"?)`.
+//! The file is checked whole before anything is returned, so a SIGHUP reload of a bad file can
+//! keep the running configuration. Secrets are checked for readability now but kept as
+//! [`SecretSource`]s and read again at each login, so rotating a password file needs no restart.
+//! Relative paths (`password_file`, `client_secret_file`, `ca_file`) are taken relative to the
+//! directory of the config file, not the working directory. Pure apart from reading the file and
+//! the secrets; no global state.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use super::{ConfigError, FoundationConfig};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::{
+    check_interval, check_readable, check_secret, clean_plans, default_foundation_name, parse_url,
+    ConfigError, FoundationConfig, Grant, SecretSource, TlsOptions,
+};
+
+/// Used when neither the foundation nor the top level sets `refresh_interval`.
+const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+/// Used when neither the foundation nor the top level sets `details_concurrency`.
+const DEFAULT_DETAILS_CONCURRENCY: usize = 16;
+/// The cf CLI's public OAuth client.
+const DEFAULT_CLIENT_ID: &str = "cf";
+
+/// Keys allowed at the top level, besides `foundation`. Kept equal to [`Defaults`]' fields
+/// (the tests parse a file that uses every one).
+const TOP_KEYS: &[&str] = &[
+    "refresh_interval",
+    "service_plans",
+    "details_concurrency",
+    "client_id",
+    "origin",
+    "ca_file",
+    "skip_tls_verify",
+];
+
+/// Keys allowed in a `[[foundation]]` table. Kept equal to [`RawFoundation`]'s fields.
+const FOUNDATION_KEYS: &[&str] = &[
+    "name",
+    "api_url",
+    "uaa_url",
+    "username",
+    "password_file",
+    "password_env",
+    "password",
+    "client_id",
+    "client_secret_file",
+    "client_secret_env",
+    "client_secret",
+    "origin",
+    "ca_file",
+    "skip_tls_verify",
+    "service_plans",
+    "refresh_interval",
+    "details_concurrency",
+];
+
+/// Top-level defaults as written in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Defaults {
+    refresh_interval: Option<String>,
+    service_plans: Option<Vec<String>>,
+    details_concurrency: Option<i64>,
+    client_id: Option<String>,
+    origin: Option<String>,
+    ca_file: Option<PathBuf>,
+    skip_tls_verify: Option<bool>,
+}
+
+/// One `[[foundation]]` table as written in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFoundation {
+    name: Option<String>,
+    api_url: Option<String>,
+    uaa_url: Option<String>,
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    password: Option<SecretString>,
+    client_id: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    client_secret_env: Option<String>,
+    client_secret: Option<SecretString>,
+    origin: Option<String>,
+    ca_file: Option<PathBuf>,
+    skip_tls_verify: Option<bool>,
+    service_plans: Option<Vec<String>>,
+    refresh_interval: Option<String>,
+    details_concurrency: Option<i64>,
+}
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Vec<FoundationConfig>, ConfigError> {
-    Err(ConfigError::File {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
         path: path.to_owned(),
-        message: "config files are not supported yet".into(),
+        message: format!("cannot read the config file: {e}"),
+    })?;
+    parse(&text, path)
+}
+
+/// Validates config-file text; `path` names the file in errors and anchors relative paths.
+/// Secret files, environment variables and `ca_file` are checked for readability.
+pub fn parse(text: &str, path: &Path) -> Result<Vec<FoundationConfig>, ConfigError> {
+    let in_file = |message: String| ConfigError::File {
+        path: path.to_owned(),
+        message,
+    };
+    let base = path.parent().unwrap_or_else(|| Path::new(""));
+
+    let mut top: toml::Table = toml::from_str(text).map_err(|e| in_file(toml_error(&e)))?;
+    let tables = take_foundation_tables(&mut top).map_err(|e| in_file(e.to_string()))?;
+
+    check_keys(&top, TOP_KEYS, true).map_err(in_file)?;
+    let defaults: Defaults = deserialize_table(top).map_err(in_file)?;
+    let defaults = ResolvedDefaults::new(defaults, base).map_err(|e| in_file(e.to_string()))?;
+
+    if tables.is_empty() {
+        return Err(in_file(
+            "no foundations: add at least one [[foundation]] table with name and api_url".into(),
+        ));
+    }
+
+    let mut foundations: Vec<FoundationConfig> = Vec::with_capacity(tables.len());
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (index, table) in tables.into_iter().enumerate() {
+        let number = index + 1;
+        let label = foundation_label(&table, number);
+        let in_foundation = |message: String| in_file(format!("foundation {label}: {message}"));
+
+        check_keys(&table, FOUNDATION_KEYS, false).map_err(in_foundation)?;
+        let raw: RawFoundation = deserialize_table(table).map_err(in_foundation)?;
+        let foundation = build_foundation(raw, &defaults, base, path)
+            .map_err(|e| in_foundation(e.to_string()))?;
+        if let Some(first) = seen.insert(foundation.name.clone(), number) {
+            return Err(in_file(format!(
+                "foundation {label} (#{number}): name: \"{}\" is already used by foundation #{first}; \
+                 every foundation needs its own name (it is the `foundation` label)",
+                foundation.name
+            )));
+        }
+        foundations.push(foundation);
+    }
+    Ok(foundations)
+}
+
+/// Top-level defaults, validated once and shared by every foundation.
+struct ResolvedDefaults {
+    refresh_interval: Option<Duration>,
+    service_plans: Option<Vec<String>>,
+    details_concurrency: Option<NonZeroUsize>,
+    client_id: Option<String>,
+    origin: Option<String>,
+    ca_file: Option<PathBuf>,
+    skip_tls_verify: Option<bool>,
+}
+
+impl ResolvedDefaults {
+    fn new(raw: Defaults, base: &Path) -> Result<Self, ConfigError> {
+        let ca_file = raw.ca_file.map(|p| base.join(p));
+        if let Some(ca) = &ca_file {
+            check_readable("ca_file", ca)?;
+        }
+        Ok(ResolvedDefaults {
+            refresh_interval: raw
+                .refresh_interval
+                .map(|v| parse_interval("refresh_interval", &v))
+                .transpose()?,
+            service_plans: raw.service_plans.map(|p| clean_plans(&p)),
+            details_concurrency: raw
+                .details_concurrency
+                .map(|n| parse_concurrency("details_concurrency", n))
+                .transpose()?,
+            client_id: raw
+                .client_id
+                .map(|id| non_empty("client_id", id))
+                .transpose()?,
+            origin: raw.origin,
+            ca_file,
+            skip_tls_verify: raw.skip_tls_verify,
+        })
+    }
+}
+
+/// Applies the defaults to one foundation and checks it. Errors are [`ConfigError::Invalid`]
+/// naming the field; the caller adds the file and the foundation.
+fn build_foundation(
+    raw: RawFoundation,
+    defaults: &ResolvedDefaults,
+    base: &Path,
+    file: &Path,
+) -> Result<FoundationConfig, ConfigError> {
+    let api_url = match raw.api_url.as_deref() {
+        Some(url) => parse_url("api_url", url)?,
+        None => {
+            return Err(ConfigError::invalid(
+                "api_url",
+                "required: the Cloud Foundry API endpoint, e.g. \"https://api.cf.eu10.hana.ondemand.com\"",
+            ))
+        }
+    };
+    let name = match raw.name {
+        Some(name) if !name.trim().is_empty() => name.trim().to_owned(),
+        Some(_) => return Err(ConfigError::invalid("name", "must not be empty")),
+        None => {
+            return Err(ConfigError::invalid(
+                "name",
+                format!(
+                    "required: the value of the `foundation` label, e.g. name = \"{}\"",
+                    default_foundation_name(&api_url)
+                ),
+            ))
+        }
+    };
+    let uaa_url = raw
+        .uaa_url
+        .as_deref()
+        .map(|u| parse_url("uaa_url", u))
+        .transpose()?;
+
+    let password = secret_source(
+        "password",
+        raw.password_file.map(|p| base.join(p)),
+        raw.password_env,
+        raw.password,
+        &name,
+        file,
+    )?;
+    let grant = match (raw.username, password) {
+        (Some(username), Some((field, password))) => {
+            let username = non_empty("username", username)?;
+            check_secret(field, &password)?;
+            Grant::Password { username, password }
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                "username",
+                "set without a password; add password_file, password_env or password \
+                 (or remove username for the client-credentials grant)",
+            ))
+        }
+        (None, Some((field, _))) => {
+            return Err(ConfigError::invalid(
+                field,
+                "a password was given without a username; add username \
+                 (or remove the password for the client-credentials grant)",
+            ))
+        }
+        (None, None) => Grant::ClientCredentials,
+    };
+
+    let client_secret = secret_source(
+        "client_secret",
+        raw.client_secret_file.map(|p| base.join(p)),
+        raw.client_secret_env,
+        raw.client_secret,
+        &name,
+        file,
+    )?;
+    if let Some((field, secret)) = &client_secret {
+        check_secret(field, secret)?;
+    }
+
+    let client_id = match raw.client_id {
+        Some(id) => non_empty("client_id", id)?,
+        None => defaults
+            .client_id
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CLIENT_ID.to_owned()),
+    };
+    let ca_file = match raw.ca_file {
+        Some(ca) => {
+            let ca = base.join(ca);
+            check_readable("ca_file", &ca)?;
+            Some(ca)
+        }
+        None => defaults.ca_file.clone(),
+    };
+    let refresh_interval = match raw.refresh_interval {
+        Some(v) => parse_interval("refresh_interval", &v)?,
+        None => defaults
+            .refresh_interval
+            .unwrap_or(DEFAULT_REFRESH_INTERVAL),
+    };
+    let details_concurrency = match raw.details_concurrency {
+        Some(n) => parse_concurrency("details_concurrency", n)?,
+        None => defaults
+            .details_concurrency
+            .unwrap_or(NonZeroUsize::new(DEFAULT_DETAILS_CONCURRENCY).expect("16 is not zero")),
+    };
+
+    Ok(FoundationConfig {
+        name,
+        api_url,
+        uaa_url,
+        grant,
+        client_id,
+        client_secret: client_secret.map(|(_, s)| s),
+        origin: raw
+            .origin
+            .or_else(|| defaults.origin.clone())
+            .filter(|o| !o.trim().is_empty()),
+        service_plans: raw
+            .service_plans
+            .map(|p| clean_plans(&p))
+            .or_else(|| defaults.service_plans.clone())
+            .unwrap_or_default(),
+        refresh_interval,
+        details_concurrency,
+        tls: TlsOptions {
+            ca_file,
+            skip_verify: raw
+                .skip_tls_verify
+                .or(defaults.skip_tls_verify)
+                .unwrap_or(false),
+        },
     })
+}
+
+/// Picks the one source of a secret among `<what>_file`, `<what>_env` and inline `<what>`,
+/// returning it with the name of the field it came from. An inline value is accepted with a
+/// warning that names the foundation, never the value.
+fn secret_source(
+    what: &'static str,
+    file: Option<PathBuf>,
+    env: Option<String>,
+    inline: Option<SecretString>,
+    foundation: &str,
+    config_file: &Path,
+) -> Result<Option<(&'static str, SecretSource)>, ConfigError> {
+    let (file_key, env_key) = match what {
+        "password" => ("password_file", "password_env"),
+        _ => ("client_secret_file", "client_secret_env"),
+    };
+    let given: Vec<&str> = [
+        (file_key, file.is_some()),
+        (env_key, env.is_some()),
+        (what, inline.is_some()),
+    ]
+    .iter()
+    .filter(|(_, set)| *set)
+    .map(|(key, _)| *key)
+    .collect();
+    if given.len() > 1 {
+        return Err(ConfigError::invalid(
+            given[1],
+            format!(
+                "cannot be combined with {}; give the {} one way only ({file_key}, {env_key} or {what})",
+                given[0],
+                what.replace('_', " ")
+            ),
+        ));
+    }
+    if let Some(path) = file {
+        return Ok(Some((file_key, SecretSource::File(path))));
+    }
+    if let Some(var) = env {
+        return Ok(Some((env_key, SecretSource::Env(var))));
+    }
+    if let Some(value) = inline {
+        if value.expose_secret().is_empty() && what == "password" {
+            return Err(ConfigError::invalid(what, "must not be empty"));
+        }
+        tracing::warn!(
+            foundation,
+            file = %config_file.display(),
+            "{what} is written inline in the config file; prefer {file_key} or {env_key} \
+             so the secret stays out of the file"
+        );
+        return Ok(Some((what, SecretSource::Inline(value))));
+    }
+    Ok(None)
+}
+
+/// Removes the `foundation` array from the top-level table and returns its tables.
+fn take_foundation_tables(top: &mut toml::Table) -> Result<Vec<toml::Table>, ConfigError> {
+    let Some(value) = top.remove("foundation") else {
+        return Ok(Vec::new());
+    };
+    let not_tables = || {
+        ConfigError::invalid(
+            "foundation",
+            "must be an array of tables: write each foundation as [[foundation]]",
+        )
+    };
+    match value {
+        toml::Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                toml::Value::Table(t) => Ok(t),
+                _ => Err(not_tables()),
+            })
+            .collect(),
+        _ => Err(not_tables()),
+    }
+}
+
+/// Refuses keys that are not in `allowed`, suggesting the closest known key. At the top level a
+/// foundation-only key (`api_url`, `username`, ...) gets a hint to move it.
+fn check_keys(table: &toml::Table, allowed: &[&str], top_level: bool) -> Result<(), String> {
+    let Some(key) = table.keys().find(|k| !allowed.contains(&k.as_str())) else {
+        return Ok(());
+    };
+    let mut message = format!("unknown key \"{key}\"");
+    if top_level {
+        message.push_str(" at the top level");
+    }
+    if top_level && FOUNDATION_KEYS.contains(&key.as_str()) {
+        message.push_str(": it belongs in a [[foundation]] table");
+    } else if let Some(close) = closest(key, allowed) {
+        message.push_str(&format!(" (did you mean \"{close}\"?)"));
+    }
+    Err(message)
+}
+
+/// Deserializes a table whose keys are all known, naming the field whose value has the wrong
+/// type. Each key is tried alone first (every field is optional) so the error can name it.
+fn deserialize_table<T: DeserializeOwned>(table: toml::Table) -> Result<T, String> {
+    for (key, value) in &table {
+        let mut single = toml::Table::new();
+        single.insert(key.clone(), value.clone());
+        if let Err(e) = T::deserialize(toml::Value::Table(single)) {
+            return Err(format!("{key}: {}", e.message()));
+        }
+    }
+    T::deserialize(toml::Value::Table(table)).map_err(|e| e.message().to_owned())
+}
+
+/// How a foundation is named in errors: `"eu10"` if it has a name, else `#2`.
+fn foundation_label(table: &toml::Table, number: usize) -> String {
+    match table.get("name").and_then(|v| v.as_str()) {
+        Some(name) if !name.trim().is_empty() => format!("\"{}\"", name.trim()),
+        _ => format!("#{number}"),
+    }
+}
+
+fn parse_interval(field: &str, value: &str) -> Result<Duration, ConfigError> {
+    let interval = humantime::parse_duration(value.trim()).map_err(|e| {
+        ConfigError::invalid(
+            field,
+            format!("\"{value}\" is not a duration ({e}); write e.g. \"5m\" or \"1h30m\""),
+        )
+    })?;
+    check_interval(field, interval)
+}
+
+fn parse_concurrency(field: &str, value: i64) -> Result<NonZeroUsize, ConfigError> {
+    usize::try_from(value)
+        .ok()
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| ConfigError::invalid(field, format!("must be at least 1, not {value}")))
+}
+
+fn non_empty(field: &str, value: String) -> Result<String, ConfigError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(ConfigError::invalid(field, "must not be empty"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// toml's own rendering (line, column and a caret) without the trailing newline.
+fn toml_error(e: &toml::de::Error) -> String {
+    e.to_string().trim_end().to_owned()
+}
+
+/// The allowed key nearest to a misspelt one, if it is plausibly a typo.
+fn closest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|candidate| (edit_distance(key, candidate), *candidate))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance, small strings only.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("pasword", "password"), 1);
+        assert_eq!(edit_distance("api_ulr", "api_url"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(
+            closest("refresh_intervall", TOP_KEYS),
+            Some("refresh_interval")
+        );
+        assert_eq!(closest("colour", TOP_KEYS), None);
+    }
 }
