@@ -1,0 +1,3 @@
+//! The simulated Cloud Foundry foundation (demo, integration tests, benchmarks).
+
+pub mod credentials;
