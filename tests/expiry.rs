@@ -267,6 +267,23 @@ fn a_chain_with_one_broken_certificate_reports_both_the_good_one_and_an_error() 
     );
 }
 
+#[test]
+fn certificates_beyond_the_per_key_budget_count_as_unreadable() {
+    use cf_service_key_exporter::expiry::MAX_CERTIFICATES;
+    let pem = self_signed("many", LEAF_AT);
+    let fields: serde_json::Map<String, Value> = (0..=MAX_CERTIFICATES)
+        .map(|i| (format!("c{i:03}"), Value::String(pem.clone())))
+        .collect();
+    let x = extract(&Value::Object(fields));
+    assert_eq!(x.found.len(), MAX_CERTIFICATES);
+    assert_eq!(
+        x.errors,
+        vec![ReadError::InvalidCertificate {
+            path: format!("c{MAX_CERTIFICATES:03}")
+        }]
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Several expiries: the earliest wins
 

@@ -50,6 +50,8 @@ pub(super) struct Scan {
     pub(super) earliest: Option<Earliest>,
     /// At least one certificate block could not be read (bad framing, base64 or DER, or a limit).
     pub(super) unreadable: bool,
+    /// Certificate blocks looked at, readable or not; counts against the caller's budget.
+    pub(super) certificates: usize,
 }
 
 /// Cheap test run on every string of the tree before any real work.
@@ -57,8 +59,10 @@ pub(super) fn may_hold_certificate(s: &str) -> bool {
     s.contains(BEGIN) && s.contains("CERTIFICATE-----")
 }
 
-/// Reads every certificate block in `s`; other blocks (private keys, CSRs...) are skipped.
-pub(super) fn scan(s: &str) -> Scan {
+/// Reads every certificate block in `s`, at most `budget` of them (and never more than
+/// [`MAX_CERTIFICATES_PER_STRING`]); other blocks (private keys, CSRs...) are skipped.
+pub(super) fn scan(s: &str, budget: usize) -> Scan {
+    let budget = budget.min(MAX_CERTIFICATES_PER_STRING);
     let mut out = Scan::default();
     if s.len() > MAX_PEM_STRING_BYTES {
         out.unreadable = true;
@@ -66,7 +70,6 @@ pub(super) fn scan(s: &str) -> Scan {
     }
     let text = unescape_newlines(s);
     let mut rest: &str = &text;
-    let mut seen = 0usize;
     while let Some(start) = rest.find(BEGIN) {
         let after_begin = &rest[start + BEGIN.len()..];
         let Some(label_len) = after_begin.find(DASHES) else {
@@ -87,11 +90,11 @@ pub(super) fn scan(s: &str) -> Scan {
         if !is_certificate {
             continue;
         }
-        seen += 1;
-        if seen > MAX_CERTIFICATES_PER_STRING {
+        if out.certificates == budget {
             out.unreadable = true;
             break;
         }
+        out.certificates += 1;
         match read_certificate(&body_and_rest[..body_len]) {
             Some(found) => {
                 if out
@@ -169,7 +172,7 @@ mod tests {
     #[test]
     fn private_key_blocks_are_skipped_without_being_decoded() {
         let s = "-----BEGIN PRIVATE KEY-----\nnot base64 at all!\n-----END PRIVATE KEY-----";
-        let scan = scan(s);
+        let scan = scan(s, usize::MAX);
         assert!(scan.earliest.is_none());
         assert!(
             !scan.unreadable,
@@ -179,16 +182,50 @@ mod tests {
 
     #[test]
     fn unterminated_certificate_is_unreadable() {
-        let scan = scan("-----BEGIN CERTIFICATE-----\nMIIB");
+        let scan = scan("-----BEGIN CERTIFICATE-----\nMIIB", usize::MAX);
         assert!(scan.earliest.is_none());
         assert!(scan.unreadable);
     }
 
     #[test]
     fn bad_base64_and_bad_der_are_unreadable() {
-        assert!(scan("-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----").unreadable);
-        assert!(scan("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----").unreadable);
-        assert!(scan("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----").unreadable);
+        assert!(
+            scan(
+                "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----",
+                usize::MAX
+            )
+            .unreadable
+        );
+        assert!(
+            scan(
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----",
+                usize::MAX
+            )
+            .unreadable
+        );
+        assert!(
+            scan(
+                "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----",
+                usize::MAX
+            )
+            .unreadable
+        );
+    }
+
+    #[test]
+    fn the_budget_caps_certificate_blocks() {
+        let block = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let s = block.repeat(3);
+        assert_eq!(scan(&s, 2).certificates, 2);
+        assert_eq!(scan(&s, usize::MAX).certificates, 3);
+        let none = scan(&s, 0);
+        assert_eq!(none.certificates, 0);
+        assert!(none.unreadable);
+        let many = block.repeat(MAX_CERTIFICATES_PER_STRING + 1);
+        assert_eq!(
+            scan(&many, usize::MAX).certificates,
+            MAX_CERTIFICATES_PER_STRING
+        );
     }
 
     #[test]
@@ -196,7 +233,7 @@ mod tests {
         let mut s = String::from("-----BEGIN CERTIFICATE-----\n");
         s.push_str(&"A".repeat(MAX_PEM_STRING_BYTES));
         s.push_str("\n-----END CERTIFICATE-----");
-        assert!(scan(&s).unreadable);
+        assert!(scan(&s, usize::MAX).unreadable);
     }
 
     #[test]
