@@ -45,9 +45,9 @@
 //! Objects and arrays nested deeper than [`MAX_DEPTH`] are not searched, at most [`MAX_NODES`]
 //! JSON values are visited, strings over [`MAX_PEM_STRING_BYTES`] or holding more than
 //! [`MAX_CERTIFICATES_PER_STRING`] certificates count as unreadable, as do certificates beyond
-//! the [`MAX_CERTIFICATES`]th of a key, and at most [`MAX_FOUND`]
-//! findings and [`MAX_ERRORS`] errors are kept. Path segments are cut to
-//! [`MAX_PATH_SEGMENT_CHARS`] characters. Real service keys are far below every limit. The
+//! the [`MAX_CERTIFICATES`]th of a key, and at most [`MAX_FOUND`] findings and [`MAX_ERRORS`]
+//! errors are kept. Path segments are cut to [`MAX_PATH_SEGMENT_CHARS`] characters. Real service
+//! keys are far below every limit (they nest two or three levels and hold one chain). The
 //! caller should still cap the size of the `/details` body it parses.
 //!
 //! # Cost
