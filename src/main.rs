@@ -44,10 +44,9 @@ async fn main() -> ExitCode {
 
 async fn load_config(cli: &Cli) -> anyhow::Result<(Config, Option<sim::Sim>)> {
     if cli.connection.demo {
-        let sim = sim::Sim::start(
-            sim::demo::world(time::OffsetDateTime::now_utc()),
-            sim::Accounts::default(),
-        )
+        let world = sim::demo::world(time::OffsetDateTime::now_utc())
+            .context("cannot build the demo foundation")?;
+        let sim = sim::Sim::start(world, sim::Accounts::default())
         .await
         .context("cannot start the demo foundation")?;
         let mut foundation = sim.foundation_config("demo");

@@ -6,7 +6,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cf_service_key_exporter::sim::{demo, world::validuntil_credentials, Outage, World};
+use cf_service_key_exporter::sim::credentials::{credentials, Shape};
+use cf_service_key_exporter::sim::{demo, Outage, World};
 use common::{Harness, Scrape, KEY_LABELS};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -30,7 +31,7 @@ fn key_count(scrape: &Scrape) -> usize {
 #[tokio::test]
 async fn every_contract_metric_and_label_is_served_with_the_planted_values() {
     let start = now();
-    let h = Harness::new(demo::world(start)).await;
+    let h = Harness::new(demo::world(start).unwrap()).await;
     let stats = h.refresh().await;
     assert_eq!(stats.details_errors, 0);
     let scrape = h.scrape().await;
@@ -198,7 +199,7 @@ async fn every_contract_metric_and_label_is_served_with_the_planted_values() {
 #[tokio::test]
 async fn pagination_reads_every_key_across_many_pages() {
     for page_cap in [5000, 50] {
-        let h = Harness::new(demo::large(12_000, now())).await;
+        let h = Harness::new(demo::large(12_000, now()).unwrap()).await;
         h.sim.state.switches.set_page_cap(page_cap);
         let stats = h.refresh().await;
         assert_eq!(stats.keys, 12_000, "page cap {page_cap}");
@@ -234,7 +235,7 @@ async fn pagination_reads_every_key_across_many_pages() {
 
 #[tokio::test]
 async fn service_plans_filter_keeps_only_keys_of_those_plans() {
-    let h = Harness::with(demo::world(now()), Default::default(), |c| {
+    let h = Harness::with(demo::world(now()).unwrap(), Default::default(), |c| {
         c.service_plans = vec!["integration-flow".into()];
     })
     .await;
@@ -265,7 +266,7 @@ async fn service_plans_filter_keeps_only_keys_of_those_plans() {
 
 #[tokio::test]
 async fn an_expired_token_mid_refresh_leads_to_one_new_login_and_a_complete_refresh() {
-    let h = Harness::new(demo::large(400, now())).await;
+    let h = Harness::new(demo::large(400, now()).unwrap()).await;
     h.sim.state.switches.set_latency(Duration::from_millis(5));
     let state = h.sim.state.clone();
     let expire = tokio::spawn(async move {
@@ -304,7 +305,7 @@ async fn an_expired_token_mid_refresh_leads_to_one_new_login_and_a_complete_refr
 
 #[tokio::test]
 async fn a_token_is_reused_until_shortly_before_it_expires() {
-    let h = Harness::new(demo::world(now())).await;
+    let h = Harness::new(demo::world(now()).unwrap()).await;
     h.refresh().await;
     h.refresh().await;
     assert_eq!(
@@ -319,7 +320,7 @@ async fn a_token_is_reused_until_shortly_before_it_expires() {
 
 #[tokio::test]
 async fn a_key_whose_details_fail_is_counted_and_the_others_still_publish() {
-    let h = Harness::new(demo::world(now())).await;
+    let h = Harness::new(demo::world(now()).unwrap()).await;
     let (broken, total) = h.sim.state.with_world(|w| {
         (
             w.find_key("partner-edi").unwrap().guid.clone(),
@@ -359,7 +360,7 @@ async fn a_key_whose_details_fail_is_counted_and_the_others_still_publish() {
 
 #[tokio::test]
 async fn a_known_key_whose_details_fail_later_keeps_its_last_reading() {
-    let h = Harness::new(demo::world(now())).await;
+    let h = Harness::new(demo::world(now()).unwrap()).await;
     h.refresh().await;
     let before = h
         .scrape()
@@ -393,7 +394,7 @@ async fn a_known_key_whose_details_fail_later_keeps_its_last_reading() {
 #[tokio::test]
 async fn when_the_api_goes_down_the_last_values_stay_and_update_after_recovery() {
     let start = now();
-    let h = Harness::new(demo::world(start)).await;
+    let h = Harness::new(demo::world(start).unwrap()).await;
     h.refresh().await;
     let good = h.scrape().await;
     let f = [("foundation", "test")];
@@ -433,7 +434,7 @@ async fn when_the_api_goes_down_the_last_values_stay_and_update_after_recovery()
     let rotated_at = start + time::Duration::days(400);
     h.sim.state.with_world(|w| {
         let old = w.find_key("s4-inbound").unwrap().guid.clone();
-        w.rotate_key(&old, validuntil_credentials(rotated_at, "x"))
+        w.rotate_key(&old, credentials(Shape::CloudIntegrationFlow, rotated_at, "x").unwrap())
     });
     h.refresh().await;
     let up = h.scrape().await;
@@ -452,7 +453,7 @@ async fn when_the_api_goes_down_the_last_values_stay_and_update_after_recovery()
 
 #[tokio::test]
 async fn a_deleted_key_disappears_at_the_next_refresh() {
-    let h = Harness::new(demo::world(now())).await;
+    let h = Harness::new(demo::world(now()).unwrap()).await;
     h.refresh().await;
     assert!(h
         .scrape()
@@ -475,7 +476,7 @@ async fn a_deleted_key_disappears_at_the_next_refresh() {
 
 #[tokio::test]
 async fn readiness_waits_for_the_first_refresh() {
-    let h = Harness::new(demo::world(now())).await;
+    let h = Harness::new(demo::world(now()).unwrap()).await;
     assert_eq!(h.get("/readyz").await.status(), 503);
     assert_eq!(h.get("/healthz").await.status(), 200);
     h.refresh().await;
@@ -484,7 +485,7 @@ async fn readiness_waits_for_the_first_refresh() {
 
 #[tokio::test]
 async fn readiness_counts_a_failed_first_refresh_as_finished() {
-    let h = Harness::new(demo::world(now())).await;
+    let h = Harness::new(demo::world(now()).unwrap()).await;
     h.sim.state.switches.set_outage(Some(Outage::Html(500)));
     h.refresh().await;
     assert_eq!(h.get("/readyz").await.status(), 200);
@@ -521,7 +522,7 @@ async fn names_with_quotes_backslashes_newlines_and_unicode_survive_a_round_trip
     w.key(
         &inst,
         odd[3],
-        validuntil_credentials(now() + time::Duration::days(9), "s"),
+        credentials(Shape::CloudIntegrationFlow, now() + time::Duration::days(9), "s").unwrap(),
     );
     let h = Harness::new(w).await;
     h.refresh().await;
@@ -536,7 +537,7 @@ async fn names_with_quotes_backslashes_newlines_and_unicode_survive_a_round_trip
 
 #[tokio::test]
 async fn metrics_are_gzipped_when_the_scraper_asks() {
-    let h = Harness::new(demo::world(now())).await;
+    let h = Harness::new(demo::world(now()).unwrap()).await;
     h.refresh().await;
     let client = reqwest::Client::builder().no_gzip().build().unwrap();
     let response = client
@@ -561,7 +562,7 @@ async fn metrics_are_gzipped_when_the_scraper_asks() {
 
 #[tokio::test]
 async fn a_user_provided_instance_and_keys_still_being_created_are_not_errors() {
-    let mut w = demo::world(now());
+    let mut w = demo::world(now()).unwrap();
     let creating = {
         let inst = w
             .instances

@@ -4,6 +4,7 @@
 //! the exporter's real code path against the same faithful fake. [`world`] holds the data,
 //! [`server`] the HTTP behaviour and its switches, [`demo`] the foundation a newcomer sees.
 
+pub mod credentials;
 pub mod demo;
 pub mod server;
 pub mod world;

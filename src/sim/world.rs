@@ -215,29 +215,3 @@ impl World {
         self.keys.iter().find(|k| k.name == name)
     }
 }
-
-/// SAP Cloud Integration's shape: `certificatedetails.validuntil` beside the OAuth client.
-pub fn validuntil_credentials(expires_at: OffsetDateTime, secret: &str) -> Value {
-    // The seed's format, `2023-06-24T12:56:52.000Z`.
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    let at = expires_at
-        .to_offset(time::UtcOffset::UTC)
-        .format(&format)
-        .unwrap_or_default();
-    serde_json::json!({
-        "oauth": {
-            "clientid": "sb-it-rt-demo!b1|it-rt-demo!b2",
-            "clientsecret": secret,
-            "url": "https://demo.it-cpi.cfapps.example.com",
-            "tokenurl": "https://demo.authentication.example.com/oauth/token"
-        },
-        "certificatedetails": {
-            "subjectdn": "CN=demo, OU=SAP Cloud Platform Clients, O=SAP SE, L=cpi, C=DE",
-            "issuerdn": "CN=SAP Cloud Platform Client CA, OU=SAP Cloud Platform Clients, O=SAP SE, L=EU10, C=DE",
-            "serialnumber": "4c:1b:94:53",
-            "validuntil": at
-        }
-    })
-}

@@ -1,0 +1,582 @@
+//! Realistic `credentials` JSON for simulated service keys, one [`Shape`] per kind of key the
+//! exporter meets on SAP BTP.
+//!
+//! Owns the look of simulated keys: field names and nesting modelled on real service keys
+//! (Cloud Integration `integration-flow` / `api`, XSUAA x509 bindings, Cloud ALM, destination,
+//! connectivity), with real X.509 certificates whose notAfter is the requested instant. It must
+//! not do I/O or read the clock: the output depends only on the arguments (certificate
+//! signatures aside, which are randomised by ECDSA).
+//!
+//! Every secret-bearing field (client secrets, the text in front of a private key) holds the
+//! caller's `secret`, so a test can grep any output of the exporter for it as a leak marker.
+//!
+//! # Cost
+//! Measured in a release build: shapes without a certificate build a small JSON object in 2 to
+//! 6 µs. Certificate shapes ([`Shape::CloudIntegrationApi`], [`Shape::XsuaaX509`]) sign one
+//! ECDSA P-256 leaf certificate per call, 35 to 50 µs, so 20,000 of them take about a second;
+//! debug builds are several times slower. The CA chain and the one key pair every leaf shares
+//! are generated once per process and kept in a [`OnceLock`]; the first certificate call pays
+//! for that (three key generations and two signatures).
+//!
+//! # Concurrency
+//! Callable from any thread; the cached PKI is immutable once built.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SerialNumber,
+};
+use serde_json::{json, Value};
+use time::{Duration, OffsetDateTime, UtcOffset};
+
+/// The kinds of service key the simulated foundation hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Shape {
+    /// Cloud Integration `integration-flow` key of type "External Certificate": `oauth` client
+    /// data plus `certificatedetails.validuntil`. Carries no secret (the client owns its key).
+    CloudIntegrationFlow,
+    /// Cloud Integration `api` key of type "Certificate": `oauth.certificate` (leaf, intermediate
+    /// and root) and `oauth.key`, an SAP-generated private key.
+    CloudIntegrationApi,
+    /// A service key embedding XSUAA x509 credentials: `uaa.certificate` chain, `uaa.key`,
+    /// `uaa.credential-type = "x509"`.
+    XsuaaX509,
+    /// SAP Cloud ALM API key: `endpoints` and `uaa{clientid, clientsecret, url}`, with the
+    /// expiry in `uaa.expiration_date` (RFC 3339 with a numeric offset).
+    CloudAlm,
+    /// Destination service key (binding secret), expiry in `validUntil` as epoch milliseconds,
+    /// plus a PEM `verificationkey` (a public key, which must not be taken for a certificate).
+    Destination,
+    /// Connectivity service key (binding secret), expiry in `expires_at` as epoch seconds.
+    ConnectivityExpiresAt,
+    /// Cloud Integration "ClientId/Secret" key: `oauth{clientid, clientsecret, ...}`, no expiry.
+    Basic,
+    /// [`Shape::CloudIntegrationFlow`] whose `validuntil` has no time zone, so it is ambiguous.
+    MalformedDate,
+    /// XSUAA x509 shape whose `uaa.certificate` is a truncated (unparseable) certificate.
+    MalformedCertificate,
+}
+
+impl Shape {
+    /// Every shape, for tests and demo data that want one of each.
+    pub const ALL: [Shape; 9] = [
+        Shape::CloudIntegrationFlow,
+        Shape::CloudIntegrationApi,
+        Shape::XsuaaX509,
+        Shape::CloudAlm,
+        Shape::Destination,
+        Shape::ConnectivityExpiresAt,
+        Shape::Basic,
+        Shape::MalformedDate,
+        Shape::MalformedCertificate,
+    ];
+
+    /// The `expiry_source` the exporter must report for a key of this shape.
+    pub fn expected_source(self) -> &'static str {
+        use crate::expiry as e;
+        match self {
+            Shape::CloudIntegrationFlow => e::SOURCE_CERTIFICATEDETAILS_VALIDUNTIL,
+            Shape::CloudIntegrationApi | Shape::XsuaaX509 => e::SOURCE_CERTIFICATE,
+            Shape::CloudAlm => e::SOURCE_EXPIRATION,
+            Shape::Destination => e::SOURCE_VALID_UNTIL,
+            Shape::ConnectivityExpiresAt => e::SOURCE_EXPIRES_AT,
+            Shape::Basic | Shape::MalformedDate | Shape::MalformedCertificate => e::SOURCE_NONE,
+        }
+    }
+
+    /// The `reason` of the read error the exporter must count for this shape, if any.
+    pub fn expected_error_reason(self) -> Option<&'static str> {
+        match self {
+            Shape::MalformedDate => Some("invalid_date"),
+            Shape::MalformedCertificate => Some("invalid_certificate"),
+            _ => None,
+        }
+    }
+}
+
+/// A simulated certificate could not be generated (only for instants X.509 cannot encode).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("generating a simulated certificate")]
+pub struct CredentialsError(#[from] rcgen::Error);
+
+/// Builds the `credentials` object of a simulated key of `shape` expiring at `expires_at`
+/// (honoured to the second), with `secret` in every secret-bearing field.
+///
+/// [`Shape::Basic`] ignores `expires_at`; the malformed shapes use it only to look plausible.
+pub fn credentials(
+    shape: Shape,
+    expires_at: OffsetDateTime,
+    secret: &str,
+) -> Result<Value, CredentialsError> {
+    let ids = Ids::new(shape, expires_at, secret);
+    let created = expires_at.saturating_sub(Duration::days(365));
+    Ok(match shape {
+        Shape::CloudIntegrationFlow => integration_flow(&ids, expires_at, created, true),
+        Shape::MalformedDate => integration_flow(&ids, expires_at, created, false),
+        Shape::CloudIntegrationApi => {
+            let pki = pki()?;
+            json!({
+                "oauth": {
+                    "clientid": ids.clientid,
+                    "certificate": pki.chain(&ids, created, expires_at)?,
+                    "key": private_key(pki, secret),
+                    "url": format!("https://{}.it-cpi018.cfapps.eu10-003.hana.ondemand.com", ids.tenant),
+                    "tokenurl": format!("https://{}.authentication.cert.eu10.hana.ondemand.com/oauth/token", ids.tenant),
+                    "createdate": sap_millis(created),
+                }
+            })
+        }
+        Shape::XsuaaX509 => {
+            let pki = pki()?;
+            let certificate = pki.chain(&ids, created, expires_at)?;
+            xsuaa_x509(&ids, certificate, private_key(pki, secret))
+        }
+        Shape::MalformedCertificate => {
+            let pki = pki()?;
+            xsuaa_x509(&ids, pki.truncated_pem.clone(), private_key(pki, secret))
+        }
+        Shape::CloudAlm => json!({
+            "endpoints": {
+                "Api": format!("https://{}.eu10.alm.cloud.sap/api", ids.tenant),
+            },
+            "uaa": {
+                "clientid": ids.clientid,
+                "clientsecret": secret,
+                "url": format!("https://{}.authentication.eu10.hana.ondemand.com", ids.tenant),
+                "uaadomain": "authentication.eu10.hana.ondemand.com",
+                "identityzone": ids.tenant,
+                "tenantid": ids.guid,
+                "xsappname": format!("{}!b2455|calm-api!b1097", ids.guid),
+                "expiration_date": rfc3339_with_offset(expires_at),
+            },
+        }),
+        Shape::Destination => {
+            let verificationkey = pki()?.public_key_pem.clone();
+            json!({
+                "clientid": format!("sb-clone{}!b{}|destination-xsappname!b62", ids.guid, ids.n % 900_000),
+                "clientsecret": secret,
+                "credential-type": "binding-secret",
+                "identityzone": ids.tenant,
+                "instanceid": ids.guid,
+                "subaccountid": ids.guid2,
+                "tenantid": ids.guid2,
+                "tenantmode": "dedicated",
+                "uaadomain": "authentication.eu10.hana.ondemand.com",
+                "uri": "https://destination-configuration.cfapps.eu10.hana.ondemand.com",
+                "url": format!("https://{}.authentication.eu10.hana.ondemand.com", ids.tenant),
+                "verificationkey": verificationkey,
+                "xsappname": format!("clone{}!b{}|destination-xsappname!b62", ids.guid, ids.n % 900_000),
+                "zoneid": ids.guid2,
+                "validUntil": unix_millis(expires_at),
+            })
+        }
+        Shape::ConnectivityExpiresAt => json!({
+            "clientid": format!("sb-clone{}!b{}|connectivity!b17", ids.guid, ids.n % 900_000),
+            "clientsecret": secret,
+            "connectivity_service": {
+                "CAs_path": "/api/v1/CAs",
+                "CAs_signing_path": "/api/v1/CAs/signing",
+                "api_path": "/api/v1",
+                "tunnel_path": "/api/v1/tunnel",
+                "url": "https://connectivity.cf.eu10.hana.ondemand.com",
+            },
+            "credential-type": "binding-secret",
+            "onpremise_proxy_host": "connectivityproxy.internal.cf.eu10.hana.ondemand.com",
+            "onpremise_proxy_http_port": "20003",
+            "onpremise_proxy_ldap_port": "20001",
+            "onpremise_proxy_port": "20003",
+            "onpremise_proxy_rfc_port": "20001",
+            "onpremise_socks5_proxy_port": "20004",
+            "subaccount_id": ids.guid2,
+            "token_service_domain": "authentication.eu10.hana.ondemand.com",
+            "token_service_url": format!("https://{}.authentication.eu10.hana.ondemand.com", ids.tenant),
+            "token_service_url_pattern": "https://{tenant}.authentication.eu10.hana.ondemand.com/oauth/token",
+            "xsappname": format!("clone{}!b{}|connectivity!b17", ids.guid, ids.n % 900_000),
+            "expires_at": expires_at.unix_timestamp(),
+        }),
+        Shape::Basic => json!({
+            "oauth": {
+                "clientid": ids.clientid,
+                "clientsecret": secret,
+                "url": format!("https://{}.it-cpi018-rt.cfapps.eu10-003.hana.ondemand.com", ids.tenant),
+                "tokenurl": format!("https://{}.authentication.eu10.hana.ondemand.com/oauth/token", ids.tenant),
+                "createdate": sap_millis(created),
+            }
+        }),
+    })
+}
+
+/// Identifiers derived from the arguments, so one key's JSON is stable across calls and two
+/// keys with different secrets or expiries get different client ids.
+struct Ids {
+    n: u64,
+    guid: String,
+    guid2: String,
+    tenant: String,
+    clientid: String,
+}
+
+impl Ids {
+    fn new(shape: Shape, expires_at: OffsetDateTime, secret: &str) -> Self {
+        let hash = |salt: u8| {
+            // DefaultHasher::new() has fixed keys: deterministic, which is what we want here.
+            let mut h = DefaultHasher::new();
+            (salt, shape, expires_at.unix_timestamp_nanos(), secret).hash(&mut h);
+            h.finish()
+        };
+        let (a, b, c) = (hash(1), hash(2), hash(3));
+        let guid = format_guid(a, b);
+        let tenant = format!("sim-{:08x}", c as u32);
+        Ids {
+            n: a,
+            clientid: format!("sb-{guid}!b{}|it-rt-{tenant}!b196", c % 900_000),
+            guid2: format_guid(b, c),
+            guid,
+            tenant,
+        }
+    }
+}
+
+fn format_guid(a: u64, b: u64) -> String {
+    format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        b >> 52,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn integration_flow(
+    ids: &Ids,
+    expires_at: OffsetDateTime,
+    created: OffsetDateTime,
+    with_zone: bool,
+) -> Value {
+    let mut validuntil = sap_millis(expires_at);
+    if !with_zone {
+        // The mistake a hand-edited key makes: local time with no zone, which must not be read.
+        validuntil.pop();
+    }
+    json!({
+        "oauth": {
+            "clientid": ids.clientid,
+            "url": format!("https://{}.it-cpi018-rt.cfapps.eu10-003.hana.ondemand.com", ids.tenant),
+            "tokenurl": format!("https://{}.authentication.cert.eu10.hana.ondemand.com/oauth/token", ids.tenant),
+            "createdate": sap_millis(created),
+        },
+        "certificatedetails": {
+            "issuerdn": "CN=SAP PKI Certificate Service Client CA (simulated),OU=SAP BTP Clients,O=SAP SE,L=cf-eu10,C=DE",
+            "subjectdn": format!("CN={},L=sap-uaa,OU={},OU=SAP Cloud Platform Clients,O=SAP SE,C=DE", ids.guid, ids.guid2),
+            "validuntil": validuntil,
+            "serialnumber": format!("0x{:016X}", ids.n),
+        }
+    })
+}
+
+fn xsuaa_x509(ids: &Ids, certificate: String, key: String) -> Value {
+    json!({
+        "url": format!("https://{}-jobscheduler.cfapps.eu10.hana.ondemand.com", ids.tenant),
+        "uaa": {
+            "apiurl": "https://api.authentication.eu10.hana.ondemand.com",
+            "certificate": certificate,
+            "certurl": format!("https://{}.authentication.cert.eu10.hana.ondemand.com", ids.tenant),
+            "clientid": ids.clientid,
+            "credential-type": "x509",
+            "identityzone": ids.tenant,
+            "identityzoneid": ids.guid2,
+            "key": key,
+            "sburl": "https://internal-xsuaa.authentication.eu10.hana.ondemand.com",
+            "subaccountid": ids.guid2,
+            "tenantid": ids.guid2,
+            "tenantmode": "dedicated",
+            "uaadomain": "authentication.eu10.hana.ondemand.com",
+            "url": format!("https://{}.authentication.eu10.hana.ondemand.com", ids.tenant),
+            "xsappname": format!("{}!b{}|jobscheduler!b3", ids.guid, ids.n % 900_000),
+            "zoneid": ids.guid2,
+        }
+    })
+}
+
+/// The private key as the service broker returns it, with the secret in RFC 7468 "explanatory
+/// text" before the block, where a careless reader would copy it along.
+fn private_key(pki: &Pki, secret: &str) -> String {
+    format!("Passphrase hint: {secret}\n{}", pki.leaf_key_pem)
+}
+
+/// `2023-06-24T12:56:52.000Z`, the format of SAP's `validuntil` and `createdate`.
+fn sap_millis(at: OffsetDateTime) -> String {
+    let at = at.to_offset(UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
+}
+
+/// `2023-06-24T14:56:52+02:00`: the same instant shown in Central European Summer Time, so the
+/// extractor's offset handling is exercised by every Cloud ALM key.
+fn rfc3339_with_offset(at: OffsetDateTime) -> String {
+    let offset = UtcOffset::from_hms(2, 0, 0).unwrap_or(UtcOffset::UTC);
+    let local = at.checked_to_offset(offset).unwrap_or(at);
+    let (h, m, _) = local.offset().as_hms();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+{:02}:{:02}",
+        local.year(),
+        u8::from(local.month()),
+        local.day(),
+        local.hour(),
+        local.minute(),
+        local.second(),
+        h,
+        m
+    )
+}
+
+fn unix_millis(at: OffsetDateTime) -> i64 {
+    // Saturates rather than wraps; any representable date fits in i64 milliseconds anyway.
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// The simulated PKI: root and intermediate CA, one leaf key pair shared by every leaf.
+struct Pki {
+    intermediate: Issuer<'static, KeyPair>,
+    /// Intermediate then root, appended after each leaf as SAP's x509 keys do.
+    ca_chain_pem: String,
+    leaf_key: KeyPair,
+    leaf_key_pem: String,
+    public_key_pem: String,
+    /// A real certificate cut in half: base64 and framing fine, DER unreadable.
+    truncated_pem: String,
+}
+
+/// CAs that outlive any simulated key (RFC 5280's "no well-defined expiration date"), so a
+/// chain's earliest notAfter is the leaf's and `expires_at` is what the extractor reports.
+const CA_NOT_AFTER: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59 UTC);
+const CA_NOT_BEFORE: OffsetDateTime = time::macros::datetime!(2020-01-01 00:00:00 UTC);
+
+fn pki() -> Result<&'static Pki, CredentialsError> {
+    // Generated once: key generation and CA signing are the slow part of a certificate shape.
+    static PKI: OnceLock<Result<Pki, rcgen::Error>> = OnceLock::new();
+    PKI.get_or_init(Pki::generate)
+        .as_ref()
+        .map_err(|e| CredentialsError(e.clone()))
+}
+
+impl Pki {
+    fn generate() -> Result<Pki, rcgen::Error> {
+        let root_key = KeyPair::generate()?;
+        let root_params = ca_params("SAP Cloud Root CA (simulated)", None)?;
+        let root_cert = root_params.self_signed(&root_key)?;
+        let root = Issuer::new(root_params, root_key);
+
+        let intermediate_key = KeyPair::generate()?;
+        let intermediate_params = ca_params(
+            "SAP PKI Certificate Service Client CA (simulated)",
+            Some("SAP BTP Clients"),
+        )?;
+        let intermediate_cert = intermediate_params.signed_by(&intermediate_key, &root)?;
+        let intermediate = Issuer::new(intermediate_params, intermediate_key);
+
+        let leaf_key = KeyPair::generate()?;
+        let der = intermediate_cert.der();
+        let truncated = &der[..der.len() / 2];
+        Ok(Pki {
+            ca_chain_pem: format!("{}{}", intermediate_cert.pem(), root_cert.pem()),
+            intermediate,
+            leaf_key_pem: leaf_key.serialize_pem(),
+            public_key_pem: leaf_key.public_key_pem(),
+            leaf_key,
+            truncated_pem: pem_wrap("CERTIFICATE", truncated),
+        })
+    }
+
+    /// A fresh leaf valid from `not_before` to `not_after`, followed by the CA chain.
+    fn chain(
+        &self,
+        ids: &Ids,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<String, CredentialsError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = leaf_name(ids);
+        params.not_before = not_before;
+        params.not_after = not_after;
+        params.serial_number = Some(SerialNumber::from(ids.n));
+        params.use_authority_key_identifier_extension = true;
+        let leaf = params.signed_by(&self.leaf_key, &self.intermediate)?;
+        Ok(format!("{}{}", leaf.pem(), self.ca_chain_pem))
+    }
+}
+
+fn ca_params(cn: &str, ou: Option<&str>) -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "DE");
+    dn.push(DnType::OrganizationName, "SAP SE");
+    if let Some(ou) = ou {
+        dn.push(DnType::OrganizationalUnitName, ou);
+    }
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = CA_NOT_BEFORE;
+    params.not_after = CA_NOT_AFTER;
+    Ok(params)
+}
+
+/// The subject SAP's client certificates carry (see `certificatedetails.subjectdn`).
+fn leaf_name(ids: &Ids) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "DE");
+    dn.push(DnType::OrganizationName, "SAP SE");
+    dn.push(DnType::OrganizationalUnitName, "SAP Cloud Platform Clients");
+    dn.push(DnType::LocalityName, "sap-uaa");
+    dn.push(DnType::CommonName, ids.guid.as_str());
+    dn
+}
+
+fn pem_wrap(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    // base64 output is ASCII, so 64-byte chunks are valid UTF-8.
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expiry::{extract, ReadError};
+    use time::macros::datetime;
+
+    const SECRET: &str = "SECRET-MARKER-sim-7f3a";
+
+    #[test]
+    fn extract_reads_the_planted_expiry_of_every_shape() {
+        let at = datetime!(2031-03-14 15:09:26.535 UTC);
+        for shape in Shape::ALL {
+            let creds = credentials(shape, at, SECRET).expect("simulated credentials");
+            let x = extract(&creds);
+            assert_eq!(x.source(), shape.expected_source(), "{shape:?}");
+            if shape.expected_source() != crate::expiry::SOURCE_NONE {
+                let found = x.earliest().expect("an expiry");
+                assert_eq!(
+                    found.expires_at.unix_timestamp(),
+                    at.unix_timestamp(),
+                    "{shape:?}"
+                );
+            }
+            let reasons: Vec<_> = x.errors.iter().map(ReadError::reason).collect();
+            assert_eq!(
+                reasons,
+                shape
+                    .expected_error_reason()
+                    .into_iter()
+                    .collect::<Vec<_>>(),
+                "{shape:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn certificate_shapes_report_the_leaf_and_its_path() {
+        let at = datetime!(2026-01-02 03:04:05 UTC);
+        let creds = credentials(Shape::XsuaaX509, at, SECRET).expect("xsuaa");
+        let x = extract(&creds);
+        let found = x.earliest().expect("leaf");
+        assert_eq!(found.path, "uaa.certificate");
+        let cert = found.certificate.as_ref().expect("certificate info");
+        assert!(
+            cert.subject.contains("SAP Cloud Platform Clients"),
+            "{cert:?}"
+        );
+        assert!(cert.issuer.contains("Client CA (simulated)"), "{cert:?}");
+
+        let api = extract(&credentials(Shape::CloudIntegrationApi, at, SECRET).expect("api"));
+        assert_eq!(
+            api.earliest().map(|f| f.path.as_str()),
+            Some("oauth.certificate")
+        );
+    }
+
+    #[test]
+    fn malformed_shapes_name_the_field() {
+        let at = datetime!(2026-01-02 03:04:05 UTC);
+        let date = extract(&credentials(Shape::MalformedDate, at, SECRET).expect("date"));
+        assert_eq!(
+            date.errors,
+            vec![ReadError::InvalidDate {
+                path: "certificatedetails.validuntil".into()
+            }]
+        );
+        let cert = extract(&credentials(Shape::MalformedCertificate, at, SECRET).expect("cert"));
+        assert_eq!(
+            cert.errors,
+            vec![ReadError::InvalidCertificate {
+                path: "uaa.certificate".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn already_expired_keys_are_simulated_too() {
+        let at = datetime!(2019-05-01 00:00:00 UTC);
+        for shape in [
+            Shape::XsuaaX509,
+            Shape::CloudIntegrationFlow,
+            Shape::Destination,
+        ] {
+            let x = extract(&credentials(shape, at, SECRET).expect("creds"));
+            assert_eq!(x.earliest().map(|f| f.expires_at), Some(at), "{shape:?}");
+        }
+    }
+
+    #[test]
+    fn the_secret_is_in_every_secret_bearing_shape_and_never_in_the_extraction() {
+        let at = datetime!(2027-07-07 07:07:07 UTC);
+        for shape in Shape::ALL {
+            let creds = credentials(shape, at, SECRET).expect("creds");
+            let text = creds.to_string();
+            let carries_secret =
+                shape != Shape::CloudIntegrationFlow && shape != Shape::MalformedDate;
+            assert_eq!(text.contains(SECRET), carries_secret, "{shape:?}");
+            let x = extract(&creds);
+            assert!(!format!("{x:?}").contains(SECRET), "{shape:?}");
+            assert!(!format!("{x:?}").contains("PRIVATE KEY"), "{shape:?}");
+        }
+    }
+
+    #[test]
+    fn the_same_arguments_give_the_same_identifiers() {
+        let at = datetime!(2027-07-07 07:07:07 UTC);
+        let a = credentials(Shape::Basic, at, "s1").expect("a");
+        let b = credentials(Shape::Basic, at, "s1").expect("b");
+        let c = credentials(Shape::Basic, at, "s2").expect("c");
+        assert_eq!(a, b);
+        assert_ne!(a["oauth"]["clientid"], c["oauth"]["clientid"]);
+    }
+
+    #[test]
+    fn formats_match_what_sap_writes() {
+        let at = datetime!(2023-06-24 12:56:52 UTC);
+        assert_eq!(sap_millis(at), "2023-06-24T12:56:52.000Z");
+        assert_eq!(rfc3339_with_offset(at), "2023-06-24T14:56:52+02:00");
+        assert_eq!(unix_millis(at), 1_687_611_412_000);
+    }
+}
