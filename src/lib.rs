@@ -2,8 +2,140 @@
 //!
 //! Data flows one way: [`config`] → [`refresher`] (using [`auth`], [`cf`] and [`expiry`]) →
 //! [`snapshot`] → [`metrics`] and [`server`]. The refreshers are the only writers; a scrape only
-//! reads the latest snapshot and never calls Cloud Foundry.
+//! reads the latest snapshot and never calls Cloud Foundry. `main` only parses flags, sets up
+//! logging, binds and calls [`run`]; tests and `--demo` use the same entry point.
 
+pub mod auth;
+pub mod cf;
 pub mod cli;
 pub mod config;
 pub mod expiry;
+pub mod logging;
+pub mod metrics;
+pub mod refresher;
+pub mod server;
+pub mod sim;
+pub mod snapshot;
+pub mod supervisor;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use config::Config;
+use metrics::ExporterMetrics;
+use snapshot::Store;
+use supervisor::Supervisor;
+
+/// Serves the exporter on `listener` until `shutdown` completes.
+///
+/// Refreshers start at once; the HTTP server answers immediately (`/readyz` says 503 until every
+/// foundation has finished its first refresh). With a config file, SIGHUP re-reads it; a bad
+/// file keeps the running configuration.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Arc::new(Store::new());
+    let metrics = Arc::new(ExporterMetrics::default());
+    let registry = metrics.registry(store.clone());
+    let cancel = CancellationToken::new();
+
+    let warnings = warnings(&config);
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    let mut supervisor = Supervisor::new(store.clone(), metrics.clone(), cancel.clone());
+    supervisor
+        .apply(config.foundations.clone())
+        .context("cannot start the refreshers")?;
+    let reloads = tokio::spawn(reload_on_sighup(
+        supervisor,
+        config.file.clone(),
+        cancel.clone(),
+    ));
+
+    let app = server::router(server::AppState::new(registry, store, warnings));
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics");
+    let server_cancel = cancel.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = server_cancel.cancelled() => {}
+            }
+        })
+        .await;
+    cancel.cancel();
+    let _ = reloads.await;
+    served.context("the HTTP server failed")
+}
+
+/// What the operator should know about the configuration: logged at start and shown on `/`.
+fn warnings(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in &config.foundations {
+        if f.tls.skip_verify {
+            out.push(format!(
+                "foundation {}: TLS certificate verification toward Cloud Foundry is OFF (--cf-skip-tls-verify); anyone on the path can read the credentials",
+                f.name
+            ));
+        }
+        if f.api_url.scheme() == "http" && !config::is_loopback(&f.api_url) {
+            out.push(format!(
+                "foundation {}: the API is reached over plain http ({}); tokens and credentials travel unencrypted",
+                f.name, f.api_url
+            ));
+        }
+    }
+    out
+}
+
+/// Owns the supervisor: applies reloads on SIGHUP, stops everything on cancel.
+async fn reload_on_sighup(
+    mut supervisor: Supervisor,
+    file: Option<std::path::PathBuf>,
+    cancel: CancellationToken,
+) {
+    #[cfg(unix)]
+    let mut hangup = match (
+        &file,
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()),
+    ) {
+        (Some(_), Ok(s)) => Some(s),
+        (Some(_), Err(e)) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; config reloads are off");
+            None
+        }
+        (None, _) => None,
+    };
+    loop {
+        #[cfg(unix)]
+        let hup = async {
+            match hangup.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = hup => {
+                let Some(path) = &file else { continue };
+                match config::file::load(path) {
+                    Ok(foundations) => match supervisor.apply(foundations) {
+                        Ok(()) => tracing::info!(file = %path.display(), "configuration reloaded"),
+                        Err(e) => tracing::error!(file = %path.display(), error = %e, "reload refused; keeping the running configuration"),
+                    },
+                    Err(e) => tracing::error!(error = %e, "reload refused; keeping the running configuration"),
+                }
+            }
+        }
+    }
+    supervisor.shutdown().await;
+}

@@ -294,3 +294,13 @@ pub fn check_interval(field: &str, interval: Duration) -> Result<Duration, Confi
     }
     Ok(interval)
 }
+
+/// The URL points at this machine (tests, the demo, a local proxy): plain http is no risk there.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}

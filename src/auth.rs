@@ -1,0 +1,340 @@
+//! OAuth tokens from UAA for one foundation.
+//!
+//! Finds the login server from the API root document (`GET /` → `links.login.href`, else
+//! `links.uaa.href`) unless configured, logs in with the password grant (client `cf`, empty
+//! secret by default, `login_hint` for an origin) or the client-credentials grant, reuses the
+//! token until shortly before it expires, renews it with the refresh token when there is one,
+//! and logs in again when the API rejects it.
+//!
+//! Concurrency model: one async mutex around the token, so many concurrent `/details` requests
+//! that find it expired cause one login, not one each. Secrets are read from their source at
+//! each login (a rotated password file works without a restart) and live only in
+//! `SecretString`s; no error or log line here ever contains one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use url::Url;
+
+use crate::cf::error::CfError;
+use crate::cf::http::{Transport, SMALL_BODY_LIMIT};
+use crate::cf::model::Root;
+use crate::config::{FoundationConfig, Grant, SecretSource};
+
+const TOKEN_ENDPOINT: &str = "/oauth/token";
+const ROOT_ENDPOINT: &str = "/";
+
+/// A bearer token to send with API requests.
+#[derive(Clone)]
+pub struct Bearer {
+    token: SecretString,
+    /// Which login produced it, so a 401 only discards the token that was rejected.
+    generation: u64,
+}
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bearer")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bearer {
+    /// The `Authorization` header value.
+    pub fn header(&self) -> String {
+        format!("bearer {}", self.token.expose_secret())
+    }
+}
+
+struct Token {
+    access: SecretString,
+    refresh: Option<SecretString>,
+    renew_at: Instant,
+    generation: u64,
+}
+
+#[derive(Default)]
+struct State {
+    token_url: Option<Url>,
+    token: Option<Token>,
+    generation: u64,
+}
+
+/// Hands out tokens for one foundation.
+pub struct Auth {
+    transport: Arc<Transport>,
+    api_url: Url,
+    uaa_override: Option<Url>,
+    grant: Grant,
+    client_id: String,
+    client_secret: Option<SecretSource>,
+    origin: Option<String>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("api_url", &self.api_url)
+            .field("who", &self.who())
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: SecretString,
+    #[serde(default)]
+    refresh_token: Option<SecretString>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct OauthError {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+impl Auth {
+    pub fn new(transport: Arc<Transport>, config: &FoundationConfig) -> Self {
+        Auth {
+            transport,
+            api_url: config.api_url.clone(),
+            uaa_override: config.uaa_url.clone(),
+            grant: config.grant.clone(),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone(),
+            origin: config.origin.clone(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Who logs in, for log lines and errors (never a secret).
+    pub fn who(&self) -> String {
+        match &self.grant {
+            Grant::Password { username, .. } => match &self.origin {
+                Some(origin) => format!("user {username:?} (origin {origin:?})"),
+                None => format!("user {username:?}"),
+            },
+            Grant::ClientCredentials => format!("client {:?}", self.client_id),
+        }
+    }
+
+    /// A token that is valid for a while yet; logs in or renews when needed.
+    pub async fn bearer(&self) -> Result<Bearer, CfError> {
+        let mut state = self.state.lock().await;
+        if let Some(token) = &state.token {
+            if Instant::now() < token.renew_at {
+                return Ok(Bearer {
+                    token: token.access.clone(),
+                    generation: token.generation,
+                });
+            }
+        }
+        let token_url = match &state.token_url {
+            Some(url) => url.clone(),
+            None => {
+                let url = self.discover_token_url().await?;
+                state.token_url = Some(url.clone());
+                url
+            }
+        };
+        let refresh = state.token.take().and_then(|t| t.refresh);
+        let response = match refresh {
+            Some(refresh) => match self.renew(&token_url, &refresh).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(error = %e, "refresh token not accepted, logging in again");
+                    self.login(&token_url).await?
+                }
+            },
+            None => self.login(&token_url).await?,
+        };
+        state.generation += 1;
+        let lifetime = Duration::from_secs(response.expires_in.unwrap_or(300));
+        // Renew a little before expiry so a token never dies between check and use.
+        let margin = (lifetime / 5).min(Duration::from_secs(60));
+        let token = Token {
+            access: response.access_token,
+            refresh: response.refresh_token,
+            renew_at: Instant::now() + lifetime - margin,
+            generation: state.generation,
+        };
+        let bearer = Bearer {
+            token: token.access.clone(),
+            generation: token.generation,
+        };
+        state.token = Some(token);
+        Ok(bearer)
+    }
+
+    /// The API rejected `bearer` (401): drop it so the next [`Auth::bearer`] logs in again.
+    /// A newer token obtained meanwhile by another request is kept.
+    pub async fn reject(&self, bearer: &Bearer) {
+        let mut state = self.state.lock().await;
+        if state
+            .token
+            .as_ref()
+            .is_some_and(|t| t.generation == bearer.generation)
+        {
+            // The refresh token may be what the CC no longer trusts either: full login.
+            state.token = None;
+        }
+    }
+
+    async fn discover_token_url(&self) -> Result<Url, CfError> {
+        let base = match &self.uaa_override {
+            Some(url) => url.clone(),
+            None => {
+                let root_url = self
+                    .api_url
+                    .join("/")
+                    .map_err(|e| CfError::Config(e.to_string()))?;
+                let root: Root = self
+                    .transport
+                    .send(ROOT_ENDPOINT, SMALL_BODY_LIMIT, || {
+                        self.transport.client().get(root_url.clone())
+                    })
+                    .await?
+                    .json(ROOT_ENDPOINT)?;
+                let href = root
+                    .links
+                    .login
+                    .or(root.links.uaa)
+                    .ok_or_else(|| CfError::Decode {
+                        endpoint: ROOT_ENDPOINT,
+                        status: 200,
+                        content_type: "application/json".into(),
+                        message: "the API root document has neither links.login nor links.uaa"
+                            .into(),
+                    })?
+                    .href;
+                Url::parse(&href).map_err(|e| CfError::Decode {
+                    endpoint: ROOT_ENDPOINT,
+                    status: 200,
+                    content_type: "application/json".into(),
+                    message: format!("links.login.href is not a URL: {e}"),
+                })?
+            }
+        };
+        let mut url = base;
+        let path = format!("{}/oauth/token", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        url.set_query(None);
+        if url.scheme() == "http" && !crate::config::is_loopback(&url) {
+            tracing::warn!(uaa = %url, "UAA is reached over plain http: credentials are not encrypted in transit");
+        }
+        tracing::debug!(uaa = %url, "token endpoint");
+        Ok(url)
+    }
+
+    fn client_secret(&self) -> Result<SecretString, CfError> {
+        match &self.client_secret {
+            Some(source) => source.read().map_err(|e| CfError::Config(e.to_string())),
+            None => Ok(SecretString::from(String::new())),
+        }
+    }
+
+    async fn login(&self, token_url: &Url) -> Result<TokenResponse, CfError> {
+        let secret = self.client_secret()?;
+        let mut form: Vec<(&str, String)> = Vec::new();
+        let password = match &self.grant {
+            Grant::Password { username, password } => {
+                let password = password
+                    .read()
+                    .map_err(|e| CfError::Config(e.to_string()))?;
+                form.push(("grant_type", "password".into()));
+                form.push(("username", username.clone()));
+                if let Some(origin) = &self.origin {
+                    form.push((
+                        "login_hint",
+                        serde_json::json!({ "origin": origin }).to_string(),
+                    ));
+                }
+                Some(password)
+            }
+            Grant::ClientCredentials => {
+                form.push(("grant_type", "client_credentials".into()));
+                None
+            }
+        };
+        self.token_request(
+            token_url,
+            &secret,
+            &form,
+            password.as_ref().map(|p| ("password", p)),
+        )
+        .await
+    }
+
+    async fn renew(
+        &self,
+        token_url: &Url,
+        refresh: &SecretString,
+    ) -> Result<TokenResponse, CfError> {
+        let secret = self.client_secret()?;
+        let form = [("grant_type", "refresh_token".to_owned())];
+        let mut response = self
+            .token_request(token_url, &secret, &form, Some(("refresh_token", refresh)))
+            .await?;
+        // UAA may not rotate the refresh token; keep the one we have then.
+        response.refresh_token = response.refresh_token.or_else(|| Some(refresh.clone()));
+        Ok(response)
+    }
+
+    async fn token_request(
+        &self,
+        token_url: &Url,
+        client_secret: &SecretString,
+        form: &[(&str, String)],
+        secret_field: Option<(&str, &SecretString)>,
+    ) -> Result<TokenResponse, CfError> {
+        let answer = self
+            .transport
+            .send(TOKEN_ENDPOINT, SMALL_BODY_LIMIT, || {
+                let mut fields: Vec<(&str, &str)> =
+                    form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                if let Some((name, value)) = secret_field {
+                    fields.push((name, value.expose_secret()));
+                }
+                self.transport
+                    .client()
+                    .post(token_url.clone())
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .basic_auth(&self.client_id, Some(client_secret.expose_secret()))
+                    .form(&fields)
+            })
+            .await
+            .map_err(|e| self.login_error(token_url, e.to_string()))?;
+        if !answer.status.is_success() {
+            let said = serde_json::from_slice::<OauthError>(&answer.body)
+                .map(|e| match e.error_description {
+                    Some(d) => format!("{}: {d}", e.error),
+                    None => e.error,
+                })
+                .unwrap_or_else(|_| "no OAuth error in the body".to_owned());
+            return Err(self.login_error(
+                token_url,
+                format!("HTTP {}: {said}", answer.status.as_u16()),
+            ));
+        }
+        answer
+            .json::<TokenResponse>(TOKEN_ENDPOINT)
+            .map_err(|e| self.login_error(token_url, e.to_string()))
+    }
+
+    fn login_error(&self, token_url: &Url, message: String) -> CfError {
+        CfError::Login {
+            who: self.who(),
+            uaa: token_url.to_string(),
+            message,
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! The one HTTP transport every Cloud Foundry and UAA request of a foundation goes through.
+//!
+//! It owns the pooled `reqwest::Client` (TLS settings, timeouts, no redirects), counts every
+//! request in `api_requests_total{endpoint,code}`, caps response bodies, decodes JSON into typed
+//! errors, retries transient failures with jittered exponential backoff, and paces requests when
+//! Cloud Foundry rate-limits us. Callers name each request by its route template, so no guid
+//! ever becomes a label value.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use super::error::{ApiError, CfError, TransportKind};
+use crate::config::TlsOptions;
+use crate::metrics::ApiRecorder;
+
+/// Largest body read from a list page (5000 resources with `included` are a few MB).
+pub const LIST_BODY_LIMIT: usize = 64 * 1024 * 1024;
+/// Largest body read from a key's `/details` or a small document.
+pub const SMALL_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Timeouts of one request.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest `Retry-After` we honour by waiting; longer ones fail the request instead of stalling
+/// the refresh (the next refresh tries again).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// Builds the shared client for one foundation.
+pub fn build_client(tls: &TlsOptions) -> Result<reqwest::Client, CfError> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        // A redirect would carry the bearer token to wherever it points: never follow one.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!(
+            "cf-service-key-exporter/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .pool_idle_timeout(Duration::from_secs(90));
+    if let Some(path) = &tls.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| CfError::Config(format!("cannot read CA file {}: {e}", path.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            CfError::Config(format!(
+                "CA file {} holds no usable PEM certificate: {e}",
+                path.display()
+            ))
+        })?;
+        if certs.is_empty() {
+            return Err(CfError::Config(format!(
+                "CA file {} holds no PEM certificate",
+                path.display()
+            )));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if tls.skip_verify {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    builder
+        .build()
+        .map_err(|e| CfError::Config(format!("cannot build the HTTP client: {e}")))
+}
+
+/// Sends requests for one foundation; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Transport {
+    client: reqwest::Client,
+    recorder: ApiRecorder,
+    pacer: Pacer,
+    retries: usize,
+}
+
+/// An answer with its status, headers and (capped) body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Answer {
+    /// Decodes a 2xx JSON body, or turns the answer into a typed error.
+    pub fn json<T: DeserializeOwned>(self, endpoint: &'static str) -> Result<T, CfError> {
+        if !self.status.is_success() {
+            return Err(status_error(endpoint, &self));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| CfError::Decode {
+            endpoint,
+            status: self.status.as_u16(),
+            content_type: content_type(&self.headers),
+            // serde_json's message names a position and the expected type, never the input.
+            message: e.to_string(),
+        })
+    }
+}
+
+impl Transport {
+    pub fn new(client: reqwest::Client, recorder: ApiRecorder) -> Self {
+        Transport {
+            client,
+            recorder,
+            pacer: Pacer::default(),
+            retries: 3,
+        }
+    }
+
+    /// Requests sent so far (every try counts).
+    pub fn requests_sent(&self) -> u64 {
+        self.recorder.sent()
+    }
+
+    /// The underlying client, to build requests with.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends a request (rebuilt by `make` for each try), retrying transient failures.
+    /// Non-2xx answers that are not transient come back as `Ok(Answer)`; the caller decides.
+    pub async fn send(
+        &self,
+        endpoint: &'static str,
+        limit: usize,
+        make: impl Fn() -> RequestBuilder,
+    ) -> Result<Answer, CfError> {
+        let once = || async {
+            let answer = self.send_once(endpoint, limit, make()).await?;
+            if is_transient_status(answer.status) {
+                return Err(status_error(endpoint, &answer));
+            }
+            Ok(answer)
+        };
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(self.retries)
+            .with_jitter();
+        once.retry(backoff)
+            .when(CfError::is_transient)
+            .adjust(|err, delay| match err.retry_after() {
+                Some(wait) if wait > MAX_RETRY_AFTER => None,
+                Some(wait) => delay.map(|_| wait),
+                None => delay,
+            })
+            .notify(|err, delay| {
+                tracing::debug!(endpoint, error = %err, ?delay, "transient failure, retrying")
+            })
+            .await
+    }
+
+    async fn send_once(
+        &self,
+        endpoint: &'static str,
+        limit: usize,
+        request: RequestBuilder,
+    ) -> Result<Answer, CfError> {
+        self.pacer.wait().await;
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.recorder.request(endpoint, "error");
+                return Err(transport_error(endpoint, &e));
+            }
+        };
+        let status = response.status();
+        self.recorder.request(endpoint, status.as_str());
+        self.pacer.observe(status, response.headers());
+        let headers = response.headers().clone();
+        let body = read_capped(endpoint, limit, response).await?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn is_transient_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 502 | 503 | 504)
+}
+
+/// Reads a body up to `limit` bytes; a longer one is cut off with an error, never buffered whole.
+async fn read_capped(
+    endpoint: &'static str,
+    limit: usize,
+    mut response: Response,
+) -> Result<bytes::Bytes, CfError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > limit as u64)
+    {
+        return Err(CfError::BodyTooLarge { endpoint, limit });
+    }
+    let mut body = bytes::BytesMut::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(CfError::BodyTooLarge { endpoint, limit });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(e) => return Err(transport_error(endpoint, &e)),
+        }
+    }
+}
+
+fn transport_error(endpoint: &'static str, e: &reqwest::Error) -> CfError {
+    let kind = if e.is_timeout() {
+        TransportKind::Timeout
+    } else if e.is_connect() {
+        TransportKind::Connect
+    } else {
+        TransportKind::Other
+    };
+    // reqwest's Display names the URL (no secrets: tokens only travel in headers) and the cause.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    CfError::Transport {
+        endpoint,
+        kind,
+        message,
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("no content type")
+        .to_owned()
+}
+
+/// Turns a non-2xx answer into an error, keeping the CF error fields when the body has them.
+pub fn status_error(endpoint: &'static str, answer: &Answer) -> CfError {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        errors: Vec<ApiError>,
+    }
+    let api = serde_json::from_slice::<Body>(&answer.body)
+        .ok()
+        .and_then(|b| b.errors.into_iter().next());
+    CfError::Status {
+        endpoint,
+        status: answer.status.as_u16(),
+        api,
+        retry_after: retry_after(&answer.headers),
+    }
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    // Cloud Controller sends seconds; an HTTP date is treated as "a while" rather than parsed.
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Spaces requests out when Cloud Foundry says we are close to, or over, the rate limit.
+///
+/// A `429` blocks every request of the foundation until its `Retry-After` has passed.
+/// `X-RateLimit-Remaining` is floored to tenths of the limit, so `0` means under 10 % left: then
+/// the (at most) 10 % left is spread evenly until `X-RateLimit-Reset`.
+#[derive(Debug, Default)]
+struct Pacer {
+    // A std Mutex: held for a few instructions, never across an await.
+    state: Mutex<PacerState>,
+}
+
+#[derive(Debug, Default)]
+struct PacerState {
+    not_before: Option<Instant>,
+    spacing: Option<Duration>,
+}
+
+impl Pacer {
+    async fn wait(&self) {
+        let until = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let start = state.not_before.filter(|t| *t > now).unwrap_or(now);
+            if let Some(spacing) = state.spacing {
+                // Reserve the next slot so concurrent requests queue one spacing apart.
+                state.not_before = Some(start + spacing);
+            }
+            start
+        };
+        if until > Instant::now() {
+            tracing::debug!(wait = ?(until - Instant::now()), "pacing requests for the rate limit");
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
+    fn observe(&self, status: StatusCode, headers: &HeaderMap) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = retry_after(headers)
+                .unwrap_or(Duration::from_secs(1))
+                .min(MAX_RETRY_AFTER);
+            let until = Instant::now() + wait;
+            state.not_before = Some(state.not_before.map_or(until, |t| t.max(until)));
+            tracing::warn!(retry_after = ?wait, "Cloud Foundry rate limit reached (429); pausing requests");
+            return;
+        }
+        let limit = header_u64(headers, "x-ratelimit-limit");
+        let remaining = header_u64(headers, "x-ratelimit-remaining");
+        let reset = header_u64(headers, "x-ratelimit-reset");
+        state.spacing = match (limit, remaining, reset) {
+            (Some(limit), Some(0), Some(reset)) if limit > 0 => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                let budget = (limit / 10).max(1);
+                let spacing = Duration::from_secs(reset.saturating_sub(now)) / budget as u32;
+                Some(spacing.min(MAX_RETRY_AFTER))
+            }
+            _ => None,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_holds_every_request_until_retry_after() {
+        let pacer = Pacer::default();
+        pacer.observe(
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers(&[("retry-after", "2".into())]),
+        );
+        let start = Instant::now();
+        pacer.wait().await;
+        assert!(Instant::now() - start >= Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn low_remaining_budget_spreads_requests_until_reset() {
+        let pacer = Pacer::default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        // 100 requests per hour, under 10 left, reset in 100 s: one request per 10 s.
+        pacer.observe(
+            StatusCode::OK,
+            &headers(&[
+                ("x-ratelimit-limit", "100".into()),
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", (now + 100).to_string()),
+            ]),
+        );
+        let start = Instant::now();
+        pacer.wait().await;
+        pacer.wait().await;
+        pacer.wait().await;
+        let waited = Instant::now() - start;
+        assert!(waited >= Duration::from_secs(19), "waited {waited:?}");
+        // Plenty left again: no more spacing.
+        pacer.observe(
+            StatusCode::OK,
+            &headers(&[("x-ratelimit-remaining", "50".into())]),
+        );
+        let start = Instant::now();
+        pacer.wait().await;
+        pacer.wait().await;
+        assert!(Instant::now() - start <= Duration::from_secs(11));
+    }
+
+    #[test]
+    fn status_error_keeps_the_cf_error_fields() {
+        let answer = Answer {
+            status: StatusCode::NOT_FOUND,
+            headers: HeaderMap::new(),
+            body: bytes::Bytes::from_static(
+                br#"{"errors":[{"code":10010,"title":"CF-ResourceNotFound","detail":"Service credential binding not found"}]}"#,
+            ),
+        };
+        let err = status_error("/v3/service_credential_bindings/:guid/details", &answer);
+        assert_eq!(err.reason(), "not_found");
+        assert_eq!(
+            err.to_string(),
+            "/v3/service_credential_bindings/:guid/details: HTTP 404: CF-ResourceNotFound (10010): Service credential binding not found"
+        );
+    }
+
+    #[test]
+    fn html_error_page_is_a_typed_decode_error_naming_the_content_type() {
+        let answer = Answer {
+            status: StatusCode::OK,
+            headers: headers(&[("content-type", "text/html".into())]),
+            body: bytes::Bytes::from_static(b"<html>oops</html>"),
+        };
+        let err = answer
+            .json::<serde_json::Value>("/v3/service_instances")
+            .unwrap_err();
+        assert_eq!(err.reason(), "invalid_json");
+        assert!(err.to_string().contains("text/html"), "{err}");
+    }
+}

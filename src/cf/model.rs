@@ -1,0 +1,146 @@
+//! The parts of V3 API resources the exporter reads. Unknown fields are ignored, so newer Cloud
+//! Controllers keep working; fields we rely on are required, so a malformed page is an error.
+
+use serde::Deserialize;
+
+/// A paginated list: `{"pagination": {...}, "resources": [...], "included": {...}}`.
+#[derive(Debug, Deserialize)]
+pub struct Page<T> {
+    pub pagination: Pagination,
+    pub resources: Vec<T>,
+    #[serde(default)]
+    pub included: Included,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Pagination {
+    #[serde(default)]
+    pub total_results: u64,
+    #[serde(default)]
+    pub total_pages: u64,
+    pub next: Option<Link>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Link {
+    pub href: String,
+}
+
+/// Resources requested with `fields[...]`, for the whole page.
+#[derive(Debug, Default, Deserialize)]
+pub struct Included {
+    #[serde(default)]
+    pub spaces: Vec<IncludedSpace>,
+    #[serde(default)]
+    pub organizations: Vec<Named>,
+    #[serde(default)]
+    pub service_plans: Vec<IncludedPlan>,
+    #[serde(default)]
+    pub service_offerings: Vec<Named>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Named {
+    pub guid: String,
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IncludedSpace {
+    pub guid: String,
+    pub name: String,
+    pub relationships: SpaceRelationships,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SpaceRelationships {
+    pub organization: ToOne,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IncludedPlan {
+    pub guid: String,
+    pub name: String,
+    pub relationships: PlanRelationships,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PlanRelationships {
+    pub service_offering: ToOne,
+}
+
+/// `{"data": {"guid": "..."}}`; `data` is null for an absent relationship.
+#[derive(Debug, Deserialize)]
+pub struct ToOne {
+    pub data: Option<GuidRef>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GuidRef {
+    pub guid: String,
+}
+
+impl ToOne {
+    pub fn guid(&self) -> Option<&str> {
+        self.data.as_ref().map(|d| d.guid.as_str())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ServiceInstance {
+    pub guid: String,
+    pub name: String,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    pub relationships: InstanceRelationships,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InstanceRelationships {
+    pub space: ToOne,
+    /// Absent on user-provided instances.
+    pub service_plan: Option<ToOne>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CredentialBinding {
+    pub guid: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    #[serde(default)]
+    pub last_operation: Option<LastOperation>,
+    pub relationships: BindingRelationships,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LastOperation {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub state: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BindingRelationships {
+    pub service_instance: ToOne,
+}
+
+/// `GET /v3/service_credential_bindings/:guid/details`.
+#[derive(Debug, Deserialize)]
+pub struct Details {
+    #[serde(default)]
+    pub credentials: serde_json::Value,
+}
+
+/// `GET /`: where the login server is.
+#[derive(Debug, Deserialize)]
+pub struct Root {
+    pub links: RootLinks,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RootLinks {
+    pub login: Option<Link>,
+    pub uaa: Option<Link>,
+}

@@ -1,0 +1,135 @@
+//! The HTTP endpoints: `/metrics`, `/healthz`, `/readyz` and a landing page.
+//!
+//! Handlers only read the current snapshot (through the registry's collector); they never call
+//! Cloud Foundry and never wait on a refresh. Encoding a large exposition is CPU work, so it
+//! runs on the blocking pool instead of stalling the async workers.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::registry::Registry;
+use tower_http::compression::CompressionLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::metrics;
+use crate::snapshot::Store;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    registry: Arc<Registry>,
+    store: Arc<Store>,
+    size_hint: Arc<AtomicUsize>,
+    warnings: Arc<Vec<String>>,
+}
+
+impl AppState {
+    /// `warnings` are shown on the landing page (e.g. TLS verification is off).
+    pub fn new(registry: Registry, store: Arc<Store>, warnings: Vec<String>) -> Self {
+        AppState {
+            registry: Arc::new(registry),
+            store,
+            size_hint: Arc::default(),
+            warnings: Arc::new(warnings),
+        }
+    }
+}
+
+/// The exporter's router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(metrics_handler).layer(CompressionLayer::new().gzip(true)),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/", get(landing))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn metrics_handler(State(state): State<AppState>) -> Response {
+    let encoded =
+        tokio::task::spawn_blocking(move || metrics::encode(&state.registry, &state.size_hint))
+            .await;
+    match encoded {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response(),
+        // Encoding into a String cannot fail and the task does not panic; answer 500 rather
+        // than crash if that ever changes.
+        Ok(Err(_)) | Err(_) => {
+            tracing::error!("encoding the metrics failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding the metrics failed\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    let snapshot = state.store.load();
+    let waiting: Vec<&str> = snapshot
+        .foundations
+        .iter()
+        .filter(|(_, f)| !f.status.finished_once)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if waiting.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("waiting for the first refresh of: {}\n", waiting.join(", ")),
+        )
+            .into_response()
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn landing(State(state): State<AppState>) -> Html<String> {
+    let snapshot = state.store.load();
+    let mut rows = String::new();
+    for (name, f) in &snapshot.foundations {
+        let status = match (f.status.finished_once, f.status.success) {
+            (false, _) => "first refresh running",
+            (true, true) => "ok",
+            (true, false) => "last refresh failed",
+        };
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{status}</td></tr>",
+            escape(name),
+            f.keys.len()
+        ));
+    }
+    let warnings: String = state
+        .warnings
+        .iter()
+        .map(|w| {
+            format!(
+                "<p style=\"color:#b00\"><strong>Warning:</strong> {}</p>",
+                escape(w)
+            )
+        })
+        .collect();
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>cf-service-key-exporter</title></head>\
+<body><h1>cf-service-key-exporter {version}</h1>{warnings}\
+<p><a href=\"/metrics\">/metrics</a> · <a href=\"/healthz\">/healthz</a> · <a href=\"/readyz\">/readyz</a></p>\
+<table border=\"1\" cellpadding=\"4\"><tr><th>foundation</th><th>service keys</th><th>status</th></tr>{rows}</table>\
+</body></html>",
+        version = env!("CARGO_PKG_VERSION"),
+    ))
+}

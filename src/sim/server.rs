@@ -1,0 +1,1030 @@
+//! The simulated Cloud Controller (V3) and UAA, served by axum on loopback.
+//!
+//! Behaves as `../cf-facts.md` describes the real ones: unknown query parameters are a
+//! `400 CF-BadQueryParameter`, `per_page` is 1..5000, pagination links are absolute, list
+//! filters split on commas and percent-decode each element, `fields[...]` fill `included`,
+//! tokens are opaque and expire, error bodies are `{"errors": [...]}`, a rate limit answers
+//! `429` with `Retry-After` and `X-RateLimit-*` headers. Switches change behaviour at run time
+//! (latency, page cap, outages, failing details, throttling, token lifetime), and [`Stats`]
+//! records every request so tests can count what the exporter sent.
+//!
+//! Concurrency model: the world and switches sit behind std locks held only for the few
+//! instructions of one handler (never across an `.await`), so tests can change them while the
+//! exporter runs.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::world::World;
+
+/// Who may log in to the simulated UAA.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    pub username: String,
+    pub password: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// When set, the password grant must carry `login_hint={"origin":"..."}` with this origin.
+    pub origin: Option<String>,
+}
+
+impl Default for Accounts {
+    fn default() -> Self {
+        Accounts {
+            username: "monitoring@example.com".into(),
+            password: "sim-password".into(),
+            client_id: "cf".into(),
+            client_secret: String::new(),
+            origin: None,
+        }
+    }
+}
+
+/// What every `/v3` request answers while an outage is switched on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outage {
+    /// An HTML error page with this status (as a load balancer sends).
+    Html(u16),
+    /// `200` with a body that is not JSON.
+    InvalidJson,
+    /// `200` with a JSON body of this many bytes.
+    HugeBody(usize),
+}
+
+/// A per-window request budget, as the Cloud Controller's rate limiter.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    pub limit: u64,
+    pub window: Duration,
+    used: u64,
+    window_start: Instant,
+}
+
+impl RateLimit {
+    pub fn new(limit: u64, window: Duration) -> Self {
+        RateLimit {
+            limit,
+            window,
+            used: 0,
+            window_start: Instant::now(),
+        }
+    }
+}
+
+/// Behaviour that tests and benchmarks change while the simulator runs.
+#[derive(Debug)]
+pub struct Switches {
+    /// Added before every API and UAA answer.
+    pub latency_ms: AtomicU64,
+    /// Largest page served, whatever `per_page` asks (the real maximum is 5000).
+    pub page_cap: AtomicUsize,
+    /// Lifetime of issued access tokens.
+    pub token_ttl_secs: AtomicU64,
+    pub issue_refresh_tokens: AtomicBool,
+    pub outage: Mutex<Option<Outage>>,
+    pub uaa_down: AtomicBool,
+    /// Keys whose `/details` answer this status instead.
+    pub details_failures: Mutex<HashMap<String, u16>>,
+    /// The next N API requests answer `429` with this `Retry-After` (seconds).
+    pub throttle_next: Mutex<(u32, u64)>,
+    pub rate_limit: Mutex<Option<RateLimit>>,
+    /// `next` links point to this origin instead of the API's.
+    pub foreign_next: Mutex<Option<String>>,
+    /// `next` links point back to the first page.
+    pub loop_pages: AtomicBool,
+}
+
+impl Default for Switches {
+    fn default() -> Self {
+        Switches {
+            latency_ms: AtomicU64::new(0),
+            page_cap: AtomicUsize::new(5000),
+            token_ttl_secs: AtomicU64::new(3600),
+            issue_refresh_tokens: AtomicBool::new(true),
+            outage: Mutex::new(None),
+            uaa_down: AtomicBool::new(false),
+            details_failures: Mutex::new(HashMap::new()),
+            throttle_next: Mutex::new((0, 0)),
+            rate_limit: Mutex::new(None),
+            foreign_next: Mutex::new(None),
+            loop_pages: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Switches {
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency_ms
+            .store(latency.as_millis() as u64, Ordering::Relaxed);
+    }
+    pub fn set_page_cap(&self, cap: usize) {
+        self.page_cap.store(cap, Ordering::Relaxed);
+    }
+    pub fn set_token_ttl(&self, ttl: Duration) {
+        self.token_ttl_secs.store(ttl.as_secs(), Ordering::Relaxed);
+    }
+    pub fn set_outage(&self, outage: Option<Outage>) {
+        *lock(&self.outage) = outage;
+    }
+    pub fn fail_details(&self, guid: &str, status: u16) {
+        lock(&self.details_failures).insert(guid.to_owned(), status);
+    }
+    pub fn clear_details_failures(&self) {
+        lock(&self.details_failures).clear();
+    }
+    pub fn throttle(&self, requests: u32, retry_after_secs: u64) {
+        *lock(&self.throttle_next) = (requests, retry_after_secs);
+    }
+}
+
+/// One request the simulator answered.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub at: Instant,
+    /// Route template, e.g. `/v3/service_credential_bindings/:guid/details`.
+    pub route: &'static str,
+    pub status: u16,
+    /// The `Authorization` header was present.
+    pub authorized: bool,
+}
+
+/// Everything the simulator was asked.
+#[derive(Debug, Default)]
+pub struct Stats {
+    log: Mutex<Vec<Logged>>,
+    pub logins: AtomicU64,
+    /// The `login_hint` of the last password grant.
+    pub last_login_hint: Mutex<Option<String>>,
+    /// Most requests in flight at once.
+    pub max_in_flight: AtomicUsize,
+    in_flight: AtomicUsize,
+}
+
+impl Stats {
+    pub fn log(&self) -> Vec<Logged> {
+        lock(&self.log).clone()
+    }
+    /// Requests answered on a route.
+    pub fn count(&self, route: &str) -> usize {
+        lock(&self.log).iter().filter(|l| l.route == route).count()
+    }
+    pub fn total(&self) -> usize {
+        lock(&self.log).len()
+    }
+    pub fn reset(&self) {
+        lock(&self.log).clear();
+        self.logins.store(0, Ordering::Relaxed);
+        self.max_in_flight.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The simulator's shared state.
+#[derive(Debug)]
+pub struct SimState {
+    pub world: RwLock<World>,
+    pub switches: Switches,
+    pub stats: Stats,
+    pub accounts: Accounts,
+    tokens: Mutex<HashMap<String, Instant>>,
+    refresh_tokens: Mutex<HashSet<String>>,
+    token_counter: AtomicU64,
+    api_base: String,
+    uaa_base: String,
+}
+
+impl SimState {
+    /// Changes the world (plant, rotate or delete keys) while the simulator runs.
+    pub fn with_world<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
+        let mut world = self.world.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut world)
+    }
+
+    /// Invalidates every issued token, as if they had all expired.
+    pub fn expire_tokens(&self) {
+        lock(&self.tokens).clear();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running simulated foundation: a CF API and a UAA, each on its own loopback port.
+#[derive(Debug)]
+pub struct Sim {
+    pub api_url: Url,
+    pub uaa_url: Url,
+    pub state: Arc<SimState>,
+    cancel: CancellationToken,
+}
+
+impl Sim {
+    /// Serves `world` on two fresh loopback ports.
+    pub async fn start(world: World, accounts: Accounts) -> std::io::Result<Sim> {
+        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let uaa = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let api_base = format!("http://{}", api.local_addr()?);
+        let uaa_base = format!("http://{}", uaa.local_addr()?);
+        let state = Arc::new(SimState {
+            world: RwLock::new(world),
+            switches: Switches::default(),
+            stats: Stats::default(),
+            accounts,
+            tokens: Mutex::new(HashMap::new()),
+            refresh_tokens: Mutex::new(HashSet::new()),
+            token_counter: AtomicU64::new(0),
+            api_base: api_base.clone(),
+            uaa_base: uaa_base.clone(),
+        });
+        let cancel = CancellationToken::new();
+        for (listener, router) in [
+            (api, api_router(state.clone())),
+            (uaa, uaa_router(state.clone())),
+        ] {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { cancel.cancelled().await })
+                    .await;
+            });
+        }
+        let parse = |s: &str| Url::parse(s).map_err(std::io::Error::other);
+        Ok(Sim {
+            api_url: parse(&api_base)?,
+            uaa_url: parse(&uaa_base)?,
+            state,
+            cancel,
+        })
+    }
+
+    /// Stops serving.
+    pub fn stop(&self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn api_router(state: Arc<SimState>) -> Router {
+    let v3 = Router::new()
+        .route("/v3/service_instances", get(list_instances))
+        .route("/v3/service_credential_bindings", get(list_bindings))
+        .route(
+            "/v3/service_credential_bindings/{guid}/details",
+            get(details),
+        )
+        .layer(middleware::from_fn_with_state(state.clone(), v3_guard));
+    Router::new()
+        .route("/", get(api_root))
+        .route("/v3", get(v3_root))
+        .merge(v3)
+        .with_state(state)
+}
+
+fn uaa_router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route("/oauth/token", post(token))
+        .with_state(state)
+}
+
+/// A V3 error answer.
+fn cf_error(status: u16, code: u32, title: &str, detail: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = json!({"errors": [{"code": code, "title": title, "detail": detail}]});
+    (status, Json(body)).into_response()
+}
+
+fn html(status: u16) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body = format!(
+        "<html><head><title>{status}</title></head><body><center><h1>{status}</h1></center><hr><center>nginx</center></body></html>"
+    );
+    (status, [(header::CONTENT_TYPE, "text/html")], body).into_response()
+}
+
+fn route_of(path: &str) -> &'static str {
+    if path.ends_with("/details") {
+        "/v3/service_credential_bindings/:guid/details"
+    } else if path.starts_with("/v3/service_credential_bindings") {
+        "/v3/service_credential_bindings"
+    } else if path.starts_with("/v3/service_instances") {
+        "/v3/service_instances"
+    } else {
+        "other"
+    }
+}
+
+async fn latency(state: &SimState) {
+    let ms = state.switches.latency_ms.load(Ordering::Relaxed);
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+/// Latency, rate limits, outages and token checks for every `/v3` request, and the request log.
+async fn v3_guard(State(state): State<Arc<SimState>>, request: Request, next: Next) -> Response {
+    let route = route_of(request.uri().path());
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let in_flight = state.stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state
+        .stats
+        .max_in_flight
+        .fetch_max(in_flight, Ordering::SeqCst);
+    latency(&state).await;
+    let mut response = guarded(&state, authorization.as_deref(), request, next).await;
+    state.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+    add_rate_limit_headers(&state, response.headers_mut());
+    lock(&state.stats.log).push(Logged {
+        at: Instant::now(),
+        route,
+        status: response.status().as_u16(),
+        authorized: authorization.is_some(),
+    });
+    response
+}
+
+async fn guarded(
+    state: &SimState,
+    authorization: Option<&str>,
+    request: Request,
+    next: Next,
+) -> Response {
+    {
+        let mut throttle = lock(&state.switches.throttle_next);
+        if throttle.0 > 0 {
+            throttle.0 -= 1;
+            return too_many(throttle.1);
+        }
+    }
+    if let Some(rl) = lock(&state.switches.rate_limit).as_mut() {
+        if rl.window_start.elapsed() >= rl.window {
+            rl.window_start = Instant::now();
+            rl.used = 0;
+        }
+        if rl.used >= rl.limit {
+            let wait = rl
+                .window
+                .saturating_sub(rl.window_start.elapsed())
+                .as_secs()
+                .max(1);
+            return too_many(wait);
+        }
+        rl.used += 1;
+    }
+    let Some(authorization) = authorization else {
+        return cf_error(401, 10002, "CF-NotAuthenticated", "Authentication error");
+    };
+    let token = authorization
+        .strip_prefix("bearer ")
+        .or_else(|| authorization.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let valid = lock(&state.tokens)
+        .get(token)
+        .is_some_and(|expires| *expires > Instant::now());
+    if !valid {
+        return cf_error(401, 1000, "CF-InvalidAuthToken", "Invalid Auth Token");
+    }
+    let outage = lock(&state.switches.outage).clone();
+    match outage {
+        Some(Outage::Html(status)) => html(status),
+        Some(Outage::InvalidJson) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"resources\": [",
+        )
+            .into_response(),
+        Some(Outage::HugeBody(bytes)) => {
+            let mut body = String::with_capacity(bytes + 32);
+            body.push_str("{\"padding\":\"");
+            body.extend(std::iter::repeat_n('x', bytes));
+            body.push_str("\"}");
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        }
+        None => next.run(request).await,
+    }
+}
+
+fn too_many(retry_after: u64) -> Response {
+    let body = json!({"errors": [{"code": 10013, "title": "CF-RateLimitExceeded", "detail": "Rate Limit Exceeded"}]});
+    // The Cloud Controller sends this JSON body as text/plain.
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::CONTENT_TYPE, "text/plain")],
+        body.to_string(),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+}
+
+fn add_rate_limit_headers(state: &SimState, headers: &mut HeaderMap) {
+    let Some(rl) = lock(&state.switches.rate_limit).clone() else {
+        return;
+    };
+    let left = rl.limit.saturating_sub(rl.used);
+    // Floored to tenths of the limit, as the Cloud Controller reports it.
+    let remaining = if rl.limit == 0 {
+        0
+    } else {
+        left * 10 / rl.limit * rl.limit / 10
+    };
+    let reset = SystemTime::now() + rl.window.saturating_sub(rl.window_start.elapsed());
+    let reset = reset
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    headers.insert("x-ratelimit-limit", HeaderValue::from(rl.limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+}
+
+async fn api_root(State(state): State<Arc<SimState>>) -> Json<Value> {
+    let api = &state.api_base;
+    let uaa = &state.uaa_base;
+    Json(json!({
+        "links": {
+            "self": {"href": api},
+            "cloud_controller_v3": {"href": format!("{api}/v3"), "meta": {"version": "3.180.0"}},
+            "login": {"href": uaa},
+            "uaa": {"href": uaa}
+        }
+    }))
+}
+
+async fn v3_root(State(state): State<Arc<SimState>>) -> Json<Value> {
+    let api = &state.api_base;
+    Json(json!({"links": {"self": {"href": format!("{api}/v3")}}}))
+}
+
+/// Parsed query: the raw pairs, in order.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: Option<String>) -> Self {
+        Query(
+            url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A comma-separated list filter; each element percent-decoded once more.
+    fn list(&self, name: &str) -> Option<Vec<String>> {
+        self.get(name).map(|v| {
+            v.split(',')
+                .map(|s| {
+                    url::form_urlencoded::parse(format!("x={}", s.trim_start()).as_bytes())
+                        .next()
+                        .map(|(_, v)| v.into_owned())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+    }
+
+    fn check_allowed(&self, allowed: &[&str]) -> Result<(), Response> {
+        let unknown: Vec<&str> = self
+            .0
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !allowed.contains(k))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let detail = format!(
+            "The query parameter is invalid: Unknown query parameter(s): '{}'. Valid parameters are: '{}'",
+            unknown.join("', '"),
+            allowed.join("', '")
+        );
+        Err(cf_error(400, 10005, "CF-BadQueryParameter", &detail))
+    }
+
+    fn paging(&self, cap: usize) -> Result<(usize, usize), Response> {
+        let bad = |d: &str| cf_error(400, 10005, "CF-BadQueryParameter", d);
+        let per_page = match self.get("per_page") {
+            None => 50,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=5000).contains(&n) => n,
+                _ => {
+                    return Err(bad(
+                        "The query parameter is invalid: Per page must be between 1 and 5000",
+                    ))
+                }
+            },
+        };
+        let page = match self.get("page") {
+            None => 1,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    return Err(bad(
+                        "The query parameter is invalid: Page must be greater than 0",
+                    ))
+                }
+            },
+        };
+        Ok((page, per_page.min(cap.max(1))))
+    }
+}
+
+const PAGING: &[&str] = &[
+    "page",
+    "per_page",
+    "order_by",
+    "created_ats",
+    "updated_ats",
+    "label_selector",
+];
+
+/// Builds the `pagination` object with absolute links and returns the page's index range.
+fn paginate(
+    state: &SimState,
+    path: &str,
+    query: &Query,
+    total: usize,
+    page: usize,
+    per_page: usize,
+) -> (std::ops::Range<usize>, Value) {
+    let total_pages = total.div_ceil(per_page).max(1);
+    let href = |p: usize| {
+        let mut url =
+            Url::parse(&format!("{}{path}", state.api_base)).expect("the base URL is valid");
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in &query.0 {
+                if k != "page" && k != "per_page" {
+                    pairs.append_pair(k, v);
+                }
+            }
+            pairs
+                .append_pair("page", &p.to_string())
+                .append_pair("per_page", &per_page.to_string());
+        }
+        if let Some(origin) = lock(&state.switches.foreign_next).as_deref() {
+            if p != 1 {
+                let mut foreign = Url::parse(origin).expect("a test gives a valid origin");
+                foreign.set_path(url.path());
+                foreign.set_query(url.query());
+                return json!({"href": foreign.as_str()});
+            }
+        }
+        json!({"href": url.as_str()})
+    };
+    let next = if state.switches.loop_pages.load(Ordering::Relaxed) {
+        href(1)
+    } else if page < total_pages {
+        href(page + 1)
+    } else {
+        Value::Null
+    };
+    let pagination = json!({
+        "total_results": total,
+        "total_pages": total_pages,
+        "first": href(1),
+        "last": href(total_pages),
+        "next": next,
+        "previous": if page > 1 { href(page - 1) } else { Value::Null },
+    });
+    let start = ((page - 1) * per_page).min(total);
+    (start..(start + per_page).min(total), pagination)
+}
+
+fn timestamp(t: time::OffsetDateTime) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
+}
+
+/// The requested keys of one `fields[...]` parameter, or `None` when not requested.
+fn fields<'a>(query: &'a Query, resource: &str) -> Option<Vec<&'a str>> {
+    query
+        .get(&format!("fields[{resource}]"))
+        .map(|v| v.split(',').collect())
+}
+
+async fn list_instances(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw);
+    let allowed: Vec<&str> = PAGING
+        .iter()
+        .copied()
+        .chain([
+            "names",
+            "guids",
+            "type",
+            "space_guids",
+            "organization_guids",
+            "service_plan_guids",
+            "service_plan_names",
+            "fields[space]",
+            "fields[space.organization]",
+            "fields[service_plan]",
+            "fields[service_plan.service_offering]",
+            "fields[service_plan.service_offering.service_broker]",
+        ])
+        .collect();
+    if let Err(e) = query.check_allowed(&allowed) {
+        return e;
+    }
+    let (page, per_page) = match query.paging(state.switches.page_cap.load(Ordering::Relaxed)) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let world = state.world.read().unwrap_or_else(|e| e.into_inner());
+    let plan_names = query.list("service_plan_names");
+    let kind = query.get("type");
+    let selected: Vec<_> = world
+        .instances
+        .iter()
+        .filter(|i| match kind {
+            Some("managed") => i.plan_guid.is_some(),
+            Some("user-provided") => i.plan_guid.is_none(),
+            _ => true,
+        })
+        .filter(|i| match &plan_names {
+            None => true,
+            Some(names) => i
+                .plan_guid
+                .as_ref()
+                .and_then(|g| world.plans.iter().find(|p| &p.guid == g))
+                .is_some_and(|p| names.contains(&p.name)),
+        })
+        .collect();
+    let (range, pagination) = paginate(
+        &state,
+        "/v3/service_instances",
+        &query,
+        selected.len(),
+        page,
+        per_page,
+    );
+    let on_page = &selected[range];
+
+    let resources: Vec<Value> = on_page
+        .iter()
+        .map(|i| {
+            let mut relationships = json!({"space": {"data": {"guid": i.space_guid}}});
+            if let Some(plan) = &i.plan_guid {
+                relationships["service_plan"] = json!({"data": {"guid": plan}});
+            }
+            json!({
+                "guid": i.guid,
+                "name": i.name,
+                "type": if i.plan_guid.is_some() { "managed" } else { "user-provided" },
+                "created_at": timestamp(super::world::CREATED_AT),
+                "updated_at": timestamp(i.updated_at),
+                "tags": [],
+                "last_operation": {"type": "create", "state": "succeeded"},
+                "relationships": relationships,
+                "metadata": {"labels": {}, "annotations": {}},
+                "links": {"self": {"href": format!("{}/v3/service_instances/{}", state.api_base, i.guid)}}
+            })
+        })
+        .collect();
+
+    let mut included = serde_json::Map::new();
+    let space_guids: HashSet<&str> = on_page.iter().map(|i| i.space_guid.as_str()).collect();
+    let spaces: Vec<_> = world
+        .spaces
+        .iter()
+        .filter(|s| space_guids.contains(s.guid.as_str()))
+        .collect();
+    if let Some(f) = fields(&query, "space") {
+        included.insert(
+            "spaces".into(),
+            spaces
+                .iter()
+                .map(|s| {
+                    let mut o = serde_json::Map::new();
+                    if f.contains(&"guid") {
+                        o.insert("guid".into(), json!(s.guid));
+                    }
+                    if f.contains(&"name") {
+                        o.insert("name".into(), json!(s.name));
+                    }
+                    if f.contains(&"relationships.organization") {
+                        o.insert(
+                            "relationships".into(),
+                            json!({"organization": {"data": {"guid": s.org_guid}}}),
+                        );
+                    }
+                    Value::Object(o)
+                })
+                .collect(),
+        );
+    }
+    if fields(&query, "space.organization").is_some() {
+        let org_guids: HashSet<&str> = spaces.iter().map(|s| s.org_guid.as_str()).collect();
+        included.insert(
+            "organizations".into(),
+            world
+                .orgs
+                .iter()
+                .filter(|o| org_guids.contains(o.guid.as_str()))
+                .map(|o| json!({"guid": o.guid, "name": o.name}))
+                .collect(),
+        );
+    }
+    // Plans and offerings are left out when the page has no managed instance.
+    let plan_guids: HashSet<&str> = on_page
+        .iter()
+        .filter_map(|i| i.plan_guid.as_deref())
+        .collect();
+    if !plan_guids.is_empty() {
+        let plans: Vec<_> = world
+            .plans
+            .iter()
+            .filter(|p| plan_guids.contains(p.guid.as_str()))
+            .collect();
+        if fields(&query, "service_plan").is_some() {
+            included.insert(
+                "service_plans".into(),
+                plans
+                    .iter()
+                    .map(|p| {
+                        json!({"guid": p.guid, "name": p.name,
+                               "relationships": {"service_offering": {"data": {"guid": p.offering_guid}}}})
+                    })
+                    .collect(),
+            );
+        }
+        if fields(&query, "service_plan.service_offering").is_some() {
+            let offering_guids: HashSet<&str> =
+                plans.iter().map(|p| p.offering_guid.as_str()).collect();
+            included.insert(
+                "service_offerings".into(),
+                world
+                    .offerings
+                    .iter()
+                    .filter(|o| offering_guids.contains(o.guid.as_str()))
+                    .map(|o| json!({"guid": o.guid, "name": o.name}))
+                    .collect(),
+            );
+        }
+    }
+    let mut body = json!({"pagination": pagination, "resources": resources});
+    if !included.is_empty() {
+        body["included"] = Value::Object(included);
+    }
+    Json(body).into_response()
+}
+
+async fn list_bindings(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw);
+    let allowed: Vec<&str> = PAGING
+        .iter()
+        .copied()
+        .chain([
+            "type",
+            "names",
+            "guids",
+            "service_instance_guids",
+            "service_instance_names",
+            "service_plan_names",
+            "service_plan_guids",
+            "service_offering_names",
+            "service_offering_guids",
+            "app_guids",
+            "app_names",
+            "include",
+        ])
+        .collect();
+    if let Err(e) = query.check_allowed(&allowed) {
+        return e;
+    }
+    let (page, per_page) = match query.paging(state.switches.page_cap.load(Ordering::Relaxed)) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let world = state.world.read().unwrap_or_else(|e| e.into_inner());
+    if query.get("type").is_some_and(|t| t == "app") {
+        let (_, pagination) = paginate(
+            &state,
+            "/v3/service_credential_bindings",
+            &query,
+            0,
+            page,
+            per_page,
+        );
+        return Json(json!({"pagination": pagination, "resources": []})).into_response();
+    }
+    let plan_names = query.list("service_plan_names");
+    let instance_guids = query.list("service_instance_guids");
+    let names = query.list("names");
+    let plan_of: HashMap<&str, &str> = world
+        .instances
+        .iter()
+        .filter_map(|i| {
+            let plan = world
+                .plans
+                .iter()
+                .find(|p| Some(&p.guid) == i.plan_guid.as_ref())?;
+            Some((i.guid.as_str(), plan.name.as_str()))
+        })
+        .collect();
+    let selected: Vec<_> = world
+        .keys
+        .iter()
+        .filter(|k| match &plan_names {
+            None => true,
+            Some(names) => plan_of
+                .get(k.instance_guid.as_str())
+                .is_some_and(|p| names.iter().any(|n| n == p)),
+        })
+        .filter(|k| {
+            instance_guids
+                .as_ref()
+                .is_none_or(|g| g.contains(&k.instance_guid))
+        })
+        .filter(|k| names.as_ref().is_none_or(|n| n.contains(&k.name)))
+        .collect();
+    let (range, pagination) = paginate(
+        &state,
+        "/v3/service_credential_bindings",
+        &query,
+        selected.len(),
+        page,
+        per_page,
+    );
+    let resources: Vec<Value> = selected[range]
+        .iter()
+        .map(|k| {
+            json!({
+                "guid": k.guid,
+                "name": k.name,
+                "type": "key",
+                "created_at": timestamp(k.created_at),
+                "updated_at": timestamp(k.updated_at),
+                "last_operation": {"type": "create", "state": k.state,
+                                   "created_at": timestamp(k.created_at), "updated_at": timestamp(k.updated_at)},
+                "metadata": {"labels": {}, "annotations": {}},
+                "relationships": {"service_instance": {"data": {"guid": k.instance_guid}}},
+                "links": {
+                    "self": {"href": format!("{}/v3/service_credential_bindings/{}", state.api_base, k.guid)},
+                    "details": {"href": format!("{}/v3/service_credential_bindings/{}/details", state.api_base, k.guid)}
+                }
+            })
+        })
+        .collect();
+    Json(json!({"pagination": pagination, "resources": resources})).into_response()
+}
+
+async fn details(State(state): State<Arc<SimState>>, Path(guid): Path<String>) -> Response {
+    let failure = lock(&state.switches.details_failures).get(&guid).copied();
+    match failure {
+        Some(404) | None => {}
+        Some(status @ (502..=504)) => return html(status),
+        Some(403) => {
+            return cf_error(
+                403,
+                10003,
+                "CF-NotAuthorized",
+                "You are not authorized to perform the requested action",
+            )
+        }
+        Some(status) => {
+            return cf_error(
+                status,
+                10001,
+                "CF-UnknownError",
+                "An unknown error occurred.",
+            )
+        }
+    }
+    let world = state.world.read().unwrap_or_else(|e| e.into_inner());
+    match world.keys.iter().find(|k| k.guid == guid) {
+        Some(key) if failure.is_none() => {
+            Json(json!({"credentials": key.credentials})).into_response()
+        }
+        _ => cf_error(
+            404,
+            10010,
+            "CF-ResourceNotFound",
+            "Service credential binding not found",
+        ),
+    }
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
+}
+
+async fn token(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<HashMap<String, String>>,
+) -> Response {
+    latency(&state).await;
+    if state.switches.uaa_down.load(Ordering::Relaxed) {
+        return html(503);
+    }
+    let accounts = &state.accounts;
+    let client_ok = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(b).ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .is_some_and(|pair| pair == format!("{}:{}", accounts.client_id, accounts.client_secret));
+    if !client_ok {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Bad credentials",
+        );
+    }
+    let granted = match form.get("grant_type").map(String::as_str) {
+        Some("password") => {
+            *lock(&state.stats.last_login_hint) = form.get("login_hint").cloned();
+            let origin_ok = match &accounts.origin {
+                None => true,
+                Some(origin) => form
+                    .get("login_hint")
+                    .and_then(|h| serde_json::from_str::<Value>(h).ok())
+                    .is_some_and(|h| h["origin"] == origin.as_str()),
+            };
+            form.get("username") == Some(&accounts.username)
+                && form.get("password") == Some(&accounts.password)
+                && origin_ok
+        }
+        Some("client_credentials") => true,
+        Some("refresh_token") => form
+            .get("refresh_token")
+            .is_some_and(|t| lock(&state.refresh_tokens).contains(t)),
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "Unsupported grant type",
+            )
+        }
+    };
+    if !granted {
+        return oauth_error(StatusCode::UNAUTHORIZED, "unauthorized", "Bad credentials");
+    }
+    state.stats.logins.fetch_add(1, Ordering::Relaxed);
+    let n = state.token_counter.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let access = format!("sim-access-{n}-{nanos:08x}");
+    let ttl = state.switches.token_ttl_secs.load(Ordering::Relaxed);
+    lock(&state.tokens).insert(access.clone(), Instant::now() + Duration::from_secs(ttl));
+    let mut body = json!({
+        "access_token": access,
+        "token_type": "bearer",
+        "expires_in": ttl,
+        "scope": "cloud_controller.read openid",
+        "jti": format!("jti-{n}")
+    });
+    if state.switches.issue_refresh_tokens.load(Ordering::Relaxed) {
+        let refresh = format!("sim-refresh-{n}-{nanos:08x}");
+        lock(&state.refresh_tokens).insert(refresh.clone());
+        body["refresh_token"] = json!(refresh);
+    }
+    Json(body).into_response()
+}
