@@ -9,6 +9,7 @@ Usage: lint_dashboard.py DASHBOARD.json...   (exit 1 and one line per problem on
 import os
 import sys
 
+sys.dont_write_bytecode = True  # keep the source tree clean of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dashboard as dash  # noqa: E402
 

@@ -39,6 +39,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.dont_write_bytecode = True  # keep the source tree clean of __pycache__
 sys.path.insert(0, os.path.join(ROOT, "tests", "alerts"))
 import dashboard as dash  # noqa: E402
 
@@ -92,7 +93,8 @@ class Processes:
         out = open(path, "wb")
         try:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=self.workdir, start_new_session=True)
+                                    cwd=self.workdir, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
         except OSError as e:
             raise Abort(f"cannot start {name} ({argv[0]}): {e}")
         finally:
@@ -122,13 +124,23 @@ class Processes:
 
     def check_alive(self):
         for name, proc, path in self.procs:
-            if proc.poll() is not None and name != "exporter-broken-killed":
+            if proc.poll() is not None:
                 raise Abort(f"{name} exited with {proc.returncode}:\n{tail(path)}")
 
     def dump_logs(self, lines=25):
         for name, _, path in self.procs:
             print(f"----- last lines of {name} log ({path})", flush=True)
             print(tail(path, lines), flush=True)
+
+
+def _die_with_parent():
+    """In the child before exec: have Linux send SIGTERM if this test process dies, even by
+    SIGKILL, so no exporter, Prometheus or Alertmanager outlives it."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def tail(path, lines=25):
@@ -495,7 +507,7 @@ def main():
     try:
         run(results, work, procs, webhook)
     except Abort as e:
-        results.check("test could continue", False, str(e))
+        results.check("e2e preconditions", False, str(e))
     except KeyboardInterrupt as e:
         results.check("test ran to the end", False, f"interrupted ({e})")
     finally:
