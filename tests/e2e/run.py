@@ -11,10 +11,10 @@ Starts, all on 127.0.0.1 with free ports and a temporary directory:
     every `for:` divided by TIME_SCALE (a transformed copy; the shipped file is never edited).
 
 Then asserts: the expected alerts reach the webhook through the right receivers with the right
-labels, the warning of the key that is critical is inhibited (firing in Prometheus, suppressed in
+labels, grouped by foundation/org/space, the warning of the key that is critical is inhibited (firing in Prometheus, suppressed in
 Alertmanager, never delivered), no other alert arrives, every query of every dashboard panel and
 variable (variables substituted, found by walking the JSON) returns data from that Prometheus,
-and killing the broken exporter raises CfServiceKeyExporterDown.
+the stat panels count the demo's keys right, and killing the broken exporter raises CfServiceKeyExporterDown.
 
 Environment: EXPORTER_BIN (default target/debug/cf-service-key-exporter, relative to the
 repository), PROMETHEUS_BIN (default prometheus), ALERTMANAGER_BIN (default
@@ -229,7 +229,7 @@ class Webhook:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.received = []  # (receiver, payload receiver field, alert dict)
+        self.received = []  # (receiver from the URL path, the notification's groupLabels, alert)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -241,7 +241,7 @@ class Webhook:
                     payload = {"alerts": [], "invalid": body[:200].decode("utf-8", "replace")}
                 with outer.lock:
                     for alert in payload.get("alerts", []):
-                        outer.received.append((self.path.strip("/"), payload.get("receiver"), alert))
+                        outer.received.append((self.path.strip("/"), payload.get("groupLabels", {}), alert))
                 self.send_response(200)
                 self.end_headers()
 
@@ -283,6 +283,15 @@ EXPECTED = [
     ("CfServiceKeyExporterRefreshFailing for foundation broken", "cf-keys-email",
      {"alertname": "CfServiceKeyExporterRefreshFailing", "severity": "warning", "foundation": "broken"}),
 ]
+# Values the dashboard's stat panels must show for the demo foundation with every variable at
+# "All" (filler keys are all beyond 45 days). Other panels are only required to return data.
+EXPECTED_STATS = {
+    "Expiring within the critical window": 1,   # s4-inbound
+    "Expiring within the warning window": 2,    # s4-inbound, partner-edi
+    "Expired": 1,                               # old-tooling
+    "Keys without a readable expiry": 1,        # legacy-basic
+}
+
 INHIBITED = {"alertname": "CfServiceKeyExpiringSoon", "severity": "warning", **S4_INBOUND}
 
 
@@ -403,6 +412,12 @@ scrape_configs:
     if left:
         raise Abort("expected alerts did not all arrive; see above")
 
+    # Notifications are grouped by foundation, org and space.
+    s4_group = next(g for path, g, a in got if matches(a["labels"], EXPECTED[0][2]))
+    results.check("notifications are grouped by foundation, org and space",
+                  s4_group == {"foundation": "demo", "org": "acme-prod", "space": "integration"},
+                  f"groupLabels: {s4_group}")
+
     # Annotations are rendered (runbook links and humanized time left).
     s4 = next(a for path, _, a in got if matches(a["labels"], EXPECTED[0][2]))
     results.check("critical alert carries summary, description with time left, runbook_url",
@@ -449,11 +464,18 @@ scrape_configs:
         d = dash.load(path)
         values = dash.variable_values(d)
         name = os.path.relpath(path, ROOT)
+        titles = {title for title, _, _ in dash.queries(d)}
+        results.check(f"{name}: has the stat panels the demo values are checked on",
+                      set(EXPECTED_STATS) <= titles, f"missing: {sorted(set(EXPECTED_STATS) - titles)}")
         for title, ref, expr in dash.queries(d):
             promql = dash.substitute(expr, values)
             try:
                 result = query(promql)
                 results.check(f"{name}: panel {title!r} query {ref} returns data", bool(result), f"no data for: {promql}")
+                if title in EXPECTED_STATS and result:
+                    got_value = [float(r["value"][1]) for r in result]
+                    results.check(f"{name}: panel {title!r} shows {EXPECTED_STATS[title]}",
+                                  got_value == [EXPECTED_STATS[title]], f"got {got_value} from: {promql}")
             except (OSError, ValueError, urllib.error.URLError) as e:
                 results.check(f"{name}: panel {title!r} query {ref} runs", False, f"{e}: {promql}")
         for var, q in dash.variable_queries(d):
