@@ -11,10 +11,11 @@ Starts, all on 127.0.0.1 with free ports and a temporary directory:
     every `for:` divided by TIME_SCALE (a transformed copy; the shipped file is never edited).
 
 Then asserts: the expected alerts reach the webhook through the right receivers with the right
-labels, grouped by foundation/org/space, the warning of the key that is critical is inhibited (firing in Prometheus, suppressed in
-Alertmanager, never delivered), no other alert arrives, every query of every dashboard panel and
-variable (variables substituted, found by walking the JSON) returns data from that Prometheus,
-the stat panels count the demo's keys right, and killing the broken exporter raises CfServiceKeyExporterDown.
+labels, grouped by foundation/org/space; the warning of the key that is critical is inhibited
+(firing in Prometheus, suppressed in Alertmanager, never delivered); no other alert arrives;
+every query of every dashboard panel and variable (variables substituted, found by walking the
+JSON) returns data from that Prometheus, and the stat panels count the demo's keys right;
+killing the broken exporter raises CfServiceKeyExporterDown.
 
 Environment: EXPORTER_BIN (default target/debug/cf-service-key-exporter, relative to the
 repository), PROMETHEUS_BIN (default prometheus), ALERTMANAGER_BIN (default
