@@ -42,7 +42,10 @@ prometheus_rule_spec() {
 # promtool check config succeeds with zero rule files when a glob matches nothing: insist on
 # the rules actually being loaded.
 check_config_loads_rules() {
-    promtool check config "$1" | tee /dev/stderr | grep -Eq 'SUCCESS: [1-9][0-9]* rules found'
+    local out
+    out="$(promtool check config "$1" 2>&1)" || { echo "$out"; return 1; }
+    echo "$out"
+    grep -Eq 'SUCCESS: [1-9][0-9]* rules found' <<<"$out"
 }
 
 routes_to() {
