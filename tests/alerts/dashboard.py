@@ -1,0 +1,128 @@
+"""Walk a Grafana dashboard's queries; shared by lint_dashboard.py and tests/e2e/run.py.
+
+Everything here reads the dashboard JSON generically (panels, rows with nested panels, template
+variables), so a panel added later is linted and run against Prometheus with no new test.
+Python 3.11 standard library only.
+"""
+
+import json
+import re
+
+# The metrics cf-service-key-exporter exports: the external contract ("Metrics per service key"
+# and "Metrics about the exporter itself"). A query naming anything else is a typo or depends on
+# something the exporter does not promise. Change this only together with the contract.
+EXPORTED_METRICS = frozenset({
+    "cf_service_key_expiry_timestamp_seconds",
+    "cf_service_key_expiry_seconds",
+    "cf_service_key_info",
+    "cf_service_key_exporter_refresh_success",
+    "cf_service_key_exporter_last_refresh_success_timestamp_seconds",
+    "cf_service_key_exporter_refresh_duration_seconds",
+    "cf_service_key_exporter_api_requests_total",
+    "cf_service_key_exporter_service_keys",
+    "cf_service_key_exporter_details_errors_total",
+    "cf_service_key_exporter_build_info",
+})
+
+# Values for Grafana's built-in variables when a query runs outside Grafana.
+BUILTIN_VARIABLES = {
+    "__rate_interval": "1m",
+    "__interval": "15s",
+    "__interval_ms": "15000",
+    "__range": "1h",
+    "__range_s": "3600",
+    "__range_ms": "3600000",
+}
+
+_KEYWORDS = {
+    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
+    "bool", "offset", "atan2", "inf", "nan",
+}
+
+
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def panels(dashboard):
+    """Every panel, rows' nested panels included, in dashboard order."""
+    for panel in dashboard.get("panels", []):
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def queries(dashboard):
+    """(panel title, refId, expr) for every Prometheus query of every panel."""
+    for panel in panels(dashboard):
+        for target in panel.get("targets", []):
+            expr = target.get("expr")
+            if expr:
+                yield panel.get("title", f"panel id {panel.get('id')}"), target.get("refId", "?"), expr
+
+
+def variable_queries(dashboard):
+    """(variable name, query) for every query-type template variable."""
+    for var in dashboard.get("templating", {}).get("list", []):
+        if var.get("type") == "query":
+            query = var.get("query")
+            if isinstance(query, dict):
+                query = query.get("query")
+            yield var["name"], query or var.get("definition", "")
+
+
+def variable_values(dashboard):
+    """The value each template variable takes when everything is selected.
+
+    Multi-value and "All" variables become their allValue (a regex matching everything, since
+    the dashboard uses them with =~); text boxes and constants their current value.
+    """
+    values = dict(BUILTIN_VARIABLES)
+    for var in dashboard.get("templating", {}).get("list", []):
+        name = var["name"]
+        if var.get("type") == "datasource":
+            continue
+        if var.get("includeAll"):
+            values[name] = var.get("allValue") or ".*"
+            continue
+        current = var.get("current", {}).get("value")
+        if isinstance(current, list):
+            current = current[0] if current else None
+        values[name] = current if current not in (None, "") else var.get("query", "")
+    return values
+
+
+_VAR = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]|\$(\w+)")
+
+
+def substitute(expr, values):
+    """Replace $var, ${var}, ${var:format} and [[var]]; unknown variables raise KeyError."""
+    def repl(m):
+        name = m.group(1) or m.group(2) or m.group(3)
+        if name not in values:
+            raise KeyError(f"unknown dashboard variable ${name}")
+        return str(values[name])
+    return _VAR.sub(repl, expr)
+
+
+def metric_names(expr):
+    """The metric names a PromQL expression (or label_values(...) query) selects.
+
+    Strings, label matchers, range/offset durations, grouping clauses and variables are cut
+    out first; what is left that looks like an identifier and is not a function call or a
+    keyword is a metric name.
+    """
+    s = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`', '""', expr)
+    s = _VAR.sub("0", s)
+    s = re.sub(r"\{[^}]*\}", " ", s)
+    s = re.sub(r"\[[^\]]*\]", " ", s)
+    s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)
+    # label_values(metric, label): the second argument is a label, not a metric.
+    s = re.sub(r"\blabel_values\s*\(([^,()]*),[^)]*\)", r"(\1)", s)
+    names = set()
+    for m in re.finditer(r"(?<![\w.])([a-zA-Z_:][\w:]*)\s*(\()?", s):
+        word, call = m.group(1), m.group(2)
+        if call or word.lower() in _KEYWORDS:
+            continue
+        names.add(word)
+    return names

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Lint the Grafana dashboards: JSON parses, current schema, datasource variable, every panel
+has a title, a datasource and a unit, every query (and template variable query) names only
+metrics the exporter exports.
+
+Usage: lint_dashboard.py DASHBOARD.json...   (exit 1 and one line per problem on failure)
+"""
+
+import os
+import sys
+
+sys.dont_write_bytecode = True  # keep the source tree clean of __pycache__
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dashboard as dash  # noqa: E402
+
+MIN_SCHEMA_VERSION = 36  # Grafana 9+: datasource references by uid
+
+
+def lint(path):
+    problems = []
+    try:
+        d = dash.load(path)
+    except (OSError, ValueError) as e:
+        return [f"{path}: does not parse as JSON: {e}"]
+
+    def problem(msg):
+        problems.append(f"{path}: {msg}")
+
+    if d.get("schemaVersion", 0) < MIN_SCHEMA_VERSION:
+        problem(f"schemaVersion {d.get('schemaVersion')} is older than {MIN_SCHEMA_VERSION}")
+    variables = {v.get("name"): v for v in d.get("templating", {}).get("list", [])}
+    ds_vars = [n for n, v in variables.items() if v.get("type") == "datasource"]
+    if not ds_vars:
+        problem("no datasource template variable")
+    for required in ("foundation", "org", "space", "plan"):
+        if required not in variables:
+            problem(f"no template variable ${required}")
+
+    all_panels = list(dash.panels(d))
+    if not all_panels:
+        problem("no panels")
+    ids = [p.get("id") for p in all_panels]
+    if len(ids) != len(set(ids)):
+        problem(f"duplicate panel ids: {sorted(i for i in set(ids) if ids.count(i) > 1)}")
+    for p in all_panels:
+        where = f"panel {p.get('id')} ({p.get('type')})"
+        if not str(p.get("title", "")).strip():
+            problem(f"{where}: no title")
+        if p.get("type") == "row":
+            continue
+        where = f"panel {p.get('title')!r}"
+        ds = p.get("datasource")
+        if not isinstance(ds, dict) or not ds.get("uid"):
+            problem(f"{where}: no datasource")
+        elif ds_vars and ds["uid"] not in {f"${{{n}}}" for n in ds_vars} | {f"${n}" for n in ds_vars}:
+            problem(f"{where}: datasource {ds['uid']!r} is not the datasource variable")
+        if not p.get("fieldConfig", {}).get("defaults", {}).get("unit"):
+            problem(f"{where}: no unit (fieldConfig.defaults.unit)")
+        targets = p.get("targets") or []
+        if not targets:
+            problem(f"{where}: no queries")
+        for t in targets:
+            if not t.get("expr"):
+                problem(f"{where} query {t.get('refId')}: empty expr")
+            tds = t.get("datasource")
+            if tds is not None and tds != ds:
+                problem(f"{where} query {t.get('refId')}: datasource differs from the panel's")
+
+    checked = [(f"panel {title!r} query {ref}", expr) for title, ref, expr in dash.queries(d)]
+    checked += [(f"variable ${name}", q) for name, q in dash.variable_queries(d)]
+    values = dash.variable_values(d)
+    for where, expr in checked:
+        try:
+            dash.substitute(expr, values)
+        except KeyError as e:
+            problem(f"{where}: {e.args[0]}")
+        names = dash.metric_names(expr)
+        if not names:
+            problem(f"{where}: selects no metric: {expr}")
+        for name in sorted(names - dash.EXPORTED_METRICS):
+            problem(f"{where}: {name} is not a metric the exporter exports")
+    return problems
+
+
+def main(paths):
+    if not paths:
+        print(__doc__, file=sys.stderr)
+        return 2
+    problems = [p for path in paths for p in lint(path)]
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        return 1
+    n = sum(len([p for p in dash.panels(dash.load(path)) if p.get("type") != "row"]) for path in paths)
+    print(f"dashboard lint: {len(paths)} dashboard(s), {n} panels OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
