@@ -47,8 +47,8 @@ async fn load_config(cli: &Cli) -> anyhow::Result<(Config, Option<sim::Sim>)> {
         let world = sim::demo::world(time::OffsetDateTime::now_utc())
             .context("cannot build the demo foundation")?;
         let sim = sim::Sim::start(world, sim::Accounts::default())
-        .await
-        .context("cannot start the demo foundation")?;
+            .await
+            .context("cannot start the demo foundation")?;
         let mut foundation = sim.foundation_config("demo");
         foundation.refresh_interval = cli.connection.refresh_interval;
         foundation.details_concurrency = cli.connection.details_concurrency;

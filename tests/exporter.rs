@@ -434,7 +434,10 @@ async fn when_the_api_goes_down_the_last_values_stay_and_update_after_recovery()
     let rotated_at = start + time::Duration::days(400);
     h.sim.state.with_world(|w| {
         let old = w.find_key("s4-inbound").unwrap().guid.clone();
-        w.rotate_key(&old, credentials(Shape::CloudIntegrationFlow, rotated_at, "x").unwrap())
+        w.rotate_key(
+            &old,
+            credentials(Shape::CloudIntegrationFlow, rotated_at, "x").unwrap(),
+        )
     });
     h.refresh().await;
     let up = h.scrape().await;
@@ -522,7 +525,12 @@ async fn names_with_quotes_backslashes_newlines_and_unicode_survive_a_round_trip
     w.key(
         &inst,
         odd[3],
-        credentials(Shape::CloudIntegrationFlow, now() + time::Duration::days(9), "s").unwrap(),
+        credentials(
+            Shape::CloudIntegrationFlow,
+            now() + time::Duration::days(9),
+            "s",
+        )
+        .unwrap(),
     );
     let h = Harness::new(w).await;
     h.refresh().await;

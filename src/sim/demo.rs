@@ -20,9 +20,21 @@ pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
     let prod = w.org("acme-prod");
     let integration = w.space(&prod, "integration");
     let runtime = w.instance(&integration, "it-rt", "integration-flow", "cpi-runtime");
-    w.key(&runtime, "s4-inbound", creds(Shape::CloudIntegrationFlow, 3)?);
-    w.key(&runtime, "partner-edi", creds(Shape::CloudIntegrationFlow, 20)?);
-    w.key(&runtime, "monitoring", creds(Shape::CloudIntegrationFlow, 200)?);
+    w.key(
+        &runtime,
+        "s4-inbound",
+        creds(Shape::CloudIntegrationFlow, 3)?,
+    );
+    w.key(
+        &runtime,
+        "partner-edi",
+        creds(Shape::CloudIntegrationFlow, 20)?,
+    );
+    w.key(
+        &runtime,
+        "monitoring",
+        creds(Shape::CloudIntegrationFlow, 200)?,
+    );
 
     let security = w.space(&prod, "security");
     let xsuaa = w.instance(&security, "xsuaa", "application", "xsuaa-app");
@@ -41,12 +53,25 @@ pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
 
     // Filler: a realistic spread of healthy keys beyond the warning window, in every shape
     // that carries an expiry.
-    let shapes = [Shape::CloudIntegrationFlow, Shape::Destination, Shape::ConnectivityExpiresAt, Shape::CloudAlm];
+    let shapes = [
+        Shape::CloudIntegrationFlow,
+        Shape::Destination,
+        Shape::ConnectivityExpiresAt,
+        Shape::CloudAlm,
+    ];
     let qa = w.org("acme-qa");
-    for (s, space_name) in ["integration", "extensions", "analytics"].iter().enumerate() {
+    for (s, space_name) in ["integration", "extensions", "analytics"]
+        .iter()
+        .enumerate()
+    {
         let space = w.space(&qa, space_name);
         for i in 0..4 {
-            let inst = w.instance(&space, "it-rt", "integration-flow", &format!("cpi-{space_name}-{i}"));
+            let inst = w.instance(
+                &space,
+                "it-rt",
+                "integration-flow",
+                &format!("cpi-{space_name}-{i}"),
+            );
             for k in 0..3 {
                 let spread = 45 + ((s * 131 + i * 37 + k * 53) % 650) as i64;
                 let shape = shapes[(s + i + k) % shapes.len()];
@@ -70,17 +95,34 @@ pub fn large(keys: usize, now: OffsetDateTime) -> Result<World, CredentialsError
             spaces.push(w.space(&org, &format!("space-{o}-{s}")));
         }
     }
-    let plans = [("it-rt", "integration-flow"), ("it-rt", "api"), ("xsuaa", "application")];
+    let plans = [
+        ("it-rt", "integration-flow"),
+        ("it-rt", "api"),
+        ("xsuaa", "application"),
+    ];
     let mut instance = String::new();
     for k in 0..keys {
         if k % 10 == 0 {
             let i = k / 10;
             let (offering, plan) = plans[i % plans.len()];
-            instance = w.instance(&spaces[i % spaces.len()], offering, plan, &format!("instance-{i}"));
+            instance = w.instance(
+                &spaces[i % spaces.len()],
+                offering,
+                plan,
+                &format!("instance-{i}"),
+            );
         }
         let days = 1 + (k * 7919 % 700) as i64;
-        let shape = if k % 10 == 9 { Shape::XsuaaX509 } else { Shape::CloudIntegrationFlow };
-        w.key(&instance, &format!("key-{k}"), credentials(shape, now + Duration::days(days), DEMO_SECRET)?);
+        let shape = if k % 10 == 9 {
+            Shape::XsuaaX509
+        } else {
+            Shape::CloudIntegrationFlow
+        };
+        w.key(
+            &instance,
+            &format!("key-{k}"),
+            credentials(shape, now + Duration::days(days), DEMO_SECRET)?,
+        );
     }
     Ok(w)
 }

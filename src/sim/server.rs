@@ -450,11 +450,9 @@ fn add_rate_limit_headers(state: &SimState, headers: &mut HeaderMap) {
     };
     let left = rl.limit.saturating_sub(rl.used);
     // Floored to tenths of the limit, as the Cloud Controller reports it.
-    let remaining = if rl.limit == 0 {
-        0
-    } else {
-        left * 10 / rl.limit * rl.limit / 10
-    };
+    let remaining = (left * 10)
+        .checked_div(rl.limit)
+        .map_or(0, |tenths| tenths * rl.limit / 10);
     let reset = SystemTime::now() + rl.window.saturating_sub(rl.window_start.elapsed());
     let reset = reset
         .duration_since(UNIX_EPOCH)
@@ -516,6 +514,8 @@ impl Query {
         })
     }
 
+    // A handler answers with the error response as is; boxing it would only add noise.
+    #[allow(clippy::result_large_err)]
     fn check_allowed(&self, allowed: &[&str]) -> Result<(), Response> {
         let unknown: Vec<&str> = self
             .0
@@ -534,6 +534,7 @@ impl Query {
         Err(cf_error(400, 10005, "CF-BadQueryParameter", &detail))
     }
 
+    #[allow(clippy::result_large_err)]
     fn paging(&self, cap: usize) -> Result<(usize, usize), Response> {
         let bad = |d: &str| cf_error(400, 10005, "CF-BadQueryParameter", d);
         let per_page = match self.get("per_page") {
