@@ -1,0 +1,20 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: compile with the Rust toolchain, ship only the binary on a distroless
+# base (glibc, CA certificates, no shell) running as a non-root user.
+
+FROM rust:1.88-slim-bookworm AS build
+WORKDIR /src
+# Dependencies first, so a source change does not rebuild them.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && cargo fetch --locked
+COPY src ./src
+COPY benches ./benches
+RUN cargo build --release --locked --bin cf-service-key-exporter \
+    && cp target/release/cf-service-key-exporter /cf-service-key-exporter
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /cf-service-key-exporter /usr/local/bin/cf-service-key-exporter
+USER nonroot:nonroot
+EXPOSE 9769
+ENTRYPOINT ["/usr/local/bin/cf-service-key-exporter"]

