@@ -2,7 +2,7 @@
 # Multi-stage build: compile with the Rust toolchain, ship only the binary on a distroless
 # base (glibc, CA certificates, no shell) running as a non-root user.
 
-FROM rust:1.88-slim-bookworm AS build
+FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, so a source change does not rebuild them.
 COPY Cargo.toml Cargo.lock ./

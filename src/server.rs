@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
 use tower_http::compression::CompressionLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::metrics;
 use crate::snapshot::Store;
@@ -50,7 +50,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/", get(landing))
-        .layer(TraceLayer::new_for_http())
+        // A 503 from /readyz before the first refresh is expected, not an error worth a log
+        // line per probe; the handlers log their own failures.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .with_state(state)
 }
 

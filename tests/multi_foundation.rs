@@ -23,10 +23,19 @@ struct Exporter {
 
 impl Exporter {
     fn start(config: &std::path::Path) -> Exporter {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let addr = format!("127.0.0.1:{port}");
         let mut child = Command::new(env!("CARGO_BIN_EXE_cf-service-key-exporter"))
-            .args(["--config", config.to_str().unwrap(), "--listen-address", &addr])
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "--listen-address",
+                &addr,
+            ])
             .env("SIM_PASSWORD", Accounts::default().password)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -43,16 +52,25 @@ impl Exporter {
                 s.push('\n');
             }
         });
-        Exporter { child, addr, stderr }
+        Exporter {
+            child,
+            addr,
+            stderr,
+        }
     }
 
     async fn scrape(&self) -> Option<Scrape> {
-        let response = reqwest::get(format!("http://{}/metrics", self.addr)).await.ok()?;
+        let response = reqwest::get(format!("http://{}/metrics", self.addr))
+            .await
+            .ok()?;
         Some(Scrape::parse(response.text().await.ok()?))
     }
 
     fn hangup(&self) {
-        let status = Command::new("kill").args(["-HUP", &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -61,7 +79,12 @@ impl Exporter {
     }
 
     /// Scrapes until `check` holds, or fails after `timeout` with the last scrape and the log.
-    async fn wait_for(&self, what: &str, timeout: Duration, check: impl Fn(&Scrape) -> bool) -> Scrape {
+    async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&Scrape) -> bool,
+    ) -> Scrape {
         let deadline = Instant::now() + timeout;
         let mut last = None;
         while Instant::now() < deadline {
@@ -73,7 +96,11 @@ impl Exporter {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        panic!("timed out waiting for {what}\nlast scrape: {:?}\nlog:\n{}", last.map(|s| s.text), self.log());
+        panic!(
+            "timed out waiting for {what}\nlast scrape: {:?}\nlog:\n{}",
+            last.map(|s| s.text),
+            self.log()
+        );
     }
 }
 
@@ -101,21 +128,32 @@ fn write_config(path: &std::path::Path, foundations: &[(&str, &Sim)]) {
 }
 
 fn value(scrape: &Scrape, metric: &str, foundation: &str) -> Option<f64> {
-    scrape.find(metric, &[("foundation", foundation)]).first().map(|s| s.value)
+    scrape
+        .find(metric, &[("foundation", foundation)])
+        .first()
+        .map(|s| s.value)
 }
 
 fn key_expiry(scrape: &Scrape, foundation: &str, key: &str) -> Option<f64> {
     scrape
-        .find("cf_service_key_expiry_timestamp_seconds", &[("foundation", foundation), ("service_key", key)])
+        .find(
+            "cf_service_key_expiry_timestamp_seconds",
+            &[("foundation", foundation), ("service_key", key)],
+        )
         .first()
         .map(|s| s.value)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foundations_refresh_independently_and_sighup_reloads_the_file() {
-    let now = OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp()).unwrap();
-    let healthy = Sim::start(demo::world(now).unwrap(), Accounts::default()).await.unwrap();
-    let flaky = Sim::start(demo::world(now).unwrap(), Accounts::default()).await.unwrap();
+    let now =
+        OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp()).unwrap();
+    let healthy = Sim::start(demo::world(now).unwrap(), Accounts::default())
+        .await
+        .unwrap();
+    let flaky = Sim::start(demo::world(now).unwrap(), Accounts::default())
+        .await
+        .unwrap();
     let dir = tempdir();
     let config = dir.join("config.toml");
     write_config(&config, &[("eu10", &healthy), ("us10", &flaky)]);
@@ -136,33 +174,64 @@ async fn foundations_refresh_independently_and_sighup_reloads_the_file() {
     let rotated_at = now + time::Duration::days(500);
     healthy.state.with_world(|w| {
         let guid = w.find_key("s4-inbound").unwrap().guid.clone();
-        w.rotate_key(&guid, credentials(Shape::CloudIntegrationFlow, rotated_at, "s").unwrap())
+        w.rotate_key(
+            &guid,
+            credentials(Shape::CloudIntegrationFlow, rotated_at, "s").unwrap(),
+        )
     });
     let during = exporter
-        .wait_for("eu10 fresh while us10 fails", Duration::from_secs(30), |s| {
-            key_expiry(s, "eu10", "s4-inbound") == Some(rotated_at.unix_timestamp() as f64)
-                && value(s, "cf_service_key_exporter_refresh_success", "us10") == Some(0.0)
-        })
+        .wait_for(
+            "eu10 fresh while us10 fails",
+            Duration::from_secs(30),
+            |s| {
+                key_expiry(s, "eu10", "s4-inbound") == Some(rotated_at.unix_timestamp() as f64)
+                    && value(s, "cf_service_key_exporter_refresh_success", "us10") == Some(0.0)
+            },
+        )
         .await;
-    assert_eq!(value(&during, "cf_service_key_exporter_refresh_success", "eu10"), Some(1.0));
-    assert_eq!(value(&during, "cf_service_key_exporter_service_keys", "us10"), Some(us10_keys));
+    assert_eq!(
+        value(&during, "cf_service_key_exporter_refresh_success", "eu10"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&during, "cf_service_key_exporter_service_keys", "us10"),
+        Some(us10_keys)
+    );
     assert_eq!(key_expiry(&during, "us10", "s4-inbound"), Some(us10_s4));
 
     // us10 turns slow instead: eu10 keeps refreshing every second regardless.
     flaky.state.switches.set_outage(None);
     flaky.state.switches.set_latency(Duration::from_secs(4));
-    let before = value(&during, "cf_service_key_exporter_last_refresh_success_timestamp_seconds", "eu10").unwrap();
+    let before = value(
+        &during,
+        "cf_service_key_exporter_last_refresh_success_timestamp_seconds",
+        "eu10",
+    )
+    .unwrap();
     exporter
-        .wait_for("eu10 refreshing while us10 is slow", Duration::from_secs(20), |s| {
-            value(s, "cf_service_key_exporter_last_refresh_success_timestamp_seconds", "eu10")
+        .wait_for(
+            "eu10 refreshing while us10 is slow",
+            Duration::from_secs(20),
+            |s| {
+                value(
+                    s,
+                    "cf_service_key_exporter_last_refresh_success_timestamp_seconds",
+                    "eu10",
+                )
                 .is_some_and(|t| t >= before + 3.0)
-        })
+            },
+        )
         .await;
     flaky.state.switches.set_latency(Duration::ZERO);
 
     // SIGHUP with a third foundation added.
-    let third = Sim::start(demo::world(now).unwrap(), Accounts::default()).await.unwrap();
-    write_config(&config, &[("eu10", &healthy), ("us10", &flaky), ("ap10", &third)]);
+    let third = Sim::start(demo::world(now).unwrap(), Accounts::default())
+        .await
+        .unwrap();
+    write_config(
+        &config,
+        &[("eu10", &healthy), ("us10", &flaky), ("ap10", &third)],
+    );
     exporter.hangup();
     exporter
         .wait_for("ap10 added by SIGHUP", Duration::from_secs(30), |s| {
@@ -172,7 +241,11 @@ async fn foundations_refresh_independently_and_sighup_reloads_the_file() {
         .await;
 
     // A bad file is refused: the running configuration stays, and the log says why.
-    std::fs::write(&config, "refresh_interval = \"1s\"\n[[foundation]]\nname = \"eu10\"\npasword = \"x\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "refresh_interval = \"1s\"\n[[foundation]]\nname = \"eu10\"\npasword = \"x\"\n",
+    )
+    .unwrap();
     exporter.hangup();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !exporter.log().contains("reload refused") && Instant::now() < deadline {
@@ -180,21 +253,34 @@ async fn foundations_refresh_independently_and_sighup_reloads_the_file() {
     }
     let log = exporter.log();
     assert!(log.contains("reload refused"), "{log}");
-    assert!(log.contains("pasword"), "the error names the bad key: {log}");
+    assert!(
+        log.contains("pasword"),
+        "the error names the bad key: {log}"
+    );
     let after = exporter.scrape().await.unwrap();
     for f in ["eu10", "us10", "ap10"] {
-        assert!(value(&after, "cf_service_key_exporter_service_keys", f).unwrap() > 0.0, "{f}");
+        assert!(
+            value(&after, "cf_service_key_exporter_service_keys", f).unwrap() > 0.0,
+            "{f}"
+        );
     }
     drop(exporter);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("cfske-multi-{}-{}", std::process::id(), rand_suffix()));
+    let dir = std::env::temp_dir().join(format!(
+        "cfske-multi-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 fn rand_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
