@@ -20,6 +20,7 @@ step cargo fmt --all -- --check
 step cargo clippy --locked --all-targets -- -D warnings
 step cargo test --locked
 step tests/alerts/run.sh
+step env EXPORTER_BIN="$root/target/debug/cf-service-key-exporter" tests/metrics/promtool-check.sh
 step env EXPORTER_BIN="$root/target/debug/cf-service-key-exporter" tests/e2e/run.sh
 step tests/deploy/run.sh
 echo

@@ -21,8 +21,45 @@ use prometheus_client::registry::Registry;
 use crate::expiry::SOURCE_NONE;
 use crate::snapshot::{KeyRecord, Snapshot, Store};
 
-/// Content type of the exposition (OpenMetrics text, which Prometheus negotiates and parses).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the OpenMetrics exposition, which Prometheus asks for and parses.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the classic Prometheus text format, for every other reader.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Which exposition format the scraper asked for in its `Accept` header.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
+}
+
+/// Turns the OpenMetrics text the client library writes into the classic Prometheus text
+/// format (0.0.4): a counter's `# HELP`/`# TYPE` name carries its `_total` suffix there, and
+/// there is no `# EOF`. Every other line is the same in both formats.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 64 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match rewritten {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApiLabels {
@@ -299,4 +336,27 @@ pub fn encode_snapshot_at(snapshot: Snapshot, now: SystemTime) -> String {
     prometheus_client::encoding::text::encode(&mut out, &registry)
         .expect("encoding into a String cannot fail");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counters_with_total_and_has_no_eof() {
+        let om = "# HELP a_requests Requests.\n# TYPE a_requests counter\na_requests_total{x=\"# TYPE y\"} 1\n# HELP g A gauge.\n# TYPE g gauge\ng 2.0\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP a_requests_total Requests.\n# TYPE a_requests_total counter\na_requests_total{x=\"# TYPE y\"} 1\n# HELP g A gauge.\n# TYPE g gauge\ng 2.0\n"
+        );
+    }
+
+    #[test]
+    fn openmetrics_only_when_asked() {
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+        )));
+        assert!(!wants_openmetrics(Some("*/*")));
+        assert!(!wants_openmetrics(None));
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -59,12 +59,27 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn metrics_handler(State(state): State<AppState>) -> Response {
-    let encoded =
-        tokio::task::spawn_blocking(move || metrics::encode(&state.registry, &state.size_hint))
-            .await;
+/// OpenMetrics when the scraper asks for it (Prometheus does), the classic text format otherwise.
+async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let openmetrics = metrics::wants_openmetrics(accept);
+    let encoded = tokio::task::spawn_blocking(move || {
+        metrics::encode(&state.registry, &state.size_hint).map(|body| {
+            if openmetrics {
+                (metrics::OPENMETRICS_CONTENT_TYPE, body)
+            } else {
+                (
+                    metrics::TEXT_CONTENT_TYPE,
+                    metrics::to_prometheus_text(&body),
+                )
+            }
+        })
+    })
+    .await;
     match encoded {
-        Ok(Ok(body)) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response(),
+        Ok(Ok((content_type, body))) => {
+            ([(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
         // Encoding into a String cannot fail and the task does not panic; answer 500 rather
         // than crash if that ever changes.
         Ok(Err(_)) | Err(_) => {

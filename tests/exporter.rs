@@ -551,6 +551,7 @@ async fn metrics_are_gzipped_when_the_scraper_asks() {
     let response = client
         .get(format!("http://{}/metrics", h.addr))
         .header("accept-encoding", "gzip")
+        .header("accept", common::OPENMETRICS_ACCEPT)
         .send()
         .await
         .unwrap();
@@ -591,4 +592,25 @@ async fn a_user_provided_instance_and_keys_still_being_created_are_not_errors() 
     assert!(scrape
         .find("cf_service_key_info", &[("service_key", "being-created")])
         .is_empty());
+}
+
+#[tokio::test]
+async fn a_reader_that_does_not_ask_for_openmetrics_gets_the_classic_text_format() {
+    let h = Harness::new(demo::world(now()).unwrap()).await;
+    h.refresh().await;
+    let response = h.get("/metrics").await;
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = response.text().await.unwrap();
+    assert!(!text.contains("# EOF"));
+    assert!(text.contains("# TYPE cf_service_key_exporter_api_requests_total counter"));
+    let parsed = openmetrics_parser::prometheus::parse_prometheus(&text)
+        .unwrap_or_else(|e| panic!("invalid Prometheus text: {e:?}\n{text}"));
+    let family = &parsed.families["cf_service_key_expiry_seconds"];
+    assert_eq!(
+        family.iter_samples().count(),
+        h.scrape().await.all("cf_service_key_expiry_seconds").len()
+    );
 }

@@ -175,8 +175,15 @@ impl Harness {
             .unwrap()
     }
 
+    /// Scrapes as Prometheus does, asking for OpenMetrics.
     pub async fn scrape(&self) -> Scrape {
-        let response = self.get("/metrics").await;
+        let response = self
+            .client
+            .get(format!("http://{}/metrics", self.addr))
+            .header("accept", OPENMETRICS_ACCEPT)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         Scrape::parse(response.text().await.unwrap())
     }
@@ -187,6 +194,10 @@ impl Drop for Harness {
         self.cancel.cancel();
     }
 }
+
+/// The `Accept` header Prometheus sends.
+pub const OPENMETRICS_ACCEPT: &str =
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 /// The key labels of the contract, in order, plus `foundation`.
 pub const KEY_LABELS: [&str; 8] = [

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs the exporter on its demo foundation and checks its classic text exposition with
+# `promtool check metrics` (the real parser, plus Prometheus' naming and help lints). The
+# OpenMetrics exposition is checked by the e2e test, where a real Prometheus scrapes it.
+#   EXPORTER_BIN=target/debug/cf-service-key-exporter tests/metrics/promtool-check.sh
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+bin="${EXPORTER_BIN:-$root/target/debug/cf-service-key-exporter}"
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+"$bin" --demo --listen-address "127.0.0.1:$port" >/dev/null 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+out="$(mktemp)"
+curl -fsS "http://127.0.0.1:$port/metrics" >"$out"
+series=$(grep -c '^cf_service_key' "$out")
+if lint=$(promtool check metrics <"$out" 2>&1); then
+  echo "ok   promtool check metrics: $series series, no findings"
+  echo "metrics: 1 passed, 0 failed"
+else
+  echo "FAIL promtool check metrics:"
+  echo "$lint"
+  echo "metrics: 0 passed, 1 failed"
+  exit 1
+fi
