@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: [`config`] → [`refresher`] (using [`auth`], [`cf`] and [`expiry`]) →
 //! [`snapshot`] → [`metrics`] and [`server`]. The refreshers are the only writers; a scrape only
-//! reads the latest snapshot and never calls Cloud Foundry. `main` only parses flags, sets up
+//! reads the latest snapshot and never calls Cloud Foundry. [`web`] puts TLS and basic auth in
+//! front of the endpoints (`--web-config-file`). `main` only parses flags, sets up
 //! logging, binds and calls [`run`]; tests and `--demo` use the same entry point.
 
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod server;
 pub mod sim;
 pub mod snapshot;
 pub mod supervisor;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,7 +32,14 @@ use metrics::ExporterMetrics;
 use snapshot::Store;
 use supervisor::Supervisor;
 
-/// Serves the exporter on `listener` until `shutdown` completes.
+/// How the HTTP endpoints are served, beyond the listener.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// `--web-config-file`: TLS, basic auth and headers. `None`: plain HTTP, no auth.
+    pub web_config: Option<Arc<web::WebConfigFile>>,
+}
+
+/// Serves the exporter on `listener` over plain HTTP until `shutdown` completes.
 ///
 /// Refreshers start at once; the HTTP server answers immediately (`/readyz` says 503 until every
 /// foundation has finished its first refresh). With a config file, SIGHUP re-reads it; a bad
@@ -38,6 +47,17 @@ use supervisor::Supervisor;
 pub async fn run(
     config: Config,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run_with(config, listener, ServeOptions::default(), shutdown).await
+}
+
+/// [`run`], with the endpoints protected as `options` say (TLS and basic auth of
+/// `--web-config-file`).
+pub async fn run_with(
+    config: Config,
+    listener: TcpListener,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = Arc::new(Store::new());
@@ -60,16 +80,39 @@ pub async fn run(
     ));
 
     let app = server::router(server::AppState::new(registry, store, warnings));
-    tracing::info!(address = %listener.local_addr()?, "serving /metrics");
     let server_cancel = cancel.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = server_cancel.cancelled() => {}
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = server_cancel.cancelled() => {}
+        }
+    };
+    let address = listener.local_addr()?;
+    let served = match options.web_config {
+        None => {
+            tracing::info!(%address, tls = false, basic_auth = false, "serving /metrics");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        Some(web) => {
+            tracing::info!(
+                %address,
+                tls = web.tls_enabled(),
+                basic_auth = web.basic_auth_enabled(),
+                web_config = %web.path().display(),
+                "serving /metrics"
+            );
+            let app = web.protect(app);
+            if web.tls_enabled() {
+                web::tls::serve(listener, app, web, stop).await
+            } else {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
             }
-        })
-        .await;
+        }
+    };
     cancel.cancel();
     let _ = reloads.await;
     served.context("the HTTP server failed")

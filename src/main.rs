@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use cf_service_key_exporter::cli::{Cli, Command};
 use cf_service_key_exporter::config::{self, Config};
-use cf_service_key_exporter::{logging, sim};
+use cf_service_key_exporter::web::WebConfigFile;
+use cf_service_key_exporter::{logging, sim, ServeOptions};
 use clap::Parser;
 
 /// Exit codes: 0 fine, 1 `report --expiring-within` found a key, 2 bad configuration or usage,
@@ -17,6 +18,18 @@ const EXIT_RUNTIME: u8 = 3;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
+
+    // Checked before anything starts: a bad web config must not leave the endpoints unprotected.
+    let web_config = match (&cli.command, &cli.web_config_file) {
+        (None, Some(path)) => match WebConfigFile::load(path) {
+            Ok(web) => Some(std::sync::Arc::new(web)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        _ => None,
+    };
 
     // The demo's simulator must live as long as the exporter that reads it.
     let (config, _demo) = match load_config(&cli).await {
@@ -32,7 +45,7 @@ async fn main() -> ExitCode {
             eprintln!("error: the report command is not available yet");
             ExitCode::from(EXIT_CONFIG)
         }
-        None => match serve(config, &cli).await {
+        None => match serve(config, &cli, ServeOptions { web_config }).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e:#}");
@@ -65,11 +78,11 @@ async fn load_config(cli: &Cli) -> anyhow::Result<(Config, Option<sim::Sim>)> {
     Ok((config, None))
 }
 
-async fn serve(config: Config, cli: &Cli) -> anyhow::Result<()> {
+async fn serve(config: Config, cli: &Cli, options: ServeOptions) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cli.listen_address)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen_address))?;
-    cf_service_key_exporter::run(config, listener, shutdown_signal()).await
+    cf_service_key_exporter::run_with(config, listener, options, shutdown_signal()).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,0 +1,530 @@
+//! `--web-config-file`: the exporter behind TLS, mTLS and basic auth, as an operator would
+//! configure it in the exporter-toolkit format. Each test runs the real `run_with` on a loopback
+//! port with certificates made here by rcgen, and scrapes it with reqwest.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cf_service_key_exporter::config::Config;
+use cf_service_key_exporter::sim::{Accounts, Sim, World};
+use cf_service_key_exporter::web::WebConfigFile;
+use cf_service_key_exporter::{run_with, ServeOptions};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    SanType,
+};
+use tokio::sync::oneshot;
+
+/// A test CA that signs server and client certificates.
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A certificate and its private key, PEM.
+struct Leaf {
+    cert: String,
+    key: String,
+}
+
+impl Leaf {
+    /// reqwest's client identity: key and certificate in one PEM.
+    fn identity(&self) -> reqwest::Identity {
+        reqwest::Identity::from_pem(format!("{}{}", self.key, self.cert).as_bytes()).unwrap()
+    }
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    fn leaf(&self, name: &str, usage: ExtendedKeyUsagePurpose) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    fn server(&self) -> Leaf {
+        self.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    fn client(&self) -> Leaf {
+        self.leaf("prometheus", ExtendedKeyUsagePurpose::ClientAuth)
+    }
+}
+
+/// A scratch directory, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new() -> Dir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "cf-ske-web-config-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        Dir(path)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Writes a server certificate and key as `server.crt` / `server.key`.
+    fn server_files(&self, leaf: &Leaf) {
+        self.write("server.crt", &leaf.cert);
+        self.write("server.key", &leaf.key);
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The exporter serving an empty simulated foundation, protected by `web.yml` in a [`Dir`].
+struct Exporter {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _sim: Sim,
+}
+
+impl Exporter {
+    async fn start(dir: &Dir, web_yml: &str) -> Exporter {
+        let path = dir.write("web.yml", web_yml);
+        let web = WebConfigFile::load(&path).expect("the web config loads");
+        let sim = Sim::start(World::new(), Accounts::default()).await.unwrap();
+        let config = Config {
+            foundations: vec![sim.foundation_config("test")],
+            file: None,
+            cache_file: None,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let options = ServeOptions {
+            web_config: Some(Arc::new(web)),
+        };
+        let served = tokio::spawn(run_with(config, listener, options, async move {
+            let _ = stopped.await;
+        }));
+        Exporter {
+            addr,
+            stop: Some(stop),
+            served,
+            _sim: sim,
+        }
+    }
+
+    fn https(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
+    }
+
+    fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops the server and checks it shut down cleanly.
+    async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), &mut self.served)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .expect("the server ends without error");
+    }
+}
+
+/// A client trusting only `ca`, optionally presenting a client certificate.
+fn client(ca: &Ca, identity: Option<&Leaf>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(10));
+    if let Some(leaf) = identity {
+        builder = builder.identity(leaf.identity());
+    }
+    builder.build().unwrap()
+}
+
+fn hash(password: &str) -> String {
+    // Cost 4, the least bcrypt allows: the tests check the logic, not the cost.
+    bcrypt::hash(password, 4).unwrap()
+}
+
+const TLS: &str = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+
+#[tokio::test]
+async fn a_tls_scrape_with_the_test_ca_succeeds() {
+    let dir = Dir::new();
+    let ca = Ca::new("test CA");
+    dir.server_files(&ca.server());
+    let exporter = Exporter::start(&dir, TLS).await;
+
+    let trusting = client(&ca, None);
+    let metrics = trusting
+        .get(exporter.https("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert_eq!(metrics.version(), reqwest::Version::HTTP_11);
+    let body = metrics.text().await.unwrap();
+    assert!(
+        body.contains("cf_service_key_exporter_build_info"),
+        "{body}"
+    );
+    let health = trusting
+        .get(exporter.https("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    // A client that does not trust the CA does not get through the handshake.
+    let stranger = client(&Ca::new("another CA"), None);
+    assert!(stranger
+        .get(exporter.https("/metrics"))
+        .send()
+        .await
+        .is_err());
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn plain_http_to_the_tls_port_is_refused() {
+    let dir = Dir::new();
+    let ca = Ca::new("test CA");
+    dir.server_files(&ca.server());
+    let exporter = Exporter::start(&dir, TLS).await;
+
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for path in ["/metrics", "/healthz"] {
+        match plain.get(exporter.http(path)).send().await {
+            // Usually a 400 that says what went wrong, as Go's servers answer...
+            Ok(response) => {
+                assert_eq!(response.status(), 400);
+                let body = response.text().await.unwrap_or_default();
+                assert!(body.contains("HTTPS"), "{body}");
+                assert!(!body.contains("cf_service_key"), "{body}");
+            }
+            // ...or a closed connection; never the endpoint.
+            Err(e) => assert!(!e.is_status(), "{e}"),
+        }
+    }
+    // The server still serves TLS afterwards.
+    let response = client(&ca, None)
+        .get(exporter.https("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn basic_auth_guards_every_endpoint_but_healthz() {
+    let dir = Dir::new();
+    let ca = Ca::new("test CA");
+    dir.server_files(&ca.server());
+    let exporter = Exporter::start(
+        &dir,
+        &format!(
+            "{TLS}http_server_config:\n  headers:\n    X-Frame-Options: deny\nbasic_auth_users:\n  prometheus: '{}'\n",
+            hash("s3cret")
+        ),
+    )
+    .await;
+    let client = client(&ca, None);
+
+    for path in ["/metrics", "/readyz", "/"] {
+        let missing = client.get(exporter.https(path)).send().await.unwrap();
+        assert_eq!(missing.status(), 401, "{path} without credentials");
+        let challenge = missing.headers()["www-authenticate"].to_str().unwrap();
+        assert!(challenge.starts_with("Basic"), "{challenge}");
+
+        let wrong = client
+            .get(exporter.https(path))
+            .basic_auth("prometheus", Some("wrong"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401, "{path} with a wrong password");
+
+        let unknown = client
+            .get(exporter.https(path))
+            .basic_auth("grafana", Some("s3cret"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), 401, "{path} as an unknown user");
+    }
+
+    let right = client
+        .get(exporter.https("/metrics"))
+        .basic_auth("prometheus", Some("s3cret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    assert_eq!(right.headers()["x-frame-options"], "deny");
+    assert!(right
+        .text()
+        .await
+        .unwrap()
+        .contains("cf_service_key_exporter_build_info"));
+    // Served again from the cache of successful checks.
+    let again = client
+        .get(exporter.https("/"))
+        .basic_auth("prometheus", Some("s3cret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+
+    let health = client.get(exporter.https("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.headers()["x-frame-options"], "deny");
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn mtls_refuses_a_client_without_a_certificate_from_the_client_ca() {
+    let dir = Dir::new();
+    let ca = Ca::new("server CA");
+    let client_ca = Ca::new("client CA");
+    dir.server_files(&ca.server());
+    dir.write("client-ca.pem", &client_ca.pem);
+    let exporter = Exporter::start(
+        &dir,
+        &format!(
+            "{TLS}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.pem\n"
+        ),
+    )
+    .await;
+
+    let anonymous = client(&ca, None);
+    assert!(
+        anonymous
+            .get(exporter.https("/metrics"))
+            .send()
+            .await
+            .is_err(),
+        "no client certificate"
+    );
+    let impostor = client(&ca, Some(&Ca::new("rogue CA").client()));
+    assert!(
+        impostor
+            .get(exporter.https("/metrics"))
+            .send()
+            .await
+            .is_err(),
+        "a client certificate from another CA"
+    );
+
+    let trusted = client(&ca, Some(&client_ca.client()));
+    let response = trusted
+        .get(exporter.https("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_user_in_the_file_is_picked_up_without_a_restart() {
+    let dir = Dir::new();
+    let ca = Ca::new("test CA");
+    dir.server_files(&ca.server());
+    let users = |list: &[(&str, &str)]| {
+        let mut text = format!("{TLS}basic_auth_users:\n");
+        for (user, password) in list {
+            text.push_str(&format!("  {user}: '{}'\n", hash(password)));
+        }
+        text
+    };
+    let exporter = Exporter::start(&dir, &users(&[("alice", "a-pass")])).await;
+    let client = client(&ca, None);
+    let get_as = |user: &'static str, password: &'static str| {
+        client
+            .get(exporter.https("/metrics"))
+            .basic_auth(user, Some(password))
+            .send()
+    };
+    assert_eq!(get_as("bob", "b-pass").await.unwrap().status(), 401);
+
+    dir.write("web.yml", &users(&[("alice", "a-pass"), ("bob", "b-pass")]));
+    assert_eq!(get_as("bob", "b-pass").await.unwrap().status(), 200);
+    assert_eq!(get_as("alice", "a-pass").await.unwrap().status(), 200);
+
+    // A broken edit keeps the last good config: nobody is locked out, nobody let in.
+    dir.write("web.yml", "basic_auth_users: [oops\n");
+    assert_eq!(get_as("bob", "b-pass").await.unwrap().status(), 200);
+    assert_eq!(get_as("bob", "wrong").await.unwrap().status(), 401);
+
+    // Removing a user takes effect too.
+    dir.write("web.yml", &users(&[("alice", "a-pass")]));
+    assert_eq!(get_as("bob", "b-pass").await.unwrap().status(), 401);
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_served_to_new_connections_without_a_restart() {
+    let dir = Dir::new();
+    let old_ca = Ca::new("old CA");
+    dir.server_files(&old_ca.server());
+    let exporter = Exporter::start(&dir, TLS).await;
+    let before = client(&old_ca, None)
+        .get(exporter.https("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(before.status(), 200);
+
+    let new_ca = Ca::new("new CA");
+    dir.server_files(&new_ca.server());
+    let after = client(&new_ca, None)
+        .get(exporter.https("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 200);
+    assert!(client(&old_ca, None)
+        .get(exporter.https("/metrics"))
+        .send()
+        .await
+        .is_err());
+    exporter.shutdown().await;
+}
+
+/// Runs the binary with `args`; returns its exit code and stderr. Kills it after 60 s (it would
+/// be serving, which is the failure).
+fn run_binary(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cf-service-key-exporter"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_malformed_web_config_file_is_a_clear_startup_error() {
+    let dir = Dir::new();
+    let cases: [(&str, &str, &str); 4] = [
+        (
+            "missing-key.yml",
+            "tls_server_config:\n  cert_file: server.crt\n",
+            "tls_server_config.key_file: missing",
+        ),
+        (
+            "typo.yml",
+            "tls_server_config:\n  cert_file: a\n  keyfile: b\n",
+            "tls_server_config: unknown field `keyfile`",
+        ),
+        (
+            "no-such-cert.yml",
+            "tls_server_config:\n  cert_file: nowhere.crt\n  key_file: nowhere.key\n",
+            "tls_server_config.cert_file:",
+        ),
+        (
+            "plain-password.yml",
+            "basic_auth_users:\n  prometheus: hunter2\n",
+            "basic_auth_users.prometheus: not a bcrypt hash",
+        ),
+    ];
+    for (name, text, field) in cases {
+        let path = dir.write(name, text);
+        let path = path.to_str().unwrap();
+        let (code, stderr) = run_binary(&[
+            "--demo",
+            "--listen-address",
+            "127.0.0.1:0",
+            "--web-config-file",
+            path,
+        ]);
+        assert_eq!(code, Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("error: web config {path}: {field}")),
+            "{name}: {stderr}"
+        );
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+    let (code, stderr) = run_binary(&[
+        "--demo",
+        "--web-config-file",
+        dir.0.join("absent.yml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("cannot read the file"), "{stderr}");
+}
+
+#[test]
+fn the_example_web_config_is_valid_once_its_files_exist() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/web-config.example.yml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let dir = Dir::new();
+    let ca = Ca::new("test CA");
+    // The example names its files by absolute path; put them where it says.
+    let config = cf_service_key_exporter::web::config::parse(&text, &dir.0).unwrap();
+    let tls = config.tls.expect("the example serves TLS");
+    assert!(!config.users.is_empty());
+    let server = ca.server();
+    let rewritten = text
+        .replace(tls.cert_file.to_str().unwrap(), "server.crt")
+        .replace(tls.key_file.to_str().unwrap(), "server.key")
+        .replace(
+            tls.client_ca_file.as_ref().unwrap().to_str().unwrap(),
+            "client-ca.pem",
+        );
+    dir.server_files(&server);
+    dir.write("client-ca.pem", &ca.pem);
+    let path = dir.write("web.yml", &rewritten);
+    WebConfigFile::load(&path).expect("the example loads");
+}
