@@ -5,18 +5,24 @@ use std::process::ExitCode;
 use anyhow::Context;
 use cf_service_key_exporter::cli::{Cli, Command};
 use cf_service_key_exporter::config::{self, Config};
-use cf_service_key_exporter::{logging, sim};
+use cf_service_key_exporter::{logging, report, sim};
 use clap::Parser;
 
-/// Exit codes: 0 fine, 1 `report --expiring-within` found a key, 2 bad configuration or usage,
-/// 3 a runtime failure (cannot bind, server error).
+/// Exit codes: 0 fine, 1 `report --expiring-within` found a key, 2 bad configuration or usage
+/// (or `report` could not read a foundation), 3 a runtime failure (cannot bind, server error,
+/// cannot write the report). `report`'s own codes are documented in its module.
 const EXIT_CONFIG: u8 = 2;
 const EXIT_RUNTIME: u8 = 3;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    // `report` writes its table to stdout and keeps stderr for what went wrong.
+    let default_level = match cli.command {
+        Some(Command::Report(_)) => logging::QUIET_LEVEL,
+        None => logging::DEFAULT_LEVEL,
+    };
+    logging::init(cli.log_format, default_level);
 
     // The demo's simulator must live as long as the exporter that reads it.
     let (config, _demo) = match load_config(&cli).await {
@@ -28,10 +34,7 @@ async fn main() -> ExitCode {
     };
 
     match &cli.command {
-        Some(Command::Report(_args)) => {
-            eprintln!("error: the report command is not available yet");
-            ExitCode::from(EXIT_CONFIG)
-        }
+        Some(Command::Report(args)) => ExitCode::from(report::run(&config, args).await),
         None => match serve(config, &cli).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
