@@ -14,6 +14,7 @@ pub mod expiry;
 pub mod logging;
 pub mod metrics;
 pub mod refresher;
+pub mod report;
 pub mod server;
 pub mod sim;
 pub mod snapshot;

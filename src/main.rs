@@ -6,18 +6,24 @@ use anyhow::Context;
 use cf_service_key_exporter::cli::{Cli, Command};
 use cf_service_key_exporter::config::{self, Config};
 use cf_service_key_exporter::web::WebConfigFile;
-use cf_service_key_exporter::{logging, sim, ServeOptions};
+use cf_service_key_exporter::{logging, report, sim, ServeOptions};
 use clap::Parser;
 
-/// Exit codes: 0 fine, 1 `report --expiring-within` found a key, 2 bad configuration or usage,
-/// 3 a runtime failure (cannot bind, server error).
+/// Exit codes: 0 fine, 1 `report --expiring-within` found a key, 2 bad configuration or usage
+/// (or `report` could not read a foundation), 3 a runtime failure (cannot bind, server error,
+/// cannot write the report). `report`'s own codes are documented in its module.
 const EXIT_CONFIG: u8 = 2;
 const EXIT_RUNTIME: u8 = 3;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    // `report` writes its table to stdout and keeps stderr for what went wrong.
+    let default_level = match cli.command {
+        Some(Command::Report(_)) => logging::QUIET_LEVEL,
+        None => logging::DEFAULT_LEVEL,
+    };
+    logging::init(cli.log_format, default_level);
 
     // Checked before anything starts: a bad web config must not leave the endpoints unprotected.
     let web_config = match (&cli.command, &cli.web_config_file) {
@@ -41,10 +47,7 @@ async fn main() -> ExitCode {
     };
 
     match &cli.command {
-        Some(Command::Report(_args)) => {
-            eprintln!("error: the report command is not available yet");
-            ExitCode::from(EXIT_CONFIG)
-        }
+        Some(Command::Report(args)) => ExitCode::from(report::run(&config, args).await),
         None => match serve(config, &cli, ServeOptions { web_config }).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -1,0 +1,813 @@
+//! The `report` subcommand: one refresh of every configured foundation, then every key with its
+//! expiry, as a table or JSON, soonest expiry first.
+//!
+//! It reuses the server's path unchanged: one [`Refresher`] per foundation publishing into a
+//! private [`Store`], all foundations refreshed concurrently, then one [`Store::load`]. Nothing
+//! here talks to Cloud Foundry itself, and nothing here sees a credential: only what the
+//! snapshot holds (names, guids, dates, public certificate facts).
+//!
+//! Output discipline: the table or JSON goes to stdout and nothing else does; errors, warnings,
+//! the list of expiring keys and the progress line go to stderr. The progress line is drawn only
+//! when stderr is a terminal, and colour only when stdout is one (and `NO_COLOR` is unset).
+//!
+//! # Exit codes
+//! - [`EXIT_OK`] (0): every foundation was read and no key expires within `--expiring-within`.
+//! - [`EXIT_EXPIRING`] (1): `--expiring-within` was given and a key expires within it (an expired
+//!   key counts); the keys are listed on stderr.
+//! - [`EXIT_NOT_READ`] (2): a foundation could not be read at all (login or listing failed, or
+//!   its refresh ran out of time before reading a key). The keys of the other foundations are
+//!   still printed, but the exit code says the report is incomplete; like `grep`, the error wins
+//!   over a match. A foundation that was only partly read (its refresh ran out of time after
+//!   reading some keys) is a warning on stderr, not an error: its keys are printed.
+//!   When no foundation at all could be read, nothing is printed on stdout (an empty table or
+//!   `[]` would read as "no keys").
+//! - [`EXIT_RUNTIME`] (3): the report could not be written (stdout closed early is not an error).
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::cli::{ReportArgs, ReportOutput};
+use crate::config::Config;
+use crate::expiry::SOURCE_NONE;
+use crate::metrics::ExporterMetrics;
+use crate::refresher::{RefreshStats, Refresher};
+use crate::snapshot::{KeyRecord, Store};
+
+/// Every foundation read, nothing expiring within the window.
+pub const EXIT_OK: u8 = 0;
+/// A key expires within `--expiring-within`.
+pub const EXIT_EXPIRING: u8 = 1;
+/// A foundation could not be read (also: bad configuration or usage, decided in `main`).
+pub const EXIT_NOT_READ: u8 = 2;
+/// The report could not be written.
+pub const EXIT_RUNTIME: u8 = 3;
+
+/// One service key of one foundation, as the report shows it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub foundation: Arc<str>,
+    pub key: KeyRecord,
+}
+
+impl Row {
+    /// Seconds from `now` until the key expires (negative once expired); `None` without expiry.
+    pub fn seconds_left(&self, now: i64) -> Option<i64> {
+        self.key.expiry.as_ref().map(|e| e.expires_at - now)
+    }
+
+    fn source(&self) -> &'static str {
+        self.key.expiry.as_ref().map_or(SOURCE_NONE, |e| e.source)
+    }
+}
+
+/// How the refresh of one foundation went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every key was listed and read.
+    Complete,
+    /// The refresh ran out of time: the keys read so far are in the report, others may not be.
+    Partial,
+    /// Nothing could be read; the reason is logged (and summarised here).
+    Failed(String),
+}
+
+/// What one report run read.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Every key, in no particular order (see [`sort`]).
+    pub rows: Vec<Row>,
+    /// Per foundation, in configuration order.
+    pub outcomes: Vec<(String, Outcome, RefreshStats)>,
+}
+
+/// Runs the report: refresh, render to stdout, and return the exit code.
+pub async fn run(config: &Config, args: &ReportArgs) -> u8 {
+    let progress = std::io::stderr().is_terminal();
+    let collected = collect(config, progress).await;
+    let now = unix_now();
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr().lock();
+    finish(collected, args, now, colour, &mut stdout, &mut stderr)
+}
+
+/// Renders what was read and decides the exit code; separated from [`run`] for tests.
+pub fn finish(
+    collected: Collected,
+    args: &ReportArgs,
+    now: i64,
+    colour: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> u8 {
+    // Writing to stderr is best effort: if even that fails there is nobody left to tell.
+    let mut any_read = false;
+    let mut any_failed = false;
+    for (name, outcome, stats) in &collected.outcomes {
+        match outcome {
+            Outcome::Complete => any_read = true,
+            Outcome::Partial => {
+                any_read = true;
+                let _ = writeln!(
+                    err,
+                    "warning: foundation {name}: the refresh ran out of time after reading {} keys; keys not read yet are missing from the report",
+                    stats.keys
+                );
+            }
+            Outcome::Failed(why) => {
+                any_failed = true;
+                let _ = writeln!(err, "error: foundation {name} could not be read: {why}");
+            }
+        }
+        if stats.details_errors > 0 && !matches!(outcome, Outcome::Failed(_)) {
+            let _ = writeln!(
+                err,
+                "warning: foundation {name}: {} errors reading key details (see the log); a key whose details could not be fetched is missing from the report",
+                stats.details_errors
+            );
+        }
+    }
+    if !any_read {
+        let _ = writeln!(err, "error: no foundation could be read");
+        return EXIT_NOT_READ;
+    }
+
+    let mut rows = collected.rows;
+    sort(&mut rows);
+    let expiring: Vec<&Row> = match args.expiring_within {
+        Some(within) => rows.iter().filter(|r| is_within(r, now, within)).collect(),
+        None => Vec::new(),
+    };
+    let rendered = match args.output {
+        ReportOutput::Table => Ok(table(&rows, now, colour, args.expiring_within)),
+        ReportOutput::Json => json(&rows, now),
+    };
+    let written = rendered
+        .map_err(std::io::Error::other)
+        .and_then(|text| out.write_all(text.as_bytes()).and_then(|()| out.flush()));
+    match written {
+        Ok(()) => {}
+        // `report | head` closes stdout early; that is the reader's choice, not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot write the report: {e}");
+            return EXIT_RUNTIME;
+        }
+    }
+
+    if let Some(within) = args.expiring_within {
+        if !expiring.is_empty() {
+            let window = humantime::format_duration(within);
+            let _ = writeln!(
+                err,
+                "{} within {window}:",
+                match expiring.len() {
+                    1 => "1 key expires".to_owned(),
+                    n => format!("{n} keys expire"),
+                }
+            );
+            for row in &expiring {
+                let l = &row.key.labels;
+                let left = row.seconds_left(now).map_or_else(String::new, time_left);
+                let _ = writeln!(
+                    err,
+                    "  {} {}/{} {} {}: {left} ({})",
+                    row.foundation,
+                    l.org,
+                    l.space,
+                    l.service_instance,
+                    l.service_key,
+                    row.key
+                        .expiry
+                        .as_ref()
+                        .map_or_else(String::new, |e| rfc3339(e.expires_at)),
+                );
+            }
+        }
+    }
+
+    if any_failed {
+        EXIT_NOT_READ
+    } else if !expiring.is_empty() {
+        EXIT_EXPIRING
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Refreshes every foundation once, concurrently, and gathers their keys.
+pub async fn collect(config: &Config, progress: bool) -> Collected {
+    let store = Arc::new(Store::new());
+    let metrics = Arc::new(ExporterMetrics::default());
+    let mut outcomes = Vec::new();
+    let mut refreshers = Vec::new();
+    for foundation in &config.foundations {
+        store.register(&foundation.name);
+        match Refresher::new(foundation.clone(), store.clone(), metrics.clone()) {
+            Ok(r) => refreshers.push(r),
+            Err(e) => outcomes.push((
+                foundation.name.clone(),
+                Outcome::Failed(e.to_string()),
+                RefreshStats::default(),
+            )),
+        }
+    }
+    let refreshes = futures::future::join_all(refreshers.iter().map(|r| r.refresh()));
+    let stats = if progress {
+        with_progress(refreshes, &store, &metrics).await
+    } else {
+        refreshes.await
+    };
+
+    let snapshot = store.load();
+    let mut rows = Vec::new();
+    for (refresher, stats) in refreshers.iter().zip(stats) {
+        let name = refresher.name();
+        let Some(foundation) = snapshot.foundations.get(name) else {
+            continue;
+        };
+        let outcome = if foundation.status.success {
+            Outcome::Complete
+        } else if !foundation.keys.is_empty() {
+            Outcome::Partial
+        } else if stats.timed_out {
+            Outcome::Failed("the refresh ran out of time before reading any key".into())
+        } else {
+            Outcome::Failed("the refresh failed (the cause is logged above)".into())
+        };
+        let label: Arc<str> = Arc::from(name);
+        rows.extend(foundation.keys.iter().map(|key| Row {
+            foundation: label.clone(),
+            key: key.clone(),
+        }));
+        outcomes.push((name.to_owned(), outcome, stats));
+    }
+    // Configuration order, whether a foundation failed to start or to refresh.
+    outcomes.sort_by_key(|(name, _, _)| {
+        config
+            .foundations
+            .iter()
+            .position(|f| &f.name == name)
+            .unwrap_or(usize::MAX)
+    });
+    Collected { rows, outcomes }
+}
+
+/// Awaits `work` while drawing a spinner line on stderr: foundations done, keys read so far.
+///
+/// Keys still being read are counted from the `/details` requests in the exporter's own
+/// counters, read through a registry over an empty store so each tick encodes only a few lines.
+async fn with_progress<F: Future>(
+    work: F,
+    store: &Store,
+    metrics: &Arc<ExporterMetrics>,
+) -> F::Output {
+    const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+    let counters = metrics.registry(Arc::new(Store::new()));
+    let started = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(120));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tokio::pin!(work);
+    let mut frame = 0;
+    loop {
+        tokio::select! {
+            out = &mut work => {
+                eprint!("\r\x1b[2K");
+                return out;
+            }
+            _ = tick.tick() => {
+                let snapshot = store.load();
+                let total = snapshot.foundations.len();
+                let done = snapshot.foundations.values().filter(|f| f.status.finished_once).count();
+                let mut text = String::new();
+                let _ = prometheus_client::encoding::text::encode(&mut text, &counters);
+                let read = details_requests(&text);
+                eprint!(
+                    "\r\x1b[2K{} reading {total} {}: {done} done, {read} keys read, {}s",
+                    FRAMES[frame % FRAMES.len()],
+                    if total == 1 { "foundation" } else { "foundations" },
+                    started.elapsed().as_secs(),
+                );
+                let _ = std::io::stderr().flush();
+                frame += 1;
+            }
+        }
+    }
+}
+
+/// Sum of `api_requests_total{endpoint="/v3/service_credential_bindings/:guid/details"}` in an
+/// exposition: one per key read (retries count again, which a progress line can live with).
+fn details_requests(exposition: &str) -> u64 {
+    let endpoint = format!("endpoint=\"{}\"", crate::cf::DETAILS_ENDPOINT);
+    exposition
+        .lines()
+        .filter(|l| {
+            l.starts_with("cf_service_key_exporter_api_requests_total{") && l.contains(&endpoint)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Soonest expiry first (expired keys first of all), keys without expiry last; ties by
+/// foundation, org, space, instance, key name and guid so the order is stable across runs.
+pub fn sort(rows: &mut [Row]) {
+    rows.sort_by(|a, b| {
+        let expiry = |r: &Row| match &r.key.expiry {
+            Some(e) => (0, e.expires_at),
+            None => (1, 0),
+        };
+        let names = |r: &Row| {
+            let l = &r.key.labels;
+            (
+                r.foundation.clone(),
+                l.org.clone(),
+                l.space.clone(),
+                l.service_instance.clone(),
+                l.service_key.clone(),
+                l.service_key_guid.clone(),
+            )
+        };
+        expiry(a)
+            .cmp(&expiry(b))
+            .then_with(|| names(a).cmp(&names(b)))
+    });
+}
+
+fn is_within(row: &Row, now: i64, within: Duration) -> bool {
+    let within = i64::try_from(within.as_secs()).unwrap_or(i64::MAX);
+    row.seconds_left(now).is_some_and(|left| left <= within)
+}
+
+/// Time left as people say it: the two largest units (`2d 3h`, `5h 12m`, `40s`), and
+/// `expired 2d ago` once the key has expired (at its expiry second it counts as expired).
+pub fn time_left(seconds_left: i64) -> String {
+    if seconds_left > 0 {
+        span(seconds_left.unsigned_abs())
+    } else if seconds_left == 0 {
+        "expired just now".to_owned()
+    } else {
+        format!("expired {} ago", span(seconds_left.unsigned_abs()))
+    }
+}
+
+/// Truncates rather than rounds: a key with 2d 23h 59m left shows `2d 23h`, never `3d`.
+fn span(seconds: u64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds % 86_400 / 3_600,
+        seconds % 3_600 / 60,
+        seconds % 60,
+    );
+    let pair = |big: u64, big_unit: &str, small: u64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{big_unit}")
+        } else {
+            format!("{big}{big_unit} {small}{small_unit}")
+        }
+    };
+    if d > 0 {
+        pair(d, "d", h, "h")
+    } else if h > 0 {
+        pair(h, "h", m, "m")
+    } else if m > 0 {
+        pair(m, "m", s, "s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// RFC 3339 in UTC (`2025-03-01T12:00:00Z`); the bare number if the year is out of range.
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+const HEADER: [&str; 12] = [
+    "FOUNDATION",
+    "ORG",
+    "SPACE",
+    "INSTANCE",
+    "PLAN",
+    "KEY",
+    "EXPIRES AT",
+    "TIME LEFT",
+    "SOURCE",
+    "SUBJECT",
+    "ISSUER",
+    "SERIAL",
+];
+
+/// An aligned table, one key per line, `-` in empty cells. With `colour`, expired keys are red
+/// and keys within `warn_within` yellow (whole lines, so alignment is unaffected).
+pub fn table(rows: &[Row], now: i64, colour: bool, warn_within: Option<Duration>) -> String {
+    let cells: Vec<[String; 12]> = rows
+        .iter()
+        .map(|row| {
+            let l = &row.key.labels;
+            let e = row.key.expiry.as_ref();
+            let cert = e.and_then(|e| e.certificate.as_ref());
+            let or_dash = |s: Option<&str>| s.filter(|s| !s.is_empty()).unwrap_or("-").to_owned();
+            [
+                row.foundation.to_string(),
+                l.org.to_string(),
+                l.space.to_string(),
+                l.service_instance.to_string(),
+                l.service_plan.to_string(),
+                l.service_key.to_string(),
+                e.map_or_else(|| "-".to_owned(), |e| rfc3339(e.expires_at)),
+                row.seconds_left(now)
+                    .map_or_else(|| "-".to_owned(), time_left),
+                row.source().to_owned(),
+                or_dash(cert.map(|c| c.subject.as_str())),
+                or_dash(cert.map(|c| c.issuer.as_str())),
+                or_dash(cert.map(|c| c.serial.as_str())),
+            ]
+        })
+        .collect();
+    let mut widths = HEADER.map(|h| h.chars().count());
+    for line in &cells {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[String], paint: Option<&str>| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<w$}  ");
+            }
+        }
+        match paint {
+            Some(code) => {
+                let _ = writeln!(out, "\x1b[{code}m{}\x1b[0m", text.trim_end());
+            }
+            None => {
+                let _ = writeln!(out, "{}", text.trim_end());
+            }
+        }
+    };
+    line(&HEADER.map(str::to_owned), colour.then_some("1"));
+    for (row, cells) in rows.iter().zip(&cells) {
+        let paint = match row.seconds_left(now) {
+            _ if !colour => None,
+            Some(left) if left <= 0 => Some("31"),
+            Some(_) if warn_within.is_some_and(|w| is_within(row, now, w)) => Some("33"),
+            _ => None,
+        };
+        line(cells, paint);
+    }
+    out
+}
+
+/// One object in the JSON array; the field names are part of the interface.
+#[derive(Debug, Serialize)]
+struct JsonRow<'a> {
+    foundation: &'a str,
+    org: &'a str,
+    space: &'a str,
+    service_offering: &'a str,
+    service_plan: &'a str,
+    service_instance: &'a str,
+    service_key: &'a str,
+    service_key_guid: &'a str,
+    /// RFC 3339, UTC; `null` without expiry.
+    expires_at: Option<String>,
+    /// Unix seconds; `null` without expiry.
+    expires_at_unix: Option<i64>,
+    /// Negative once expired; `null` without expiry.
+    seconds_left: Option<i64>,
+    expiry_source: &'a str,
+    certificate: Option<JsonCertificate<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonCertificate<'a> {
+    subject: &'a str,
+    issuer: &'a str,
+    serial: &'a str,
+}
+
+/// A pretty-printed JSON array, one object per key, in the order given.
+pub fn json(rows: &[Row], now: i64) -> Result<String, serde_json::Error> {
+    let objects: Vec<JsonRow> = rows
+        .iter()
+        .map(|row| {
+            let l = &row.key.labels;
+            let e = row.key.expiry.as_ref();
+            JsonRow {
+                foundation: &row.foundation,
+                org: &l.org,
+                space: &l.space,
+                service_offering: &l.service_offering,
+                service_plan: &l.service_plan,
+                service_instance: &l.service_instance,
+                service_key: &l.service_key,
+                service_key_guid: &l.service_key_guid,
+                expires_at: e.map(|e| rfc3339(e.expires_at)),
+                expires_at_unix: e.map(|e| e.expires_at),
+                seconds_left: row.seconds_left(now),
+                expiry_source: row.source(),
+                certificate: e
+                    .and_then(|e| e.certificate.as_ref())
+                    .map(|c| JsonCertificate {
+                        subject: &c.subject,
+                        issuer: &c.issuer,
+                        serial: &c.serial,
+                    }),
+            }
+        })
+        .collect();
+    let mut text = serde_json::to_string_pretty(&objects)?;
+    text.push('\n');
+    Ok(text)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expiry::CertificateInfo;
+    use crate::snapshot::{KeyExpiry, KeyLabels};
+
+    const NOW: i64 = 1_700_000_000;
+    const DAY: i64 = 86_400;
+
+    fn row(foundation: &str, key: &str, expires_in: Option<i64>) -> Row {
+        let name = |s: &str| Arc::<str>::from(s);
+        Row {
+            foundation: name(foundation),
+            key: KeyRecord {
+                labels: KeyLabels {
+                    org: name("org"),
+                    space: name("space"),
+                    service_offering: name("offering"),
+                    service_plan: name("plan"),
+                    service_instance: name("instance"),
+                    service_key: name(key),
+                    service_key_guid: name(&format!("guid-{key}")),
+                },
+                expiry: expires_in.map(|s| KeyExpiry {
+                    expires_at: NOW + s,
+                    source: crate::expiry::SOURCE_EXPIRES_AT,
+                    certificate: None,
+                }),
+                key_updated_at: name(""),
+                instance_updated_at: name(""),
+                read_at: NOW,
+            },
+        }
+    }
+
+    fn keys(rows: &[Row]) -> Vec<&str> {
+        rows.iter().map(|r| &*r.key.labels.service_key).collect()
+    }
+
+    fn args(output: ReportOutput, within: Option<Duration>) -> ReportArgs {
+        ReportArgs {
+            output,
+            expiring_within: within,
+        }
+    }
+
+    #[test]
+    fn time_left_names_the_two_largest_units_and_truncates() {
+        assert_eq!(time_left(2 * DAY + 3 * 3600 + 59 * 60), "2d 3h");
+        assert_eq!(time_left(3 * DAY - 1), "2d 23h");
+        assert_eq!(time_left(365 * DAY), "365d");
+        assert_eq!(time_left(5 * 3600 + 12 * 60 + 7), "5h 12m");
+        assert_eq!(time_left(3600), "1h");
+        assert_eq!(time_left(61), "1m 1s");
+        assert_eq!(time_left(40), "40s");
+        assert_eq!(time_left(1), "1s");
+    }
+
+    #[test]
+    fn time_left_of_an_expired_key_says_how_long_ago() {
+        assert_eq!(time_left(-2 * DAY), "expired 2d ago");
+        assert_eq!(time_left(-(2 * DAY + 5)), "expired 2d ago");
+        assert_eq!(time_left(-90), "expired 1m 30s ago");
+        assert_eq!(time_left(0), "expired just now");
+        assert_eq!(time_left(i64::MIN), "expired 106751991167300d 15h ago");
+    }
+
+    #[test]
+    fn sort_puts_the_soonest_expiry_first_and_keys_without_expiry_last() {
+        let mut rows = vec![
+            row("a", "none-1", None),
+            row("a", "year", Some(365 * DAY)),
+            row("a", "expired", Some(-2 * DAY)),
+            row("a", "days", Some(3 * DAY)),
+            row("a", "none-0", None),
+        ];
+        sort(&mut rows);
+        assert_eq!(keys(&rows), ["expired", "days", "year", "none-0", "none-1"]);
+    }
+
+    #[test]
+    fn sort_breaks_ties_by_names_so_the_order_is_stable() {
+        let mut rows = vec![
+            row("b", "k", Some(DAY)),
+            row("a", "z", Some(DAY)),
+            row("a", "k", Some(DAY)),
+        ];
+        sort(&mut rows);
+        let order: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (&*r.foundation, &*r.key.labels.service_key))
+            .collect();
+        assert_eq!(order, [("a", "k"), ("a", "z"), ("b", "k")]);
+    }
+
+    #[test]
+    fn table_aligns_columns_without_colour_and_dashes_empty_cells() {
+        let mut with_cert = row("f", "cert", Some(60 * DAY));
+        with_cert.key.expiry.as_mut().unwrap().certificate = Some(CertificateInfo {
+            subject: "CN=client".into(),
+            issuer: "CN=ca".into(),
+            serial: "0x0A".into(),
+        });
+        let text = table(&[with_cert, row("f", "plain", None)], NOW, false, None);
+        assert!(!text.contains('\x1b'));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let column = |line: &str, name: &str| line.find(name).unwrap();
+        let at = column(lines[0], "TIME LEFT");
+        assert_eq!(&lines[1][at..at + 3], "60d");
+        assert_eq!(&lines[2][at..at + 1], "-");
+        assert!(
+            lines[1].ends_with("CN=client  CN=ca   0x0A"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[2].contains(" none "));
+        assert!(lines[2].ends_with('-'));
+    }
+
+    #[test]
+    fn table_colours_expired_and_expiring_lines_only_when_asked() {
+        let rows = [
+            row("f", "gone", Some(-DAY)),
+            row("f", "soon", Some(DAY)),
+            row("f", "fine", Some(90 * DAY)),
+        ];
+        let text = table(&rows, NOW, true, Some(Duration::from_secs(7 * DAY as u64)));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("\x1b[31m"));
+        assert!(lines[2].starts_with("\x1b[33m"));
+        assert!(!lines[3].contains('\x1b'));
+    }
+
+    #[test]
+    fn json_has_stable_fields_and_null_for_a_key_without_expiry() {
+        let text = json(&[row("f", "k", Some(-DAY)), row("f", "n", None)], NOW).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let first = &value[0];
+        assert_eq!(first["expires_at"], "2023-11-13T22:13:20Z");
+        assert_eq!(first["expires_at_unix"], NOW - DAY);
+        assert_eq!(first["seconds_left"], -DAY);
+        assert_eq!(first["expiry_source"], "expires_at");
+        assert_eq!(first["certificate"], serde_json::Value::Null);
+        assert_eq!(value[1]["expires_at"], serde_json::Value::Null);
+        assert_eq!(value[1]["expiry_source"], "none");
+    }
+
+    #[test]
+    fn an_expired_key_counts_as_expiring_and_exits_1() {
+        let collected = Collected {
+            rows: vec![
+                row("f", "gone", Some(-DAY)),
+                row("f", "fine", Some(90 * DAY)),
+            ],
+            outcomes: vec![("f".into(), Outcome::Complete, RefreshStats::default())],
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let within = Some(Duration::from_secs(DAY as u64));
+        let code = finish(
+            collected,
+            &args(ReportOutput::Table, within),
+            NOW,
+            false,
+            &mut out,
+            &mut err,
+        );
+        assert_eq!(code, EXIT_EXPIRING);
+        let err = String::from_utf8(err).unwrap();
+        assert!(err.contains("1 key expires within 1day:"), "{err}");
+        assert!(err.contains("gone: expired 1d ago"), "{err}");
+        assert!(!err.contains("fine"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_foundation_exits_2_but_the_others_are_still_printed() {
+        let collected = Collected {
+            rows: vec![row("ok", "k", Some(-DAY))],
+            outcomes: vec![
+                ("ok".into(), Outcome::Complete, RefreshStats::default()),
+                (
+                    "down".into(),
+                    Outcome::Failed("login refused".into()),
+                    RefreshStats::default(),
+                ),
+            ],
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let within = Some(Duration::from_secs(DAY as u64));
+        let code = finish(
+            collected,
+            &args(ReportOutput::Table, within),
+            NOW,
+            false,
+            &mut out,
+            &mut err,
+        );
+        assert_eq!(code, EXIT_NOT_READ);
+        assert!(String::from_utf8(out).unwrap().contains(" k "));
+        let err = String::from_utf8(err).unwrap();
+        assert!(
+            err.contains("foundation down could not be read: login refused"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nothing_read_prints_nothing_and_exits_2() {
+        let collected = Collected {
+            rows: Vec::new(),
+            outcomes: vec![(
+                "down".into(),
+                Outcome::Failed("x".into()),
+                RefreshStats::default(),
+            )],
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = finish(
+            collected,
+            &args(ReportOutput::Json, None),
+            NOW,
+            false,
+            &mut out,
+            &mut err,
+        );
+        assert_eq!(code, EXIT_NOT_READ);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_partly_read_foundation_is_a_warning() {
+        let collected = Collected {
+            rows: vec![row("slow", "k", Some(90 * DAY))],
+            outcomes: vec![(
+                "slow".into(),
+                Outcome::Partial,
+                RefreshStats {
+                    keys: 1,
+                    timed_out: true,
+                    ..Default::default()
+                },
+            )],
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = finish(
+            collected,
+            &args(ReportOutput::Table, None),
+            NOW,
+            false,
+            &mut out,
+            &mut err,
+        );
+        assert_eq!(code, EXIT_OK);
+        assert!(String::from_utf8(err)
+            .unwrap()
+            .contains("ran out of time after reading 1 keys"));
+    }
+
+    #[test]
+    fn details_requests_are_summed_over_codes_of_the_details_endpoint_only() {
+        let exposition = "\
+# TYPE cf_service_key_exporter_api_requests counter
+cf_service_key_exporter_api_requests_total{foundation=\"a\",endpoint=\"/v3/service_credential_bindings/:guid/details\",code=\"200\"} 7
+cf_service_key_exporter_api_requests_total{foundation=\"b\",endpoint=\"/v3/service_credential_bindings/:guid/details\",code=\"404\"} 2
+cf_service_key_exporter_api_requests_total{foundation=\"a\",endpoint=\"/v3/service_credential_bindings\",code=\"200\"} 3
+";
+        assert_eq!(details_requests(exposition), 9);
+    }
+}
