@@ -21,12 +21,14 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::cf::error::CfError;
-use crate::cf::http::{Transport, SMALL_BODY_LIMIT};
+use crate::cf::http::{BodyLimit, Transport};
 use crate::cf::model::Root;
 use crate::config::{FoundationConfig, Grant, SecretSource};
 
 const TOKEN_ENDPOINT: &str = "/oauth/token";
 const ROOT_ENDPOINT: &str = "/";
+/// Longest token lifetime believed, in seconds (UAA's default is 12 hours).
+const MAX_TOKEN_LIFETIME: u64 = 24 * 3600;
 
 /// A bearer token to send with API requests.
 #[derive(Clone)]
@@ -45,9 +47,19 @@ impl std::fmt::Debug for Bearer {
 }
 
 impl Bearer {
-    /// The `Authorization` header value.
-    pub fn header(&self) -> String {
-        format!("bearer {}", self.token.expose_secret())
+    /// The `Authorization` header value, marked sensitive so that no `Debug` of the request
+    /// (hyper, reqwest, a log line) ever prints it.
+    pub fn header(&self) -> Result<reqwest::header::HeaderValue, CfError> {
+        let mut value = reqwest::header::HeaderValue::try_from(format!(
+            "bearer {}",
+            self.token.expose_secret()
+        ))
+        // Never echo the token: say only what is wrong with it.
+        .map_err(|_| {
+            CfError::Config("UAA issued an access token that is not a valid header value".into())
+        })?;
+        value.set_sensitive(true);
+        Ok(value)
     }
 }
 
@@ -63,6 +75,8 @@ struct State {
     token_url: Option<Url>,
     token: Option<Token>,
     generation: u64,
+    /// The last failed login: when, and what UAA (or the way to it) said.
+    failed: Option<(Instant, String)>,
 }
 
 /// Hands out tokens for one foundation.
@@ -74,6 +88,7 @@ pub struct Auth {
     client_id: String,
     client_secret: Option<SecretSource>,
     origin: Option<String>,
+    login_retry_after: Duration,
     state: Mutex<State>,
 }
 
@@ -112,6 +127,7 @@ impl Auth {
             client_id: config.client_id.clone(),
             client_secret: config.client_secret.clone(),
             origin: config.origin.clone(),
+            login_retry_after: config.http.login_retry_after,
             state: Mutex::new(State::default()),
         }
     }
@@ -146,19 +162,50 @@ impl Auth {
                 url
             }
         };
+        // Every request waiting on this lock would otherwise try its own login after a failed
+        // one: a wrong password would count one failure per pending request and get the
+        // account locked by UAA.
+        if let Some((at, message)) = &state.failed {
+            let next_try = *at + self.login_retry_after;
+            if Instant::now() < next_try {
+                return Err(self.login_error(
+                    &token_url,
+                    format!(
+                        "{message} (not retried for {:?}: a login failed {:?} ago)",
+                        self.login_retry_after,
+                        at.elapsed()
+                    ),
+                ));
+            }
+        }
         let refresh = state.token.take().and_then(|t| t.refresh);
-        let response = match refresh {
+        let result = match refresh {
             Some(refresh) => match self.renew(&token_url, &refresh).await {
-                Ok(r) => r,
+                Ok(r) => Ok(r),
                 Err(e) => {
                     tracing::debug!(error = %e, "refresh token not accepted, logging in again");
-                    self.login(&token_url).await?
+                    self.login(&token_url).await
                 }
             },
-            None => self.login(&token_url).await?,
+            None => self.login(&token_url).await,
+        };
+        let response = match result {
+            Ok(response) => {
+                state.failed = None;
+                response
+            }
+            Err(error) => {
+                if let CfError::Login { message, .. } = &error {
+                    state.failed = Some((Instant::now(), message.clone()));
+                }
+                return Err(error);
+            }
         };
         state.generation += 1;
-        let lifetime = Duration::from_secs(response.expires_in.unwrap_or(300));
+        // Capped: an absurd `expires_in` must not overflow the clock (a panic) nor keep a token
+        // for ever.
+        let lifetime =
+            Duration::from_secs(response.expires_in.unwrap_or(300).min(MAX_TOKEN_LIFETIME));
         // Renew a little before expiry so a token never dies between check and use.
         let margin = (lifetime / 5).min(Duration::from_secs(60));
         let token = Token {
@@ -199,7 +246,7 @@ impl Auth {
                     .map_err(|e| CfError::Config(e.to_string()))?;
                 let root: Root = self
                     .transport
-                    .send(ROOT_ENDPOINT, SMALL_BODY_LIMIT, || {
+                    .send(ROOT_ENDPOINT, BodyLimit::Small, || {
                         self.transport.client().get(root_url.clone())
                     })
                     .await?
@@ -298,7 +345,7 @@ impl Auth {
     ) -> Result<TokenResponse, CfError> {
         let answer = self
             .transport
-            .send(TOKEN_ENDPOINT, SMALL_BODY_LIMIT, || {
+            .send(TOKEN_ENDPOINT, BodyLimit::Small, || {
                 let mut fields: Vec<(&str, &str)> =
                     form.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 if let Some((name, value)) = secret_field {

@@ -16,27 +16,31 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use super::error::{ApiError, CfError, TransportKind};
-use crate::config::TlsOptions;
+use crate::config::{HttpOptions, TlsOptions};
 use crate::metrics::ApiRecorder;
 
-/// Largest body read from a list page (5000 resources with `included` are a few MB).
-pub const LIST_BODY_LIMIT: usize = 64 * 1024 * 1024;
-/// Largest body read from a key's `/details` or a small document.
-pub const SMALL_BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// Which body cap a request gets (sizes in [`HttpOptions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLimit {
+    /// A list page: up to 5000 resources with `included`.
+    List,
+    /// A key's `/details`, the API root document or a token answer.
+    Small,
+}
 
-/// Timeouts of one request.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest `Retry-After` we honour by waiting; longer ones fail the request instead of stalling
 /// the refresh (the next refresh tries again).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
 /// Builds the shared client for one foundation.
-pub fn build_client(tls: &TlsOptions) -> Result<reqwest::Client, CfError> {
+pub fn build_client(tls: &TlsOptions, http: &HttpOptions) -> Result<reqwest::Client, CfError> {
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(http.connect_timeout)
+        // A body that stalls half-way fails after `read_timeout` of silence, not only when the
+        // whole request runs out of time.
+        .read_timeout(http.read_timeout)
+        .timeout(http.request_timeout)
         // A redirect would carry the bearer token to wherever it points: never follow one.
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!(
@@ -77,7 +81,7 @@ pub struct Transport {
     client: reqwest::Client,
     recorder: ApiRecorder,
     pacer: Pacer,
-    retries: usize,
+    options: HttpOptions,
 }
 
 /// An answer with its status, headers and (capped) body.
@@ -98,20 +102,24 @@ impl Answer {
             endpoint,
             status: self.status.as_u16(),
             content_type: content_type(&self.headers),
-            // serde_json's message names a position and the expected type, never the input.
-            message: e.to_string(),
+            message: decode_message(&e),
         })
     }
 }
 
 impl Transport {
-    pub fn new(client: reqwest::Client, recorder: ApiRecorder) -> Self {
+    pub fn new(client: reqwest::Client, recorder: ApiRecorder, options: HttpOptions) -> Self {
         Transport {
             client,
             recorder,
             pacer: Pacer::default(),
-            retries: 3,
+            options,
         }
+    }
+
+    /// The limits this transport was built with.
+    pub fn options(&self) -> &HttpOptions {
+        &self.options
     }
 
     /// Requests sent so far (every try counts).
@@ -129,9 +137,13 @@ impl Transport {
     pub async fn send(
         &self,
         endpoint: &'static str,
-        limit: usize,
+        limit: BodyLimit,
         make: impl Fn() -> RequestBuilder,
     ) -> Result<Answer, CfError> {
+        let limit = match limit {
+            BodyLimit::List => self.options.list_body_limit,
+            BodyLimit::Small => self.options.small_body_limit,
+        };
         let once = || async {
             let answer = self.send_once(endpoint, limit, make()).await?;
             if is_transient_status(answer.status) {
@@ -140,9 +152,9 @@ impl Transport {
             Ok(answer)
         };
         let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(10))
-            .with_max_times(self.retries)
+            .with_min_delay(self.options.retry_min_delay)
+            .with_max_delay(Duration::from_secs(10).max(self.options.retry_min_delay))
+            .with_max_times(self.options.retries)
             .with_jitter();
         once.retry(backoff)
             .when(CfError::is_transient)
@@ -163,7 +175,12 @@ impl Transport {
         limit: usize,
         request: RequestBuilder,
     ) -> Result<Answer, CfError> {
-        self.pacer.wait().await;
+        // UAA has no Cloud Controller rate limit: a token request neither waits for it nor
+        // reads its headers.
+        let paced = endpoint.starts_with("/v3");
+        if paced {
+            self.pacer.wait().await;
+        }
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
@@ -172,10 +189,20 @@ impl Transport {
             }
         };
         let status = response.status();
-        self.recorder.request(endpoint, status.as_str());
-        self.pacer.observe(status, response.headers());
+        if paced {
+            self.pacer.observe(status, response.headers());
+        }
         let headers = response.headers().clone();
-        let body = read_capped(endpoint, limit, response).await?;
+        // Counted once the body is in: a body that stalls, breaks off or exceeds the cap is no
+        // usable answer and counts as `code="error"`, whatever status line preceded it.
+        let body = match read_capped(endpoint, limit, response).await {
+            Ok(body) => body,
+            Err(e) => {
+                self.recorder.request(endpoint, "error");
+                return Err(e);
+            }
+        };
+        self.recorder.request(endpoint, status.as_str());
         Ok(Answer {
             status,
             headers,
@@ -238,6 +265,21 @@ fn transport_error(endpoint: &'static str, e: &reqwest::Error) -> CfError {
     }
 }
 
+/// What went wrong decoding a body, without any of its values: serde_json's "invalid type" and
+/// "invalid value" messages quote the offending value, which may be a credential or a token.
+fn decode_message(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let message = e.to_string();
+    match e.classify() {
+        Category::Data if !message.starts_with("missing field") => format!(
+            "unexpected JSON structure at line {} column {}",
+            e.line(),
+            e.column()
+        ),
+        _ => message,
+    }
+}
+
 fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(CONTENT_TYPE)
@@ -277,7 +319,8 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
 ///
 /// A `429` blocks every request of the foundation until its `Retry-After` has passed.
 /// `X-RateLimit-Remaining` is floored to tenths of the limit, so `0` means under 10 % left: then
-/// the (at most) 10 % left is spread evenly until `X-RateLimit-Reset`.
+/// the (at most) 10 % left is spread evenly until `X-RateLimit-Reset`, and no longer. An answer
+/// without the headers says nothing about the limit and changes nothing.
 #[derive(Debug, Default)]
 struct Pacer {
     // A std Mutex: held for a few instructions, never across an await.
@@ -287,7 +330,8 @@ struct Pacer {
 #[derive(Debug, Default)]
 struct PacerState {
     not_before: Option<Instant>,
-    spacing: Option<Duration>,
+    /// Gap between requests, and when the window it was computed for ends.
+    spacing: Option<(Duration, Instant)>,
 }
 
 impl Pacer {
@@ -296,9 +340,11 @@ impl Pacer {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
             let start = state.not_before.filter(|t| *t > now).unwrap_or(now);
-            if let Some(spacing) = state.spacing {
+            match state.spacing {
                 // Reserve the next slot so concurrent requests queue one spacing apart.
-                state.not_before = Some(start + spacing);
+                Some((spacing, until)) if start < until => state.not_before = Some(start + spacing),
+                Some(_) => state.spacing = None,
+                None => {}
             }
             start
         };
@@ -319,18 +365,23 @@ impl Pacer {
             tracing::warn!(retry_after = ?wait, "Cloud Foundry rate limit reached (429); pausing requests");
             return;
         }
+        let Some(remaining) = header_u64(headers, "x-ratelimit-remaining") else {
+            return;
+        };
         let limit = header_u64(headers, "x-ratelimit-limit");
-        let remaining = header_u64(headers, "x-ratelimit-remaining");
         let reset = header_u64(headers, "x-ratelimit-reset");
         state.spacing = match (limit, remaining, reset) {
-            (Some(limit), Some(0), Some(reset)) if limit > 0 => {
+            (Some(limit), 0, Some(reset)) if limit > 0 => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_secs();
-                let budget = (limit / 10).max(1);
-                let spacing = Duration::from_secs(reset.saturating_sub(now)) / budget as u32;
-                Some(spacing.min(MAX_RETRY_AFTER))
+                let to_reset = Duration::from_secs(reset.saturating_sub(now)).min(MAX_RETRY_AFTER);
+                let budget = u32::try_from((limit / 10).max(1)).unwrap_or(u32::MAX);
+                if state.spacing.is_none() {
+                    tracing::info!(?to_reset, "under 10% of the Cloud Foundry rate limit left; spacing requests until it resets");
+                }
+                Some((to_reset / budget, Instant::now() + to_reset))
             }
             _ => None,
         };

@@ -24,7 +24,7 @@ use crate::auth::Auth;
 use crate::config::FoundationConfig;
 use crate::metrics::ApiRecorder;
 pub use error::CfError;
-use http::{Transport, LIST_BODY_LIMIT, SMALL_BODY_LIMIT};
+use http::{BodyLimit, Transport};
 use model::{CredentialBinding, Details, Page, ServiceInstance};
 
 /// Route templates: the `endpoint` label of `api_requests_total`.
@@ -34,6 +34,10 @@ pub const DETAILS_ENDPOINT: &str = "/v3/service_credential_bindings/:guid/detail
 
 /// Largest page the Cloud Controller serves.
 pub const MAX_PER_PAGE: u32 = 5000;
+
+/// Most pages one listing reads (50 million resources at 5000 a page): a bound that holds even
+/// when a misbehaving API announces absurd page counts and invents a new `next` link each time.
+const MAX_PAGES: u64 = 10_000;
 
 /// A managed service instance with its names resolved.
 #[derive(Debug, Clone)]
@@ -68,8 +72,8 @@ pub struct CfClient {
 impl CfClient {
     /// Builds the client (TLS settings, connection pool) for one foundation.
     pub fn new(config: &FoundationConfig, recorder: ApiRecorder) -> Result<Self, CfError> {
-        let client = http::build_client(&config.tls)?;
-        let transport = Arc::new(Transport::new(client, recorder));
+        let client = http::build_client(&config.tls, &config.http)?;
+        let transport = Arc::new(Transport::new(client, recorder, config.http.clone()));
         let auth = Auth::new(transport.clone(), config);
         Ok(CfClient {
             transport,
@@ -212,7 +216,7 @@ impl CfClient {
             .map_err(|_| CfError::Config("the API URL cannot be a base".into()))?
             .pop_if_empty()
             .extend(["v3", "service_credential_bindings", guid, "details"]);
-        let details: Details = self.get(DETAILS_ENDPOINT, SMALL_BODY_LIMIT, &url).await?;
+        let details: Details = self.get(DETAILS_ENDPOINT, BodyLimit::Small, &url).await?;
         Ok(details.credentials)
     }
 
@@ -227,19 +231,20 @@ impl CfClient {
     async fn get<T: DeserializeOwned>(
         &self,
         endpoint: &'static str,
-        limit: usize,
+        limit: BodyLimit,
         url: &Url,
     ) -> Result<T, CfError> {
         let mut retried = false;
         loop {
             let bearer = self.auth.bearer().await?;
+            let authorization = bearer.header()?;
             let answer = self
                 .transport
                 .send(endpoint, limit, || {
                     self.transport
                         .client()
                         .get(url.clone())
-                        .header(reqwest::header::AUTHORIZATION, bearer.header())
+                        .header(reqwest::header::AUTHORIZATION, authorization.clone())
                         .header(reqwest::header::ACCEPT, "application/json")
                 })
                 .await?;
@@ -270,13 +275,15 @@ impl CfClient {
                     message: format!("page {url} was already read (a pagination loop)"),
                 });
             }
-            let page: Page<T> = self.get(endpoint, LIST_BODY_LIMIT, &url).await?;
+            let page: Page<T> = self.get(endpoint, BodyLimit::List, &url).await?;
             pages += 1;
             let total_pages = page.pagination.total_pages;
-            if pages > total_pages.max(1) {
+            if pages > total_pages.max(1) || pages > MAX_PAGES {
                 return Err(CfError::Pagination {
                     endpoint,
-                    message: format!("more pages than the {total_pages} announced"),
+                    message: format!(
+                        "page {pages} is beyond the {total_pages} announced (or the limit of {MAX_PAGES})"
+                    ),
                 });
             }
             if let Some(link) = &page.pagination.next {

@@ -330,6 +330,7 @@ fn build_foundation(
                 .or(defaults.skip_tls_verify)
                 .unwrap_or(false),
         },
+        http: super::HttpOptions::default(),
     })
 }
 

@@ -45,6 +45,9 @@ pub struct FoundationConfig {
     pub refresh_interval: Duration,
     pub details_concurrency: NonZeroUsize,
     pub tls: TlsOptions,
+    /// Timeouts, body caps and retries of the HTTP transport (not configurable from the
+    /// command line: the defaults suit every foundation; tests shorten them).
+    pub http: HttpOptions,
 }
 
 /// How the exporter logs in to UAA.
@@ -62,6 +65,45 @@ pub enum Grant {
 pub struct TlsOptions {
     pub ca_file: Option<PathBuf>,
     pub skip_verify: bool,
+}
+
+/// Limits of every request to CF and UAA.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Establishing a TCP + TLS connection.
+    pub connect_timeout: Duration,
+    /// Longest silence while reading an answer (a body that stalls mid-way).
+    pub read_timeout: Duration,
+    /// One whole request, body included.
+    pub request_timeout: Duration,
+    /// Largest body read from a list page (5000 resources with `included` are a few MB).
+    pub list_body_limit: usize,
+    /// Largest body read from a key's `/details`, the API root or a token answer.
+    pub small_body_limit: usize,
+    /// Further tries of a transient failure (no answer, 429, 502, 503, 504).
+    pub retries: usize,
+    /// First backoff delay between tries (doubled each time, jittered, at most 10 s).
+    pub retry_min_delay: Duration,
+    /// After UAA refused a login (or could not be reached), no new login is tried for this
+    /// long: the requests waiting for a token get the same error. Without it every pending
+    /// `/details` request would try its own login, and a wrong password would lock the account
+    /// (UAA locks a user after 5 failures by default).
+    pub login_retry_after: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            list_body_limit: 64 * 1024 * 1024,
+            small_body_limit: 4 * 1024 * 1024,
+            retries: 3,
+            retry_min_delay: Duration::from_millis(200),
+            login_retry_after: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Where a secret lives. Read on use; never printed (the inline value is a `SecretString`).
@@ -270,6 +312,7 @@ pub fn from_args(
             ca_file: args.cf_ca_file.clone(),
             skip_verify: args.cf_skip_tls_verify,
         },
+        http: HttpOptions::default(),
     };
     Ok(Config {
         foundations: vec![foundation],

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::config::{FoundationConfig, Grant, SecretSource, TlsOptions};
+use crate::config::{FoundationConfig, Grant, HttpOptions, SecretSource, TlsOptions};
 
 impl Sim {
     /// A foundation config that logs in to this simulator with its accounts.
@@ -39,6 +39,7 @@ impl Sim {
             refresh_interval: Duration::from_secs(60),
             details_concurrency: NonZeroUsize::new(16).expect("16 is not zero"),
             tls: TlsOptions::default(),
+            http: HttpOptions::default(),
         }
     }
 }

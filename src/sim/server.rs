@@ -17,12 +17,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -59,8 +61,11 @@ pub enum Outage {
     Html(u16),
     /// `200` with a body that is not JSON.
     InvalidJson,
-    /// `200` with a JSON body of this many bytes.
+    /// `200` with a JSON body of this many bytes, streamed in chunks without a
+    /// `Content-Length` (as an endless or runaway body arrives).
     HugeBody(usize),
+    /// `200` with the start of a JSON body, then silence with the connection kept open.
+    StallBody,
 }
 
 /// A per-window request budget, as the Cloud Controller's rate limiter.
@@ -80,6 +85,12 @@ impl RateLimit {
             used: 0,
             window_start: Instant::now(),
         }
+    }
+
+    /// The current window starts with `used` requests already spent.
+    pub fn with_used(mut self, used: u64) -> Self {
+        self.used = used;
+        self
     }
 }
 
@@ -104,6 +115,9 @@ pub struct Switches {
     pub foreign_next: Mutex<Option<String>>,
     /// `next` links point back to the first page.
     pub loop_pages: AtomicBool,
+    /// The API answers `401 CF-InvalidAuthToken` to every token, even one just issued (a CC
+    /// that does not trust this UAA).
+    pub refuse_tokens: AtomicBool,
 }
 
 impl Default for Switches {
@@ -120,6 +134,7 @@ impl Default for Switches {
             rate_limit: Mutex::new(None),
             foreign_next: Mutex::new(None),
             loop_pages: AtomicBool::new(false),
+            refuse_tokens: AtomicBool::new(false),
         }
     }
 }
@@ -199,6 +214,8 @@ pub struct SimState {
     pub accounts: Accounts,
     tokens: Mutex<HashMap<String, Instant>>,
     refresh_tokens: Mutex<HashSet<String>>,
+    /// Every access and refresh token ever issued, for leak tests.
+    issued: Mutex<Vec<String>>,
     token_counter: AtomicU64,
     api_base: String,
     uaa_base: String,
@@ -211,9 +228,15 @@ impl SimState {
         f(&mut world)
     }
 
-    /// Invalidates every issued token, as if they had all expired.
+    /// Invalidates every issued access token, as if they had all expired (refresh tokens
+    /// stay valid).
     pub fn expire_tokens(&self) {
         lock(&self.tokens).clear();
+    }
+
+    /// Every access and refresh token issued so far (secrets a leak test looks for).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.issued).clone()
     }
 }
 
@@ -244,6 +267,7 @@ impl Sim {
             accounts,
             tokens: Mutex::new(HashMap::new()),
             refresh_tokens: Mutex::new(HashSet::new()),
+            issued: Mutex::new(Vec::new()),
             token_counter: AtomicU64::new(0),
             api_base: api_base.clone(),
             uaa_base: uaa_base.clone(),
@@ -398,9 +422,10 @@ async fn guarded(
         .strip_prefix("bearer ")
         .or_else(|| authorization.strip_prefix("Bearer "))
         .unwrap_or("");
-    let valid = lock(&state.tokens)
-        .get(token)
-        .is_some_and(|expires| *expires > Instant::now());
+    let valid = !state.switches.refuse_tokens.load(Ordering::Relaxed)
+        && lock(&state.tokens)
+            .get(token)
+            .is_some_and(|expires| *expires > Instant::now());
     if !valid {
         return cf_error(401, 1000, "CF-InvalidAuthToken", "Invalid Auth Token");
     }
@@ -414,14 +439,28 @@ async fn guarded(
         )
             .into_response(),
         Some(Outage::HugeBody(bytes)) => {
-            let mut body = String::with_capacity(bytes + 32);
-            body.push_str("{\"padding\":\"");
-            body.extend(std::iter::repeat_n('x', bytes));
-            body.push_str("\"}");
+            const CHUNK: usize = 64 * 1024;
+            let head = futures::stream::once(async { Ok(Bytes::from_static(b"{\"padding\":\"")) });
+            let padding = futures::stream::iter((0..bytes.div_ceil(CHUNK)).map(move |i| {
+                let len = CHUNK.min(bytes - i * CHUNK);
+                Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; len]))
+            }));
+            let tail = futures::stream::once(async { Ok(Bytes::from_static(b"\"}")) });
             (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json")],
-                body,
+                Body::from_stream(head.chain(padding).chain(tail)),
+            )
+                .into_response()
+        }
+        Some(Outage::StallBody) => {
+            let start = futures::stream::once(async {
+                Ok::<_, std::io::Error>(Bytes::from_static(b"{\"pagination\": {\"total_"))
+            });
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                Body::from_stream(start.chain(futures::stream::pending())),
             )
                 .into_response()
         }
@@ -1013,6 +1052,7 @@ async fn token(
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     let access = format!("sim-access-{n}-{nanos:08x}");
+    lock(&state.issued).push(access.clone());
     let ttl = state.switches.token_ttl_secs.load(Ordering::Relaxed);
     lock(&state.tokens).insert(access.clone(), Instant::now() + Duration::from_secs(ttl));
     let mut body = json!({
@@ -1025,6 +1065,7 @@ async fn token(
     if state.switches.issue_refresh_tokens.load(Ordering::Relaxed) {
         let refresh = format!("sim-refresh-{n}-{nanos:08x}");
         lock(&state.refresh_tokens).insert(refresh.clone());
+        lock(&state.issued).push(refresh.clone());
         body["refresh_token"] = json!(refresh);
     }
     Json(body).into_response()

@@ -3,6 +3,8 @@
 //! OpenMetrics parser.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod logs;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
