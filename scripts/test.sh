@@ -18,6 +18,7 @@ step() {
 step scripts/install-test-deps.sh
 step cargo fmt --all -- --check
 step cargo clippy --locked --all-targets -- -D warnings
+step scripts/deny.sh
 step cargo test --locked
 step tests/alerts/run.sh
 step env EXPORTER_BIN="$root/target/debug/cf-service-key-exporter" tests/metrics/promtool-check.sh
