@@ -679,31 +679,57 @@ fn fields<'a>(query: &'a Query, resource: &str) -> Option<Vec<&'a str>> {
         .map(|v| v.split(',').collect())
 }
 
-async fn list_instances(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+/// Query parameters of `/v3/service_instances` besides paging (`service_instances_list_message.rb`).
+const INSTANCE_PARAMS: &[&str] = &[
+    "names",
+    "guids",
+    "type",
+    "space_guids",
+    "organization_guids",
+    "service_plan_guids",
+    "service_plan_names",
+    "fields[space]",
+    "fields[space.organization]",
+    "fields[service_plan]",
+    "fields[service_plan.service_offering]",
+    "fields[service_plan.service_offering.service_broker]",
+];
+
+/// Query parameters of `/v3/service_credential_bindings` besides paging
+/// (`service_credential_binding_list_message.rb`); no `fields[...]`.
+const BINDING_PARAMS: &[&str] = &[
+    "type",
+    "names",
+    "guids",
+    "service_instance_guids",
+    "service_instance_names",
+    "service_plan_names",
+    "service_plan_guids",
+    "service_offering_names",
+    "service_offering_guids",
+    "app_guids",
+    "app_names",
+    "include",
+];
+
+/// Parses a list request: rejects unknown parameters as the Cloud Controller does and reads
+/// the page and page size (capped by the `page_cap` switch).
+#[allow(clippy::result_large_err)]
+fn list_request(
+    state: &SimState,
+    raw: Option<String>,
+    params: &[&str],
+) -> Result<(Query, usize, usize), Response> {
     let query = Query::parse(raw);
-    let allowed: Vec<&str> = PAGING
-        .iter()
-        .copied()
-        .chain([
-            "names",
-            "guids",
-            "type",
-            "space_guids",
-            "organization_guids",
-            "service_plan_guids",
-            "service_plan_names",
-            "fields[space]",
-            "fields[space.organization]",
-            "fields[service_plan]",
-            "fields[service_plan.service_offering]",
-            "fields[service_plan.service_offering.service_broker]",
-        ])
-        .collect();
-    if let Err(e) = query.check_allowed(&allowed) {
-        return e;
-    }
-    let (page, per_page) = match query.paging(state.switches.page_cap.load(Ordering::Relaxed)) {
-        Ok(p) => p,
+    let allowed: Vec<&str> = PAGING.iter().chain(params).copied().collect();
+    query.check_allowed(&allowed)?;
+    let (page, per_page) = query.paging(state.switches.page_cap.load(Ordering::Relaxed))?;
+    Ok((query, page, per_page))
+}
+
+async fn list_instances(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+    let (query, page, per_page) = match list_request(&state, raw, INSTANCE_PARAMS) {
+        Ok(r) => r,
         Err(e) => return e,
     };
     let world = state.world.read().unwrap_or_else(|e| e.into_inner());
@@ -846,30 +872,8 @@ async fn list_instances(State(state): State<Arc<SimState>>, RawQuery(raw): RawQu
 }
 
 async fn list_bindings(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
-    let query = Query::parse(raw);
-    let allowed: Vec<&str> = PAGING
-        .iter()
-        .copied()
-        .chain([
-            "type",
-            "names",
-            "guids",
-            "service_instance_guids",
-            "service_instance_names",
-            "service_plan_names",
-            "service_plan_guids",
-            "service_offering_names",
-            "service_offering_guids",
-            "app_guids",
-            "app_names",
-            "include",
-        ])
-        .collect();
-    if let Err(e) = query.check_allowed(&allowed) {
-        return e;
-    }
-    let (page, per_page) = match query.paging(state.switches.page_cap.load(Ordering::Relaxed)) {
-        Ok(p) => p,
+    let (query, page, per_page) = match list_request(&state, raw, BINDING_PARAMS) {
+        Ok(r) => r,
         Err(e) => return e,
     };
     let world = state.world.read().unwrap_or_else(|e| e.into_inner());
@@ -1043,7 +1047,7 @@ async fn token(
         }
     };
     if !granted {
-        return oauth_error(StatusCode::UNAUTHORIZED, "unauthorized", "Bad credentials");
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Bad credentials");
     }
     state.stats.logins.fetch_add(1, Ordering::Relaxed);
     let n = state.token_counter.fetch_add(1, Ordering::Relaxed);

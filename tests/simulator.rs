@@ -1,0 +1,209 @@
+//! The simulated Cloud Foundry answers as the Cloud Controller and UAA document it, so tests
+//! and the demo exercise the exporter against realistic behaviour, not a lenient stub.
+
+use cf_service_key_exporter::sim::credentials::{credentials, Shape};
+use cf_service_key_exporter::sim::{Accounts, Sim, World};
+use serde_json::Value;
+
+async fn token(sim: &Sim) -> String {
+    let accounts = Accounts::default();
+    let answer: Value = reqwest::Client::new()
+        .post(sim.uaa_url.join("/oauth/token").unwrap())
+        .basic_auth("cf", Some(""))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", accounts.username.as_str()),
+            ("password", accounts.password.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn get(sim: &Sim, path_and_query: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().get(format!(
+        "{}{}",
+        sim.api_url.as_str().trim_end_matches('/'),
+        path_and_query
+    ));
+    if let Some(t) = token {
+        request = request.header("authorization", format!("bearer {t}"));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn world() -> World {
+    let mut w = World::new();
+    let org = w.org("o");
+    let space = w.space(&org, "s");
+    let plain = w.instance(&space, "it-rt", "integration-flow", "a");
+    let comma = w.instance(&space, "custom", "gold,silver", "b");
+    let at = time::OffsetDateTime::now_utc() + time::Duration::days(10);
+    for i in 0..5 {
+        w.key(
+            &plain,
+            &format!("k{i}"),
+            credentials(Shape::Basic, at, "x").unwrap(),
+        );
+    }
+    w.key(&comma, "c", credentials(Shape::Basic, at, "x").unwrap());
+    w
+}
+
+#[tokio::test]
+async fn requests_without_or_with_a_bad_token_get_the_cloud_controller_errors() {
+    let sim = Sim::start(world(), Accounts::default()).await.unwrap();
+    let (status, body) = get(&sim, "/v3/service_instances", None).await;
+    assert_eq!(
+        (status, &body["errors"][0]["title"]),
+        (401, &Value::from("CF-NotAuthenticated"))
+    );
+    assert_eq!(body["errors"][0]["code"], 10002);
+    let (status, body) = get(&sim, "/v3/service_instances", Some("forged")).await;
+    assert_eq!(
+        (status, &body["errors"][0]["title"]),
+        (401, &Value::from("CF-InvalidAuthToken"))
+    );
+    assert_eq!(body["errors"][0]["code"], 1000);
+    // The root document needs no token and names the login server.
+    let (status, body) = get(&sim, "/", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["links"]["login"]["href"],
+        sim.uaa_url.as_str().trim_end_matches('/')
+    );
+}
+
+#[tokio::test]
+async fn unknown_query_parameters_and_bad_page_sizes_are_bad_query_parameters() {
+    let sim = Sim::start(world(), Accounts::default()).await.unwrap();
+    let t = token(&sim).await;
+    // The bindings list takes no fields[...], unlike the instances list.
+    let (status, body) = get(
+        &sim,
+        "/v3/service_credential_bindings?fields[space]=name",
+        Some(&t),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["errors"][0]["code"], 10005);
+    assert!(body["errors"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("Unknown query parameter(s): 'fields[space]'"));
+    let (status, _) = get(&sim, "/v3/service_instances?fields[space]=name", Some(&t)).await;
+    assert_eq!(status, 200);
+    for per_page in ["0", "5001", "x"] {
+        let (status, body) = get(
+            &sim,
+            &format!("/v3/service_instances?per_page={per_page}"),
+            Some(&t),
+        )
+        .await;
+        assert_eq!(
+            (status, body["errors"][0]["code"].as_i64()),
+            (400, Some(10005)),
+            "per_page={per_page}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pages_link_absolutely_and_the_last_has_no_next() {
+    let sim = Sim::start(world(), Accounts::default()).await.unwrap();
+    let t = token(&sim).await;
+    let (_, first) = get(
+        &sim,
+        "/v3/service_credential_bindings?type=key&per_page=4",
+        Some(&t),
+    )
+    .await;
+    assert_eq!(first["pagination"]["total_results"], 6);
+    assert_eq!(first["pagination"]["total_pages"], 2);
+    assert_eq!(first["resources"].as_array().unwrap().len(), 4);
+    let next = first["pagination"]["next"]["href"].as_str().unwrap();
+    assert!(
+        next.starts_with(sim.api_url.as_str().trim_end_matches('/')),
+        "{next}"
+    );
+    let (_, second) = get(
+        &sim,
+        &next[sim.api_url.as_str().trim_end_matches('/').len()..],
+        Some(&t),
+    )
+    .await;
+    assert_eq!(second["resources"].as_array().unwrap().len(), 2);
+    assert!(second["pagination"]["next"].is_null());
+}
+
+#[tokio::test]
+async fn list_filters_split_on_commas_and_decode_each_element_once_more() {
+    let sim = Sim::start(world(), Accounts::default()).await.unwrap();
+    let t = token(&sim).await;
+    // "gold,silver" is one plan name: its comma travels as %252C.
+    let (_, body) = get(
+        &sim,
+        "/v3/service_credential_bindings?service_plan_names=gold%252Csilver",
+        Some(&t),
+    )
+    .await;
+    assert_eq!(body["pagination"]["total_results"], 1);
+    let (_, body) = get(
+        &sim,
+        "/v3/service_credential_bindings?service_plan_names=gold,silver",
+        Some(&t),
+    )
+    .await;
+    assert_eq!(body["pagination"]["total_results"], 0);
+    let (_, body) = get(
+        &sim,
+        "/v3/service_instances?service_plan_names=integration-flow,gold%252Csilver",
+        Some(&t),
+    )
+    .await;
+    assert_eq!(body["pagination"]["total_results"], 2);
+}
+
+#[tokio::test]
+async fn included_resources_follow_the_requested_fields() {
+    let sim = Sim::start(world(), Accounts::default()).await.unwrap();
+    let t = token(&sim).await;
+    let (_, body) = get(
+        &sim,
+        "/v3/service_instances?fields[space]=guid,name&fields[service_plan]=guid,name,relationships.service_offering",
+        Some(&t),
+    )
+    .await;
+    let included = &body["included"];
+    assert_eq!(included["spaces"][0]["name"], "s");
+    assert!(included["spaces"][0].get("relationships").is_none());
+    assert!(included.get("organizations").is_none());
+    assert_eq!(included["service_plans"].as_array().unwrap().len(), 2);
+    assert!(included.get("service_offerings").is_none());
+}
+
+#[tokio::test]
+async fn uaa_refuses_a_wrong_password_as_current_uaa_does() {
+    let sim = Sim::start(world(), Accounts::default()).await.unwrap();
+    let response = reqwest::Client::new()
+        .post(sim.uaa_url.join("/oauth/token").unwrap())
+        .basic_auth("cf", Some(""))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "monitoring@example.com"),
+            ("password", "wrong"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+    assert_eq!(body["error_description"], "Bad credentials");
+}
