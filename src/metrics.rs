@@ -78,6 +78,8 @@ struct DetailsErrorLabels {
 #[derive(Debug, Default)]
 pub struct ExporterMetrics {
     api_requests: Family<ApiLabels, Counter>,
+    /// Every request of every foundation, for progress lines.
+    requests_sent: std::sync::atomic::AtomicU64,
     details_errors: Family<DetailsErrorLabels, Counter>,
 }
 
@@ -108,6 +110,11 @@ impl ExporterMetrics {
         }
     }
 
+    /// Requests sent to every foundation since start.
+    pub fn requests_sent(&self) -> u64 {
+        self.requests_sent.load(Ordering::Relaxed)
+    }
+
     /// Counts one key whose details could not be fetched or read.
     pub fn details_error(&self, foundation: &str, reason: &'static str) {
         self.details_errors
@@ -131,6 +138,7 @@ pub struct ApiRecorder {
 impl ApiRecorder {
     pub fn request(&self, endpoint: &'static str, code: &str) {
         self.sent.fetch_add(1, Ordering::Relaxed);
+        self.metrics.requests_sent.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .api_requests
             .get_or_create(&ApiLabels {

@@ -258,17 +258,14 @@ pub async fn collect(config: &Config, progress: bool) -> Collected {
     Collected { rows, outcomes }
 }
 
-/// Awaits `work` while drawing a spinner line on stderr: foundations done, keys read so far.
-///
-/// Keys still being read are counted from the `/details` requests in the exporter's own
-/// counters, read through a registry over an empty store so each tick encodes only a few lines.
+/// Awaits `work` while drawing a spinner line on stderr: foundations done, requests sent so far
+/// (about one per key on a first read).
 async fn with_progress<F: Future>(
     work: F,
     store: &Store,
     metrics: &Arc<ExporterMetrics>,
 ) -> F::Output {
     const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-    let counters = metrics.registry(Arc::new(Store::new()));
     let started = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(120));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -284,11 +281,9 @@ async fn with_progress<F: Future>(
                 let snapshot = store.load();
                 let total = snapshot.foundations.len();
                 let done = snapshot.foundations.values().filter(|f| f.status.finished_once).count();
-                let mut text = String::new();
-                let _ = prometheus_client::encoding::text::encode(&mut text, &counters);
-                let read = details_requests(&text);
+                let sent = metrics.requests_sent();
                 eprint!(
-                    "\r\x1b[2K{} reading {total} {}: {done} done, {read} keys read, {}s",
+                    "\r\x1b[2K{} reading {total} {}: {done} done, {sent} requests, {}s",
                     FRAMES[frame % FRAMES.len()],
                     if total == 1 { "foundation" } else { "foundations" },
                     started.elapsed().as_secs(),
@@ -298,19 +293,6 @@ async fn with_progress<F: Future>(
             }
         }
     }
-}
-
-/// Sum of `api_requests_total{endpoint="/v3/service_credential_bindings/:guid/details"}` in an
-/// exposition: one per key read (retries count again, which a progress line can live with).
-fn details_requests(exposition: &str) -> u64 {
-    let endpoint = format!("endpoint=\"{}\"", crate::cf::DETAILS_ENDPOINT);
-    exposition
-        .lines()
-        .filter(|l| {
-            l.starts_with("cf_service_key_exporter_api_requests_total{") && l.contains(&endpoint)
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
 }
 
 /// Soonest expiry first (expired keys first of all), keys without expiry last; ties by
@@ -798,16 +780,5 @@ mod tests {
         assert!(String::from_utf8(err)
             .unwrap()
             .contains("ran out of time after reading 1 keys"));
-    }
-
-    #[test]
-    fn details_requests_are_summed_over_codes_of_the_details_endpoint_only() {
-        let exposition = "\
-# TYPE cf_service_key_exporter_api_requests counter
-cf_service_key_exporter_api_requests_total{foundation=\"a\",endpoint=\"/v3/service_credential_bindings/:guid/details\",code=\"200\"} 7
-cf_service_key_exporter_api_requests_total{foundation=\"b\",endpoint=\"/v3/service_credential_bindings/:guid/details\",code=\"404\"} 2
-cf_service_key_exporter_api_requests_total{foundation=\"a\",endpoint=\"/v3/service_credential_bindings\",code=\"200\"} 3
-";
-        assert_eq!(details_requests(exposition), 9);
     }
 }

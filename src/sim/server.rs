@@ -1047,7 +1047,11 @@ async fn token(
         }
     };
     if !granted {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Bad credentials");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Bad credentials",
+        );
     }
     state.stats.logins.fetch_add(1, Ordering::Relaxed);
     let n = state.token_counter.fetch_add(1, Ordering::Relaxed);
