@@ -128,6 +128,11 @@ pub struct ConnectionArgs {
           value_parser = parse_duration, global = true)]
     pub refresh_interval: std::time::Duration,
 
+    /// Re-read every key's details at least this often, even when nothing says it changed.
+    #[arg(long, env = "FULL_REFRESH_INTERVAL", default_value = "24h", value_name = "DURATION",
+          value_parser = parse_duration, global = true)]
+    pub full_refresh_interval: std::time::Duration,
+
     /// A TOML file describing several foundations (exclusive with the single-foundation flags).
     #[arg(long, env = "CONFIG_FILE", value_name = "PATH", global = true)]
     pub config: Option<PathBuf>,

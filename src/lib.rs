@@ -7,6 +7,7 @@
 //! logging, binds and calls [`run`]; tests and `--demo` use the same entry point.
 
 pub mod auth;
+pub mod cache;
 pub mod cf;
 pub mod cli;
 pub mod config;
@@ -70,7 +71,11 @@ pub async fn run_with(
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
-    let mut supervisor = Supervisor::new(store.clone(), metrics.clone(), cancel.clone());
+    // Seeds the store before the refreshers start, so their first refresh reuses the readings.
+    let cache = (config.cache_file.as_deref())
+        .map(|path| Arc::new(cache::Cache::open(path, &config.foundations, &store)));
+    let mut supervisor =
+        Supervisor::new(store.clone(), metrics.clone(), cancel.clone()).with_cache(cache);
     supervisor
         .apply(config.foundations.clone())
         .context("cannot start the refreshers")?;

@@ -67,6 +67,7 @@ async fn load_config(cli: &Cli) -> anyhow::Result<(Config, Option<sim::Sim>)> {
             .context("cannot start the demo foundation")?;
         let mut foundation = sim.foundation_config("demo");
         foundation.refresh_interval = cli.connection.refresh_interval;
+        foundation.full_refresh_interval = cli.connection.full_refresh_interval;
         foundation.details_concurrency = cli.connection.details_concurrency;
         foundation.service_plans = config::clean_plans(&cli.connection.service_plans);
         tracing::info!(api = %sim.api_url, "demo mode: serving a simulated Cloud Foundry foundation on loopback");

@@ -4,7 +4,10 @@
 //! `/details` of each key that is new or changed (bounded concurrency), extracts the expiry,
 //! and publishes a complete [`FoundationSnapshot`] in one swap. A key whose `updated_at` (and
 //! its instance's) is unchanged reuses its last reading, so a refresh in which nothing changed
-//! costs only the list pages; every `full_reread` a key is read again regardless.
+//! costs only the list pages; every `full_refresh_interval` a key is read again regardless.
+//! With a [`Cache`], the readings are also written to the cache file after each refresh that
+//! produced a key set (complete or cut short by the deadline: every record in it is a genuine
+//! reading), and the store starts seeded from that file, so a restart reuses them too.
 //!
 //! Nothing is lost to a bad minute: a failed listing keeps the last snapshot and only flips
 //! `refresh_success` to 0; a key whose details fail keeps its last reading if it had one (and
@@ -19,14 +22,12 @@ use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::Cache;
 use crate::cf::{CfClient, CfError, Instance, Key};
 use crate::config::FoundationConfig;
 use crate::expiry;
 use crate::metrics::ExporterMetrics;
 use crate::snapshot::{FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, RefreshStatus, Store};
-
-/// How often a key is read again even though nothing says it changed.
-pub const DEFAULT_FULL_REREAD: Duration = Duration::from_secs(24 * 3600);
 
 /// The shortest time a refresh is given before it stops and publishes what it has.
 const MIN_REFRESH_DEADLINE: Duration = Duration::from_secs(300);
@@ -50,7 +51,7 @@ pub struct Refresher {
     client: CfClient,
     store: Arc<Store>,
     metrics: Arc<ExporterMetrics>,
-    full_reread: Duration,
+    cache: Option<Arc<Cache>>,
 }
 
 impl Refresher {
@@ -65,13 +66,13 @@ impl Refresher {
             client,
             store,
             metrics,
-            full_reread: DEFAULT_FULL_REREAD,
+            cache: None,
         })
     }
 
-    /// Re-read every key at least this often.
-    pub fn with_full_reread(mut self, every: Duration) -> Self {
-        self.full_reread = every;
+    /// Writes the readings to this cache file after each refresh that produced a key set.
+    pub fn with_cache(mut self, cache: Option<Arc<Cache>>) -> Self {
+        self.cache = cache;
         self
     }
 
@@ -143,6 +144,9 @@ impl Refresher {
                         status,
                     },
                 );
+                if let Some(cache) = &self.cache {
+                    cache.save(&self.store).await;
+                }
                 stats
             }
             Err(error) => {
@@ -184,6 +188,8 @@ impl Refresher {
             .map(|k| (&*k.labels.service_key_guid, k))
             .collect();
         let now = unix_now();
+        let full_reread =
+            i64::try_from(self.config.full_refresh_interval.as_secs()).unwrap_or(i64::MAX);
         let mut stats = RefreshStats::default();
         let mut records = Vec::with_capacity(keys.len());
         let mut to_read = Vec::new();
@@ -202,7 +208,7 @@ impl Refresher {
                 Some(old)
                     if *old.key_updated_at == *key.updated_at
                         && old.instance_updated_at == instance.updated_at
-                        && now - old.read_at < self.full_reread.as_secs() as i64 =>
+                        && now - old.read_at < full_reread =>
                 {
                     stats.reused += 1;
                     records.push(KeyRecord {

@@ -13,7 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
-use tower_http::compression::CompressionLayer;
+use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::metrics;
@@ -45,7 +45,13 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(metrics_handler).layer(CompressionLayer::new().gzip(true)),
+            get(metrics_handler).layer(
+                // The fastest level: at 60,000 series the default level costs about 100 ms per
+                // scrape for a few percent smaller body.
+                CompressionLayer::new()
+                    .gzip(true)
+                    .quality(CompressionLevel::Fastest),
+            ),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))

@@ -3,7 +3,8 @@
 //! Each foundation refreshes in its own task with its own cancellation token, so one slow or
 //! failing foundation never delays another. A new configuration is applied all-or-nothing:
 //! every new refresher is built first (a bad CA file fails here), and only then are removed or
-//! changed foundations stopped and new ones started.
+//! changed foundations stopped and new ones started. With a cache file, the supervisor tells
+//! the [`Cache`] which foundations it holds and hands it to every refresher.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::Cache;
 use crate::cf::CfError;
 use crate::config::FoundationConfig;
 use crate::metrics::ExporterMetrics;
@@ -30,6 +32,7 @@ pub struct Supervisor {
     metrics: Arc<ExporterMetrics>,
     running: HashMap<String, Running>,
     parent: CancellationToken,
+    cache: Option<Arc<Cache>>,
 }
 
 impl Supervisor {
@@ -43,7 +46,14 @@ impl Supervisor {
             metrics,
             running: HashMap::new(),
             parent,
+            cache: None,
         }
+    }
+
+    /// Keeps the readings of every foundation in this cache file.
+    pub fn with_cache(mut self, cache: Option<Arc<Cache>>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Makes the running refreshers match `foundations`.
@@ -61,7 +71,11 @@ impl Supervisor {
             }
             next.push((
                 config.name.clone(),
-                Some((build(&config, &self.store, &self.metrics)?, fingerprint)),
+                Some((
+                    build(&config, &self.store, &self.metrics)?.with_cache(self.cache.clone()),
+                    fingerprint,
+                    config.api_url.to_string(),
+                )),
             ));
         }
         let wanted: std::collections::HashSet<&str> =
@@ -77,12 +91,18 @@ impl Supervisor {
                 r.cancel.cancel();
             }
             self.store.remove(&name);
+            if let Some(cache) = &self.cache {
+                cache.forget(&name);
+            }
             tracing::info!(foundation = %name, "foundation removed");
         }
         for (name, fresh) in next {
-            let Some((refresher, fingerprint)) = fresh else {
+            let Some((refresher, fingerprint, api_url)) = fresh else {
                 continue;
             };
+            if let Some(cache) = &self.cache {
+                cache.watch(&name, &api_url);
+            }
             if let Some(old) = self.running.remove(&name) {
                 old.cancel.cancel();
                 tracing::info!(foundation = %name, "foundation configuration changed; restarting its refresher");

@@ -2,7 +2,7 @@
 //!
 //! Owns reading, defaulting and validating the file; it returns the same [`FoundationConfig`]s
 //! the single-foundation flags produce, so nothing downstream knows where a foundation came
-//! from. Top-level keys (`refresh_interval`, `service_plans`, `details_concurrency`,
+//! from. Top-level keys (`refresh_interval`, `full_refresh_interval`, `service_plans`, `details_concurrency`,
 //! `client_id`, `origin`, `ca_file`, `skip_tls_verify`) are defaults that each `[[foundation]]`
 //! may override; credentials, `api_url`, `uaa_url` and `name` belong to a foundation only.
 //!
@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use super::{
     check_interval, check_readable, check_secret, clean_plans, default_foundation_name, parse_url,
-    ConfigError, FoundationConfig, Grant, SecretSource, TlsOptions,
+    ConfigError, FoundationConfig, Grant, SecretSource, TlsOptions, DEFAULT_FULL_REFRESH_INTERVAL,
 };
 
 /// Used when neither the foundation nor the top level sets `refresh_interval`.
@@ -41,6 +41,7 @@ const DEFAULT_CLIENT_ID: &str = "cf";
 /// (the tests parse a file that uses every one).
 const TOP_KEYS: &[&str] = &[
     "refresh_interval",
+    "full_refresh_interval",
     "service_plans",
     "details_concurrency",
     "client_id",
@@ -67,6 +68,7 @@ const FOUNDATION_KEYS: &[&str] = &[
     "skip_tls_verify",
     "service_plans",
     "refresh_interval",
+    "full_refresh_interval",
     "details_concurrency",
 ];
 
@@ -75,6 +77,7 @@ const FOUNDATION_KEYS: &[&str] = &[
 #[serde(deny_unknown_fields)]
 struct Defaults {
     refresh_interval: Option<String>,
+    full_refresh_interval: Option<String>,
     service_plans: Option<Vec<String>>,
     details_concurrency: Option<i64>,
     client_id: Option<String>,
@@ -103,6 +106,7 @@ struct RawFoundation {
     skip_tls_verify: Option<bool>,
     service_plans: Option<Vec<String>>,
     refresh_interval: Option<String>,
+    full_refresh_interval: Option<String>,
     details_concurrency: Option<i64>,
 }
 
@@ -163,6 +167,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<FoundationConfig>, ConfigErr
 /// Top-level defaults, validated once and shared by every foundation.
 struct ResolvedDefaults {
     refresh_interval: Option<Duration>,
+    full_refresh_interval: Option<Duration>,
     service_plans: Option<Vec<String>>,
     details_concurrency: Option<NonZeroUsize>,
     client_id: Option<String>,
@@ -181,6 +186,10 @@ impl ResolvedDefaults {
             refresh_interval: raw
                 .refresh_interval
                 .map(|v| parse_interval("refresh_interval", &v))
+                .transpose()?,
+            full_refresh_interval: raw
+                .full_refresh_interval
+                .map(|v| parse_interval("full_refresh_interval", &v))
                 .transpose()?,
             service_plans: raw.service_plans.map(|p| clean_plans(&p)),
             details_concurrency: raw
@@ -298,6 +307,12 @@ fn build_foundation(
             .refresh_interval
             .unwrap_or(DEFAULT_REFRESH_INTERVAL),
     };
+    let full_refresh_interval = match raw.full_refresh_interval {
+        Some(v) => parse_interval("full_refresh_interval", &v)?,
+        None => defaults
+            .full_refresh_interval
+            .unwrap_or(DEFAULT_FULL_REFRESH_INTERVAL),
+    };
     let details_concurrency = match raw.details_concurrency {
         Some(n) => parse_concurrency("details_concurrency", n)?,
         None => defaults
@@ -322,6 +337,7 @@ fn build_foundation(
             .or_else(|| defaults.service_plans.clone())
             .unwrap_or_default(),
         refresh_interval,
+        full_refresh_interval,
         details_concurrency,
         tls: TlsOptions {
             ca_file,
@@ -520,5 +536,40 @@ mod tests {
             Some("refresh_interval")
         );
         assert_eq!(closest("colour", TOP_KEYS), None);
+    }
+
+    const A: &str = "[[foundation]]\nname = \"a\"\napi_url = \"https://api.a.example\"\n";
+
+    #[test]
+    fn full_refresh_interval_defaults_to_a_day_and_is_overridable() {
+        let path = Path::new("/etc/x.toml");
+        let f = parse(A, path).unwrap();
+        assert_eq!(f[0].full_refresh_interval, Duration::from_secs(24 * 3600));
+
+        let text = format!(
+            "full_refresh_interval = \"6h\"\n{A}{}",
+            A.replace("\"a\"", "\"b\"").replace("api.a", "api.b")
+                + "full_refresh_interval = \"30m\"\n"
+        );
+        let f = parse(&text, path).unwrap();
+        assert_eq!(f[0].full_refresh_interval, Duration::from_secs(6 * 3600));
+        assert_eq!(f[1].full_refresh_interval, Duration::from_secs(30 * 60));
+    }
+
+    #[test]
+    fn full_refresh_interval_errors_name_the_field() {
+        let path = Path::new("/etc/x.toml");
+        let err = parse(&format!("{A}full_refresh_interval = \"daily\"\n"), path).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "/etc/x.toml: foundation \"a\": full_refresh_interval: \"daily\" is not a duration"
+            ),
+            "{err}"
+        );
+        let err = parse(&format!("full_refresh_interval = \"0s\"\n{A}"), path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/etc/x.toml: full_refresh_interval: must be at least 1s"
+        );
     }
 }

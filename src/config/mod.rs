@@ -43,12 +43,18 @@ pub struct FoundationConfig {
     /// Plan names to watch; empty = every plan.
     pub service_plans: Vec<String>,
     pub refresh_interval: Duration,
+    /// Every key's details are read again at least this often, even when nothing says it
+    /// changed (guards against changes `updated_at` does not show).
+    pub full_refresh_interval: Duration,
     pub details_concurrency: NonZeroUsize,
     pub tls: TlsOptions,
     /// Timeouts, body caps and retries of the HTTP transport (not configurable from the
     /// command line: the defaults suit every foundation; tests shorten them).
     pub http: HttpOptions,
 }
+
+/// Default of `--full-refresh-interval` / `full_refresh_interval`.
+pub const DEFAULT_FULL_REFRESH_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 /// How the exporter logs in to UAA.
 #[derive(Debug, Clone)]
@@ -307,6 +313,10 @@ pub fn from_args(
         origin: args.cf_origin.clone().filter(|o| !o.is_empty()),
         service_plans: clean_plans(&args.service_plans),
         refresh_interval: check_interval("--refresh-interval", args.refresh_interval)?,
+        full_refresh_interval: check_interval(
+            "--full-refresh-interval",
+            args.full_refresh_interval,
+        )?,
         details_concurrency: args.details_concurrency,
         tls: TlsOptions {
             ca_file: args.cf_ca_file.clone(),

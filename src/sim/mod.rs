@@ -37,6 +37,7 @@ impl Sim {
             origin: accounts.origin.clone(),
             service_plans: Vec::new(),
             refresh_interval: Duration::from_secs(60),
+            full_refresh_interval: crate::config::DEFAULT_FULL_REFRESH_INTERVAL,
             details_concurrency: NonZeroUsize::new(16).expect("16 is not zero"),
             tls: TlsOptions::default(),
             http: HttpOptions::default(),

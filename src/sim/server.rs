@@ -162,12 +162,19 @@ impl Switches {
     pub fn throttle(&self, requests: u32, retry_after_secs: u64) {
         *lock(&self.throttle_next) = (requests, retry_after_secs);
     }
+    /// Starts (or stops) a rate limit whose window begins now.
+    pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        *lock(&self.rate_limit) = limit;
+    }
 }
 
 /// One request the simulator answered.
 #[derive(Debug, Clone)]
 pub struct Logged {
+    /// When the answer was sent (after the injected latency).
     pub at: Instant,
+    /// When the request arrived.
+    pub received: Instant,
     /// Route template, e.g. `/v3/service_credential_bindings/:guid/details`.
     pub route: &'static str,
     pub status: u16,
@@ -363,6 +370,7 @@ async fn latency(state: &SimState) {
 
 /// Latency, rate limits, outages and token checks for every `/v3` request, and the request log.
 async fn v3_guard(State(state): State<Arc<SimState>>, request: Request, next: Next) -> Response {
+    let received = Instant::now();
     let route = route_of(request.uri().path());
     let authorization = request
         .headers()
@@ -380,6 +388,7 @@ async fn v3_guard(State(state): State<Arc<SimState>>, request: Request, next: Ne
     add_rate_limit_headers(&state, response.headers_mut());
     lock(&state.stats.log).push(Logged {
         at: Instant::now(),
+        received,
         route,
         status: response.status().as_u16(),
         authorized: authorization.is_some(),

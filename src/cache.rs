@@ -1,0 +1,637 @@
+//! The optional cache file (`--cache-file`): the last key readings kept across restarts, so a
+//! restart does not re-read every key's `/details`.
+//!
+//! What it holds, per foundation: the API URL it was read from and, per key, its labels, its
+//! expiry (Unix seconds, `expiry_source`, public certificate facts) and the change markers the
+//! incremental refresh compares (`updated_at` of the key and of its instance, when it was
+//! read). Never credentials: the file is written from [`KeyRecord`]s, which hold none.
+//!
+//! Format: versioned JSON,
+//! `{"format": "cf-service-key-exporter/cache", "version": 1, "foundations": {name: {api_url, keys: [...]}}}`.
+//!
+//! Trust: the file is an optimisation, never a source of truth. A file that is unreadable, not
+//! JSON, of another format or version is ignored whole with a warning; a foundation whose
+//! `api_url` differs from the configured one (another foundation under the same name) is
+//! ignored with a warning; a key entry with an unknown `expiry_source`, an empty guid or a
+//! `read_at` in the future is dropped. Seeded keys count as read at their `read_at`, so the
+//! periodic full re-read still comes due on time, and they never count as a successful
+//! refresh: `refresh_success`, the last-success timestamp and `/readyz` wait for a real one.
+//!
+//! Writing: after each refresh that produced a key set, the whole file is rewritten from the
+//! store's current snapshot, atomically (temporary file in the same directory, fsync, rename,
+//! fsync of the directory), on a blocking thread. Writes are serialised by an async mutex, so
+//! two foundations finishing at once write one after the other. A failed write is logged and
+//! changes nothing else.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::FoundationConfig;
+use crate::expiry::{CertificateInfo, SOURCES, SOURCE_NONE};
+use crate::snapshot::{FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, Snapshot, Store};
+
+/// The `format` field: tells our file from any other JSON.
+pub const FORMAT: &str = "cf-service-key-exporter/cache";
+/// The `version` field; a file of another version is ignored (and rewritten).
+pub const VERSION: u32 = 1;
+/// A cache file larger than this is not read (20,000 keys take about 8 MB).
+pub const MAX_FILE_SIZE: u64 = 512 * 1024 * 1024;
+/// A `read_at` this far in the future (clock skew between restarts) is still accepted.
+const FUTURE_TOLERANCE_SECS: i64 = 300;
+
+/// Why a cache file was not used.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is {size} bytes, more than the {MAX_FILE_SIZE} a cache file may be", path.display())]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("{} is not a cache file of this exporter: {message}", path.display())]
+    Corrupt { path: PathBuf, message: String },
+    #[error("{} is a cache file of format {format:?} version {version}, not {FORMAT:?} version {VERSION}", path.display())]
+    Foreign {
+        path: PathBuf,
+        format: String,
+        version: u64,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+// ---- The file's shape. Written from borrowed records, read into owned ones. ----
+
+#[derive(Serialize)]
+struct FileOut<'a> {
+    format: &'static str,
+    version: u32,
+    foundations: BTreeMap<&'a str, FoundationOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct FoundationOut<'a> {
+    api_url: &'a str,
+    keys: Vec<KeyOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct KeyOut<'a> {
+    service_key_guid: &'a str,
+    service_key: &'a str,
+    service_instance: &'a str,
+    service_plan: &'a str,
+    service_offering: &'a str,
+    space: &'a str,
+    org: &'a str,
+    /// `null` = no readable expiry.
+    expiry: Option<ExpiryOut<'a>>,
+    key_updated_at: &'a str,
+    instance_updated_at: &'a str,
+    read_at: i64,
+}
+
+#[derive(Serialize)]
+struct ExpiryOut<'a> {
+    /// Unix seconds.
+    expires_at: i64,
+    source: &'static str,
+    certificate: Option<CertificateOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct CertificateOut<'a> {
+    subject: &'a str,
+    issuer: &'a str,
+    serial: &'a str,
+}
+
+/// Read first and alone, so a foreign file is told apart from a corrupt one.
+#[derive(Deserialize)]
+struct Header {
+    format: Option<String>,
+    version: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct FileIn {
+    foundations: HashMap<String, FoundationIn>,
+}
+
+#[derive(Deserialize)]
+struct FoundationIn {
+    api_url: String,
+    keys: Vec<KeyIn>,
+}
+
+#[derive(Deserialize)]
+struct KeyIn {
+    service_key_guid: String,
+    service_key: String,
+    service_instance: String,
+    service_plan: String,
+    service_offering: String,
+    space: String,
+    org: String,
+    expiry: Option<ExpiryIn>,
+    key_updated_at: String,
+    instance_updated_at: String,
+    read_at: i64,
+}
+
+#[derive(Deserialize)]
+struct ExpiryIn {
+    expires_at: i64,
+    source: String,
+    certificate: Option<CertificateIn>,
+}
+
+#[derive(Deserialize)]
+struct CertificateIn {
+    subject: String,
+    issuer: String,
+    serial: String,
+}
+
+/// Serialises the keys of the foundations in `api_urls` (name → API URL) as cache JSON.
+pub fn encode(snapshot: &Snapshot, api_urls: &BTreeMap<String, String>) -> Vec<u8> {
+    let foundations = api_urls
+        .iter()
+        .filter_map(|(name, api_url)| {
+            let f = snapshot.foundations.get(name)?;
+            Some((
+                name.as_str(),
+                FoundationOut {
+                    api_url,
+                    keys: f.keys.iter().map(key_out).collect(),
+                },
+            ))
+        })
+        .collect();
+    let file = FileOut {
+        format: FORMAT,
+        version: VERSION,
+        foundations,
+    };
+    serde_json::to_vec(&file).expect("serialising strings and integers cannot fail")
+}
+
+fn key_out(k: &KeyRecord) -> KeyOut<'_> {
+    let l = &k.labels;
+    KeyOut {
+        service_key_guid: &l.service_key_guid,
+        service_key: &l.service_key,
+        service_instance: &l.service_instance,
+        service_plan: &l.service_plan,
+        service_offering: &l.service_offering,
+        space: &l.space,
+        org: &l.org,
+        expiry: k.expiry.as_ref().map(|e| ExpiryOut {
+            expires_at: e.expires_at,
+            source: e.source,
+            certificate: e.certificate.as_ref().map(|c| CertificateOut {
+                subject: &c.subject,
+                issuer: &c.issuer,
+                serial: &c.serial,
+            }),
+        }),
+        key_updated_at: &k.key_updated_at,
+        instance_updated_at: &k.instance_updated_at,
+        read_at: k.read_at,
+    }
+}
+
+/// What [`decode`] found usable, by foundation name, and what it left out.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// Keys sorted by guid, per foundation whose `api_url` matched.
+    pub foundations: HashMap<String, Vec<KeyRecord>>,
+    /// Foundations left out because their `api_url` is not the configured one.
+    pub mismatched: Vec<(String, String)>,
+    /// Key entries dropped (unknown `expiry_source`, empty guid, duplicate, `read_at` ahead).
+    pub dropped_keys: usize,
+}
+
+/// Reads cache JSON, keeping only foundations named in `api_urls` (name → configured API URL)
+/// whose recorded `api_url` is the same. `now` is Unix seconds.
+pub fn decode(
+    bytes: &[u8],
+    path: &Path,
+    api_urls: &HashMap<&str, &str>,
+    now: i64,
+) -> Result<Decoded, CacheError> {
+    let corrupt = |e: serde_json::Error| CacheError::Corrupt {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let header: Header = serde_json::from_slice(bytes).map_err(corrupt)?;
+    match (header.format.as_deref(), header.version) {
+        (Some(FORMAT), Some(v)) if v == u64::from(VERSION) => {}
+        (format, version) => {
+            return Err(CacheError::Foreign {
+                path: path.to_owned(),
+                format: format.unwrap_or("none").to_owned(),
+                version: version.unwrap_or(0),
+            })
+        }
+    }
+    let file: FileIn = serde_json::from_slice(bytes).map_err(corrupt)?;
+    let mut out = Decoded::default();
+    let mut names = Interner::default();
+    for (name, foundation) in file.foundations {
+        let Some(configured) = api_urls.get(name.as_str()) else {
+            continue;
+        };
+        if !same_url(&foundation.api_url, configured) {
+            out.mismatched.push((name, foundation.api_url));
+            continue;
+        }
+        let mut seen = HashSet::new();
+        let mut keys = Vec::with_capacity(foundation.keys.len());
+        for key in foundation.keys {
+            match key_record(key, now, &mut names) {
+                Some(k) if seen.insert(k.labels.service_key_guid.clone()) => keys.push(k),
+                _ => out.dropped_keys += 1,
+            }
+        }
+        keys.sort_by(|a, b| a.labels.service_key_guid.cmp(&b.labels.service_key_guid));
+        out.foundations.insert(name, keys);
+    }
+    Ok(out)
+}
+
+/// Two spellings of one API URL (a trailing slash, case of the host) count as the same.
+fn same_url(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn key_record(k: KeyIn, now: i64, names: &mut Interner) -> Option<KeyRecord> {
+    if k.service_key_guid.is_empty() || k.read_at > now + FUTURE_TOLERANCE_SECS {
+        return None;
+    }
+    let expiry = match k.expiry {
+        None => None,
+        Some(e) => {
+            // `source` is a label value the collector renders as is: accept only ours.
+            let source = *SOURCES
+                .iter()
+                .find(|s| **s == e.source && **s != SOURCE_NONE)?;
+            Some(KeyExpiry {
+                expires_at: e.expires_at,
+                source,
+                certificate: e.certificate.map(|c| CertificateInfo {
+                    subject: c.subject,
+                    issuer: c.issuer,
+                    serial: c.serial,
+                }),
+            })
+        }
+    };
+    Some(KeyRecord {
+        labels: KeyLabels {
+            org: names.get(k.org),
+            space: names.get(k.space),
+            service_offering: names.get(k.service_offering),
+            service_plan: names.get(k.service_plan),
+            service_instance: names.get(k.service_instance),
+            service_key: Arc::from(k.service_key),
+            service_key_guid: Arc::from(k.service_key_guid),
+        },
+        expiry,
+        key_updated_at: Arc::from(k.key_updated_at),
+        instance_updated_at: names.get(k.instance_updated_at),
+        read_at: k.read_at,
+    })
+}
+
+/// Names repeated across keys (org, space, plan, instance) share one allocation, as they do
+/// when read from Cloud Foundry.
+#[derive(Default)]
+struct Interner(HashSet<Arc<str>>);
+
+impl Interner {
+    fn get(&mut self, s: String) -> Arc<str> {
+        if let Some(found) = self.0.get(s.as_str()) {
+            return found.clone();
+        }
+        let new: Arc<str> = Arc::from(s);
+        self.0.insert(new.clone());
+        new
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename
+/// over `path`, then fsync of the directory so the rename itself survives a crash.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "cache".to_owned());
+    let temp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        // Key names and certificate subjects are not secrets, but nobody else needs them.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, path)?;
+        #[cfg(unix)]
+        std::fs::File::open(&dir)?.sync_all()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Reads and checks a cache file for the given foundations (name → configured API URL).
+pub fn load(path: &Path, api_urls: &HashMap<&str, &str>) -> Result<Decoded, CacheError> {
+    let read_error = |source| CacheError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(read_error)?.len();
+    if size > MAX_FILE_SIZE {
+        return Err(CacheError::TooLarge {
+            path: path.to_owned(),
+            size,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(read_error)?;
+    decode(&bytes, path, api_urls, unix_now())
+}
+
+/// The cache file of a running exporter: seeds the store at start, rewritten after refreshes.
+#[derive(Debug)]
+pub struct Cache {
+    path: PathBuf,
+    /// Name → API URL of the foundations being watched: what the file holds.
+    api_urls: Mutex<BTreeMap<String, String>>,
+    /// One write at a time (held across the blocking write, hence a tokio mutex).
+    writing: tokio::sync::Mutex<()>,
+}
+
+impl Cache {
+    /// Reads the file at `path` and publishes the usable readings into `store`, one
+    /// not-yet-refreshed [`FoundationSnapshot`] per foundation. A missing file is normal (first
+    /// start); anything else unusable is ignored with a warning. Never fails.
+    pub fn open(path: &Path, foundations: &[FoundationConfig], store: &Store) -> Cache {
+        let cache = Cache {
+            path: path.to_owned(),
+            api_urls: Mutex::new(BTreeMap::new()),
+            writing: tokio::sync::Mutex::new(()),
+        };
+        for f in foundations {
+            cache.watch(&f.name, f.api_url.as_str());
+        }
+        let api_urls: HashMap<&str, &str> = foundations
+            .iter()
+            .map(|f| (f.name.as_str(), f.api_url.as_str()))
+            .collect();
+        let decoded = match load(path, &api_urls) {
+            Ok(d) => d,
+            Err(CacheError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                tracing::info!(file = %path.display(), "no cache file yet; the first refresh reads every key");
+                return cache;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "ignoring the cache file; the first refresh reads every key");
+                return cache;
+            }
+        };
+        for (name, url) in &decoded.mismatched {
+            tracing::warn!(
+                file = %path.display(),
+                foundation = %name,
+                cached_api_url = %url,
+                configured_api_url = api_urls.get(name.as_str()).copied().unwrap_or(""),
+                "ignoring the cached keys of a foundation read from another API URL"
+            );
+        }
+        if decoded.dropped_keys > 0 {
+            tracing::warn!(file = %path.display(), dropped = decoded.dropped_keys, "ignoring unusable key entries in the cache file");
+        }
+        for (name, keys) in decoded.foundations {
+            tracing::info!(foundation = %name, keys = keys.len(), "seeded from the cache file; unchanged keys will not be read again");
+            store.publish(
+                &name,
+                FoundationSnapshot {
+                    keys: Arc::new(keys),
+                    status: Default::default(),
+                },
+            );
+        }
+        cache
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Keeps this foundation's keys in the file from now on.
+    pub fn watch(&self, name: &str, api_url: &str) {
+        self.api_urls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), api_url.to_owned());
+    }
+
+    /// Leaves a removed foundation out of the file from the next write on.
+    pub fn forget(&self, name: &str) {
+        self.api_urls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+
+    /// Rewrites the file from the store's current snapshot. Logs a failure; never fails.
+    pub async fn save(&self, store: &Store) {
+        let _one_at_a_time = self.writing.lock().await;
+        let snapshot = store.load();
+        let api_urls = self
+            .api_urls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let path = self.path.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let bytes = encode(&snapshot, &api_urls);
+            write_atomically(&path, &bytes)
+                .map(|()| bytes.len())
+                .map_err(|source| CacheError::Write { path, source })
+        })
+        .await;
+        match written {
+            Ok(Ok(bytes)) => {
+                tracing::debug!(file = %self.path.display(), bytes, "cache file written")
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "cache file not written"),
+            Err(error) => tracing::warn!(%error, "cache file not written"),
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expiry::{SOURCE_CERTIFICATE, SOURCE_CERTIFICATEDETAILS_VALIDUNTIL};
+
+    fn record(guid: &str, expiry: Option<KeyExpiry>) -> KeyRecord {
+        KeyRecord {
+            labels: KeyLabels {
+                org: "org".into(),
+                space: "space".into(),
+                service_offering: "it-rt".into(),
+                service_plan: "integration-flow".into(),
+                service_instance: "inst \"quoted\"".into(),
+                service_key: format!("key-{guid}").into(),
+                service_key_guid: guid.into(),
+            },
+            expiry,
+            key_updated_at: "2025-01-01T00:00:00Z".into(),
+            instance_updated_at: "2025-01-02T00:00:00Z".into(),
+            read_at: 1_750_000_000,
+        }
+    }
+
+    fn snapshot() -> Snapshot {
+        let keys = vec![
+            record(
+                "a",
+                Some(KeyExpiry {
+                    expires_at: 1_800_000_000,
+                    source: SOURCE_CERTIFICATE,
+                    certificate: Some(CertificateInfo {
+                        subject: "CN=a".into(),
+                        issuer: "CN=ca".into(),
+                        serial: "0x01".into(),
+                    }),
+                }),
+            ),
+            record(
+                "b",
+                Some(KeyExpiry {
+                    expires_at: 1_700_000_000,
+                    source: SOURCE_CERTIFICATEDETAILS_VALIDUNTIL,
+                    certificate: None,
+                }),
+            ),
+            record("c", None),
+        ];
+        let mut s = Snapshot::default();
+        s.foundations.insert(
+            "eu10".into(),
+            Arc::new(FoundationSnapshot {
+                keys: Arc::new(keys),
+                status: Default::default(),
+            }),
+        );
+        s
+    }
+
+    fn urls() -> BTreeMap<String, String> {
+        BTreeMap::from([("eu10".to_owned(), "https://api.eu10.example/".to_owned())])
+    }
+
+    #[test]
+    fn a_written_cache_reads_back_the_same_records() {
+        let s = snapshot();
+        let bytes = encode(&s, &urls());
+        let api = HashMap::from([("eu10", "https://api.eu10.example")]);
+        let d = decode(&bytes, Path::new("c.json"), &api, 1_750_000_100).unwrap();
+        assert_eq!(d.foundations["eu10"], *s.foundations["eu10"].keys);
+        assert_eq!(d.dropped_keys, 0);
+    }
+
+    #[test]
+    fn another_format_or_version_is_foreign_and_garbage_is_corrupt() {
+        let api = HashMap::from([("eu10", "https://api.eu10.example")]);
+        let p = Path::new("c.json");
+        for text in [
+            r#"{"format": "something-else", "version": 1, "foundations": {}}"#,
+            r#"{"format": "cf-service-key-exporter/cache", "version": 2, "foundations": {}}"#,
+            r#"{"foundations": {}}"#,
+        ] {
+            let e = decode(text.as_bytes(), p, &api, 0).err().unwrap();
+            assert!(matches!(e, CacheError::Foreign { .. }), "{text}: {e}");
+        }
+        for text in ["", "{", "[1,2]", "\u{0}\u{1}binary"] {
+            let e = decode(text.as_bytes(), p, &api, 0).err().unwrap();
+            assert!(matches!(e, CacheError::Corrupt { .. }), "{text}: {e}");
+        }
+        let bad_keys = r#"{"format": "cf-service-key-exporter/cache", "version": 1, "foundations": {"eu10": {"api_url": "x", "keys": 5}}}"#;
+        let e = decode(bad_keys.as_bytes(), p, &api, 0).err().unwrap();
+        assert!(matches!(e, CacheError::Corrupt { .. }), "{e}");
+    }
+
+    #[test]
+    fn another_api_url_unknown_sources_and_future_reads_are_left_out() {
+        let text = String::from_utf8(encode(&snapshot(), &urls())).unwrap();
+        let p = Path::new("c.json");
+        let other = HashMap::from([("eu10", "https://api.us10.example")]);
+        let d = decode(text.as_bytes(), p, &other, 1_750_000_100).unwrap();
+        assert!(d.foundations.is_empty());
+        assert_eq!(d.mismatched.len(), 1);
+
+        let api = HashMap::from([("eu10", "https://api.eu10.example")]);
+        let tampered = text.replacen("\"certificate\",", "\"made-up\",", 1);
+        let d = decode(tampered.as_bytes(), p, &api, 1_750_000_100).unwrap();
+        assert_eq!(d.foundations["eu10"].len(), 2);
+        assert_eq!(d.dropped_keys, 1);
+
+        // Read "in the future": the clock went back, or the file was edited. Not trusted.
+        let d = decode(text.as_bytes(), p, &api, 1_740_000_000).unwrap();
+        assert!(d.foundations["eu10"].is_empty());
+        assert_eq!(d.dropped_keys, 3);
+
+        // A foundation that is not configured is not read at all.
+        let d = decode(text.as_bytes(), p, &HashMap::new(), 1_750_000_100).unwrap();
+        assert!(d.foundations.is_empty() && d.mismatched.is_empty());
+    }
+
+    #[test]
+    fn writing_replaces_the_file_whole_and_leaves_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("cfske-cache-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cache.json");
+        write_atomically(&path, b"first").unwrap();
+        write_atomically(&path, b"second").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("cache.json")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
