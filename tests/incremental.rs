@@ -403,7 +403,11 @@ impl Exporter {
     }
 
     async fn scrape(&self) -> Scrape {
-        Scrape::parse(self.get("/metrics").await.text().await.unwrap())
+        common::scrape(
+            &reqwest::Client::new(),
+            &format!("http://{}/metrics", self.addr),
+        )
+        .await
     }
 
     async fn wait_ready(&self) {

@@ -112,6 +112,18 @@ impl Scrape {
     }
 }
 
+/// Scrapes `url` as Prometheus does (asking for OpenMetrics) and parses the answer.
+pub async fn scrape(client: &reqwest::Client, url: &str) -> Scrape {
+    let response = client
+        .get(url)
+        .header("accept", OPENMETRICS_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    Scrape::parse(response.text().await.unwrap())
+}
+
 /// A simulated foundation, a refresher for it, and the exporter's HTTP server.
 pub struct Harness {
     pub sim: Sim,
@@ -179,15 +191,7 @@ impl Harness {
 
     /// Scrapes as Prometheus does, asking for OpenMetrics.
     pub async fn scrape(&self) -> Scrape {
-        let response = self
-            .client
-            .get(format!("http://{}/metrics", self.addr))
-            .header("accept", OPENMETRICS_ACCEPT)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        Scrape::parse(response.text().await.unwrap())
+        scrape(&self.client, &format!("http://{}/metrics", self.addr)).await
     }
 }
 
