@@ -60,7 +60,11 @@ impl Exporter {
     }
 
     async fn scrape(&self) -> Option<Scrape> {
-        let response = reqwest::get(format!("http://{}/metrics", self.addr))
+        // Not `common::scrape`: before the server listens, a refused connection means "not yet".
+        let response = reqwest::Client::new()
+            .get(format!("http://{}/metrics", self.addr))
+            .header("accept", common::OPENMETRICS_ACCEPT)
+            .send()
             .await
             .ok()?;
         Some(Scrape::parse(response.text().await.ok()?))
