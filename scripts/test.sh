@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Runs every test of the project, after installing what the tests need (see
-# scripts/install-test-deps.sh): formatting and lints, the Rust unit and integration tests
-# (against the simulated Cloud Foundry), the alert rules on promtool and amtool, the end-to-end
-# alerting test on a real Prometheus and Alertmanager, and the Kubernetes manifest checks.
+# scripts/install-test-deps.sh): formatting and lints, the dependency checks, the Rust unit and
+# integration tests (against the simulated Cloud Foundry), `promtool check metrics` on a live
+# exposition, the alert rules on promtool and amtool, the end-to-end alerting test on a real
+# Prometheus and Alertmanager, and the Kubernetes manifest checks. Stops at the first failure.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
 
-passed=0
 step() {
   echo
   echo "==> $*"
-  "$@"
-  passed=$((passed + 1))
+  "$@" 2>&1 | tee -a "$log"
 }
 
 step scripts/install-test-deps.sh
@@ -24,5 +25,11 @@ step tests/alerts/run.sh
 step env EXPORTER_BIN="$root/target/debug/cf-service-key-exporter" tests/metrics/promtool-check.sh
 step env EXPORTER_BIN="$root/target/debug/cf-service-key-exporter" tests/e2e/run.sh
 step tests/deploy/run.sh
-echo
-echo "test.sh: $passed passed, 0 failed"
+
+# One closing line over every suite: cargo's "test result: ok. N passed; M failed" lines and
+# the scripts' "name: N passed, M failed" lines.
+awk '
+  /^test result: / { p += $4; f += $6 }
+  /^[a-z0-9]+: [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4 }
+  END { printf "all suites: %d passed, %d failed\n", p, f }
+' "$log"
