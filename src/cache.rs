@@ -27,7 +27,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -379,7 +378,7 @@ pub fn load(path: &Path, api_urls: &HashMap<&str, &str>) -> Result<Decoded, Cach
         });
     }
     let bytes = std::fs::read(path).map_err(read_error)?;
-    decode(&bytes, path, api_urls, unix_now())
+    decode(&bytes, path, api_urls, crate::snapshot::unix_now())
 }
 
 /// The cache file of a running exporter: seeds the store at start, rewritten after refreshes.
@@ -492,13 +491,6 @@ impl Cache {
             Err(error) => tracing::warn!(%error, "cache file not written"),
         }
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
@@ -187,7 +187,7 @@ impl Refresher {
             .iter()
             .map(|k| (&*k.labels.service_key_guid, k))
             .collect();
-        let now = unix_now();
+        let now = crate::snapshot::unix_now();
         let full_reread =
             i64::try_from(self.config.full_refresh_interval.as_secs()).unwrap_or(i64::MAX);
         let mut stats = RefreshStats::default();
@@ -312,11 +312,4 @@ fn labels(instance: &Instance, key: &Key) -> KeyLabels {
         service_key: Arc::from(key.name.as_str()),
         service_key_guid: Arc::from(key.guid.as_str()),
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

@@ -27,7 +27,7 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -89,7 +89,7 @@ pub struct Collected {
 pub async fn run(config: &Config, args: &ReportArgs) -> u8 {
     let progress = std::io::stderr().is_terminal();
     let collected = collect(config, progress).await;
-    let now = unix_now();
+    let now = crate::snapshot::unix_now();
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
@@ -515,13 +515,6 @@ pub fn json(rows: &[Row], now: i64) -> Result<String, serde_json::Error> {
     let mut text = serde_json::to_string_pretty(&objects)?;
     text.push('\n');
     Ok(text)
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

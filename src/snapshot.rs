@@ -84,6 +84,14 @@ impl Snapshot {
     }
 }
 
+/// Now, in Unix seconds (the unit of [`KeyRecord::read_at`] and [`KeyExpiry::expires_at`]).
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// The published snapshot. Writers are the refreshers; readers never block them.
 #[derive(Debug, Default)]
 pub struct Store {
