@@ -379,7 +379,7 @@ async fn bench_exporter(keys: usize, options: &Options, scrape: bool) -> Exporte
 
     if scrape {
         let app = server::router(AppState::new(
-            metrics.registry(store.clone()),
+            metrics.exposition(store.clone()),
             store.clone(),
             vec![],
         ));
@@ -417,7 +417,11 @@ async fn scrape_times(url: &str, encoding: Option<&str>, n: usize) -> Percentile
     let mut bytes = 0;
     let mut series = 0;
     for _ in 0..n.max(1) {
-        let mut request = client.get(url);
+        // Scrape as Prometheus does: it asks for OpenMetrics.
+        let mut request = client.get(url).header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        );
         if let Some(e) = encoding {
             request = request.header("accept-encoding", e);
         }

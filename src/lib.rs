@@ -64,7 +64,7 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     let store = Arc::new(Store::new());
     let metrics = Arc::new(ExporterMetrics::default());
-    let registry = metrics.registry(store.clone());
+    let exposition = metrics.exposition(store.clone());
     let cancel = CancellationToken::new();
 
     let warnings = warnings(&config);
@@ -85,7 +85,7 @@ pub async fn run_with(
         cancel.clone(),
     ));
 
-    let app = server::router(server::AppState::new(registry, store, warnings));
+    let app = server::router(server::AppState::new(exposition, store, warnings));
     let server_cancel = cancel.clone();
     let stop = async move {
         tokio::select! {

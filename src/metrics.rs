@@ -21,15 +21,31 @@ use prometheus_client::registry::Registry;
 use crate::expiry::SOURCE_NONE;
 use crate::snapshot::{KeyRecord, Snapshot, Store};
 
-/// Content type of the OpenMetrics exposition, which Prometheus asks for and parses.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// Content type of the classic Prometheus text format, for every other reader.
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The exposition format of one scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics text, which Prometheus asks for (and the official client writes).
+    OpenMetrics,
+    /// The classic Prometheus text format (0.0.4), for every other reader.
+    Text,
+}
 
-/// Which exposition format the scraper asked for in its `Accept` header.
-pub fn wants_openmetrics(accept: Option<&str>) -> bool {
-    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
+impl Format {
+    /// OpenMetrics when the `Accept` header asks for it, the classic text format otherwise.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
 }
 
 /// Turns the OpenMetrics text the client library writes into the classic Prometheus text
@@ -84,21 +100,26 @@ pub struct ExporterMetrics {
 }
 
 impl ExporterMetrics {
-    /// Registers the counters and the snapshot collector, and returns the registry to serve.
-    pub fn registry(self: &Arc<Self>, store: Arc<Store>) -> Registry {
-        let mut registry = Registry::default();
-        registry.register(
+    /// Registers the counters and the snapshot collector: what `/metrics` serves.
+    pub fn exposition(self: &Arc<Self>, store: Arc<Store>) -> Exposition {
+        let mut counters = Registry::default();
+        counters.register(
             "cf_service_key_exporter_api_requests",
             "Requests sent to Cloud Foundry and UAA, by route template and HTTP status (`error` when no response came)",
             self.api_requests.clone(),
         );
-        registry.register(
+        counters.register(
             "cf_service_key_exporter_details_errors",
             "Service keys whose details could not be fetched or read, by reason",
             self.details_errors.clone(),
         );
-        registry.register_collector(Box::new(SnapshotCollector { store }));
-        registry
+        let mut snapshot = Registry::default();
+        snapshot.register_collector(Box::new(SnapshotCollector { store }));
+        Exposition {
+            counters,
+            snapshot,
+            size_hint: AtomicUsize::new(0),
+        }
     }
 
     /// A handle that counts one foundation's requests.
@@ -159,13 +180,36 @@ impl ApiRecorder {
     }
 }
 
-/// Encodes the registry as OpenMetrics text. `size_hint` carries the last size so a large
-/// exposition is built without repeated reallocation.
-pub fn encode(registry: &Registry, size_hint: &AtomicUsize) -> Result<String, std::fmt::Error> {
-    let mut out = String::with_capacity(size_hint.load(Ordering::Relaxed) + 1024);
-    prometheus_client::encoding::text::encode(&mut out, registry)?;
-    size_hint.store(out.len(), Ordering::Relaxed);
-    Ok(out)
+/// What `/metrics` serves, in two registries: the counters (a few series, the only ones whose
+/// names differ between the two formats) and the snapshot collector (gauges only, the same text
+/// in both formats). So the classic format rewrites a few lines and never copies the large
+/// per-key part.
+#[derive(Debug)]
+pub struct Exposition {
+    counters: Registry,
+    snapshot: Registry,
+    /// The last exposition's size, so a large one is built without repeated reallocation.
+    size_hint: AtomicUsize,
+}
+
+impl Exposition {
+    /// Encodes every metric in `format`.
+    pub fn encode(&self, format: Format) -> Result<String, std::fmt::Error> {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
+        let mut counters = String::new();
+        encode_registry(&mut counters, &self.counters)?;
+        let mut out = String::with_capacity(self.size_hint.load(Ordering::Relaxed) + 1024);
+        match format {
+            Format::OpenMetrics => out.push_str(&counters),
+            Format::Text => out.push_str(&to_prometheus_text(&counters)),
+        }
+        encode_registry(&mut out, &self.snapshot)?;
+        if format == Format::OpenMetrics {
+            encode_eof(&mut out)?;
+        }
+        self.size_hint.store(out.len(), Ordering::Relaxed);
+        Ok(out)
+    }
 }
 
 /// Renders the current snapshot on each scrape.
@@ -361,10 +405,10 @@ mod tests {
 
     #[test]
     fn openmetrics_only_when_asked() {
-        assert!(wants_openmetrics(Some(
-            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
-        )));
-        assert!(!wants_openmetrics(Some("*/*")));
-        assert!(!wants_openmetrics(None));
+        let prometheus =
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
+        assert_eq!(Format::negotiate(None), Format::Text);
     }
 }

@@ -4,7 +4,6 @@
 //! Cloud Foundry and never wait on a refresh. Encoding a large exposition is CPU work, so it
 //! runs on the blocking pool instead of stalling the async workers.
 
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -12,29 +11,26 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use prometheus_client::registry::Registry;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::metrics;
+use crate::metrics::{Exposition, Format};
 use crate::snapshot::Store;
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    registry: Arc<Registry>,
+    exposition: Arc<Exposition>,
     store: Arc<Store>,
-    size_hint: Arc<AtomicUsize>,
     warnings: Arc<Vec<String>>,
 }
 
 impl AppState {
     /// `warnings` are shown on the landing page (e.g. TLS verification is off).
-    pub fn new(registry: Registry, store: Arc<Store>, warnings: Vec<String>) -> Self {
+    pub fn new(exposition: Exposition, store: Arc<Store>, warnings: Vec<String>) -> Self {
         AppState {
-            registry: Arc::new(registry),
+            exposition: Arc::new(exposition),
             store,
-            size_hint: Arc::default(),
             warnings: Arc::new(warnings),
         }
     }
@@ -68,24 +64,10 @@ pub fn router(state: AppState) -> Router {
 /// OpenMetrics when the scraper asks for it (Prometheus does), the classic text format otherwise.
 async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let openmetrics = metrics::wants_openmetrics(accept);
-    let encoded = tokio::task::spawn_blocking(move || {
-        metrics::encode(&state.registry, &state.size_hint).map(|body| {
-            if openmetrics {
-                (metrics::OPENMETRICS_CONTENT_TYPE, body)
-            } else {
-                (
-                    metrics::TEXT_CONTENT_TYPE,
-                    metrics::to_prometheus_text(&body),
-                )
-            }
-        })
-    })
-    .await;
+    let format = Format::negotiate(accept);
+    let encoded = tokio::task::spawn_blocking(move || state.exposition.encode(format)).await;
     match encoded {
-        Ok(Ok((content_type, body))) => {
-            ([(header::CONTENT_TYPE, content_type)], body).into_response()
-        }
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
         // Encoding into a String cannot fail and the task does not panic; answer 500 rather
         // than crash if that ever changes.
         Ok(Err(_)) | Err(_) => {

@@ -153,7 +153,7 @@ impl Harness {
         store.register(&config.name);
         let refresher = Refresher::new(config, store.clone(), metrics.clone()).expect("refresher");
         let app = server::router(AppState::new(
-            metrics.registry(store.clone()),
+            metrics.exposition(store.clone()),
             store.clone(),
             vec![],
         ));

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the exporter on its demo foundation and checks its classic text exposition with
-# `promtool check metrics` (the real parser, plus Prometheus' naming and help lints). The
+# Runs the exporter on its demo foundation and checks its classic text exposition, and the
+# golden exposition of tests/golden.rs, with `promtool check metrics` (the real parser, plus
+# Prometheus' naming and help lints). The
 # OpenMetrics exposition is checked by the e2e test, where a real Prometheus scrapes it.
 #   EXPORTER_BIN=target/debug/cf-service-key-exporter tests/metrics/promtool-check.sh
 set -euo pipefail
@@ -17,12 +18,19 @@ done
 out="$(mktemp)"
 curl -fsS "http://127.0.0.1:$port/metrics" >"$out"
 series=$(grep -c '^cf_service_key' "$out")
-if lint=$(promtool check metrics <"$out" 2>&1); then
-  echo "ok   promtool check metrics: $series series, no findings"
-  echo "metrics: 1 passed, 0 failed"
-else
-  echo "FAIL promtool check metrics:"
-  echo "$lint"
-  echo "metrics: 0 passed, 1 failed"
-  exit 1
-fi
+passed=0
+failed=0
+check() { # name file
+  if lint=$(promtool check metrics <"$2" 2>&1); then
+    echo "ok   promtool check metrics: $1"
+    passed=$((passed + 1))
+  else
+    echo "FAIL promtool check metrics: $1"
+    echo "$lint"
+    failed=$((failed + 1))
+  fi
+}
+check "the demo's live exposition ($series series)" "$out"
+check "tests/golden/metrics.txt" "$root/tests/golden/metrics.txt"
+echo "metrics: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

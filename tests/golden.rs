@@ -1,0 +1,108 @@
+//! The exposition of a fixed snapshot at a fixed clock, byte for byte: names, help texts, label
+//! order and escaping, value formatting, `expiry_source="none"`, the self-metrics. A change to
+//! any of them shows up here as a diff. `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the
+//! file after a deliberate change (then check it with `promtool check metrics`).
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use cf_service_key_exporter::expiry::CertificateInfo;
+use cf_service_key_exporter::metrics::encode_snapshot_at;
+use cf_service_key_exporter::snapshot::{
+    FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, RefreshStatus, Snapshot,
+};
+
+const NOW: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+fn key(org: &str, instance: &str, name: &str, guid: &str, expiry: Option<KeyExpiry>) -> KeyRecord {
+    KeyRecord {
+        labels: KeyLabels {
+            org: Arc::from(org),
+            space: Arc::from("integration"),
+            service_offering: Arc::from("it-rt"),
+            service_plan: Arc::from("integration-flow"),
+            service_instance: Arc::from(instance),
+            service_key: Arc::from(name),
+            service_key_guid: Arc::from(guid),
+        },
+        expiry,
+        key_updated_at: Arc::from("2025-01-01T00:00:00Z"),
+        instance_updated_at: Arc::from("2025-01-01T00:00:00Z"),
+        read_at: NOW as i64,
+    }
+}
+
+fn snapshot() -> Snapshot {
+    let keys = vec![
+        key(
+            "acme",
+            "cpi-runtime",
+            "s4-inbound",
+            "0000000a-0000-4000-8000-000000000001",
+            Some(KeyExpiry {
+                expires_at: NOW as i64 + 3 * 86_400,
+                source: "certificatedetails.validuntil",
+                certificate: None,
+            }),
+        ),
+        key(
+            "acme",
+            "xsuaa-app",
+            "x509-client",
+            "0000000a-0000-4000-8000-000000000002",
+            Some(KeyExpiry {
+                expires_at: NOW as i64 - 2 * 86_400,
+                source: "certificate",
+                certificate: Some(CertificateInfo {
+                    subject: "CN=client".into(),
+                    issuer: "CN=ca".into(),
+                    serial: "0x01".into(),
+                }),
+            }),
+        ),
+        key(
+            "quote \"q\" back\\slash\nline",
+            "legacy",
+            "basic",
+            "0000000a-0000-4000-8000-000000000003",
+            None,
+        ),
+    ];
+    let eu10 = FoundationSnapshot {
+        keys: Arc::new(keys),
+        status: RefreshStatus {
+            finished_once: true,
+            success: true,
+            last_success_at: Some(UNIX_EPOCH + Duration::from_secs(NOW - 60)),
+            last_duration: Some(Duration::from_millis(1500)),
+        },
+    };
+    let us10 = FoundationSnapshot {
+        keys: Arc::new(Vec::new()),
+        status: RefreshStatus {
+            finished_once: true,
+            success: false,
+            last_success_at: None,
+            last_duration: Some(Duration::from_secs(2)),
+        },
+    };
+    let mut snapshot = Snapshot::default();
+    snapshot.foundations.insert("eu10".into(), Arc::new(eu10));
+    snapshot.foundations.insert("us10".into(), Arc::new(us10));
+    snapshot
+}
+
+#[test]
+fn the_exposition_of_a_fixed_snapshot_is_the_golden_file() {
+    let text = encode_snapshot_at(snapshot(), UNIX_EPOCH + Duration::from_secs(NOW));
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/metrics.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, &text).unwrap();
+    }
+    let golden = std::fs::read_to_string(path)
+        .expect("tests/golden/metrics.txt (UPDATE_GOLDEN=1 writes it)");
+    assert_eq!(
+        text, golden,
+        "the exposition changed; if on purpose, UPDATE_GOLDEN=1 and review the diff"
+    );
+}
