@@ -6,11 +6,13 @@ FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, so a source change does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+# (Empty stand-ins for every target, so cargo can read the manifest before the sources come.)
+RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs benches/refresh.rs \
     && cargo fetch --locked
 COPY src ./src
 COPY benches ./benches
-RUN cargo build --release --locked --bin cf-service-key-exporter \
+RUN touch src/main.rs src/lib.rs \
+    && cargo build --release --locked --bin cf-service-key-exporter \
     && cp target/release/cf-service-key-exporter /cf-service-key-exporter
 
 FROM gcr.io/distroless/cc-debian12:nonroot
