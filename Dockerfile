@@ -4,7 +4,7 @@
 
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
-# Dependencies first, so a source change does not rebuild them.
+# Dependencies are fetched first, so a source change does not download them again.
 COPY Cargo.toml Cargo.lock ./
 # (Empty stand-ins for every target, so cargo can read the manifest before the sources come.)
 RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs benches/refresh.rs \
