@@ -90,6 +90,25 @@ struct DetailsErrorLabels {
     reason: &'static str,
 }
 
+/// Every `reason` of `details_errors_total` (fetch failures from `CfError::reason`, read
+/// failures from `ReadError::reason`), created at 0 for each foundation so `increase()` sees the
+/// first error and dashboards have a series from the start.
+pub const DETAILS_ERROR_REASONS: [&str; 13] = [
+    "not_found",
+    "forbidden",
+    "unauthorized",
+    "http_4xx",
+    "http_5xx",
+    "rate_limited",
+    "timeout",
+    "connection",
+    "invalid_json",
+    "body_too_large",
+    "login",
+    "invalid_certificate",
+    "invalid_date",
+];
+
 /// The exporter's own counters, registered once.
 #[derive(Debug, Default)]
 pub struct ExporterMetrics {
@@ -122,8 +141,18 @@ impl ExporterMetrics {
         }
     }
 
-    /// A handle that counts one foundation's requests.
+    /// A handle that counts one foundation's requests; also creates the foundation's
+    /// `details_errors_total` series at 0.
     pub fn recorder(self: &Arc<Self>, foundation: &str) -> ApiRecorder {
+        for reason in DETAILS_ERROR_REASONS {
+            // `inc_by(0)` only to create the series; the guard is dropped at once.
+            self.details_errors
+                .get_or_create(&DetailsErrorLabels {
+                    foundation: foundation.to_owned(),
+                    reason,
+                })
+                .inc_by(0);
+        }
         ApiRecorder {
             metrics: self.clone(),
             foundation: foundation.to_owned(),

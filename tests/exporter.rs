@@ -52,7 +52,17 @@ async fn every_contract_metric_and_label_is_served_with_the_planted_values() {
             "{name}"
         );
     }
-    // details_errors_total appears with its first error (see the failing-details tests).
+    // Every reason of details_errors_total exists at 0 from the start, so increase() sees the
+    // first error.
+    let reasons = scrape.find(
+        "cf_service_key_exporter_details_errors_total",
+        &[("foundation", "test")],
+    );
+    assert_eq!(
+        reasons.len(),
+        cf_service_key_exporter::metrics::DETAILS_ERROR_REASONS.len()
+    );
+    assert!(reasons.iter().all(|s| s.value == 0.0), "{reasons:?}");
     assert_eq!(
         scrape
             .types

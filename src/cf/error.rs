@@ -132,3 +132,72 @@ impl CfError {
         matches!(self, CfError::Status { status: 401, .. })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expiry::ReadError;
+    use crate::metrics::DETAILS_ERROR_REASONS;
+
+    /// Every reason a key's details can fail with has its series created at 0.
+    #[test]
+    fn every_details_error_reason_is_pre_created() {
+        let status = |status| CfError::Status {
+            endpoint: "/x",
+            status,
+            api: None,
+            retry_after: None,
+        };
+        let errors = [
+            CfError::Transport {
+                endpoint: "/x",
+                kind: TransportKind::Timeout,
+                message: String::new(),
+            },
+            CfError::Transport {
+                endpoint: "/x",
+                kind: TransportKind::Connect,
+                message: String::new(),
+            },
+            status(401),
+            status(403),
+            status(404),
+            status(429),
+            status(400),
+            status(500),
+            CfError::Decode {
+                endpoint: "/x",
+                status: 200,
+                content_type: String::new(),
+                message: String::new(),
+            },
+            CfError::BodyTooLarge {
+                endpoint: "/x",
+                limit: 1,
+            },
+            CfError::Login {
+                who: String::new(),
+                uaa: String::new(),
+                message: String::new(),
+            },
+        ];
+        let reads = [
+            ReadError::InvalidCertificate {
+                path: String::new(),
+            },
+            ReadError::InvalidDate {
+                path: String::new(),
+            },
+        ];
+        for reason in errors
+            .iter()
+            .map(CfError::reason)
+            .chain(reads.iter().map(ReadError::reason))
+        {
+            assert!(
+                DETAILS_ERROR_REASONS.contains(&reason),
+                "{reason} is not pre-created"
+            );
+        }
+    }
+}
