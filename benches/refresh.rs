@@ -23,16 +23,13 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cf_service_key_exporter::config::{
-    FoundationConfig, Grant, HttpOptions, SecretSource, TlsOptions, DEFAULT_FULL_REFRESH_INTERVAL,
-};
+use cf_service_key_exporter::config::FoundationConfig;
 use cf_service_key_exporter::expiry;
 use cf_service_key_exporter::metrics::ExporterMetrics;
 use cf_service_key_exporter::refresher::Refresher;
 use cf_service_key_exporter::server::{self, AppState};
-use cf_service_key_exporter::sim::{demo, Accounts, Sim};
+use cf_service_key_exporter::sim::{self, demo, Accounts, Sim};
 use cf_service_key_exporter::snapshot::Store;
-use secrecy::SecretString;
 use url::Url;
 
 const CONCURRENCY: usize = 16;
@@ -255,25 +252,11 @@ impl SimProcess {
     }
 
     fn foundation_config(&self) -> FoundationConfig {
-        let accounts = Accounts::default();
-        FoundationConfig {
-            name: "bench".into(),
-            api_url: self.api_url.clone(),
-            uaa_url: None,
-            grant: Grant::Password {
-                username: accounts.username,
-                password: SecretSource::Inline(SecretString::from(accounts.password)),
-            },
-            client_id: accounts.client_id,
-            client_secret: None,
-            origin: None,
-            service_plans: Vec::new(),
-            refresh_interval: Duration::from_secs(300),
-            full_refresh_interval: DEFAULT_FULL_REFRESH_INTERVAL,
-            details_concurrency: NonZeroUsize::new(CONCURRENCY).expect("not zero"),
-            tls: TlsOptions::default(),
-            http: HttpOptions::default(),
-        }
+        let mut config = sim::foundation_config("bench", &self.api_url, &Accounts::default());
+        // A refresh interval longer than any cold refresh here, so no deadline cuts one short.
+        config.refresh_interval = Duration::from_secs(300);
+        config.details_concurrency = NonZeroUsize::new(CONCURRENCY).expect("not zero");
+        config
     }
 }
 
