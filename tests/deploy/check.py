@@ -6,11 +6,20 @@ real Kubernetes OpenAPI schemas (kubernetes-validate, strict: unknown fields are
 the prometheus-operator objects (ServiceMonitor, PrometheusRule) to validate_crds.mjs, which
 checks them against validators generated from the operator's CRD schemas, and then asserts what
 the project promises about the pod: non-root, read-only root filesystem, no capabilities,
-seccomp, resources, probes, the `metrics` port, and credentials mounted from a Secret and
-referenced by `password_file` in the ConfigMap's config.toml. Each shard overlay under
-deploy/kubernetes/shards/ gets the same checks, plus: it brings no second ServiceMonitor or
-PrometheusRule, the main ServiceMonitor scrapes it, and no Deployment or Service selects another
-shard's pods.
+seccomp, resources, probes, the `metrics` port, credentials mounted from a Secret and
+referenced by `password_file` in the ConfigMap's config.toml, the cache file (CACHE_FILE or
+--cache-file) in a writable volume of its own, two replicas spread over nodes with a
+PodDisruptionBudget. No Secret may be rendered: applying must never overwrite real passwords
+with the placeholders of secret.example.yaml, which is checked on its own. Each shard overlay
+under deploy/kubernetes/shards/ gets the same checks, plus: it brings no second ServiceMonitor or
+PrometheusRule, the main ServiceMonitor scrapes it, and no Deployment, Service,
+PodDisruptionBudget or spread constraint selects another shard's pods.
+
+The Dockerfile is checked against the pod: a numeric non-root USER equal to the pod's runAsUser,
+every base image pinned by digest, the dependency layer (cargo chef cook) built before the
+sources are copied, the OCI labels (version equal to Cargo.toml's), port 9769 and the binary as
+entrypoint; .dockerignore must send the workspace (sim/ included) and nothing else; hadolint
+lints it.
 
 Run through tests/deploy/run.sh, which checks the tools first. Prints one line per check and
 closes with `deploy: N passed, M failed`; exits 1 if any check failed.
@@ -19,6 +28,8 @@ closes with `deploy: N passed, M failed`; exits 1 if any check failed.
 import json
 import os
 import posixpath
+import re
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -38,8 +49,15 @@ APP_LABEL = ("app.kubernetes.io/name", "cf-service-key-exporter")
 # The oldest Kubernetes minor still common in managed offerings, and the newest the schemas know.
 KUBERNETES_VERSIONS = ["1.29", kv_utils.latest_version()]
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
-MAIN_KINDS = {"ConfigMap", "Secret", "Service", "Deployment", "ServiceMonitor", "PrometheusRule"}
+MAIN_KINDS = {"ConfigMap", "Service", "Deployment", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule"}
 SHARD_KINDS = MAIN_KINDS - {"ServiceMonitor", "PrometheusRule"}
+# The example Secret beside each kustomization: applied by hand, never by the kustomization.
+SECRET_EXAMPLE = "secret.example.yaml"
+REPLICAS = 2
+DOCKERFILE = os.path.join(ROOT, "Dockerfile")
+DOCKERIGNORE = os.path.join(ROOT, ".dockerignore")
+BINARY = "cf-service-key-exporter"
+OCI_LABELS = ["title", "description", "source", "licenses", "version", "revision", "created"]
 
 
 class Checks:
@@ -122,6 +140,12 @@ def check_objects(checks, objects, expected_kinds):
         sorted(kinds) == sorted(expected_kinds),
         f"got {sorted(kinds)}",
     )
+    secrets = [kn(o) for o in objects if o["kind"] == "Secret"]
+    checks.check(
+        "no Secret is rendered (applying must never overwrite a real Secret with placeholders)",
+        not secrets,
+        ", ".join(secrets),
+    )
     unlabelled = [kn(o) for o in objects if dig(o, "metadata", "labels", APP_LABEL[0]) != APP_LABEL[1]]
     checks.check(f"every object carries {APP_LABEL[0]}={APP_LABEL[1]}", not unlabelled, ", ".join(unlabelled))
     by_kind = {}
@@ -200,8 +224,11 @@ def mount_of(pod, container, volume_kind):
     ]
 
 
-def check_config_and_secret(checks, by_kind, pod, container, config_toml):
-    """Returns the foundations of the config file, or [] when it cannot be found."""
+def check_config_and_secret(checks, by_kind, pod, container, config_toml, secret_example):
+    """Returns the foundations of the config file, or [] when it cannot be found.
+
+    The Secret is the example beside the kustomization (it is not rendered): its name must be
+    the one the pod mounts and its keys the `password_file`s of config.toml."""
     args = container.get("args", [])
     config_args = [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
     if not checks.check("the container is started with --config=PATH", len(config_args) == 1, str(args)):
@@ -233,12 +260,16 @@ def check_config_and_secret(checks, by_kind, pod, container, config_toml):
     inline = [f.get("name") for f in foundations if "password" in f or "client_secret" in f]
     checks.check("config.toml has no inline secrets", not inline, str(inline))
 
-    secret = by_kind.get("Secret", {})
+    secret = load_secret_example(checks, secret_example)
     secret_mounts = [
         (m, v) for m, v in mount_of(pod, container, "secret")
         if dig(v, "secret", "secretName") == dig(secret, "metadata", "name")
     ]
-    if not checks.check("the Secret is mounted into the container", len(secret_mounts) == 1, str(container.get("volumeMounts"))):
+    if not checks.check(
+        f"the Secret of {os.path.relpath(secret_example, ROOT)} ({dig(secret, 'metadata', 'name')}) is mounted into the container",
+        len(secret_mounts) == 1,
+        str(pod.get("volumes")),
+    ):
         return foundations
     mount, volume = secret_mounts[0]
     checks.check("the Secret is mounted read-only", mount.get("readOnly") is True)
@@ -266,6 +297,111 @@ def check_config_and_secret(checks, by_kind, pod, container, config_toml):
         str(values),
     )
     return foundations
+
+
+def load_secret_example(checks, path):
+    """The example Secret file (one object), or {} when it is missing or not one Secret."""
+    name = os.path.relpath(path, ROOT)
+    try:
+        with open(path, encoding="utf-8") as f:
+            docs = [d for d in yaml.safe_load_all(f) if d]
+    except OSError as e:
+        checks.check(f"{name} exists", False, str(e))
+        return {}
+    if not checks.check(f"{name} is one Secret", len(docs) == 1 and docs[0].get("kind") == "Secret", str([kn(d) for d in docs])):
+        return {}
+    secret = docs[0]
+    for version in KUBERNETES_VERSIONS:
+        try:
+            kubernetes_validate.validate(secret, version, strict=True)
+            checks.check(f"{name} matches the Kubernetes {version} schema (strict)", True)
+        except kubernetes_validate.ValidationError as e:
+            checks.check(f"{name} matches the Kubernetes {version} schema (strict)", False, e.message)
+    return secret
+
+
+def env_value(container, name):
+    values = [e.get("value") for e in container.get("env", []) if e.get("name") == name]
+    return values[0] if len(values) == 1 else None
+
+
+def check_cache(checks, pod, container):
+    """The cache file is set, and its directory is a writable volume of its own (the exporter
+    writes a temporary file beside it and renames it over the old one)."""
+    args = container.get("args", [])
+    from_args = [a.split("=", 1)[1] for a in args if a.startswith("--cache-file=")]
+    from_env = env_value(container, "CACHE_FILE")
+    paths = from_args + ([from_env] if from_env else [])
+    if not checks.check("the cache file is set once (CACHE_FILE or --cache-file=PATH)", len(paths) == 1, f"args {args}, CACHE_FILE {from_env}"):
+        return
+    path = paths[0]
+    checks.check("the cache file path is absolute", posixpath.isabs(path), path)
+    directory = posixpath.dirname(path)
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = [m for m in container.get("volumeMounts", []) if m["mountPath"].rstrip("/") == directory]
+    if not checks.check(f"the cache file's directory {directory} is a volume mount", len(mounts) == 1, str(container.get("volumeMounts"))):
+        return
+    (mount,) = mounts
+    volume = volumes.get(mount["name"], {})
+    checks.check("the cache volume is writable (not readOnly)", mount.get("readOnly") is not True)
+    checks.check("the cache volume is mounted whole (no subPath): the rename needs the directory", "subPath" not in mount)
+    kinds = [k for k in ("emptyDir", "persistentVolumeClaim", "ephemeral") if k in volume]
+    checks.check("the cache volume is an emptyDir or a PersistentVolumeClaim", len(kinds) == 1, str(volume))
+    if "emptyDir" in volume:
+        checks.check(
+            "the cache emptyDir is on disk with a sizeLimit",
+            dig(volume, "emptyDir", "medium", default="") == "" and quantity(dig(volume, "emptyDir", "sizeLimit", default="0")) > 0,
+            str(volume),
+        )
+    others = [m["mountPath"] for m in container.get("volumeMounts", []) if m is not mount and m["name"] == mount["name"]]
+    checks.check("the cache volume is mounted nowhere else", not others, str(others))
+
+
+def check_availability(checks, by_kind, deployment):
+    """Two replicas that do not go down together: a rolling update that starts the new pod
+    before stopping an old one, a PodDisruptionBudget, and a spread over nodes."""
+    spec = deployment.get("spec", {})
+    checks.check(f"the Deployment runs {REPLICAS} replicas", spec.get("replicas") == REPLICAS, str(spec.get("replicas")))
+    rolling = dig(spec, "strategy", "rollingUpdate", default={})
+    checks.check(
+        "a rollout starts a new pod before stopping an old one (RollingUpdate, maxUnavailable 0)",
+        dig(spec, "strategy", "type", default="RollingUpdate") == "RollingUpdate"
+        and rolling.get("maxUnavailable") in (0, "0%")
+        and rolling.get("maxSurge") not in (None, 0, "0%"),
+        str(spec.get("strategy")),
+    )
+    labels = pod_labels({"Deployment": deployment})
+    pdb_spec = by_kind.get("PodDisruptionBudget", {}).get("spec", {})
+    checks.check(
+        "the PodDisruptionBudget selects the pods",
+        selects(dig(pdb_spec, "selector", "matchLabels", default={}), labels),
+        f"{pdb_spec.get('selector')} vs {labels}",
+    )
+    max_unavailable, min_available = pdb_spec.get("maxUnavailable"), pdb_spec.get("minAvailable")
+    checks.check(
+        "the PodDisruptionBudget keeps one replica up and lets one go (maxUnavailable 1 or minAvailable 1)",
+        (max_unavailable == 1 and min_available is None) or (min_available == 1 and max_unavailable is None),
+        str(pdb_spec),
+    )
+    checks.check(
+        "the PodDisruptionBudget lets a pod that is not Ready be evicted (unhealthyPodEvictionPolicy AlwaysAllow)",
+        pdb_spec.get("unhealthyPodEvictionPolicy") == "AlwaysAllow",
+        str(pdb_spec),
+    )
+    spread = dig(deployment, "spec", "template", "spec", "topologySpreadConstraints", default=[])
+    by_host = [c for c in spread if c.get("topologyKey") == "kubernetes.io/hostname"]
+    checks.check("the replicas are spread over nodes (topologySpreadConstraints on kubernetes.io/hostname)", len(by_host) == 1, str(spread))
+    for c in spread:
+        checks.check(
+            f"the spread over {c.get('topologyKey')} counts this Deployment's pods",
+            selects(dig(c, "labelSelector", "matchLabels", default={}), labels),
+            f"{c.get('labelSelector')} vs {labels}",
+        )
+        checks.check(
+            f"the spread over {c.get('topologyKey')} never keeps a pod unscheduled (ScheduleAnyway)",
+            c.get("whenUnsatisfiable") == "ScheduleAnyway",
+            str(c),
+        )
 
 
 def check_service(checks, by_kind, deployment):
@@ -321,7 +457,10 @@ def check_tree(checks, scope, directory, expected_kinds):
         pod, container = check_pod(checks, deployment)
         if container:
             config_toml = os.path.join(directory, "config.toml")
-            foundations = check_config_and_secret(checks, by_kind, pod, container, config_toml)
+            secret_example = os.path.join(directory, SECRET_EXAMPLE)
+            foundations = check_config_and_secret(checks, by_kind, pod, container, config_toml, secret_example)
+            check_cache(checks, pod, container)
+        check_availability(checks, by_kind, deployment)
         check_service(checks, by_kind, deployment)
     return by_kind, foundations
 
@@ -340,6 +479,15 @@ def check_shard_isolation(checks, main, shard):
         checks.check(
             f"the {a_name} Service does not select the {b_name} pods",
             not selects(dig(a.get("Service", {}), "spec", "selector", default={}), pod_labels(b)),
+        )
+        checks.check(
+            f"the {a_name} PodDisruptionBudget does not select the {b_name} pods",
+            not selects(dig(a.get("PodDisruptionBudget", {}), "spec", "selector", "matchLabels", default={}), pod_labels(b)),
+        )
+        spread = dig(a.get("Deployment", {}), "spec", "template", "spec", "topologySpreadConstraints", default=[])
+        checks.check(
+            f"the {a_name} spread constraints do not count the {b_name} pods",
+            not any(selects(dig(c, "labelSelector", "matchLabels", default={}), pod_labels(b)) for c in spread),
         )
     names = {kind: dig(obj, "metadata", "name") for kind, obj in shard.items()}
     clashes = [kind for kind, obj in main.items() if dig(obj, "metadata", "name") == names.get(kind)]
