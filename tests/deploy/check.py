@@ -32,6 +32,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import tomllib
 
 import kubernetes_validate
@@ -42,6 +43,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 KUSTOMIZATION = os.path.join(ROOT, "deploy", "kubernetes")
 SHARDS = os.path.join(KUSTOMIZATION, "shards")
+# The opt-in component that turns the Deployment into a StatefulSet with a claim per replica.
+PERSISTENT_CACHE = os.path.join(KUSTOMIZATION, "persistent-cache")
 
 IMAGE = "ghcr.io/cf-service-key-exporter/cf-service-key-exporter:0.1.0"
 PORT = 9769
@@ -91,13 +94,35 @@ def dig(obj, *path, default=None):
     return obj
 
 
-def render(checks, directory):
-    proc = subprocess.run(
-        ["kubectl", "kustomize", directory], capture_output=True, text=True, check=False
-    )
+def render(checks, directory, component=None):
+    """The objects `kubectl kustomize` renders for `directory`, with `component` applied on top
+    when given (through an overlay in a temporary directory, as a user's own overlay would)."""
+    with tempfile.TemporaryDirectory() as overlay:
+        if component:
+            with open(os.path.join(overlay, "kustomization.yaml"), "w", encoding="utf-8") as f:
+                yaml.safe_dump(
+                    {
+                        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                        "kind": "Kustomization",
+                        "resources": [os.path.relpath(directory, overlay)],
+                        "components": [os.path.relpath(component, overlay)],
+                    },
+                    f,
+                )
+        proc = subprocess.run(
+            ["kubectl", "kustomize", overlay if component else directory], capture_output=True, text=True, check=False
+        )
     if not checks.check("kubectl kustomize renders it", proc.returncode == 0, proc.stderr.strip()):
         return []
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+
+
+def workload(by_kind):
+    """The Deployment, or the StatefulSet that replaces it with the persistent-cache component."""
+    return next((by_kind[k] for k in WORKLOAD_KINDS if k in by_kind), {})
 
 
 def validate_builtin(checks, objects):
@@ -325,9 +350,10 @@ def env_value(container, name):
     return values[0] if len(values) == 1 else None
 
 
-def check_cache(checks, pod, container):
+def check_cache(checks, workload_obj, pod, container):
     """The cache file is set, and its directory is a writable volume of its own (the exporter
-    writes a temporary file beside it and renames it over the old one)."""
+    writes a temporary file beside it and renames it over the old one). A StatefulSet gives each
+    replica a claim of its own from a volumeClaimTemplate."""
     args = container.get("args", [])
     from_args = [a.split("=", 1)[1] for a in args if a.startswith("--cache-file=")]
     from_env = env_value(container, "CACHE_FILE")
@@ -338,6 +364,9 @@ def check_cache(checks, pod, container):
     checks.check("the cache file path is absolute", posixpath.isabs(path), path)
     directory = posixpath.dirname(path)
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    claims = dig(workload_obj, "spec", "volumeClaimTemplates", default=[])
+    for claim in claims:
+        volumes.setdefault(claim["metadata"]["name"], {"persistentVolumeClaim": claim.get("spec", {})})
     mounts = [m for m in container.get("volumeMounts", []) if m["mountPath"].rstrip("/") == directory]
     if not checks.check(f"the cache file's directory {directory} is a volume mount", len(mounts) == 1, str(container.get("volumeMounts"))):
         return
@@ -355,22 +384,44 @@ def check_cache(checks, pod, container):
         )
     others = [m["mountPath"] for m in container.get("volumeMounts", []) if m is not mount and m["name"] == mount["name"]]
     checks.check("the cache volume is mounted nowhere else", not others, str(others))
+    if workload_obj.get("kind") == "StatefulSet":
+        claim_names = [c["metadata"]["name"] for c in claims]
+        checks.check(
+            "each replica has a claim of its own for the cache (a volumeClaimTemplate, no pod volume of that name)",
+            mount["name"] in claim_names and mount["name"] not in [v["name"] for v in pod.get("volumes", [])],
+            f"claims {claim_names}, pod volumes {[v['name'] for v in pod.get('volumes', [])]}",
+        )
 
 
 def check_availability(checks, by_kind, deployment):
     """Two replicas that do not go down together: a rolling update that starts the new pod
-    before stopping an old one, a PodDisruptionBudget, and a spread over nodes."""
+    before stopping an old one (a StatefulSet: one pod at a time), a PodDisruptionBudget, and
+    a spread over nodes."""
     spec = deployment.get("spec", {})
-    checks.check(f"the Deployment runs {REPLICAS} replicas", spec.get("replicas") == REPLICAS, str(spec.get("replicas")))
-    rolling = dig(spec, "strategy", "rollingUpdate", default={})
+    kind = deployment.get("kind")
+    checks.check(f"the {kind} runs {REPLICAS} replicas", spec.get("replicas") == REPLICAS, str(spec.get("replicas")))
+    if kind == "Deployment":
+        rolling = dig(spec, "strategy", "rollingUpdate", default={})
+        checks.check(
+            "a rollout starts a new pod before stopping an old one (RollingUpdate, maxUnavailable 0)",
+            dig(spec, "strategy", "type", default="RollingUpdate") == "RollingUpdate"
+            and rolling.get("maxUnavailable") in (0, "0%")
+            and rolling.get("maxSurge") not in (None, 0, "0%"),
+            str(spec.get("strategy")),
+        )
+    else:
+        checks.check(
+            "a rollout replaces one pod at a time (updateStrategy RollingUpdate, no partition)",
+            dig(spec, "updateStrategy", "type", default="RollingUpdate") == "RollingUpdate"
+            and not dig(spec, "updateStrategy", "rollingUpdate", "partition", default=0),
+            str(spec.get("updateStrategy")),
+        )
+    labels = pod_labels({kind: deployment})
     checks.check(
-        "a rollout starts a new pod before stopping an old one (RollingUpdate, maxUnavailable 0)",
-        dig(spec, "strategy", "type", default="RollingUpdate") == "RollingUpdate"
-        and rolling.get("maxUnavailable") in (0, "0%")
-        and rolling.get("maxSurge") not in (None, 0, "0%"),
-        str(spec.get("strategy")),
+        f"the {kind}'s selector selects its own pods",
+        selects(dig(spec, "selector", "matchLabels", default={}), labels),
+        f"{spec.get('selector')} vs {labels}",
     )
-    labels = pod_labels({"Deployment": deployment})
     pdb_spec = by_kind.get("PodDisruptionBudget", {}).get("spec", {})
     checks.check(
         "the PodDisruptionBudget selects the pods",
@@ -393,7 +444,7 @@ def check_availability(checks, by_kind, deployment):
     checks.check("the replicas are spread over nodes (topologySpreadConstraints on kubernetes.io/hostname)", len(by_host) == 1, str(spread))
     for c in spread:
         checks.check(
-            f"the spread over {c.get('topologyKey')} counts this Deployment's pods",
+            f"the spread over {c.get('topologyKey')} counts its own pods",
             selects(dig(c, "labelSelector", "matchLabels", default={}), labels),
             f"{c.get('labelSelector')} vs {labels}",
         )
@@ -442,31 +493,32 @@ def check_monitor(checks, monitor, service, whose):
     )
 
 
-def check_tree(checks, scope, directory, expected_kinds):
-    """All checks of one kustomization; returns (objects by kind, foundations of its config)."""
+def check_tree(checks, scope, directory, expected_kinds, component=None):
+    """All checks of one kustomization (with `component` on top, if given); returns (objects by
+    kind, foundations of its config)."""
     checks.scope = scope
-    objects = render(checks, directory)
+    objects = render(checks, directory, component)
     if not objects:
         return {}, []
     validate_builtin(checks, objects)
     validate_crds(checks, objects)
     by_kind = check_objects(checks, objects, expected_kinds)
-    deployment = by_kind.get("Deployment")
+    deployment = workload(by_kind)
     foundations = []
-    if checks.check("a Deployment is rendered", deployment is not None):
+    if checks.check("a Deployment (or StatefulSet) is rendered", bool(deployment)):
         pod, container = check_pod(checks, deployment)
         if container:
             config_toml = os.path.join(directory, "config.toml")
             secret_example = os.path.join(directory, SECRET_EXAMPLE)
             foundations = check_config_and_secret(checks, by_kind, pod, container, config_toml, secret_example)
-            check_cache(checks, pod, container)
+            check_cache(checks, deployment, pod, container)
         check_availability(checks, by_kind, deployment)
         check_service(checks, by_kind, deployment)
     return by_kind, foundations
 
 
 def pod_labels(by_kind):
-    return dig(by_kind.get("Deployment", {}), "spec", "template", "metadata", "labels", default={})
+    return dig(workload(by_kind), "spec", "template", "metadata", "labels", default={})
 
 
 def check_shard_isolation(checks, main, shard):
@@ -474,7 +526,7 @@ def check_shard_isolation(checks, main, shard):
     for a, b, a_name, b_name in ((main, shard, "main", "shard"), (shard, main, "shard", "main")):
         checks.check(
             f"the {a_name} Deployment does not select the {b_name} pods",
-            not selects(dig(a.get("Deployment", {}), "spec", "selector", "matchLabels", default={}), pod_labels(b)),
+            not selects(dig(workload(a), "spec", "selector", "matchLabels", default={}), pod_labels(b)),
         )
         checks.check(
             f"the {a_name} Service does not select the {b_name} pods",
@@ -484,7 +536,7 @@ def check_shard_isolation(checks, main, shard):
             f"the {a_name} PodDisruptionBudget does not select the {b_name} pods",
             not selects(dig(a.get("PodDisruptionBudget", {}), "spec", "selector", "matchLabels", default={}), pod_labels(b)),
         )
-        spread = dig(a.get("Deployment", {}), "spec", "template", "spec", "topologySpreadConstraints", default=[])
+        spread = dig(workload(a), "spec", "template", "spec", "topologySpreadConstraints", default=[])
         checks.check(
             f"the {a_name} spread constraints do not count the {b_name} pods",
             not any(selects(dig(c, "labelSelector", "matchLabels", default={}), pod_labels(b)) for c in spread),
@@ -718,6 +770,16 @@ def main():
         owner.update({f.get("name"): scope for f in foundations})
     checks.scope = ""
     checks.check("there is a shard example", bool(shards))
+
+    # The opt-in persistent cache: the same pod, as a StatefulSet with a claim per replica.
+    persistent, _ = check_tree(
+        checks, "deploy/kubernetes + persistent-cache", KUSTOMIZATION,
+        MAIN_KINDS - {"Deployment"} | {"StatefulSet"}, component=PERSISTENT_CACHE,
+    )
+    if persistent:
+        same = {k: v for k, v in dig(workload(main_objects), "spec", "template", "spec", default={}).items() if k != "volumes"}
+        other = {k: v for k, v in dig(workload(persistent), "spec", "template", "spec", default={}).items() if k != "volumes"}
+        checks.check("the StatefulSet's pod is the Deployment's (but for the cache volume)", same == other)
 
     main_pod = dig(main_objects.get("Deployment", {}), "spec", "template", "spec", default={})
     check_dockerfile(checks, main_pod)
