@@ -549,7 +549,7 @@ def check_shard_isolation(checks, main, shard):
 
 
 def dockerfile_stages(path):
-    """[(from_args, stage_name, [(INSTRUCTION, arguments), ...])] of a Dockerfile, continuation
+    """[(image, stage name or None, [(INSTRUCTION, arguments), ...])] of a Dockerfile, continuation
     lines joined and comments dropped."""
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
