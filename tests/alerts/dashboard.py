@@ -11,10 +11,16 @@ import re
 # The metrics cf-service-key-exporter exports: the external contract ("Metrics per service key"
 # and "Metrics about the exporter itself"). A query naming anything else is a typo or depends on
 # something the exporter does not promise. Change this only together with the contract.
-EXPORTED_METRICS = frozenset({
+PER_KEY_METRICS = frozenset({
     "cf_service_key_expiry_timestamp_seconds",
     "cf_service_key_expiry_seconds",
     "cf_service_key_info",
+    "cf_service_key_created_timestamp_seconds",
+    "cf_service_key_valid_from_timestamp_seconds",
+    "cf_service_key_read_error",
+    "cf_service_key_owner_info",
+})
+EXPORTED_METRICS = PER_KEY_METRICS | frozenset({
     "cf_service_key_exporter_refresh_success",
     "cf_service_key_exporter_last_refresh_success_timestamp_seconds",
     "cf_service_key_exporter_refresh_duration_seconds",
@@ -22,7 +28,27 @@ EXPORTED_METRICS = frozenset({
     "cf_service_key_exporter_service_keys",
     "cf_service_key_exporter_details_errors_total",
     "cf_service_key_exporter_build_info",
+    "cf_service_key_exporter_ratelimit_limit",
+    "cf_service_key_exporter_ratelimit_remaining",
+    "cf_service_key_exporter_ratelimit_reset_timestamp_seconds",
 })
+
+# The `reason` values of cf_service_key_read_error and details_errors_total, as the exporter
+# sets them. Rule tests must use these, not invented ones.
+READ_ERROR_REASONS = frozenset({
+    "not_found", "forbidden", "unauthorized", "http_4xx", "http_5xx", "rate_limited", "timeout",
+    "connection", "invalid_json", "body_too_large", "login", "invalid_certificate", "invalid_date",
+})
+
+# Labels Prometheus or its service discovery adds to every scraped series. The recording rules
+# aggregate them away; nothing the alerts or the dashboard show per key may carry them.
+SCRAPE_LABELS = ("instance", "pod", "job", "namespace", "service", "endpoint", "container")
+
+
+def recorded_metrics(rules_text):
+    """The names recorded by `- record:` rules in a rules file's text."""
+    return frozenset(re.findall(r"^\s*- record:\s*(\S+)", rules_text, re.M))
+
 
 # Values for Grafana's built-in variables when a query runs outside Grafana.
 BUILTIN_VARIABLES = {

@@ -56,16 +56,32 @@ routes_to() {
     [[ "$got" == "$expected" ]] || { echo "labels $* routed to '$got', expected '$expected'"; return 1; }
 }
 
-inhibits_warning_by_critical_per_key() {
-    local f=alerts/alertmanager.example.yml
-    awk '/^inhibit_rules:/ { f = 1 } f && /^[a-z]/ && !/^inhibit_rules:/ { f = 0 } f' "$f" >"$work/inhibit"
-    grep -q 'severity="critical"' "$work/inhibit" && grep -q 'severity="warning"' "$work/inhibit" || {
-        echo "$f: no inhibit rule from severity=critical to severity=warning"
+# The e-mail password is never inline: smtp_auth_password_file, not smtp_auth_password.
+no_inline_smtp_password() {
+    if grep -Eq '^\s*smtp_auth_password:' alerts/alertmanager.example.yml; then
+        echo "alerts/alertmanager.example.yml has an inline smtp_auth_password; use smtp_auth_password_file"
         return 1
-    }
-    for label in alertname foundation org space service_instance service_key; do
-        grep -Eq "^\s+- $label\s*$" "$work/inhibit" || { echo "$f: inhibit rule does not require equal $label"; return 1; }
-    done
+    fi
+    grep -Eq '^\s*smtp_auth_password_file:' alerts/alertmanager.example.yml
+}
+
+# alerts/rules.yml with the one number of the rotation policy set to 365 days, as a user
+# enables it; fails unless exactly that line changed.
+rules_with_rotation_policy() {
+    awk '
+      /- record: cf_service_key:rotation_max_age_seconds$/ { hit = 1; print; next }
+      hit == 1 && /^ +expr: vector\(0\)/ { sub(/vector\(0\).*/, "vector(365 * 86400) # enabled by tests/alerts/run.sh"); hit = 2 }
+      { print }
+      END { if (hit != 2) { print "rotation policy threshold not found in alerts/rules.yml" > "/dev/stderr"; exit 1 } }
+    ' alerts/rules.yml
+}
+
+rotation_policy_test() {
+    local dir="$work/rotation-enabled"
+    mkdir -p "$dir"
+    rules_with_rotation_policy >"$dir/rules.yml" || return 1
+    [[ "$(diff alerts/rules.yml "$dir/rules.yml" | grep -c '^[<>]')" -eq 2 ]] || { echo "more than the policy line changed"; return 1; }
+    cp alerts/tests/rotation-enabled/*.yml "$dir/" && promtool test rules "$dir"/rotation-*.yml
 }
 
 # Every host a compose config points at is a service of the compose file, and the dashboard
@@ -91,16 +107,23 @@ for f in alerts/prometheus-rule.yaml deploy/kubernetes/prometheus-rule.yaml; do
     check "promtool check rules on the spec of $f" promtool check rules "$work/$(basename "$(dirname "$f")")-spec.yml"
 done
 check "promtool test rules alerts/tests/*.yml" promtool test rules alerts/tests/*.yml
-check "rules name only exported metrics, have annotations, runbook anchors and tests" python3 "$here/lint_rules.py" "$root"
+check "promtool test rules alerts/tests/rotation-enabled/ (rules.yml with the rotation policy on)" rotation_policy_test
+check "rules name only exported metrics, read per-key series through recording rules, have annotations, runbook anchors, tests, real reasons" python3 "$here/lint_rules.py" "$root"
 check "amtool check-config alerts/alertmanager.example.yml" amtool check-config alerts/alertmanager.example.yml
-check "alertmanager routes severity=critical to the webhook" routes_to cf-keys-webhook alertname=CfServiceKeyExpired severity=critical foundation=eu10
-check "alertmanager routes severity=warning to e-mail" routes_to cf-keys-email alertname=CfServiceKeyExpiringSoon severity=warning foundation=eu10
-check "alertmanager inhibits a key's warning by its critical" inhibits_warning_by_critical_per_key
+check "alertmanager: a foreign critical alert is not caught by the example's routes" routes_to default alertname=KubeNodeNotReady severity=critical
+check "alertmanager: a foreign alert with an owner label is not caught either" routes_to default alertname=PaymentsApiDown severity=critical label_team=payments
+check "alertmanager: team=payments critical goes to payments only" routes_to payments alertname=CfServiceKeyExpiringSoon severity=critical foundation=eu10 org=acme-prod space=security label_team=payments
+check "alertmanager: team=payments warning goes to payments only" routes_to payments alertname=CfServiceKeyUnreadable severity=warning foundation=eu10 label_team=payments
+check "alertmanager: a critical of a key without a team route goes to the platform pager" routes_to platform-team-pager alertname=CfServiceKeyExpired severity=critical foundation=eu10 label_team=jobs
+check "alertmanager: a warning of a key without an owner goes to platform e-mail" routes_to platform-team-email alertname=CfServiceKeyExpiringSoon severity=warning foundation=eu10
+check "alertmanager: a lost foundation pages the platform team" routes_to platform-team-pager alertname=CfServiceKeyExporterFoundationMissing severity=critical foundation=eu10
+check "alertmanager: inhibit rules per key (warning by critical, ExpiringSoon by Expired) and per lost foundation" python3 "$here/lint_alertmanager.py" alerts/alertmanager.example.yml
+check "alertmanager: no inline SMTP password" no_inline_smtp_password
 check "compose mounts exist (staged at their container paths)" python3 "$here/stage_compose.py" examples/compose/compose.yaml "$work/stage"
 check "promtool check config on the compose Prometheus, as mounted" check_config_loads_rules "$work/stage/etc/prometheus/prometheus.yml"
 check "amtool check-config on the compose Alertmanager, as mounted" amtool check-config "$work/stage/etc/alertmanager/alertmanager.yml"
 check "compose configs point at compose services; Grafana finds the dashboard" compose_references_resolve
-check "dashboard lint (JSON, title/datasource/unit per panel, exported metrics only)" python3 "$here/lint_dashboard.py" dashboards/*.json
+check "dashboard lint (JSON, title/datasource/unit per panel, exported or recorded metrics only, no scrape labels)" python3 "$here/lint_dashboard.py" dashboards/*.json
 
 echo "alerts: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
