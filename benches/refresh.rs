@@ -23,13 +23,13 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cf_service_key_exporter::config::FoundationConfig;
+use cf_service_key_exporter::config::{DemoTarget, FoundationConfig};
 use cf_service_key_exporter::expiry;
 use cf_service_key_exporter::metrics::ExporterMetrics;
 use cf_service_key_exporter::refresher::Refresher;
 use cf_service_key_exporter::server::{self, AppState};
-use cf_service_key_exporter::sim::{self, demo, Accounts, Sim};
 use cf_service_key_exporter::snapshot::Store;
+use cf_sim::{demo, Accounts, Sim};
 use url::Url;
 
 const CONCURRENCY: usize = 16;
@@ -252,7 +252,7 @@ impl SimProcess {
     }
 
     fn foundation_config(&self) -> FoundationConfig {
-        let mut config = sim::foundation_config("bench", &self.api_url, &Accounts::default());
+        let mut config = DemoTarget::new(&self.api_url, &Accounts::default()).foundation("bench");
         // A refresh interval longer than any cold refresh here, so no deadline cuts one short.
         config.refresh_interval = Duration::from_secs(300);
         config.details_concurrency = NonZeroUsize::new(CONCURRENCY).expect("not zero");

@@ -17,7 +17,6 @@ pub mod metrics;
 pub mod refresher;
 pub mod report;
 pub mod server;
-pub mod sim;
 pub mod snapshot;
 pub mod supervisor;
 pub mod web;
@@ -78,6 +77,7 @@ pub async fn run_with(
         Supervisor::new(store.clone(), metrics.clone(), cancel.clone()).with_cache(cache);
     supervisor
         .apply(config.foundations.clone())
+        .await
         .context("cannot start the refreshers")?;
     let reloads = tokio::spawn(reload_on_sighup(
         supervisor,
@@ -177,7 +177,7 @@ async fn reload_on_sighup(
             _ = hup => {
                 let Some(path) = &file else { continue };
                 match config::file::load(path) {
-                    Ok(foundations) => match supervisor.apply(foundations) {
+                    Ok(foundations) => match supervisor.apply(foundations).await {
                         Ok(()) => tracing::info!(file = %path.display(), "configuration reloaded"),
                         Err(e) => tracing::error!(file = %path.display(), error = %e, "reload refused; keeping the running configuration"),
                     },

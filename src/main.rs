@@ -6,7 +6,7 @@ use anyhow::Context;
 use cf_service_key_exporter::cli::{Cli, Command};
 use cf_service_key_exporter::config::{self, Config};
 use cf_service_key_exporter::web::WebConfigFile;
-use cf_service_key_exporter::{logging, report, sim, ServeOptions};
+use cf_service_key_exporter::{logging, report, ServeOptions};
 use clap::Parser;
 
 /// Exit codes: 0 fine, 1 `report --expiring-within` found a key, 2 bad configuration or usage
@@ -58,28 +58,42 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn load_config(cli: &Cli) -> anyhow::Result<(Config, Option<sim::Sim>)> {
-    if cli.connection.demo {
-        let world = sim::demo::world(time::OffsetDateTime::now_utc())
-            .context("cannot build the demo foundation")?;
-        let sim = sim::Sim::start(world, sim::Accounts::default())
-            .await
-            .context("cannot start the demo foundation")?;
-        let mut foundation = sim.foundation_config("demo");
-        foundation.refresh_interval = cli.connection.refresh_interval;
-        foundation.full_refresh_interval = cli.connection.full_refresh_interval;
-        foundation.details_concurrency = cli.connection.details_concurrency;
-        foundation.service_plans = config::clean_plans(&cli.connection.service_plans);
-        tracing::info!(api = %sim.api_url, "demo mode: serving a simulated Cloud Foundry foundation on loopback");
-        let config = Config {
-            foundations: vec![foundation],
-            file: None,
-            cache_file: cli.connection.cache_file.clone(),
-        };
-        return Ok((config, Some(sim)));
+/// The configuration from its one source. `--demo` first starts the simulated foundation, whose
+/// handle must live as long as the exporter that reads it.
+async fn load_config(cli: &Cli) -> anyhow::Result<(Config, Option<Demo>)> {
+    let args = &cli.connection;
+    if config::Source::of(args)? != config::Source::Demo {
+        return Ok((
+            config::from_args(args, |var| std::env::var(var).ok())?,
+            None,
+        ));
     }
-    let config = config::from_args(&cli.connection, |var| std::env::var(var).ok())?;
-    Ok((config, None))
+    let (demo, target) = start_demo().await?;
+    let config = config::demo(args, &target)?;
+    tracing::info!(api = %target.api_url, "demo mode: serving a simulated Cloud Foundry foundation on loopback");
+    Ok((config, Some(demo)))
+}
+
+#[cfg(feature = "demo")]
+type Demo = cf_sim::Sim;
+
+#[cfg(feature = "demo")]
+async fn start_demo() -> anyhow::Result<(Demo, config::DemoTarget)> {
+    let world = cf_sim::demo::world(time::OffsetDateTime::now_utc())
+        .context("cannot build the demo foundation")?;
+    let sim = cf_sim::Sim::start(world, cf_sim::Accounts::default())
+        .await
+        .context("cannot start the demo foundation")?;
+    let target = config::DemoTarget::from(&sim);
+    Ok((sim, target))
+}
+
+#[cfg(not(feature = "demo"))]
+type Demo = std::convert::Infallible;
+
+#[cfg(not(feature = "demo"))]
+async fn start_demo() -> anyhow::Result<(Demo, config::DemoTarget)> {
+    anyhow::bail!("--demo: this build has no demo foundation (built without the `demo` feature)")
 }
 
 async fn serve(config: Config, cli: &Cli, options: ServeOptions) -> anyhow::Result<()> {

@@ -3,12 +3,19 @@
 //! Each foundation refreshes in its own task with its own cancellation token, so one slow or
 //! failing foundation never delays another. A new configuration is applied all-or-nothing:
 //! every new refresher is built first (a bad CA file fails here), and only then are removed or
-//! changed foundations stopped and new ones started. With a cache file, the supervisor tells
-//! the [`Cache`] which foundations it holds and hands it to every refresher.
+//! changed foundations stopped and new ones started. A foundation's configuration is compared
+//! by value, secrets included (never printed), so a reload that only changes an inline password
+//! restarts its refresher.
+//!
+//! Stopping a refresher means cancelling it *and waiting for its task to end* before its entry
+//! leaves the store: a refresh that was publishing at that moment must not put a removed
+//! foundation back. With a cache file, the supervisor tells the [`Cache`] which foundations it
+//! holds and hands it to every refresher.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -19,11 +26,24 @@ use crate::metrics::ExporterMetrics;
 use crate::refresher::Refresher;
 use crate::snapshot::Store;
 
+/// Runs one refresher until its token is cancelled. [`Refresher::run`] in the exporter; a test
+/// substitutes its own to force an interleaving.
+pub type Runner = Arc<dyn Fn(Refresher, CancellationToken) -> BoxFuture<'static, ()> + Send + Sync>;
+
 struct Running {
-    /// Debug rendering of the config (secrets print redacted), to see what changed.
-    fingerprint: String,
+    config: FoundationConfig,
     cancel: CancellationToken,
     task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Cancels the refresher and waits until its task has ended.
+    async fn stop(self) {
+        self.cancel.cancel();
+        if let Err(e) = self.task.await {
+            tracing::error!(foundation = %self.config.name, error = %e, "refresher task failed");
+        }
+    }
 }
 
 /// Owns the refresher tasks.
@@ -33,6 +53,7 @@ pub struct Supervisor {
     running: HashMap<String, Running>,
     parent: CancellationToken,
     cache: Option<Arc<Cache>>,
+    runner: Runner,
 }
 
 impl Supervisor {
@@ -47,6 +68,7 @@ impl Supervisor {
             running: HashMap::new(),
             parent,
             cache: None,
+            runner: Arc::new(|refresher, cancel| Box::pin(refresher.run(cancel))),
         }
     }
 
@@ -56,30 +78,29 @@ impl Supervisor {
         self
     }
 
+    /// Runs each refresher with `runner` instead of [`Refresher::run`].
+    pub fn with_runner(mut self, runner: Runner) -> Self {
+        self.runner = runner;
+        self
+    }
+
     /// Makes the running refreshers match `foundations`.
-    pub fn apply(&mut self, foundations: Vec<FoundationConfig>) -> Result<(), CfError> {
-        let mut next = Vec::new();
-        for config in foundations {
-            let fingerprint = format!("{config:?}");
-            if self
+    pub async fn apply(&mut self, foundations: Vec<FoundationConfig>) -> Result<(), CfError> {
+        // Build every new refresher before touching anything, so a bad one changes nothing.
+        let mut fresh = Vec::new();
+        for config in &foundations {
+            let unchanged = self
                 .running
                 .get(&config.name)
-                .is_some_and(|r| r.fingerprint == fingerprint)
-            {
-                next.push((config.name.clone(), None));
-                continue;
+                .is_some_and(|r| r.config == *config);
+            if !unchanged {
+                let refresher =
+                    Refresher::new(config.clone(), self.store.clone(), self.metrics.clone())?
+                        .with_cache(self.cache.clone());
+                fresh.push((config.clone(), refresher));
             }
-            next.push((
-                config.name.clone(),
-                Some((
-                    build(&config, &self.store, &self.metrics)?.with_cache(self.cache.clone()),
-                    fingerprint,
-                    config.api_url.to_string(),
-                )),
-            ));
         }
-        let wanted: std::collections::HashSet<&str> =
-            next.iter().map(|(n, _)| n.as_str()).collect();
+        let wanted: HashSet<&str> = foundations.iter().map(|f| f.name.as_str()).collect();
         let removed: Vec<String> = self
             .running
             .keys()
@@ -88,7 +109,7 @@ impl Supervisor {
             .collect();
         for name in removed {
             if let Some(r) = self.running.remove(&name) {
-                r.cancel.cancel();
+                r.stop().await;
             }
             self.store.remove(&name);
             if let Some(cache) = &self.cache {
@@ -96,26 +117,24 @@ impl Supervisor {
             }
             tracing::info!(foundation = %name, "foundation removed");
         }
-        for (name, fresh) in next {
-            let Some((refresher, fingerprint, api_url)) = fresh else {
-                continue;
-            };
+        for (config, refresher) in fresh {
+            let name = config.name.clone();
             if let Some(cache) = &self.cache {
-                cache.watch(&name, &api_url);
+                cache.watch(&name, config.api_url.as_str());
             }
             if let Some(old) = self.running.remove(&name) {
-                old.cancel.cancel();
+                old.stop().await;
                 tracing::info!(foundation = %name, "foundation configuration changed; restarting its refresher");
             } else {
                 tracing::info!(foundation = %name, "watching foundation");
             }
             self.store.register(&name);
             let cancel = self.parent.child_token();
-            let task = tokio::spawn(refresher.run(cancel.clone()));
+            let task = tokio::spawn((self.runner)(refresher, cancel.clone()));
             self.running.insert(
                 name,
                 Running {
-                    fingerprint,
+                    config,
                     cancel,
                     task,
                 },
@@ -130,15 +149,105 @@ impl Supervisor {
             r.cancel.cancel();
         }
         for (_, r) in self.running {
-            let _ = r.task.await;
+            r.stop().await;
         }
     }
 }
 
-fn build(
-    config: &FoundationConfig,
-    store: &Arc<Store>,
-    metrics: &Arc<ExporterMetrics>,
-) -> Result<Refresher, CfError> {
-    Refresher::new(config.clone(), store.clone(), metrics.clone())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DemoTarget, Grant, SecretSource};
+    use crate::snapshot::FoundationSnapshot;
+    use secrecy::SecretString;
+
+    fn foundation(name: &str) -> FoundationConfig {
+        DemoTarget {
+            api_url: "http://127.0.0.1:9/".parse().unwrap(),
+            username: "u".into(),
+            password: SecretString::from("p"),
+            client_id: "cf".into(),
+            client_secret: String::new(),
+            origin: None,
+        }
+        .foundation(name)
+    }
+
+    /// A runner that publishes once more after it was told to stop, as a refresh caught in the
+    /// middle of publishing does, then says it is done.
+    fn publishes_while_stopping(store: Arc<Store>, done: Arc<tokio::sync::Notify>) -> Runner {
+        Arc::new(move |refresher, cancel| {
+            let (store, done) = (store.clone(), done.clone());
+            let name = refresher.name().to_owned();
+            Box::pin(async move {
+                cancel.cancelled().await;
+                tokio::task::yield_now().await;
+                store.publish(&name, FoundationSnapshot::default());
+                done.notify_one();
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn a_removed_foundation_stays_removed_when_its_refresher_publishes_while_stopping() {
+        let store = Arc::new(Store::new());
+        let done = Arc::new(tokio::sync::Notify::new());
+        let mut supervisor = Supervisor::new(
+            store.clone(),
+            Arc::new(ExporterMetrics::default()),
+            CancellationToken::new(),
+        )
+        .with_runner(publishes_while_stopping(store.clone(), done.clone()));
+        supervisor
+            .apply(vec![foundation("a"), foundation("b")])
+            .await
+            .unwrap();
+        supervisor.apply(vec![foundation("b")]).await.unwrap();
+        // Whatever the scheduler did, the stopped refresher has published by now.
+        done.notified().await;
+        let snapshot = store.load();
+        let names: Vec<&str> = snapshot.foundations.keys().map(String::as_str).collect();
+        assert_eq!(names, ["b"]);
+    }
+
+    #[tokio::test]
+    async fn a_change_of_an_inline_secret_alone_restarts_the_refresher() {
+        let store = Arc::new(Store::new());
+        let starts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counting: Runner = {
+            let starts = starts.clone();
+            Arc::new(move |_, cancel| {
+                starts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Box::pin(async move { cancel.cancelled().await })
+            })
+        };
+        let mut supervisor = Supervisor::new(
+            store,
+            Arc::new(ExporterMetrics::default()),
+            CancellationToken::new(),
+        )
+        .with_runner(counting);
+        let with_password = |password: &str| {
+            let mut f = foundation("a");
+            f.grant = Grant::Password {
+                username: "u".into(),
+                password: SecretSource::Inline(SecretString::from(password.to_owned())),
+            };
+            f
+        };
+        supervisor.apply(vec![with_password("old")]).await.unwrap();
+        supervisor.apply(vec![with_password("old")]).await.unwrap();
+        assert_eq!(
+            starts.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "unchanged: kept"
+        );
+        supervisor.apply(vec![with_password("new")]).await.unwrap();
+        assert_eq!(
+            starts.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "new password: restarted"
+        );
+        supervisor.shutdown().await;
+    }
 }

@@ -27,13 +27,10 @@ use serde::Deserialize;
 
 use super::{
     check_interval, check_readable, check_secret, clean_plans, default_foundation_name, parse_url,
-    ConfigError, FoundationConfig, Grant, SecretSource, TlsOptions, DEFAULT_FULL_REFRESH_INTERVAL,
+    ConfigError, FoundationConfig, Grant, SecretSource, TlsOptions, DEFAULT_DETAILS_CONCURRENCY,
+    DEFAULT_FULL_REFRESH_INTERVAL, DEFAULT_REFRESH_INTERVAL,
 };
 
-/// Used when neither the foundation nor the top level sets `refresh_interval`.
-const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
-/// Used when neither the foundation nor the top level sets `details_concurrency`.
-const DEFAULT_DETAILS_CONCURRENCY: usize = 16;
 /// The cf CLI's public OAuth client.
 const DEFAULT_CLIENT_ID: &str = "cf";
 
@@ -317,7 +314,7 @@ fn build_foundation(
         Some(n) => parse_concurrency("details_concurrency", n)?,
         None => defaults
             .details_concurrency
-            .unwrap_or(NonZeroUsize::new(DEFAULT_DETAILS_CONCURRENCY).expect("16 is not zero")),
+            .unwrap_or(DEFAULT_DETAILS_CONCURRENCY),
     };
 
     Ok(FoundationConfig {

@@ -12,7 +12,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::cli::ConnectionArgs;
@@ -26,8 +26,9 @@ pub struct Config {
     pub cache_file: Option<PathBuf>,
 }
 
-/// One Cloud Foundry foundation and how to reach it.
-#[derive(Debug, Clone)]
+/// One Cloud Foundry foundation and how to reach it. Compared by value, secrets included (a
+/// reload that only changes an inline password is a change).
+#[derive(Debug, Clone, PartialEq)]
 pub struct FoundationConfig {
     /// Value of the `foundation` label.
     pub name: String,
@@ -53,11 +54,15 @@ pub struct FoundationConfig {
     pub http: HttpOptions,
 }
 
+/// Default of `--refresh-interval` / `refresh_interval`.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 /// Default of `--full-refresh-interval` / `full_refresh_interval`.
 pub const DEFAULT_FULL_REFRESH_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// Default of `--details-concurrency` / `details_concurrency`.
+pub const DEFAULT_DETAILS_CONCURRENCY: NonZeroUsize = NonZeroUsize::new(16).unwrap();
 
 /// How the exporter logs in to UAA.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Grant {
     Password {
         username: String,
@@ -67,14 +72,14 @@ pub enum Grant {
 }
 
 /// TLS settings toward CF and UAA.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsOptions {
     pub ca_file: Option<PathBuf>,
     pub skip_verify: bool,
 }
 
 /// Limits of every request to CF and UAA.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpOptions {
     /// Establishing a TCP + TLS connection.
     pub connect_timeout: Duration,
@@ -118,6 +123,20 @@ pub enum SecretSource {
     File(PathBuf),
     Env(String),
     Inline(SecretString),
+}
+
+impl PartialEq for SecretSource {
+    /// By value: two inline secrets are equal when their texts are (compared, never printed).
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (SecretSource::File(a), SecretSource::File(b)) => a == b,
+            (SecretSource::Env(a), SecretSource::Env(b)) => a == b,
+            (SecretSource::Inline(a), SecretSource::Inline(b)) => {
+                a.expose_secret() == b.expose_secret()
+            }
+            _ => false,
+        }
+    }
 }
 
 impl SecretSource {
@@ -220,34 +239,193 @@ fn check_readable(field: &str, path: &Path) -> Result<(), ConfigError> {
         .map_err(|e| ConfigError::invalid(field, format!("cannot read {}: {e}", path.display())))
 }
 
-/// Where single-foundation secrets come from when given as flags: `--cf-password-file` or the
-/// `CF_PASSWORD` value itself. `env` is injected so tests need not touch the process environment.
+/// The flags that name one foundation and how to log in to it: exclusive with `--config` and
+/// with `--demo`, which bring their own.
+fn connection_flags(args: &ConnectionArgs) -> [(&'static str, bool); 7] {
+    [
+        ("--cf-api-url", args.cf_api_url.is_some()),
+        ("--cf-username", args.cf_username.is_some()),
+        ("--cf-password-file", args.cf_password_file.is_some()),
+        (
+            "--cf-client-secret-file",
+            args.cf_client_secret_file.is_some(),
+        ),
+        ("--foundation", args.foundation.is_some()),
+        ("--cf-uaa-url", args.cf_uaa_url.is_some()),
+        ("--cf-origin", args.cf_origin.is_some()),
+    ]
+}
+
+/// Where the configuration comes from: the single-foundation flags, a `--config` file, or the
+/// built-in demo foundation. Exactly one; combining them is an error naming both, never a
+/// silent choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Flags,
+    File(PathBuf),
+    Demo,
+}
+
+impl Source {
+    pub fn of(args: &ConnectionArgs) -> Result<Source, ConfigError> {
+        let flag = connection_flags(args)
+            .into_iter()
+            .find(|(_, set)| *set)
+            .map(|(flag, _)| flag);
+        match (&args.config, args.demo, flag) {
+            (Some(_), true, _) => Err(ConfigError::invalid(
+                "--config",
+                "cannot be combined with --demo: the demo serves its own simulated foundation; \
+                 drop one of them",
+            )),
+            (Some(_), false, Some(flag)) => Err(ConfigError::invalid(
+                "--config",
+                format!("cannot be combined with {flag}: put that foundation in the file"),
+            )),
+            (Some(path), false, None) => Ok(Source::File(path.clone())),
+            (None, true, Some(flag)) => Err(ConfigError::invalid(
+                "--demo",
+                format!(
+                    "cannot be combined with {flag}: the demo serves its own simulated foundation"
+                ),
+            )),
+            (None, true, None) => Ok(Source::Demo),
+            (None, false, _) => Ok(Source::Flags),
+        }
+    }
+}
+
+/// How often and how hard to poll, from the flags: shared by the flags and the demo, so both
+/// are checked by the same rules as the config file.
+#[derive(Debug, Clone)]
+struct Tuning {
+    service_plans: Vec<String>,
+    refresh_interval: Duration,
+    full_refresh_interval: Duration,
+    details_concurrency: NonZeroUsize,
+}
+
+impl Tuning {
+    fn from_args(args: &ConnectionArgs) -> Result<Tuning, ConfigError> {
+        Ok(Tuning {
+            service_plans: clean_plans(&args.service_plans),
+            refresh_interval: check_interval("--refresh-interval", args.refresh_interval)?,
+            full_refresh_interval: check_interval(
+                "--full-refresh-interval",
+                args.full_refresh_interval,
+            )?,
+            details_concurrency: args.details_concurrency,
+        })
+    }
+
+    fn apply(self, foundation: &mut FoundationConfig) {
+        foundation.service_plans = self.service_plans;
+        foundation.refresh_interval = self.refresh_interval;
+        foundation.full_refresh_interval = self.full_refresh_interval;
+        foundation.details_concurrency = self.details_concurrency;
+    }
+}
+
+/// Where a simulated foundation listens and who may log in to it: what `--demo` (and the tests
+/// and benchmarks) learn from the simulator they started.
+#[derive(Debug, Clone)]
+pub struct DemoTarget {
+    pub api_url: Url,
+    pub username: String,
+    pub password: SecretString,
+    pub client_id: String,
+    pub client_secret: String,
+    pub origin: Option<String>,
+}
+
+impl DemoTarget {
+    /// A foundation that logs in to the simulator, with the default tuning.
+    pub fn foundation(&self, name: &str) -> FoundationConfig {
+        FoundationConfig {
+            name: name.to_owned(),
+            api_url: self.api_url.clone(),
+            uaa_url: None,
+            grant: Grant::Password {
+                username: self.username.clone(),
+                password: SecretSource::Inline(self.password.clone()),
+            },
+            client_id: self.client_id.clone(),
+            client_secret: (!self.client_secret.is_empty())
+                .then(|| SecretSource::Inline(SecretString::from(self.client_secret.clone()))),
+            origin: self.origin.clone(),
+            service_plans: Vec::new(),
+            refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            full_refresh_interval: DEFAULT_FULL_REFRESH_INTERVAL,
+            details_concurrency: DEFAULT_DETAILS_CONCURRENCY,
+            tls: TlsOptions::default(),
+            http: HttpOptions::default(),
+        }
+    }
+}
+
+#[cfg(feature = "demo")]
+impl DemoTarget {
+    /// A simulator at `api_url` (possibly in another process) with these accounts.
+    pub fn new(api_url: &Url, accounts: &cf_sim::Accounts) -> Self {
+        DemoTarget {
+            api_url: api_url.clone(),
+            username: accounts.username.clone(),
+            password: SecretString::from(accounts.password.clone()),
+            client_id: accounts.client_id.clone(),
+            client_secret: accounts.client_secret.clone(),
+            origin: accounts.origin.clone(),
+        }
+    }
+}
+
+#[cfg(feature = "demo")]
+impl From<&cf_sim::Sim> for DemoTarget {
+    fn from(sim: &cf_sim::Sim) -> Self {
+        DemoTarget::new(&sim.api_url, &sim.state.accounts)
+    }
+}
+
+/// The configuration of `--demo`: one foundation named `demo` on the simulator at `target`,
+/// tuned by the same flags (and checked by the same rules) as a real one.
+pub fn demo(args: &ConnectionArgs, target: &DemoTarget) -> Result<Config, ConfigError> {
+    if Source::of(args)? != Source::Demo {
+        return Err(ConfigError::invalid("--demo", "not given"));
+    }
+    let mut foundation = target.foundation("demo");
+    Tuning::from_args(args)?.apply(&mut foundation);
+    Ok(Config {
+        foundations: vec![foundation],
+        file: None,
+        cache_file: args.cache_file.clone(),
+    })
+}
+
+/// The configuration from the single-foundation flags or the `--config` file (see
+/// [`Source`]); `--demo` goes through [`demo`]. Single-foundation secrets come from
+/// `--cf-password-file` or the `CF_PASSWORD` value itself. `env` is injected so tests need not
+/// touch the process environment.
 pub fn from_args(
     args: &ConnectionArgs,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    if let Some(path) = &args.config {
-        let single_flags = [
-            ("--cf-api-url", args.cf_api_url.is_some()),
-            ("--cf-username", args.cf_username.is_some()),
-            ("--cf-password-file", args.cf_password_file.is_some()),
-            ("--foundation", args.foundation.is_some()),
-            ("--cf-uaa-url", args.cf_uaa_url.is_some()),
-            ("--demo", args.demo),
-        ];
-        if let Some((flag, _)) = single_flags.iter().find(|(_, set)| *set) {
-            return Err(ConfigError::invalid(
-                "--config",
-                format!("cannot be combined with {flag}: put that foundation in the file"),
-            ));
+    match Source::of(args)? {
+        Source::File(path) => {
+            let foundations = file::load(&path)?;
+            return Ok(Config {
+                foundations,
+                file: Some(path),
+                cache_file: args.cache_file.clone(),
+            });
         }
-        let foundations = file::load(path)?;
-        return Ok(Config {
-            foundations,
-            file: Some(path.clone()),
-            cache_file: args.cache_file.clone(),
-        });
+        Source::Demo => {
+            return Err(ConfigError::invalid(
+                "--demo",
+                "needs its simulator running first (see config::demo)",
+            ))
+        }
+        Source::Flags => {}
     }
+    let tuning = Tuning::from_args(args)?;
 
     let api = args.cf_api_url.as_deref().ok_or_else(|| {
         ConfigError::invalid(
@@ -300,7 +478,7 @@ pub fn from_args(
     if let Some(ca) = &args.cf_ca_file {
         check_readable("--cf-ca-file", ca)?;
     }
-    let foundation = FoundationConfig {
+    let mut foundation = FoundationConfig {
         name: args
             .foundation
             .clone()
@@ -311,19 +489,17 @@ pub fn from_args(
         client_id: args.cf_client_id.clone(),
         client_secret,
         origin: args.cf_origin.clone().filter(|o| !o.is_empty()),
-        service_plans: clean_plans(&args.service_plans),
-        refresh_interval: check_interval("--refresh-interval", args.refresh_interval)?,
-        full_refresh_interval: check_interval(
-            "--full-refresh-interval",
-            args.full_refresh_interval,
-        )?,
-        details_concurrency: args.details_concurrency,
+        service_plans: Vec::new(),
+        refresh_interval: DEFAULT_REFRESH_INTERVAL,
+        full_refresh_interval: DEFAULT_FULL_REFRESH_INTERVAL,
+        details_concurrency: DEFAULT_DETAILS_CONCURRENCY,
         tls: TlsOptions {
             ca_file: args.cf_ca_file.clone(),
             skip_verify: args.cf_skip_tls_verify,
         },
         http: HttpOptions::default(),
     };
+    tuning.apply(&mut foundation);
     Ok(Config {
         foundations: vec![foundation],
         file: None,

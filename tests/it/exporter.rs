@@ -1,14 +1,12 @@
 //! The exporter end to end against the simulated foundation: real HTTP scrapes parsed with an
 //! OpenMetrics parser. One test per behaviour of the contract.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cf_service_key_exporter::sim::credentials::{credentials, Shape};
-use cf_service_key_exporter::sim::{demo, Outage, World};
-use common::{Harness, Scrape, KEY_LABELS};
+use crate::common::{Harness, Scrape, KEY_LABELS};
+use cf_sim::credentials::{credentials, Shape};
+use cf_sim::{demo, Outage, World};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -575,7 +573,7 @@ async fn metrics_are_gzipped_when_the_scraper_asks() {
     let response = client
         .get(format!("http://{}/metrics", h.addr))
         .header("accept-encoding", "gzip")
-        .header("accept", common::OPENMETRICS_ACCEPT)
+        .header("accept", crate::common::OPENMETRICS_ACCEPT)
         .send()
         .await
         .unwrap();

@@ -7,21 +7,19 @@
 //! UAA issued are read back from it. Then every fault scenario runs, and everything the exporter
 //! produced is searched for them. The real binary is checked the same way with `--demo`.
 
-mod common;
-
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::logs::Logs;
+use crate::common::Harness;
 use cf_service_key_exporter::cf::CfClient;
-use cf_service_key_exporter::config::{FoundationConfig, Grant, SecretSource};
+use cf_service_key_exporter::config::{DemoTarget, FoundationConfig, Grant, SecretSource};
 use cf_service_key_exporter::metrics::ExporterMetrics;
-use cf_service_key_exporter::sim::credentials::{credentials, Shape};
-use cf_service_key_exporter::sim::{demo, Accounts, Outage, RateLimit, Sim, World};
-use common::logs::Logs;
-use common::Harness;
+use cf_sim::credentials::{credentials, Shape};
+use cf_sim::{demo, Accounts, Outage, RateLimit, Sim, World};
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
@@ -256,7 +254,7 @@ async fn no_secret_or_token_in_logs_metrics_landing_page_or_errors_under_every_f
 async fn error_texts(sim: &Sim) -> Vec<String> {
     let metrics = Arc::new(ExporterMetrics::default());
     let mut texts = Vec::new();
-    let mut config = sim.foundation_config("errors");
+    let mut config = DemoTarget::from(sim).foundation("errors");
     fast(&mut config);
     if let Grant::Password { password, .. } = &mut config.grant {
         *password = SecretSource::Inline(SecretString::from(WRONG_PASSWORD.to_owned()));
@@ -268,7 +266,7 @@ async fn error_texts(sim: &Sim) -> Vec<String> {
     assert_eq!(err.reason(), "login");
     texts.push(format!("{err} / {err:?}"));
 
-    let mut config = sim.foundation_config("errors");
+    let mut config = DemoTarget::from(sim).foundation("errors");
     fast(&mut config);
     let guid = sim
         .state

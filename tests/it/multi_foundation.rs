@@ -3,16 +3,14 @@
 //! is refused and the running configuration kept). Runs the real binary against simulators
 //! served by the test.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cf_service_key_exporter::sim::credentials::{credentials, Shape};
-use cf_service_key_exporter::sim::{demo, Accounts, Outage, Sim};
-use common::Scrape;
+use crate::common::Scrape;
+use cf_sim::credentials::{credentials, Shape};
+use cf_sim::{demo, Accounts, Outage, Sim};
 use time::OffsetDateTime;
 
 struct Exporter {
@@ -60,10 +58,10 @@ impl Exporter {
     }
 
     async fn scrape(&self) -> Option<Scrape> {
-        // Not `common::scrape`: before the server listens, a refused connection means "not yet".
+        // Not `crate::common::scrape`: before the server listens, a refused connection means "not yet".
         let response = reqwest::Client::new()
             .get(format!("http://{}/metrics", self.addr))
-            .header("accept", common::OPENMETRICS_ACCEPT)
+            .header("accept", crate::common::OPENMETRICS_ACCEPT)
             .send()
             .await
             .ok()?;

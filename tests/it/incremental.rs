@@ -3,19 +3,17 @@
 //! Each test names the behaviour it proves; requests are counted and timed in the simulator's
 //! own log (`Stats`), never inferred from the exporter's side.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::{Harness, Scrape};
 use cf_service_key_exporter::cache::Cache;
-use cf_service_key_exporter::config::Config;
+use cf_service_key_exporter::config::{Config, DemoTarget};
 use cf_service_key_exporter::metrics::ExporterMetrics;
 use cf_service_key_exporter::refresher::Refresher;
-use cf_service_key_exporter::sim::{demo, Accounts, RateLimit, Sim};
 use cf_service_key_exporter::snapshot::Store;
-use common::{Harness, Scrape};
+use cf_sim::{demo, Accounts, RateLimit, Sim};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -184,9 +182,8 @@ async fn a_429_with_retry_after_2_stops_every_request_for_2_s_and_the_refresh_co
         .filter(|l| l.received > throttled && l.received < throttled + Duration::from_secs(2))
         .collect();
     // Sent before the exporter could see the 429: arrives at once, not later in the pause.
-    let in_flight = |l: &&cf_service_key_exporter::sim::server::Logged| {
-        l.received < throttled + Duration::from_millis(200)
-    };
+    let in_flight =
+        |l: &&cf_sim::server::Logged| l.received < throttled + Duration::from_millis(200);
     assert!(
         within.len() <= 1 && within.iter().all(in_flight),
         "requests within 2 s of the 429: {within:?}"
@@ -259,7 +256,7 @@ async fn details_requests_in_flight_never_exceed_details_concurrency() {
 
 /// A refresher for the harness's simulator that keeps a cache file at `path`, seeded from it.
 fn cached_refresher(sim: &Sim, path: &Path) -> (Refresher, Arc<Store>, Arc<Cache>) {
-    let config = sim.foundation_config("test");
+    let config = DemoTarget::from(sim).foundation("test");
     let store = Arc::new(Store::new());
     let cache = Arc::new(Cache::open(path, std::slice::from_ref(&config), &store));
     store.register(&config.name);
@@ -382,7 +379,7 @@ struct Exporter {
 impl Exporter {
     async fn start(sim: &Sim, cache_file: &Path) -> Exporter {
         let config = Config {
-            foundations: vec![sim.foundation_config("test")],
+            foundations: vec![DemoTarget::from(sim).foundation("test")],
             file: None,
             cache_file: Some(cache_file.to_owned()),
         };
@@ -403,7 +400,7 @@ impl Exporter {
     }
 
     async fn scrape(&self) -> Scrape {
-        common::scrape(
+        crate::common::scrape(
             &reqwest::Client::new(),
             &format!("http://{}/metrics", self.addr),
         )

@@ -1,8 +1,8 @@
 //! The simulated Cloud Foundry answers as the Cloud Controller and UAA document it, so tests
 //! and the demo exercise the exporter against realistic behaviour, not a lenient stub.
 
-use cf_service_key_exporter::sim::credentials::{credentials, Shape};
-use cf_service_key_exporter::sim::{Accounts, Sim, World};
+use cf_sim::credentials::{credentials, Shape};
+use cf_sim::{Accounts, Sim, World};
 use serde_json::Value;
 
 async fn token(sim: &Sim) -> String {
@@ -206,4 +206,109 @@ async fn uaa_refuses_a_wrong_password_as_current_uaa_does() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "invalid_client");
     assert_eq!(body["error_description"], "Bad credentials");
+}
+
+// ---- The simulated credentials read as planted (the expiry rules live in the exporter) ----
+
+mod credentials_read_as_planted {
+    use cf_service_key_exporter::expiry::{self, extract, ReadError};
+    use cf_sim::credentials::{credentials, Shape};
+    use time::macros::datetime;
+
+    const SECRET: &str = "SECRET-MARKER-sim-7f3a";
+
+    #[test]
+    fn extract_reads_the_planted_expiry_of_every_shape() {
+        let at = datetime!(2031-03-14 15:09:26.535 UTC);
+        for shape in Shape::ALL {
+            let creds = credentials(shape, at, SECRET).expect("simulated credentials");
+            let x = extract(&creds);
+            assert_eq!(x.source(), shape.expected_source(), "{shape:?}");
+            if shape.expected_source() != expiry::SOURCE_NONE {
+                let found = x.earliest().expect("an expiry");
+                assert_eq!(
+                    found.expires_at.unix_timestamp(),
+                    at.unix_timestamp(),
+                    "{shape:?}"
+                );
+            }
+            let reasons: Vec<_> = x.errors.iter().map(ReadError::reason).collect();
+            assert_eq!(
+                reasons,
+                shape
+                    .expected_error_reason()
+                    .into_iter()
+                    .collect::<Vec<_>>(),
+                "{shape:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn certificate_shapes_report_the_leaf_and_its_path() {
+        let at = datetime!(2026-01-02 03:04:05 UTC);
+        let creds = credentials(Shape::XsuaaX509, at, SECRET).expect("xsuaa");
+        let x = extract(&creds);
+        let found = x.earliest().expect("leaf");
+        assert_eq!(found.path, "uaa.certificate");
+        let cert = found.certificate.as_ref().expect("certificate info");
+        assert!(
+            cert.subject.contains("SAP Cloud Platform Clients"),
+            "{cert:?}"
+        );
+        assert!(cert.issuer.contains("Client CA (simulated)"), "{cert:?}");
+
+        let api = extract(&credentials(Shape::CloudIntegrationApi, at, SECRET).expect("api"));
+        assert_eq!(
+            api.earliest().map(|f| f.path.as_str()),
+            Some("oauth.certificate")
+        );
+    }
+
+    #[test]
+    fn malformed_shapes_name_the_field() {
+        let at = datetime!(2026-01-02 03:04:05 UTC);
+        let date = extract(&credentials(Shape::MalformedDate, at, SECRET).expect("date"));
+        assert_eq!(
+            date.errors,
+            vec![ReadError::InvalidDate {
+                path: "certificatedetails.validuntil".into()
+            }]
+        );
+        let cert = extract(&credentials(Shape::MalformedCertificate, at, SECRET).expect("cert"));
+        assert_eq!(
+            cert.errors,
+            vec![ReadError::InvalidCertificate {
+                path: "uaa.certificate".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn already_expired_keys_are_simulated_too() {
+        let at = datetime!(2019-05-01 00:00:00 UTC);
+        for shape in [
+            Shape::XsuaaX509,
+            Shape::CloudIntegrationFlow,
+            Shape::Destination,
+        ] {
+            let x = extract(&credentials(shape, at, SECRET).expect("creds"));
+            assert_eq!(x.earliest().map(|f| f.expires_at), Some(at), "{shape:?}");
+        }
+    }
+
+    #[test]
+    fn the_secret_never_reaches_an_extraction() {
+        let at = datetime!(2027-07-07 07:07:07 UTC);
+        for shape in Shape::ALL {
+            let creds = credentials(shape, at, SECRET).expect("creds");
+            let text = creds.to_string();
+            let carries_secret =
+                shape != Shape::CloudIntegrationFlow && shape != Shape::MalformedDate;
+            assert_eq!(text.contains(SECRET), carries_secret, "{shape:?}");
+            let x = extract(&creds);
+            assert!(!format!("{x:?}").contains(SECRET), "{shape:?}");
+            assert!(!format!("{x:?}").contains("PRIVATE KEY"), "{shape:?}");
+        }
+    }
 }

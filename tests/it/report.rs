@@ -5,7 +5,7 @@
 
 use std::process::{Command, Output};
 
-use cf_service_key_exporter::sim::demo::DEMO_SECRET;
+use cf_sim::demo::DEMO_SECRET;
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cf_service_key_exporter::config::Config;
-use cf_service_key_exporter::sim::{Accounts, Sim, World};
+use cf_service_key_exporter::config::{Config, DemoTarget};
 use cf_service_key_exporter::web::WebConfigFile;
 use cf_service_key_exporter::{run_with, ServeOptions};
+use cf_sim::{Accounts, Sim, World};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     SanType,
@@ -123,7 +123,7 @@ impl Exporter {
         let web = WebConfigFile::load(&path).expect("the web config loads");
         let sim = Sim::start(World::new(), Accounts::default()).await.unwrap();
         let config = Config {
-            foundations: vec![sim.foundation_config("test")],
+            foundations: vec![DemoTarget::from(&sim).foundation("test")],
             file: None,
             cache_file: None,
         };

@@ -7,16 +7,14 @@
 //! Timeouts, retries and body caps are shortened through `FoundationConfig::http`, so no test
 //! waits on a production timeout.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::logs::Logs;
+use crate::common::{Harness, Scrape};
 use cf_service_key_exporter::config::{FoundationConfig, SecretSource};
-use cf_service_key_exporter::sim::{demo, Accounts, Outage, RateLimit, World};
-use common::logs::Logs;
-use common::{Harness, Scrape};
+use cf_sim::{demo, Accounts, Outage, RateLimit, World};
 use time::OffsetDateTime;
 
 const F: [(&str, &str); 1] = [("foundation", "test")];
@@ -66,7 +64,7 @@ fn assert_kept(before: &Scrape, after: &Scrape) {
         let mut was: Vec<_> = before.all(name).into_iter().cloned().collect();
         let mut now: Vec<_> = after.all(name).into_iter().cloned().collect();
         assert!(!was.is_empty());
-        let key = |s: &common::Series| format!("{:?}", s.labels);
+        let key = |s: &crate::common::Series| format!("{:?}", s.labels);
         was.sort_by_key(key);
         now.sort_by_key(key);
         assert_eq!(was, now, "{name} changed");

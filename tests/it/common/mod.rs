@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use cf_service_key_exporter::config::FoundationConfig;
+use cf_service_key_exporter::config::{DemoTarget, FoundationConfig};
 use cf_service_key_exporter::metrics::ExporterMetrics;
 use cf_service_key_exporter::refresher::{RefreshStats, Refresher};
 use cf_service_key_exporter::server::{self, AppState};
-use cf_service_key_exporter::sim::{Accounts, Sim, World};
 use cf_service_key_exporter::snapshot::Store;
+use cf_sim::{Accounts, Sim, World};
 use tokio_util::sync::CancellationToken;
 
 /// One sample of a scrape.
@@ -146,7 +146,7 @@ impl Harness {
         tweak: impl FnOnce(&mut FoundationConfig),
     ) -> Harness {
         let sim = Sim::start(world, accounts).await.expect("simulator starts");
-        let mut config = sim.foundation_config("test");
+        let mut config = DemoTarget::from(&sim).foundation("test");
         tweak(&mut config);
         let store = Arc::new(Store::new());
         let metrics = Arc::new(ExporterMetrics::default());

@@ -1,0 +1,19 @@
+//! The integration tests: one binary (linking the exporter once), one module per area.
+//!
+//! Most run the exporter's real code against the simulated Cloud Foundry (`cf-sim`) over real
+//! HTTP on loopback; some run the built binary itself. Shared harness: [`common`].
+
+mod common;
+
+mod cli;
+mod config_file;
+mod expiry;
+mod exporter;
+mod faults;
+mod golden;
+mod incremental;
+mod multi_foundation;
+mod report;
+mod secrets;
+mod simulator;
+mod web_config;
