@@ -122,9 +122,13 @@ _VAR = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]|\$(\w+)")
 
 
 def substitute(expr, values):
-    """Replace $var, ${var}, ${var:format} and [[var]]; unknown variables raise KeyError."""
+    """Replace $var, ${var}, ${var:format} and [[var]]; unknown variables raise KeyError.
+    $1, $2, ... (regex groups of label_replace) stay as they are."""
     def repl(m):
         name = m.group(1) or m.group(2) or m.group(3)
+        if name.isdigit():
+            # "$1" in label_replace() is a regex group, not a variable; Grafana leaves it too.
+            return m.group(0)
         if name not in values:
             raise KeyError(f"unknown dashboard variable ${name}")
         return str(values[name])

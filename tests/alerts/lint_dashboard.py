@@ -1,7 +1,15 @@
 #!/usr/bin/env python3
 """Lint the Grafana dashboards: JSON parses, current schema, datasource variable, every panel
 has a title, a datasource and a unit, every query (and template variable query) names only
-metrics the exporter exports.
+metrics the exporter exports or the recording rules of alerts/rules.yml record.
+
+Built for 20,000 keys and several exporter replicas:
+- per-key series are read only through the `cf_service_key:*` recording rules (one series per
+  key, no scrape labels, the alert thresholds of each key), never raw;
+- no legend or table column shows a scrape label (instance, pod, ...), and every legend names
+  the foundation;
+- no text box or constant variable: thresholds come from the recording rules, not from a number
+  typed into the dashboard.
 
 Usage: lint_dashboard.py DASHBOARD.json...   (exit 1 and one line per problem on failure)
 """
@@ -14,9 +22,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dashboard as dash  # noqa: E402
 
 MIN_SCHEMA_VERSION = 36  # Grafana 9+: datasource references by uid
+RULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "alerts", "rules.yml")
 
 
-def lint(path):
+def lint(path, recorded):
     problems = []
     try:
         d = dash.load(path)
@@ -35,6 +44,9 @@ def lint(path):
     for required in ("foundation", "org", "space", "plan"):
         if required not in variables:
             problem(f"no template variable ${required}")
+    for name, v in variables.items():
+        if v.get("type") in ("textbox", "constant"):
+            problem(f"variable ${name} is a {v.get('type')}: read thresholds from the recording rules instead")
 
     all_panels = list(dash.panels(d))
     if not all_panels:
@@ -65,6 +77,22 @@ def lint(path):
             tds = t.get("datasource")
             if tds is not None and tds != ds:
                 problem(f"{where} query {t.get('refId')}: datasource differs from the panel's")
+            legend = t.get("legendFormat") or ""
+            # `endpoint` is also the exporter's own label (the API route): allowed where the
+            # query restores the route from `exported_endpoint`, the name Prometheus gives it
+            # when a ServiceMonitor adds its own `endpoint` target label.
+            restored = {"endpoint"} if "exported_endpoint" in t.get("expr", "") else set()
+            for label in set(dash.SCRAPE_LABELS) - restored:
+                if "{{" + label + "}}" in legend.replace(" ", ""):
+                    problem(f"{where} query {t.get('refId')}: legend shows the scrape label {label}")
+            if p.get("type") in ("timeseries", "bargauge") or (p.get("type") == "stat" and "{{" in legend):
+                if "{{foundation}}" not in legend.replace(" ", "") and "foundation" not in legend:
+                    problem(f"{where} query {t.get('refId')}: legend {legend!r} does not name the foundation")
+        if p.get("type") == "table":
+            excluded = {k for t in p.get("transformations", []) if t.get("id") == "organize"
+                        for k, v in t.get("options", {}).get("excludeByName", {}).items() if v}
+            for label in sorted(set(dash.SCRAPE_LABELS) - excluded):
+                problem(f"{where}: table does not hide the scrape label column {label} (organize excludeByName)")
 
     checked = [(f"panel {title!r} query {ref}", expr) for title, ref, expr in dash.queries(d)]
     checked += [(f"variable ${name}", q) for name, q in dash.variable_queries(d)]
@@ -77,8 +105,10 @@ def lint(path):
         names = dash.metric_names(expr)
         if not names:
             problem(f"{where}: selects no metric: {expr}")
-        for name in sorted(names - dash.EXPORTED_METRICS):
-            problem(f"{where}: {name} is not a metric the exporter exports")
+        for name in sorted(names - dash.EXPORTED_METRICS - recorded):
+            problem(f"{where}: {name} is neither exported by the exporter nor recorded in alerts/rules.yml")
+        for name in sorted(names & dash.PER_KEY_METRICS):
+            problem(f"{where}: reads the per-key metric {name} directly; use its cf_service_key:* recording rule")
     return problems
 
 
@@ -86,7 +116,9 @@ def main(paths):
     if not paths:
         print(__doc__, file=sys.stderr)
         return 2
-    problems = [p for path in paths for p in lint(path)]
+    with open(RULES, encoding="utf-8") as f:
+        recorded = dash.recorded_metrics(f.read())
+    problems = [p for path in paths for p in lint(path, recorded)]
     for p in problems:
         print(p, file=sys.stderr)
     if problems:

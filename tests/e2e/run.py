@@ -2,20 +2,34 @@
 """End-to-end test of the shipped alerts and dashboard on the real programs.
 
 Starts, all on 127.0.0.1 with free ports and a temporary directory:
-  - the exporter in demo mode (foundation "demo", keys planted to expire in each window);
-  - a second exporter pointed at a dead Cloud Foundry (foundation "broken");
+  - two exporters in demo mode, both reporting foundation "demo" (a high-availability pair:
+    same keys, same guids), with the demo's owner labels (--metadata-labels team,example.com/owner
+    is the demo's default);
+  - a third exporter pointed at a dead Cloud Foundry (foundation "broken");
   - a webhook receiver (in this process) that records what Alertmanager sends;
   - a real Alertmanager with alerts/alertmanager.example.yml: its routes and inhibit rules
-    untouched, its receivers (same names) pointed at the webhook, its group timers shortened;
-  - a real Prometheus scraping both exporters every second and loading alerts/rules.yml with
-    every `for:` divided by TIME_SCALE (a transformed copy; the shipped file is never edited).
+    untouched, each receiver (same names) pointed at the webhook, its group timers shortened;
+  - a real Prometheus scraping the three exporters every second and loading alerts/rules.yml
+    with every `for:` divided by TIME_SCALE (a transformed copy; the shipped file is never
+    edited; `for: 0s` stays 0s).
 
-Then asserts: the expected alerts reach the webhook through the right receivers with the right
-labels, grouped by foundation/org/space; the warning of the key that is critical is inhibited
-(firing in Prometheus, suppressed in Alertmanager, never delivered); no other alert arrives;
-every query of every dashboard panel and variable (variables substituted, found by walking the
-JSON) returns data from that Prometheus, and the stat panels count the demo's keys right;
-killing the broken exporter raises CfServiceKeyExporterDown.
+Then asserts, against the demo foundation (sim/src/demo.rs):
+  - the expected alerts reach the webhook through the right receivers with the right labels
+    (owner labels included, no scrape labels), grouped by foundation/org/space;
+  - 7-day keys rotated in time (jobs-x509-fresh, jobs-x509-rotated) reach no receiver and do not
+    even fire, while the abandoned one (jobs-x509-abandoned) pages;
+  - the payments key's alert reaches the payments receiver and nothing else, and nothing else
+    reaches payments;
+  - the two demo exporters give one notification per key (and the raw series really are two);
+  - the unreadable key (broken-binding) alerts with its reason;
+  - warnings of critical keys, and the critical CfServiceKeyExpiringSoon of an expired key, are
+    inhibited (firing in Prometheus, suppressed in Alertmanager, never delivered); no other alert
+    arrives;
+  - every query of every dashboard panel and variable (variables substituted, found by walking
+    the JSON) returns data without scrape labels, and the stat panels count the demo's keys;
+  - killing one exporter of the pair changes nothing; killing the broken exporter raises
+    CfServiceKeyExporterDown and CfServiceKeyExporterFoundationMissing, and the dashboard shows
+    the foundation as MISSING (-1) instead of no data.
 
 Environment: EXPORTER_BIN (default target/debug/cf-service-key-exporter, relative to the
 repository), PROMETHEUS_BIN (default prometheus), ALERTMANAGER_BIN (default
@@ -193,12 +207,14 @@ def seconds(duration):
 
 
 def compress_for(rules_text):
-    """rules.yml with every `for:` divided by TIME_SCALE (at least 1s), and the list of changes."""
+    """rules.yml with every `for:` divided by TIME_SCALE (at least 1s unless it is 0s), and the
+    list of changes."""
     changes = []
 
     def repl(m):
         old = m.group(2)
-        new = f"{max(1, round(seconds(old) / TIME_SCALE))}s"
+        # 0s means "at once" (the critical expiry alerts): it must stay 0, not become 1s.
+        new = "0s" if seconds(old) == 0 else f"{max(1, round(seconds(old) / TIME_SCALE))}s"
         changes.append((old, new))
         return f"{m.group(1)}{new}"
     text = re.sub(r"^(\s+for:\s*)(\S+)[ \t]*$", repl, rules_text, flags=re.M)
@@ -207,7 +223,8 @@ def compress_for(rules_text):
 
 def alertmanager_for_test(example_text, webhook_url):
     """The example Alertmanager config with its routes and inhibit rules untouched, its group
-    timers shortened, and each receiver (same name) replaced by a webhook to this test."""
+    timers shortened, and each receiver (same name) replaced by a webhook to this test that
+    also reports resolved alerts (so the test can see that none is sent when it must not be)."""
     names = re.findall(r"^  - name:\s*(\S+)", example_text.split("\nreceivers:", 1)[1], flags=re.M)
     if not names:
         raise Abort("alertmanager.example.yml: no receivers found")
@@ -218,7 +235,7 @@ def alertmanager_for_test(example_text, webhook_url):
     after = re.search(r"^\S", rest.split("\n", 1)[1] if "\n" in rest else "", flags=re.M)
     tail_text = (rest.split("\n", 1)[1][after.start():] if after else "")
     receivers = "\nreceivers:\n" + "".join(
-        f"  - name: {n}\n    webhook_configs:\n      - url: {webhook_url}/{n}\n        send_resolved: false\n"
+        f"  - name: {n}\n    webhook_configs:\n      - url: {webhook_url}/{n}\n        send_resolved: true\n"
         for n in names)
     return head + receivers + tail_text, names
 
@@ -257,6 +274,10 @@ class Webhook:
         with self.lock:
             return [(path, rcv, a) for path, rcv, a in self.received if a.get("status") == "firing"]
 
+    def all(self):
+        with self.lock:
+            return list(self.received)
+
     def close(self):
         self.server.shutdown()
         self.server.server_close()
@@ -264,36 +285,58 @@ class Webhook:
 
 # ---- expectations --------------------------------------------------------------------------------
 
-def key_labels(org, space, instance, offering, plan, key):
+def key_labels(org, space, instance, offering, plan, key, **owners):
     return {"foundation": "demo", "org": org, "space": space, "service_instance": instance,
-            "service_offering": offering, "service_plan": plan, "service_key": key}
+            "service_offering": offering, "service_plan": plan, "service_key": key, **owners}
 
 
-S4_INBOUND = key_labels("acme-prod", "integration", "cpi-runtime", "it-rt", "integration-flow", "s4-inbound")
-PARTNER_EDI = key_labels("acme-prod", "integration", "cpi-runtime", "it-rt", "integration-flow", "partner-edi")
+# The demo foundation (sim/src/demo.rs), with the owner labels --metadata-labels
+# team,example.com/owner finds: org acme-prod has team=platform, space integration has the
+# annotation example.com/owner, instances cpi-runtime and jobs-xsuaa have team labels, and
+# payments-x509 has its own; acme-dev has no metadata.
+INTEGRATION = {"label_team": "integration", "label_example_com_owner": "integration@acme.example"}
+S4_INBOUND = key_labels("acme-prod", "integration", "cpi-runtime", "it-rt", "integration-flow", "s4-inbound", **INTEGRATION)
+PARTNER_EDI = key_labels("acme-prod", "integration", "cpi-runtime", "it-rt", "integration-flow", "partner-edi", **INTEGRATION)
+JOBS_ABANDONED = key_labels("acme-prod", "security", "jobs-xsuaa", "xsuaa", "application", "jobs-x509-abandoned", label_team="jobs")
+PAYMENTS = key_labels("acme-prod", "security", "payments-xsuaa", "xsuaa", "application", "payments-x509", label_team="payments")
 OLD_TOOLING = key_labels("acme-dev", "sandbox", "cpi-api", "it-rt", "api", "old-tooling")
+BROKEN_BINDING = key_labels("acme-dev", "sandbox", "cpi-api", "it-rt", "api", "broken-binding")
+ROTATED_IN_TIME = ("jobs-x509-fresh", "jobs-x509-rotated")
 
 # (description, receiver, labels the alert must carry)
 EXPECTED = [
-    ("critical CfServiceKeyExpiringSoon for s4-inbound (3 days left)", "cf-keys-webhook",
+    ("critical CfServiceKeyExpiringSoon for s4-inbound (365-day key, 3 days left)", "platform-team-pager",
      {"alertname": "CfServiceKeyExpiringSoon", "severity": "critical", **S4_INBOUND}),
-    ("warning CfServiceKeyExpiringSoon for partner-edi (20 days left)", "cf-keys-email",
+    ("warning CfServiceKeyExpiringSoon for partner-edi (365-day key, 20 days left)", "platform-team-email",
      {"alertname": "CfServiceKeyExpiringSoon", "severity": "warning", **PARTNER_EDI}),
-    ("CfServiceKeyExpired for old-tooling (expired 2 days ago)", "cf-keys-webhook",
+    ("critical CfServiceKeyExpiringSoon for jobs-x509-abandoned (7-day key, 12 hours left)", "platform-team-pager",
+     {"alertname": "CfServiceKeyExpiringSoon", "severity": "critical", **JOBS_ABANDONED}),
+    ("critical CfServiceKeyExpiringSoon for payments-x509 (team=payments)", "payments",
+     {"alertname": "CfServiceKeyExpiringSoon", "severity": "critical", **PAYMENTS}),
+    ("CfServiceKeyExpired for old-tooling (expired 2 days ago)", "platform-team-pager",
      {"alertname": "CfServiceKeyExpired", "severity": "critical", **OLD_TOOLING}),
-    ("CfServiceKeyExporterRefreshFailing for foundation broken", "cf-keys-email",
+    ("CfServiceKeyUnreadable for broken-binding (404 from the start)", "platform-team-email",
+     {"alertname": "CfServiceKeyUnreadable", "severity": "warning", **BROKEN_BINDING}),
+    ("CfServiceKeyExporterRefreshFailing for foundation broken", "platform-team-email",
      {"alertname": "CfServiceKeyExporterRefreshFailing", "severity": "warning", "foundation": "broken"}),
 ]
+# Firing in Prometheus, held back by an inhibit rule of the example, never delivered.
+INHIBITED = [
+    ("warning of s4-inbound, by its critical", {"alertname": "CfServiceKeyExpiringSoon", "severity": "warning", **S4_INBOUND}),
+    ("critical CfServiceKeyExpiringSoon of old-tooling, by CfServiceKeyExpired",
+     {"alertname": "CfServiceKeyExpiringSoon", "severity": "critical", **OLD_TOOLING}),
+]
 # Values the dashboard's stat panels must show for the demo foundation with every variable at
-# "All" (filler keys are all beyond 45 days). Other panels are only required to return data.
+# "All" (the acme-qa filler keys all have 45 days or more left). Other panels need only return
+# data.
 EXPECTED_STATS = {
-    "Expiring within the critical window": 1,   # s4-inbound
-    "Expiring within the warning window": 2,    # s4-inbound, partner-edi
-    "Expired": 1,                               # old-tooling
-    "Keys without a readable expiry": 1,        # legacy-basic
+    "In the critical window": 3,     # s4-inbound, jobs-x509-abandoned, payments-x509
+    "In the warning window": 4,      # those and partner-edi
+    "Expired": 1,                    # old-tooling
+    "Without an expiry": 3,          # legacy-basic, app-secret, legacy-secret
+    "Without a valid reading": 1,    # broken-binding
 }
-
-INHIBITED = {"alertname": "CfServiceKeyExpiringSoon", "severity": "warning", **S4_INBOUND}
+SCRAPE_LABELS = set(dash.SCRAPE_LABELS)
 
 
 def matches(alert_labels, wanted):
@@ -301,7 +344,7 @@ def matches(alert_labels, wanted):
 
 
 def describe(labels):
-    keys = ("alertname", "severity", "foundation", "org", "space", "service_instance", "service_key", "instance")
+    keys = ("alertname", "severity", "foundation", "org", "space", "service_instance", "service_key", "label_team", "instance")
     return "{" + ", ".join(f"{k}={labels[k]}" for k in keys if k in labels) + "}"
 
 
@@ -322,7 +365,9 @@ def run(results, work, procs, webhook):
     # Transformed copies of the shipped configs.
     with open(os.path.join(ROOT, "alerts", "rules.yml"), encoding="utf-8") as f:
         rules, changes = compress_for(f.read())
-    results.check("rules.yml: every for: compressed for the test", changes and all(seconds(n) <= 12 for _, n in changes),
+    results.check("rules.yml: every for: compressed for the test, 0s kept",
+                  changes and all(seconds(n) <= 12 for _, n in changes)
+                  and all((seconds(o) == 0) == (seconds(n) == 0) for o, n in changes),
                   f"changes: {changes}")
     with open(os.path.join(work, "rules.yml"), "w", encoding="utf-8") as f:
         f.write(rules)
@@ -335,16 +380,19 @@ def run(results, work, procs, webhook):
     if not results.check("test Alertmanager config (example routes and inhibitions) passes amtool check-config",
                          check.returncode == 0, check.stdout + check.stderr):
         raise Abort("the transformed Alertmanager config is invalid")
+    results.check("the example has the receivers this test expects",
+                  {"default", "payments", "platform-team-pager", "platform-team-email"} <= set(receivers),
+                  f"receivers: {receivers}")
 
-    # Exporters.
-    demo_port, broken_port, dead_port = free_port(), free_port(), free_port()
-    procs.start("exporter-demo", [exporter, "--demo", "--listen-address", f"{HOST}:{demo_port}",
-                                  "--refresh-interval", "5s"])
+    # Exporters: an HA pair for "demo", and one for a dead Cloud Foundry.
+    ports = {"exporter-demo-a": free_port(), "exporter-demo-b": free_port(), "exporter-broken": free_port()}
+    for name in ("exporter-demo-a", "exporter-demo-b"):
+        procs.start(name, [exporter, "--demo", "--listen-address", f"{HOST}:{ports[name]}", "--refresh-interval", "5s"])
     procs.start("exporter-broken", [exporter, "--cf-api-url", "http://127.0.0.1:1", "--foundation", "broken",
-                                    "--listen-address", f"{HOST}:{broken_port}", "--refresh-interval", "5s"])
-    for name, port in (("demo", demo_port), ("broken", broken_port)):
-        wait_until(f"exporter {name} /readyz", lambda p=port: http_get(f"http://{HOST}:{p}/readyz")[0] == 200, 30, procs)
-    results.check("both exporters ready (/readyz 200)", True)
+                                    "--listen-address", f"{HOST}:{ports['exporter-broken']}", "--refresh-interval", "5s"])
+    for name, port in ports.items():
+        wait_until(f"{name} /readyz", lambda p=port: http_get(f"http://{HOST}:{p}/readyz")[0] == 200, 30, procs)
+    results.check("the three exporters are ready (/readyz 200)", True)
 
     # Alertmanager.
     am_port = free_port()
@@ -356,6 +404,7 @@ def run(results, work, procs, webhook):
 
     # Prometheus.
     prom_port = free_port()
+    targets = ", ".join(f'"{HOST}:{p}"' for p in ports.values())
     prom_config = f"""
 global:
   scrape_interval: 1s
@@ -370,7 +419,7 @@ alerting:
 scrape_configs:
   - job_name: cf-service-key-exporter
     static_configs:
-      - targets: ["{HOST}:{demo_port}", "{HOST}:{broken_port}"]
+      - targets: [{targets}]
 """
     with open(os.path.join(work, "prometheus.yml"), "w", encoding="utf-8") as f:
         f.write(prom_config)
@@ -387,19 +436,36 @@ scrape_configs:
             raise ValueError(f"query failed: {data}")
         return data["data"]["result"]
 
-    wait_until("both targets scraped (up == 1)", lambda: len(query('up{job="cf-service-key-exporter"} == 1')) == 2, 30, procs)
-    results.check("Prometheus scrapes both exporters", True)
-    rules_loaded = json.loads(http_get(f"{prom}/api/v1/rules")[1])["data"]["groups"]
+    def prometheus_alerts():
+        return json.loads(http_get(f"{prom}/api/v1/alerts")[1])["data"]["alerts"]
+
+    wait_until("all three targets scraped (up == 1)", lambda: len(query('up{job="cf-service-key-exporter"} == 1')) == 3, 30, procs)
+    results.check("Prometheus scrapes the three exporters", True)
+    groups = json.loads(http_get(f"{prom}/api/v1/rules")[1])["data"]["groups"]
     results.check("Prometheus loaded the shipped rule groups",
-                  {g["name"] for g in rules_loaded} >= {"cf-service-key-expiry", "cf-service-key-exporter"},
-                  f"groups: {[g['name'] for g in rules_loaded]}")
+                  {g["name"] for g in groups} >= {"cf-service-keys", "cf-service-key-exporter"},
+                  f"groups: {[g['name'] for g in groups]}")
+    bad_rules = [(r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r.get("health") == "err"]
+    results.check("no rule fails to evaluate", not bad_rules, f"{bad_rules}")
+
+    # The HA pair is real: two raw series per key, one recorded series.
+    def ha_counts():
+        raw = query('count(cf_service_key_expiry_timestamp_seconds{foundation="demo", service_key="s4-inbound"})')
+        rec = query('count(cf_service_key:expiry_timestamp_seconds{foundation="demo", service_key="s4-inbound"})')
+        return (raw and float(raw[0]["value"][1]), rec and float(rec[0]["value"][1]))
+    try:
+        counts = wait_until("both demo exporters' series of s4-inbound", lambda: ha_counts() == (2.0, 1.0) and ha_counts(), 20, procs)
+    except Abort:
+        counts = ha_counts()
+    results.check("two exporters report s4-inbound (2 raw series), the rules keep one (1 recorded series)",
+                  counts == (2.0, 1.0), f"raw, recorded: {counts}")
 
     # Alerts at the webhook.
     def missing():
         got = webhook.firing()
         return [e for e in EXPECTED if not any(path == e[1] and matches(a["labels"], e[2]) for path, _, a in got)]
     try:
-        wait_until("the expected alerts at the webhook", lambda: not missing(), 60, procs)
+        wait_until("the expected alerts at the webhook", lambda: not missing(), 75, procs)
     except Abort as e:
         log(str(e))
     left = missing()
@@ -419,46 +485,78 @@ scrape_configs:
                   s4_group == {"foundation": "demo", "org": "acme-prod", "space": "integration"},
                   f"groupLabels: {s4_group}")
 
-    # Annotations are rendered (runbook links and humanized time left).
+    # Annotations are rendered (runbook links, humanized time left, the read error's reason).
     s4 = next(a for path, _, a in got if matches(a["labels"], EXPECTED[0][2]))
-    results.check("critical alert carries summary, description with time left, runbook_url",
+    results.check("critical alert carries summary, description with its window, runbook_url",
                   re.search(r"expires in [23]d \d+h \d+m \d+s", s4["annotations"].get("summary", ""))
-                  and "cpi-runtime" in s4["annotations"].get("description", "")
+                  and "opens 7d 0h 0m 0s before its expiry" in s4["annotations"].get("description", "")
                   and s4["annotations"].get("runbook_url", "").endswith("docs/runbook.md#cfservicekeyexpiringsoon"),
                   json.dumps(s4.get("annotations")))
+    broken = next(a for path, _, a in got if matches(a["labels"], EXPECTED[5][2]))
+    results.check("CfServiceKeyUnreadable names the reason (not_found)",
+                  "(not_found)" in broken["annotations"].get("summary", ""), json.dumps(broken.get("annotations")))
 
-    # Inhibition: the warning of s4-inbound fires in Prometheus, is suppressed in Alertmanager,
-    # and never reaches a receiver.
-    def firing_in_prometheus():
-        alerts = json.loads(http_get(f"{prom}/api/v1/alerts")[1])["data"]["alerts"]
-        return [a for a in alerts if a["state"] == "firing" and matches(a["labels"], INHIBITED)]
-    try:
-        wait_until("the s4-inbound warning to fire in Prometheus", firing_in_prometheus, 30, procs)
-        fired = True
-    except Abort:
-        fired = False
-    results.check("warning for s4-inbound fires in Prometheus (so inhibition is what stops it)", fired)
+    # No scrape label on any alert that arrived; one alert per key although two exporters
+    # report each key.
+    scraped = sorted({(p, describe(a["labels"])) for p, _, a in got if SCRAPE_LABELS & set(a["labels"])
+                      and a["labels"].get("alertname") != "CfServiceKeyExporterDown"})
+    results.check("no alert carries a scrape label (instance, job, pod, ...)", not scraped, f"{scraped}")
+    per_key = {}
+    for _, _, a in got:
+        lab = a["labels"]
+        if "service_key_guid" in lab:
+            per_key.setdefault((lab["alertname"], lab["severity"], lab["foundation"], lab["service_key_guid"]), set()).add(
+                tuple(sorted(lab.items())))
+    doubled = {k: v for k, v in per_key.items() if len(v) > 1}
+    results.check("two exporters for the same foundation give one alert per key", per_key and not doubled, f"{doubled}")
 
-    def inhibited_in_alertmanager():
-        alerts = json.loads(http_get(f"{am}/api/v2/alerts?active=true&inhibited=true&silenced=true")[1])
-        return [a for a in alerts if matches(a["labels"], INHIBITED) and a["status"].get("inhibitedBy")]
-    try:
-        wait_until("Alertmanager to mark the s4-inbound warning inhibited", inhibited_in_alertmanager, 15, procs)
-        inhibited = True
-    except Abort:
-        inhibited = False
-    results.check("Alertmanager holds the s4-inbound warning as inhibited by its critical", inhibited)
-    # Give a non-inhibited warning every chance to be delivered: group_wait 1s + group_interval 2s.
+    # The payments key goes to payments and nowhere else; payments gets nothing else.
+    payments_paths = sorted({p for p, _, a in got if a["labels"].get("service_key") == "payments-x509"})
+    results.check("payments-x509 reaches the payments receiver and no other", payments_paths == ["payments"],
+                  f"receivers: {payments_paths}")
+    foreign = sorted({describe(a["labels"]) for p, _, a in got if p == "payments" and a["labels"].get("label_team") != "payments"})
+    results.check("the payments receiver gets only team=payments alerts", not foreign, f"{foreign}")
+
+    # Inhibition: firing in Prometheus, suppressed in Alertmanager, never delivered.
+    for desc, labels in INHIBITED:
+        try:
+            wait_until(f"the {desc} to fire in Prometheus",
+                       lambda: any(a["state"] == "firing" and matches(a["labels"], labels) for a in prometheus_alerts()), 30, procs)
+            fired = True
+        except Abort:
+            fired = False
+        results.check(f"{desc}: fires in Prometheus (so inhibition is what stops it)", fired)
+
+        def inhibited_in_alertmanager():
+            alerts = json.loads(http_get(f"{am}/api/v2/alerts?active=true&inhibited=true&silenced=true")[1])
+            return [a for a in alerts if matches(a["labels"], labels) and a["status"].get("inhibitedBy")]
+        try:
+            wait_until(f"Alertmanager to mark the {desc} inhibited", inhibited_in_alertmanager, 15, procs)
+            inhibited = True
+        except Abort:
+            inhibited = False
+        results.check(f"{desc}: Alertmanager holds it as inhibited", inhibited)
+
+    # 7-day keys rotated in time: not firing, not even pending, in Prometheus; while the abandoned
+    # one of the same instance fires (checked above).
+    rotated = sorted({(a["labels"].get("alertname"), a["labels"].get("service_key"), a["state"]) for a in prometheus_alerts()
+                      if a["labels"].get("service_key") in ROTATED_IN_TIME})
+    results.check("7-day keys rotated in time (jobs-x509-fresh, jobs-x509-rotated) raise no alert in Prometheus", not rotated, f"{rotated}")
+
+    # Give a non-inhibited alert every chance to be delivered: group_wait 1s + group_interval 2s.
     time.sleep(5)
-    leaked = [(p, describe(a["labels"])) for p, _, a in webhook.firing() if matches(a["labels"], INHIBITED)]
-    results.check("the inhibited warning for s4-inbound never arrives", not leaked, f"arrived: {leaked}")
-
-    unexpected = sorted({(p, describe(a["labels"])) for p, _, a in webhook.firing()
+    got = webhook.firing()
+    for desc, labels in INHIBITED:
+        leaked = [(p, describe(a["labels"])) for p, _, a in got if matches(a["labels"], labels)]
+        results.check(f"{desc}: never arrives", not leaked, f"arrived: {leaked}")
+    reached = sorted({(p, describe(a["labels"])) for p, _, a in got if a["labels"].get("service_key") in ROTATED_IN_TIME})
+    results.check("7-day keys rotated in time reach no receiver", not reached, f"{reached}")
+    unexpected = sorted({(p, describe(a["labels"])) for p, _, a in got
                          if not any(matches(a["labels"], e[2]) for e in EXPECTED)})
-    results.check("no other alert arrives (keys beyond 30 days, the demo's health, thresholds)", not unexpected,
+    results.check("no other alert arrives (healthy keys, the demo's health, coverage, thresholds)", not unexpected,
                   f"unexpected: {unexpected}")
 
-    # Every dashboard query returns data from this Prometheus.
+    # Every dashboard query returns data from this Prometheus, without scrape labels.
     dashboards = sorted(os.path.join(ROOT, "dashboards", f) for f in os.listdir(os.path.join(ROOT, "dashboards"))
                         if f.endswith(".json"))
     for path in dashboards:
@@ -472,47 +570,93 @@ scrape_configs:
             promql = dash.substitute(expr, values)
             try:
                 result = query(promql)
-                results.check(f"{name}: panel {title!r} query {ref} returns data", bool(result), f"no data for: {promql}")
-                if title in EXPECTED_STATS and result:
-                    got_value = [float(r["value"][1]) for r in result]
-                    results.check(f"{name}: panel {title!r} shows {EXPECTED_STATS[title]}",
-                                  got_value == [EXPECTED_STATS[title]], f"got {got_value} from: {promql}")
             except (OSError, ValueError, urllib.error.URLError) as e:
                 results.check(f"{name}: panel {title!r} query {ref} runs", False, f"{e}: {promql}")
+                continue
+            results.check(f"{name}: panel {title!r} query {ref} returns data", bool(result), f"no data for: {promql}")
+            allowed = {"endpoint"} if "exported_endpoint" in expr else set()
+            leaked = sorted({k for r in result for k in r["metric"]} & (SCRAPE_LABELS - allowed))
+            if leaked:
+                results.check(f"{name}: panel {title!r} query {ref} shows no scrape label", False, f"labels {leaked} in: {promql}")
+            if title in EXPECTED_STATS and result:
+                got_value = [float(r["value"][1]) for r in result]
+                results.check(f"{name}: panel {title!r} shows {EXPECTED_STATS[title]}",
+                              got_value == [EXPECTED_STATS[title]], f"got {got_value} from: {promql}")
         for var, q in dash.variable_queries(d):
             q = dash.substitute(q, values)
             m = re.fullmatch(r"\s*label_values\(\s*(.+?)\s*,\s*(\w+)\s*\)\s*", q)
-            if not m:
-                results.check(f"{name}: variable ${var} is a label_values() query", False, q)
+            n = re.fullmatch(r"\s*label_names\(\s*(.+?)\s*\)\s*", q)
+            if m:
+                status, body = http_get(f"{prom}/api/v1/label/{m.group(2)}/values?" +
+                                        urllib.parse.urlencode({"match[]": m.group(1)}), timeout=5)
+            elif n:
+                status, body = http_get(f"{prom}/api/v1/labels?" + urllib.parse.urlencode({"match[]": n.group(1)}), timeout=5)
+            else:
+                results.check(f"{name}: variable ${var} is a label_values() or label_names() query", False, q)
                 continue
-            status, body = http_get(f"{prom}/api/v1/label/{m.group(2)}/values?" +
-                                    urllib.parse.urlencode({"match[]": m.group(1)}), timeout=5)
-            values_found = json.loads(body).get("data") or []
-            results.check(f"{name}: variable ${var} has values", bool(values_found), f"none for: {q}")
+            found = json.loads(body).get("data") or []
+            regex = next((v.get("regex") for v in d["templating"]["list"] if v["name"] == var), "") or ""
+            if regex.startswith("/") and regex.endswith("/"):
+                found = [x for x in found if re.search(regex[1:-1], x)]
+            results.check(f"{name}: variable ${var} has values", bool(found), f"none for: {q} (regex {regex!r})")
+            if var == "owner_label":
+                results.check(f"{name}: variable $owner_label offers the demo's owner labels",
+                              {"label_team", "label_example_com_owner"} <= set(found), f"{found}")
+        # The keys table carries the owner labels of the demo.
+        table = next((expr for title, ref, expr in dash.queries(d) if title.startswith("Keys expiring within") and ref == "A"), None)
+        if table:
+            rows = query(dash.substitute(table, values))
+            s4_rows = [r["metric"] for r in rows if r["metric"].get("service_key") == "s4-inbound"]
+            results.check(f"{name}: the keys table lists s4-inbound once, with its owner labels",
+                          len(s4_rows) == 1 and matches(s4_rows[0], S4_INBOUND), f"{s4_rows}")
+        health = next((expr for title, _, expr in dash.queries(d) if title == "Exporter health"), None)
+    results.check("the dashboard has an Exporter health panel", health is not None)
 
-    # Target down: kill the broken exporter; the alert for its instance must arrive.
+    def health_of(foundation):
+        return {r["metric"].get("foundation"): float(r["value"][1]) for r in query(dash.substitute(health, values))}.get(foundation)
+    results.check("Exporter health: demo OK (1), broken FAILING (0)", (health_of("demo"), health_of("broken")) == (1.0, 0.0),
+                  f"demo {health_of('demo')}, broken {health_of('broken')}")
+
+    # High availability: one exporter of the pair goes away; nothing about the keys changes.
+    before = {a["labels"].get("service_key"): a["activeAt"] for a in prometheus_alerts()
+              if a["state"] == "firing" and a["labels"].get("foundation") == "demo" and "service_key" in a["labels"]}
+    procs.stop("exporter-demo-b")
+    time.sleep(6)  # stale markers, several evaluations, a group_interval
+    after = {a["labels"].get("service_key"): a["activeAt"] for a in prometheus_alerts()
+             if a["state"] == "firing" and a["labels"].get("foundation") == "demo" and "service_key" in a["labels"]}
+    results.check("one exporter of the pair stops: every key alert keeps firing, since the same moment",
+                  before and after == before, f"before {before}, after {after}")
+    resolved = sorted({(p, describe(a["labels"])) for p, _, a in webhook.all() if a.get("status") == "resolved"
+                       and a["labels"].get("foundation") == "demo"})
+    results.check("one exporter of the pair stops: no RESOLVED is sent", not resolved, f"{resolved}")
+
+    # The broken exporter dies: its target is down, and its foundation is missing.
     procs.stop("exporter-broken")
-    down = {"alertname": "CfServiceKeyExporterDown", "severity": "warning", "instance": f"{HOST}:{broken_port}"}
-    try:
-        wait_until("CfServiceKeyExporterDown at the webhook",
-                   lambda: any(p == "cf-keys-email" and matches(a["labels"], down) for p, _, a in webhook.firing()),
-                   40, procs_alive_except(procs, "exporter-broken"))
-        arrived = True
-    except Abort:
-        arrived = False
-    results.check(f"arrives at receiver cf-keys-email: CfServiceKeyExporterDown for {HOST}:{broken_port} after it is killed",
-                  arrived)
-
+    alive = procs_alive_except(procs, "exporter-broken", "exporter-demo-b")
+    for desc, receiver, labels in [
+        (f"CfServiceKeyExporterDown for {HOST}:{ports['exporter-broken']}", "platform-team-email",
+         {"alertname": "CfServiceKeyExporterDown", "severity": "warning", "instance": f"{HOST}:{ports['exporter-broken']}"}),
+        ("CfServiceKeyExporterFoundationMissing for broken", "platform-team-pager",
+         {"alertname": "CfServiceKeyExporterFoundationMissing", "severity": "critical", "foundation": "broken"}),
+    ]:
+        try:
+            wait_until(desc, lambda: any(p == receiver and matches(a["labels"], labels) for p, _, a in webhook.firing()), 40, alive)
+            arrived = True
+        except Abort:
+            arrived = False
+        results.check(f"arrives at receiver {receiver} after the broken exporter is killed: {desc}", arrived)
+    results.check("Exporter health: broken shows MISSING (-1), not no data", health_of("broken") == -1.0,
+                  f"broken {health_of('broken')}")
 
 class procs_alive_except:
-    """A Processes view whose liveness check ignores one process we stopped on purpose."""
+    """A Processes view whose liveness check ignores the processes we stopped on purpose."""
 
-    def __init__(self, procs, name):
-        self.procs, self.name = procs, name
+    def __init__(self, procs, *names):
+        self.procs, self.names = procs, set(names)
 
     def check_alive(self):
         for n, proc, path in self.procs.procs:
-            if n != self.name and proc.poll() is not None:
+            if n not in self.names and proc.poll() is not None:
                 raise Abort(f"{n} exited with {proc.returncode}:\n{tail(path)}")
 
 
