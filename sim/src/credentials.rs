@@ -3,9 +3,17 @@
 //!
 //! Owns the look of simulated keys: field names and nesting modelled on real service keys
 //! (Cloud Integration `integration-flow` / `api`, XSUAA x509 bindings, Cloud ALM, destination,
-//! connectivity), with real X.509 certificates whose notAfter is the requested instant. It must
-//! not do I/O or read the clock: the output depends only on the arguments (certificate
-//! signatures aside, which are randomised by ECDSA).
+//! connectivity, XSUAA client secrets), with real X.509 certificates valid from `valid_from` to
+//! `expires_at` (notBefore and notAfter, to the second). It must not do I/O or read the clock:
+//! the output depends only on the arguments (certificate signatures aside, which are
+//! randomised by ECDSA).
+//!
+//! # Validity
+//! Every key is valid from `valid_from`: that is its certificate's notBefore, every
+//! `createdate` field, and the Destination shape's `validFrom` (epoch milliseconds, beside its
+//! `validUntil`). A simulated key's binding should be created at the same instant (the demo
+//! does so), which is what the exporter falls back on when the credentials carry no start of
+//! validity.
 //!
 //! Every secret-bearing field (client secrets, the text in front of a private key) holds the
 //! caller's `secret`, so a test can grep any output of the exporter for it as a leak marker.
@@ -31,7 +39,7 @@ use rcgen::{
     KeyUsagePurpose, SerialNumber,
 };
 use serde_json::{json, Value};
-use time::{Duration, OffsetDateTime, UtcOffset};
+use time::{OffsetDateTime, UtcOffset};
 
 /// The kinds of service key the simulated foundation hands out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,6 +63,11 @@ pub enum Shape {
     ConnectivityExpiresAt,
     /// Cloud Integration "ClientId/Secret" key: `oauth{clientid, clientsecret, ...}`, no expiry.
     Basic,
+    /// XSUAA service key with the default `credential-type: "binding-secret"`: `clientid`,
+    /// `clientsecret`, `url`, `uaadomain`, `xsappname` and a PEM `verificationkey` (a public
+    /// key) at the top level. A client secret does not expire: only its age tells when a
+    /// rotation is due.
+    XsuaaClientSecret,
     /// [`Shape::CloudIntegrationFlow`] whose `validuntil` has no time zone, so it is ambiguous.
     MalformedDate,
     /// XSUAA x509 shape whose `uaa.certificate` is a truncated (unparseable) certificate.
@@ -63,7 +76,7 @@ pub enum Shape {
 
 impl Shape {
     /// Every shape, for tests and demo data that want one of each.
-    pub const ALL: [Shape; 9] = [
+    pub const ALL: [Shape; 10] = [
         Shape::CloudIntegrationFlow,
         Shape::CloudIntegrationApi,
         Shape::XsuaaX509,
@@ -71,6 +84,7 @@ impl Shape {
         Shape::Destination,
         Shape::ConnectivityExpiresAt,
         Shape::Basic,
+        Shape::XsuaaClientSecret,
         Shape::MalformedDate,
         Shape::MalformedCertificate,
     ];
@@ -83,7 +97,10 @@ impl Shape {
             Shape::CloudAlm => "expiration",
             Shape::Destination => "valid_until",
             Shape::ConnectivityExpiresAt => "expires_at",
-            Shape::Basic | Shape::MalformedDate | Shape::MalformedCertificate => "none",
+            Shape::Basic
+            | Shape::XsuaaClientSecret
+            | Shape::MalformedDate
+            | Shape::MalformedCertificate => "none",
         }
     }
 
@@ -102,17 +119,20 @@ impl Shape {
 #[error("generating a simulated certificate")]
 pub struct CredentialsError(#[from] rcgen::Error);
 
-/// Builds the `credentials` object of a simulated key of `shape` expiring at `expires_at`
-/// (honoured to the second), with `secret` in every secret-bearing field.
+/// Builds the `credentials` object of a simulated key of `shape`, valid from `valid_from` and
+/// expiring at `expires_at` (certificates honour both to the second), with `secret` in every
+/// secret-bearing field.
 ///
-/// [`Shape::Basic`] ignores `expires_at`; the malformed shapes use it only to look plausible.
+/// [`Shape::Basic`] and [`Shape::XsuaaClientSecret`] ignore `expires_at`; the malformed shapes
+/// use it only to look plausible.
 pub fn credentials(
     shape: Shape,
+    valid_from: OffsetDateTime,
     expires_at: OffsetDateTime,
     secret: &str,
 ) -> Result<Value, CredentialsError> {
-    let ids = Ids::new(shape, expires_at, secret);
-    let created = expires_at.saturating_sub(Duration::days(365));
+    let ids = Ids::new(shape, valid_from, expires_at, secret);
+    let created = valid_from;
     Ok(match shape {
         Shape::CloudIntegrationFlow => integration_flow(&ids, expires_at, created, true),
         Shape::MalformedDate => integration_flow(&ids, expires_at, created, false),
@@ -170,9 +190,28 @@ pub fn credentials(
                 "verificationkey": verificationkey,
                 "xsappname": format!("clone{}!b{}|destination-xsappname!b62", ids.guid, ids.n % 900_000),
                 "zoneid": ids.guid2,
+                "validFrom": unix_millis(valid_from),
                 "validUntil": unix_millis(expires_at),
             })
         }
+        Shape::XsuaaClientSecret => json!({
+            "apiurl": "https://api.authentication.eu10.hana.ondemand.com",
+            "clientid": format!("sb-{}!b{}", ids.tenant, ids.n % 900_000),
+            "clientsecret": secret,
+            "credential-type": "binding-secret",
+            "identityzone": ids.tenant,
+            "identityzoneid": ids.guid2,
+            "sburl": "https://internal-xsuaa.authentication.eu10.hana.ondemand.com",
+            "serviceInstanceId": ids.guid,
+            "subaccountid": ids.guid2,
+            "tenantid": ids.guid2,
+            "tenantmode": "dedicated",
+            "uaadomain": "authentication.eu10.hana.ondemand.com",
+            "url": format!("https://{}.authentication.eu10.hana.ondemand.com", ids.tenant),
+            "verificationkey": pki()?.public_key_pem.clone(),
+            "xsappname": format!("{}!b{}", ids.tenant, ids.n % 900_000),
+            "zoneid": ids.guid2,
+        }),
         Shape::ConnectivityExpiresAt => json!({
             "clientid": format!("sb-clone{}!b{}|connectivity!b17", ids.guid, ids.n % 900_000),
             "clientsecret": secret,
@@ -220,11 +259,20 @@ struct Ids {
 }
 
 impl Ids {
-    fn new(shape: Shape, expires_at: OffsetDateTime, secret: &str) -> Self {
+    fn new(
+        shape: Shape,
+        valid_from: OffsetDateTime,
+        expires_at: OffsetDateTime,
+        secret: &str,
+    ) -> Self {
         let hash = |salt: u8| {
             // DefaultHasher::new() has fixed keys: deterministic, which is what we want here.
             let mut h = DefaultHasher::new();
-            (salt, shape, expires_at.unix_timestamp_nanos(), secret).hash(&mut h);
+            let instants = (
+                valid_from.unix_timestamp_nanos(),
+                expires_at.unix_timestamp_nanos(),
+            );
+            (salt, shape, instants, secret).hash(&mut h);
             h.finish()
         };
         let (a, b, c) = (hash(1), hash(2), hash(3));
@@ -462,15 +510,18 @@ fn pem_wrap(label: &str, der: &[u8]) -> String {
 mod tests {
     use super::*;
     use time::macros::datetime;
+    use time::Duration;
 
     // How the exporter reads each shape is tested on the exporter's side
     // (tests/it/simulator.rs), which owns the expiry rules.
 
+    const FROM: OffsetDateTime = datetime!(2026-07-07 07:07:07 UTC);
+    const UNTIL: OffsetDateTime = datetime!(2027-07-07 07:07:07 UTC);
+
     #[test]
     fn the_secret_is_in_every_secret_bearing_shape() {
-        let at = datetime!(2027-07-07 07:07:07 UTC);
         for shape in Shape::ALL {
-            let text = credentials(shape, at, "SECRET-MARKER")
+            let text = credentials(shape, FROM, UNTIL, "SECRET-MARKER")
                 .expect("creds")
                 .to_string();
             let carries_secret =
@@ -481,12 +532,13 @@ mod tests {
 
     #[test]
     fn the_same_arguments_give_the_same_identifiers() {
-        let at = datetime!(2027-07-07 07:07:07 UTC);
-        let a = credentials(Shape::Basic, at, "s1").expect("a");
-        let b = credentials(Shape::Basic, at, "s1").expect("b");
-        let c = credentials(Shape::Basic, at, "s2").expect("c");
+        let a = credentials(Shape::Basic, FROM, UNTIL, "s1").expect("a");
+        let b = credentials(Shape::Basic, FROM, UNTIL, "s1").expect("b");
+        let c = credentials(Shape::Basic, FROM, UNTIL, "s2").expect("c");
+        let d = credentials(Shape::Basic, FROM - Duration::DAY, UNTIL, "s1").expect("d");
         assert_eq!(a, b);
         assert_ne!(a["oauth"]["clientid"], c["oauth"]["clientid"]);
+        assert_ne!(a["oauth"]["clientid"], d["oauth"]["clientid"]);
     }
 
     #[test]
@@ -495,5 +547,92 @@ mod tests {
         assert_eq!(sap_millis(at), "2023-06-24T12:56:52.000Z");
         assert_eq!(rfc3339_with_offset(at), "2023-06-24T14:56:52+02:00");
         assert_eq!(unix_millis(at), 1_687_611_412_000);
+    }
+
+    /// notBefore and notAfter (Unix seconds) of the first (leaf) certificate of a PEM chain:
+    /// the first two DER UTCTimes (tag 0x17, 13 bytes `YYMMDDhhmmssZ`) of its validity.
+    fn leaf_validity(pem: &str) -> (i64, i64) {
+        let b64: String = pem
+            .lines()
+            .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("-----END"))
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("base64");
+        let times: Vec<i64> = der
+            .windows(15)
+            .filter(|w| w[0] == 0x17 && w[1] == 13 && w[14] == b'Z')
+            .map(|w| {
+                let text = std::str::from_utf8(&w[2..14]).expect("ASCII");
+                let n = |i: usize| text[i..i + 2].parse::<u8>().expect("digits");
+                let date = time::Date::from_calendar_date(
+                    2000 + i32::from(n(0)),
+                    time::Month::try_from(n(2)).expect("month"),
+                    n(4),
+                )
+                .expect("date");
+                date.with_hms(n(6), n(8), n(10))
+                    .expect("time")
+                    .assume_utc()
+                    .unix_timestamp()
+            })
+            .collect();
+        (times[0], times[1])
+    }
+
+    #[test]
+    fn certificates_are_valid_from_valid_from_to_expires_at() {
+        // Sub-second parts are dropped: X.509 times have whole seconds.
+        let from = FROM + Duration::milliseconds(600);
+        let api = credentials(Shape::CloudIntegrationApi, from, UNTIL, "s").expect("api");
+        let x509 = credentials(Shape::XsuaaX509, from, UNTIL, "s").expect("x509");
+        for pem in [&api["oauth"]["certificate"], &x509["uaa"]["certificate"]] {
+            assert_eq!(
+                leaf_validity(pem.as_str().expect("a PEM string")),
+                (FROM.unix_timestamp(), UNTIL.unix_timestamp())
+            );
+        }
+    }
+
+    #[test]
+    fn createdate_and_valid_from_fields_say_valid_from() {
+        let created = "2026-07-07T07:07:07.000Z";
+        for shape in [
+            Shape::CloudIntegrationFlow,
+            Shape::CloudIntegrationApi,
+            Shape::Basic,
+        ] {
+            let c = credentials(shape, FROM, UNTIL, "s").expect("creds");
+            assert_eq!(c["oauth"]["createdate"], created, "{shape:?}");
+        }
+        let d = credentials(Shape::Destination, FROM, UNTIL, "s").expect("destination");
+        assert_eq!(d["validFrom"], FROM.unix_timestamp() * 1000);
+        assert_eq!(d["validUntil"], UNTIL.unix_timestamp() * 1000);
+    }
+
+    #[test]
+    fn an_xsuaa_client_secret_key_has_no_expiry_and_the_secret_in_clientsecret() {
+        let c = credentials(Shape::XsuaaClientSecret, FROM, UNTIL, "SECRET").expect("xsuaa");
+        assert_eq!(c["clientsecret"], "SECRET");
+        assert_eq!(c["credential-type"], "binding-secret");
+        for field in [
+            "clientid",
+            "url",
+            "uaadomain",
+            "xsappname",
+            "verificationkey",
+        ] {
+            assert!(c[field].is_string(), "{field}");
+        }
+        let text = c.to_string();
+        assert!(
+            !text.contains("2027"),
+            "no date in a client-secret key: {text}"
+        );
+        assert!(!text.contains("CERTIFICATE"), "no certificate: {text}");
+        assert_eq!(Shape::XsuaaClientSecret.expected_source(), "none");
+        assert_eq!(Shape::XsuaaClientSecret.expected_error_reason(), None);
     }
 }

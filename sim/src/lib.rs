@@ -10,4 +10,4 @@ pub mod server;
 pub mod world;
 
 pub use server::{Accounts, Outage, RateLimit, Sim, SimState, Switches};
-pub use world::World;
+pub use world::{Metadata, World};

@@ -8,6 +8,21 @@
 //! (latency, page cap, outages, failing details, throttling, token lifetime), and [`Stats`]
 //! records every request so tests can count what the exporter sent.
 //!
+//! Routes: `GET /` and `GET /v3` (no token), and behind the token check, latency, rate limit,
+//! outage switch and request log: `/v3/service_instances`, `/v3/service_credential_bindings`,
+//! `/v3/service_credential_bindings/:guid/details` and `/v3/spaces` (with
+//! `include=organization`, as `spaces_list_message.rb` and the space and organization
+//! presenters define them). Every listed resource carries its `created_at`, `updated_at` and
+//! `metadata: {labels, annotations}`; `label_selector` filters the three lists (`=`, `==`,
+//! `!=`, `in`, `notin`, `key`, `!key`, on labels only, as the Cloud Controller does).
+//!
+//! # Clock
+//! The rate limit's window, `Retry-After` and `X-RateLimit-Reset` follow the simulator's clock:
+//! the system clock unless a test sets a manual one ([`Switches::set_clock`],
+//! [`Switches::advance_clock`], or the same on [`SimState`]). A manual clock stands still
+//! until moved, so a test runs an hour of a 2,000-per-hour limit by advancing it an hour, not
+//! by waiting. Token lifetimes, latency and the request log's instants keep real time.
+//!
 //! Concurrency model: the world and switches sit behind std locks held only for the few
 //! instructions of one handler (never across an `.await`), so tests can change them while the
 //! exporter runs.
@@ -29,7 +44,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::world::World;
+use super::world::{Metadata, Space, World};
 
 /// Who may log in to the simulated UAA.
 #[derive(Debug, Clone)]
@@ -68,13 +83,16 @@ pub enum Outage {
     StallBody,
 }
 
-/// A per-window request budget, as the Cloud Controller's rate limiter.
+/// A per-window request budget, as the Cloud Controller's rate limiter. Its window is measured
+/// on the simulator's clock (see the module's "Clock"); it starts when the limit is switched
+/// on ([`Switches::set_rate_limit`]) and a new one starts with the first request after it ends.
 #[derive(Debug, Clone)]
 pub struct RateLimit {
     pub limit: u64,
     pub window: Duration,
     used: u64,
-    window_start: Instant,
+    /// `None` until [`Switches::set_rate_limit`] stamps it with the simulator's clock.
+    window_start: Option<SystemTime>,
 }
 
 impl RateLimit {
@@ -83,7 +101,7 @@ impl RateLimit {
             limit,
             window,
             used: 0,
-            window_start: Instant::now(),
+            window_start: None,
         }
     }
 
@@ -92,6 +110,40 @@ impl RateLimit {
         self.used = used;
         self
     }
+
+    /// Requests spent in the current window.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// When the current window ends (`now + window` before the window has started).
+    fn window_end(&self, now: SystemTime) -> SystemTime {
+        self.window_start.unwrap_or(now) + self.window
+    }
+
+    /// Starts a new window at `now` if the current one has ended.
+    fn roll_over(&mut self, now: SystemTime) {
+        let start = *self.window_start.get_or_insert(now);
+        // A clock set back leaves the window where it is.
+        if now.duration_since(start).is_ok_and(|e| e >= self.window) {
+            self.window_start = Some(now);
+            self.used = 0;
+        }
+    }
+
+    /// Whole seconds (rounded up, at least 1) until the window ends: `Retry-After`.
+    fn retry_after(&self, now: SystemTime) -> u64 {
+        let left = self
+            .window_end(now)
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(self.window);
+        ceil_secs(left).max(1)
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// Behaviour that tests and benchmarks change while the simulator runs.
@@ -118,6 +170,8 @@ pub struct Switches {
     /// The API answers `401 CF-InvalidAuthToken` to every token, even one just issued (a CC
     /// that does not trust this UAA).
     pub refuse_tokens: AtomicBool,
+    /// The manual clock, if a test set one; `None` reads the system clock.
+    clock: Mutex<Option<SystemTime>>,
 }
 
 impl Default for Switches {
@@ -135,6 +189,7 @@ impl Default for Switches {
             foreign_next: Mutex::new(None),
             loop_pages: AtomicBool::new(false),
             refuse_tokens: AtomicBool::new(false),
+            clock: Mutex::new(None),
         }
     }
 }
@@ -162,9 +217,34 @@ impl Switches {
     pub fn throttle(&self, requests: u32, retry_after_secs: u64) {
         *lock(&self.throttle_next) = (requests, retry_after_secs);
     }
-    /// Starts (or stops) a rate limit whose window begins now.
+    /// Starts (or stops) a rate limit whose window begins now, on the simulator's clock.
     pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
-        *lock(&self.rate_limit) = limit;
+        let now = self.now();
+        *lock(&self.rate_limit) = limit.map(|mut rl| {
+            rl.window_start.get_or_insert(now);
+            rl
+        });
+    }
+    /// Spent requests and the limit of the current rate-limit window, if one is on.
+    pub fn rate_limit_used(&self) -> Option<(u64, u64)> {
+        lock(&self.rate_limit)
+            .as_ref()
+            .map(|rl| (rl.used, rl.limit))
+    }
+    /// Sets the simulator's clock to `at` and stops it there (`None`: back to the system
+    /// clock). Rate-limit windows, `Retry-After` and `X-RateLimit-Reset` follow it.
+    pub fn set_clock(&self, at: Option<SystemTime>) {
+        *lock(&self.clock) = at;
+    }
+    /// Moves the clock forward by `by`; the first call with the system clock switches to a
+    /// manual clock at the system time plus `by`.
+    pub fn advance_clock(&self, by: Duration) {
+        let mut clock = lock(&self.clock);
+        *clock = Some(clock.unwrap_or_else(SystemTime::now) + by);
+    }
+    /// The simulator's time now: the manual clock if set, else the system clock.
+    pub fn now(&self) -> SystemTime {
+        lock(&self.clock).unwrap_or_else(SystemTime::now)
     }
 }
 
@@ -245,6 +325,16 @@ impl SimState {
     pub fn issued_tokens(&self) -> Vec<String> {
         lock(&self.issued).clone()
     }
+
+    /// Sets the simulator's clock ([`Switches::set_clock`]).
+    pub fn set_clock(&self, at: Option<SystemTime>) {
+        self.switches.set_clock(at);
+    }
+
+    /// Moves the simulator's clock forward ([`Switches::advance_clock`]).
+    pub fn advance_clock(&self, by: Duration) {
+        self.switches.advance_clock(by);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -320,6 +410,7 @@ fn api_router(state: Arc<SimState>) -> Router {
             "/v3/service_credential_bindings/{guid}/details",
             get(details),
         )
+        .route("/v3/spaces", get(list_spaces))
         .layer(middleware::from_fn_with_state(state.clone(), v3_guard));
     Router::new()
         .route("/", get(api_root))
@@ -356,6 +447,8 @@ fn route_of(path: &str) -> &'static str {
         "/v3/service_credential_bindings"
     } else if path.starts_with("/v3/service_instances") {
         "/v3/service_instances"
+    } else if path.starts_with("/v3/spaces") {
+        "/v3/spaces"
     } else {
         "other"
     }
@@ -409,18 +502,11 @@ async fn guarded(
             return too_many(throttle.1);
         }
     }
+    let now = state.switches.now();
     if let Some(rl) = lock(&state.switches.rate_limit).as_mut() {
-        if rl.window_start.elapsed() >= rl.window {
-            rl.window_start = Instant::now();
-            rl.used = 0;
-        }
+        rl.roll_over(now);
         if rl.used >= rl.limit {
-            let wait = rl
-                .window
-                .saturating_sub(rl.window_start.elapsed())
-                .as_secs()
-                .max(1);
-            return too_many(wait);
+            return too_many(rl.retry_after(now));
         }
         rl.used += 1;
     }
@@ -501,10 +587,12 @@ fn add_rate_limit_headers(state: &SimState, headers: &mut HeaderMap) {
     let remaining = (left * 10)
         .checked_div(rl.limit)
         .map_or(0, |tenths| tenths * rl.limit / 10);
-    let reset = SystemTime::now() + rl.window.saturating_sub(rl.window_start.elapsed());
-    let reset = reset
+    // The Unix second at which the window ends, rounded up so a client that waits for it
+    // finds the new window open.
+    let reset = rl
+        .window_end(state.switches.now())
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(ceil_secs)
         .unwrap_or(0);
     headers.insert("x-ratelimit-limit", HeaderValue::from(rl.limit));
     headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
@@ -741,12 +829,38 @@ async fn list_instances(State(state): State<Arc<SimState>>, RawQuery(raw): RawQu
         Ok(r) => r,
         Err(e) => return e,
     };
+    let selector = match LabelSelector::from_query(&query) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
     let world = state.world.read().unwrap_or_else(|e| e.into_inner());
     let plan_names = query.list("service_plan_names");
+    let plan_guids = query.list("service_plan_guids");
+    let names = query.list("names");
+    let guids = query.list("guids");
+    let space_guids = query.list("space_guids");
+    let org_guids = query.list("organization_guids");
+    let org_of: HashMap<&str, &str> = world
+        .spaces
+        .iter()
+        .map(|s| (s.guid.as_str(), s.org_guid.as_str()))
+        .collect();
     let kind = query.get("type");
     let selected: Vec<_> = world
         .instances
         .iter()
+        .filter(|i| one_of(&names, &i.name) && one_of(&guids, &i.guid))
+        .filter(|i| one_of(&space_guids, &i.space_guid))
+        .filter(|i| {
+            org_guids.is_none()
+                || org_of
+                    .get(i.space_guid.as_str())
+                    .is_some_and(|o| one_of(&org_guids, o))
+        })
+        .filter(|i| {
+            plan_guids.is_none() || i.plan_guid.as_ref().is_some_and(|p| one_of(&plan_guids, p))
+        })
+        .filter(|i| selector.matches(&i.metadata))
         .filter(|i| match kind {
             Some("managed") => i.plan_guid.is_some(),
             Some("user-provided") => i.plan_guid.is_none(),
@@ -782,12 +896,13 @@ async fn list_instances(State(state): State<Arc<SimState>>, RawQuery(raw): RawQu
                 "guid": i.guid,
                 "name": i.name,
                 "type": if i.plan_guid.is_some() { "managed" } else { "user-provided" },
-                "created_at": timestamp(super::world::CREATED_AT),
+                "created_at": timestamp(i.created_at),
                 "updated_at": timestamp(i.updated_at),
                 "tags": [],
-                "last_operation": {"type": "create", "state": "succeeded"},
+                "last_operation": {"type": "create", "state": "succeeded",
+                                   "created_at": timestamp(i.created_at), "updated_at": timestamp(i.updated_at)},
                 "relationships": relationships,
-                "metadata": {"labels": {}, "annotations": {}},
+                "metadata": metadata(&i.metadata),
                 "links": {"self": {"href": format!("{}/v3/service_instances/{}", state.api_base, i.guid)}}
             })
         })
@@ -885,6 +1000,10 @@ async fn list_bindings(State(state): State<Arc<SimState>>, RawQuery(raw): RawQue
         Ok(r) => r,
         Err(e) => return e,
     };
+    let selector = match LabelSelector::from_query(&query) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
     let world = state.world.read().unwrap_or_else(|e| e.into_inner());
     if query.get("type").is_some_and(|t| t == "app") {
         let (_, pagination) = paginate(
@@ -900,6 +1019,7 @@ async fn list_bindings(State(state): State<Arc<SimState>>, RawQuery(raw): RawQue
     let plan_names = query.list("service_plan_names");
     let instance_guids = query.list("service_instance_guids");
     let names = query.list("names");
+    let guids = query.list("guids");
     let plan_of: HashMap<&str, &str> = world
         .instances
         .iter()
@@ -926,6 +1046,8 @@ async fn list_bindings(State(state): State<Arc<SimState>>, RawQuery(raw): RawQue
                 .is_none_or(|g| g.contains(&k.instance_guid))
         })
         .filter(|k| names.as_ref().is_none_or(|n| n.contains(&k.name)))
+        .filter(|k| one_of(&guids, &k.guid))
+        .filter(|k| selector.matches(&k.metadata))
         .collect();
     let (range, pagination) = paginate(
         &state,
@@ -946,7 +1068,7 @@ async fn list_bindings(State(state): State<Arc<SimState>>, RawQuery(raw): RawQue
                 "updated_at": timestamp(k.updated_at),
                 "last_operation": {"type": "create", "state": k.state,
                                    "created_at": timestamp(k.created_at), "updated_at": timestamp(k.updated_at)},
-                "metadata": {"labels": {}, "annotations": {}},
+                "metadata": metadata(&k.metadata),
                 "relationships": {"service_instance": {"data": {"guid": k.instance_guid}}},
                 "links": {
                     "self": {"href": format!("{}/v3/service_credential_bindings/{}", state.api_base, k.guid)},
@@ -958,39 +1080,322 @@ async fn list_bindings(State(state): State<Arc<SimState>>, RawQuery(raw): RawQue
     Json(json!({"pagination": pagination, "resources": resources})).into_response()
 }
 
-async fn details(State(state): State<Arc<SimState>>, Path(guid): Path<String>) -> Response {
-    let failure = lock(&state.switches.details_failures).get(&guid).copied();
-    match failure {
-        Some(404) | None => {}
-        Some(status @ (502..=504)) => return html(status),
-        Some(403) => {
-            return cf_error(
-                403,
-                10003,
-                "CF-NotAuthorized",
-                "You are not authorized to perform the requested action",
+/// Query parameters of `/v3/spaces` besides paging (`spaces_list_message.rb`).
+const SPACE_PARAMS: &[&str] = &["names", "guids", "organization_guids", "include"];
+
+/// The guid of the quota every simulated org uses (the Cloud Controller's `default`).
+const DEFAULT_QUOTA_GUID: &str = "00009007-0000-4000-8000-000000000001";
+
+/// The `metadata` object of a V3 resource.
+fn metadata(m: &Metadata) -> Value {
+    json!({"labels": m.labels, "annotations": m.annotations})
+}
+
+/// Whether `value` passes an optional list filter.
+fn one_of(filter: &Option<Vec<String>>, value: &str) -> bool {
+    filter
+        .as_ref()
+        .is_none_or(|values| values.iter().any(|v| v == value))
+}
+
+/// `include=` of `/v3/spaces`: whether the organizations are asked for, or the Cloud
+/// Controller's error (`IncludeParamValidator`, valid values `org` and `organization`).
+#[allow(clippy::result_large_err)]
+fn include_organization(query: &Query) -> Result<bool, Response> {
+    let Some(include) = query.list("include") else {
+        return Ok(false);
+    };
+    let mut seen = HashSet::new();
+    for candidate in &include {
+        let detail = if !["org", "organization"].contains(&candidate.as_str()) {
+            format!(
+                "Invalid included resource: '{candidate}'. Valid included resources are: 'org', 'organization'"
             )
-        }
-        Some(status) => {
-            return cf_error(
-                status,
-                10001,
-                "CF-UnknownError",
-                "An unknown error occurred.",
-            )
+        } else if !seen.insert(candidate.as_str()) {
+            format!("Duplicate included resource: '{candidate}'")
+        } else {
+            continue;
+        };
+        return Err(cf_error(
+            400,
+            10005,
+            "CF-BadQueryParameter",
+            &format!("The query parameter is invalid: {detail}"),
+        ));
+    }
+    Ok(true)
+}
+
+/// `order_by=` of `/v3/spaces`: `created_at`, `updated_at` or `name`, `+` or `-` in front.
+#[allow(clippy::result_large_err)]
+fn order_spaces(query: &Query, spaces: &mut [&Space]) -> Result<(), Response> {
+    let Some(order) = query.get("order_by") else {
+        return Ok(());
+    };
+    let (descending, column) = match order.strip_prefix('-') {
+        Some(c) => (true, c),
+        None => (false, order.strip_prefix('+').unwrap_or(order)),
+    };
+    match column {
+        "created_at" => spaces.sort_by_key(|s| s.created_at),
+        "updated_at" => spaces.sort_by_key(|s| s.updated_at),
+        "name" => spaces.sort_by(|a, b| a.name.cmp(&b.name)),
+        _ => {
+            return Err(cf_error(
+                400,
+                10005,
+                "CF-BadQueryParameter",
+                "The query parameter is invalid: Order by can only be: 'created_at', 'updated_at', 'name'",
+            ))
         }
     }
+    if descending {
+        spaces.reverse();
+    }
+    Ok(())
+}
+
+/// `GET /v3/spaces`, as `spaces_list_message.rb` and `space_presenter.rb` define it; with
+/// `include=organization`, `included.organizations` holds the orgs of the spaces on the page
+/// (`organization_presenter.rb`), ordered by creation.
+async fn list_spaces(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+    let (query, page, per_page) = match list_request(&state, raw, SPACE_PARAMS) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let include_orgs = match include_organization(&query) {
+        Ok(i) => i,
+        Err(e) => return e,
+    };
+    let selector = match LabelSelector::from_query(&query) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
     let world = state.world.read().unwrap_or_else(|e| e.into_inner());
-    match world.key_by_guid(&guid) {
-        Some(key) if failure.is_none() => {
-            Json(json!({"credentials": key.credentials})).into_response()
+    let names = query.list("names");
+    let guids = query.list("guids");
+    let org_guids = query.list("organization_guids");
+    let mut selected: Vec<&Space> = world
+        .spaces
+        .iter()
+        .filter(|s| one_of(&names, &s.name) && one_of(&guids, &s.guid))
+        .filter(|s| one_of(&org_guids, &s.org_guid))
+        .filter(|s| selector.matches(&s.metadata))
+        .collect();
+    if let Err(e) = order_spaces(&query, &mut selected) {
+        return e;
+    }
+    let (range, pagination) =
+        paginate(&state, "/v3/spaces", &query, selected.len(), page, per_page);
+    let on_page = &selected[range];
+    let api = &state.api_base;
+    let resources: Vec<Value> = on_page
+        .iter()
+        .map(|s| {
+            json!({
+                "guid": s.guid,
+                "created_at": timestamp(s.created_at),
+                "updated_at": timestamp(s.updated_at),
+                "name": s.name,
+                "suspended": false,
+                "relationships": {
+                    "organization": {"data": {"guid": s.org_guid}},
+                    "quota": {"data": null}
+                },
+                "metadata": metadata(&s.metadata),
+                "links": {
+                    "self": {"href": format!("{api}/v3/spaces/{}", s.guid)},
+                    "organization": {"href": format!("{api}/v3/organizations/{}", s.org_guid)},
+                    "features": {"href": format!("{api}/v3/spaces/{}/features", s.guid)},
+                    "apply_manifest": {"href": format!("{api}/v3/spaces/{}/actions/apply_manifest", s.guid), "method": "POST"}
+                }
+            })
+        })
+        .collect();
+    let mut body = json!({"pagination": pagination, "resources": resources});
+    if include_orgs {
+        let org_guids: HashSet<&str> = on_page.iter().map(|s| s.org_guid.as_str()).collect();
+        let mut orgs: Vec<_> = world
+            .orgs
+            .iter()
+            .filter(|o| org_guids.contains(o.guid.as_str()))
+            .collect();
+        orgs.sort_by(|a, b| (a.created_at, &a.guid).cmp(&(b.created_at, &b.guid)));
+        let orgs: Vec<Value> = orgs
+            .iter()
+            .map(|o| {
+                json!({
+                    "guid": o.guid,
+                    "created_at": timestamp(o.created_at),
+                    "updated_at": timestamp(o.updated_at),
+                    "name": o.name,
+                    "suspended": false,
+                    "relationships": {"quota": {"data": {"guid": DEFAULT_QUOTA_GUID}}},
+                    "metadata": metadata(&o.metadata),
+                    "links": {
+                        "self": {"href": format!("{api}/v3/organizations/{}", o.guid)},
+                        "domains": {"href": format!("{api}/v3/organizations/{}/domains", o.guid)},
+                        "default_domain": {"href": format!("{api}/v3/organizations/{}/domains/default", o.guid)},
+                        "quota": {"href": format!("{api}/v3/organization_quotas/{DEFAULT_QUOTA_GUID}")}
+                    }
+                })
+            })
+            .collect();
+        body["included"] = json!({"organizations": orgs});
+    }
+    Json(body).into_response()
+}
+
+/// One requirement of a `label_selector` (`MetadataHelpers::REQUIREMENT_OPERATOR_PAIRS`);
+/// `=`/`==` is an `In` of one value, `!=` a `NotIn` of one.
+#[derive(Debug, PartialEq, Eq)]
+enum Requirement {
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+/// A parsed `label_selector`: every requirement must hold (labels only, not annotations).
+#[derive(Debug, Default)]
+struct LabelSelector(Vec<Requirement>);
+
+impl LabelSelector {
+    /// The query's selector, or the Cloud Controller's 400 for an empty or unreadable one.
+    #[allow(clippy::result_large_err)]
+    fn from_query(query: &Query) -> Result<Self, Response> {
+        let Some(raw) = query.get("label_selector") else {
+            return Ok(Self::default());
+        };
+        Self::parse(raw).map_err(|detail| {
+            cf_error(
+                400,
+                10005,
+                "CF-BadQueryParameter",
+                &format!("The query parameter is invalid: {detail}"),
+            )
+        })
+    }
+
+    fn parse(raw: &str) -> Result<Self, &'static str> {
+        // Requirements split on commas outside parentheses (`REQUIREMENT_SPLITTER`).
+        let mut parts = Vec::new();
+        let (mut depth, mut start) = (0usize, 0);
+        for (i, c) in raw.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                ',' if depth == 0 => {
+                    parts.push(&raw[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
         }
-        _ => cf_error(
+        parts.push(&raw[start..]);
+        let parts: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+        if parts.is_empty() {
+            return Err("Missing label_selector value");
+        }
+        if parts.len() > 50 {
+            return Err("Too many label_selector requirements (maximum is 50)");
+        }
+        parts
+            .into_iter()
+            .map(|p| Self::requirement(p).ok_or("Invalid label_selector value"))
+            .collect::<Result<_, _>>()
+            .map(LabelSelector)
+    }
+
+    fn requirement(r: &str) -> Option<Requirement> {
+        let is_key =
+            |k: &str| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || "_-./".contains(c));
+        let values = |v: &str| v.split(',').map(str::to_owned).collect::<Vec<_>>();
+        let set = |r: &str, op: &str| {
+            let (key, rest) = r.split_once(op)?;
+            let inner = rest.strip_prefix('(')?.strip_suffix(')')?;
+            Some((key.to_owned(), values(inner)))
+        };
+        if let Some((key, v)) = set(r, " in ") {
+            return Some(Requirement::In(key, v));
+        }
+        if let Some((key, v)) = set(r, " notin ") {
+            return Some(Requirement::NotIn(key, v));
+        }
+        if let Some((key, value)) = r.split_once("!=") {
+            return is_key(key).then(|| Requirement::NotIn(key.into(), vec![value.into()]));
+        }
+        if let Some((key, value)) = r.split_once('=') {
+            let value = value.strip_prefix('=').unwrap_or(value);
+            return is_key(key).then(|| Requirement::In(key.into(), vec![value.into()]));
+        }
+        if let Some(key) = r.strip_prefix('!') {
+            return is_key(key).then(|| Requirement::NotExists(key.into()));
+        }
+        is_key(r).then(|| Requirement::Exists(r.into()))
+    }
+
+    fn matches(&self, metadata: &Metadata) -> bool {
+        let labels = &metadata.labels;
+        self.0.iter().all(|r| match r {
+            Requirement::In(k, v) => labels.get(k).is_some_and(|l| v.contains(l)),
+            Requirement::NotIn(k, v) => labels.get(k).is_none_or(|l| !v.contains(l)),
+            Requirement::Exists(k) => labels.contains_key(k),
+            Requirement::NotExists(k) => !labels.contains_key(k),
+        })
+    }
+}
+
+/// The answer of a failing `/details`, by status: what the Cloud Controller (or the load
+/// balancer in front of it) sends.
+fn details_failure(status: u16) -> Response {
+    match status {
+        404 => cf_error(
             404,
             10010,
             "CF-ResourceNotFound",
             "Service credential binding not found",
         ),
+        502..=504 => html(status),
+        403 => cf_error(
+            403,
+            10003,
+            "CF-NotAuthorized",
+            "You are not authorized to perform the requested action",
+        ),
+        status => cf_error(
+            status,
+            10001,
+            "CF-UnknownError",
+            "An unknown error occurred.",
+        ),
+    }
+}
+
+/// Spends one answer of the failure the world plants for this key, if any. The write lock is
+/// taken only for a counted failure.
+fn planted_failure(state: &SimState, guid: &str) -> Option<u16> {
+    {
+        let world = state.world.read().unwrap_or_else(|e| e.into_inner());
+        if let (status, None) = world.details_failure(guid)? {
+            return Some(status);
+        }
+    }
+    let mut world = state.world.write().unwrap_or_else(|e| e.into_inner());
+    world.take_details_failure(guid)
+}
+
+/// `/details`: the failure switched on for this key (the `Switches` one first, then the one
+/// planted in the world), else the key's credentials, else 404.
+async fn details(State(state): State<Arc<SimState>>, Path(guid): Path<String>) -> Response {
+    let switched = lock(&state.switches.details_failures).get(&guid).copied();
+    if let Some(status) = switched.or_else(|| planted_failure(&state, &guid)) {
+        return details_failure(status);
+    }
+    let world = state.world.read().unwrap_or_else(|e| e.into_inner());
+    match world.key_by_guid(&guid) {
+        Some(key) => Json(json!({"credentials": key.credentials})).into_response(),
+        None => details_failure(404),
     }
 }
 
