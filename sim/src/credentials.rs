@@ -506,6 +506,40 @@ fn pem_wrap(label: &str, der: &[u8]) -> String {
     out
 }
 
+/// notBefore and notAfter (Unix seconds) of the first (leaf) certificate of a PEM chain:
+/// the first two DER UTCTimes (tag 0x17, 13 bytes `YYMMDDhhmmssZ`) of its validity.
+#[cfg(test)]
+pub(crate) fn leaf_validity(pem: &str) -> (i64, i64) {
+    let b64: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("base64");
+    let times: Vec<i64> = der
+        .windows(15)
+        .filter(|w| w[0] == 0x17 && w[1] == 13 && w[14] == b'Z')
+        .map(|w| {
+            let text = std::str::from_utf8(&w[2..14]).expect("ASCII");
+            let n = |i: usize| text[i..i + 2].parse::<u8>().expect("digits");
+            let date = time::Date::from_calendar_date(
+                2000 + i32::from(n(0)),
+                time::Month::try_from(n(2)).expect("month"),
+                n(4),
+            )
+            .expect("date");
+            date.with_hms(n(6), n(8), n(10))
+                .expect("time")
+                .assume_utc()
+                .unix_timestamp()
+        })
+        .collect();
+    (times[0], times[1])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,39 +581,6 @@ mod tests {
         assert_eq!(sap_millis(at), "2023-06-24T12:56:52.000Z");
         assert_eq!(rfc3339_with_offset(at), "2023-06-24T14:56:52+02:00");
         assert_eq!(unix_millis(at), 1_687_611_412_000);
-    }
-
-    /// notBefore and notAfter (Unix seconds) of the first (leaf) certificate of a PEM chain:
-    /// the first two DER UTCTimes (tag 0x17, 13 bytes `YYMMDDhhmmssZ`) of its validity.
-    fn leaf_validity(pem: &str) -> (i64, i64) {
-        let b64: String = pem
-            .lines()
-            .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
-            .skip(1)
-            .take_while(|l| !l.starts_with("-----END"))
-            .collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .expect("base64");
-        let times: Vec<i64> = der
-            .windows(15)
-            .filter(|w| w[0] == 0x17 && w[1] == 13 && w[14] == b'Z')
-            .map(|w| {
-                let text = std::str::from_utf8(&w[2..14]).expect("ASCII");
-                let n = |i: usize| text[i..i + 2].parse::<u8>().expect("digits");
-                let date = time::Date::from_calendar_date(
-                    2000 + i32::from(n(0)),
-                    time::Month::try_from(n(2)).expect("month"),
-                    n(4),
-                )
-                .expect("date");
-                date.with_hms(n(6), n(8), n(10))
-                    .expect("time")
-                    .assume_utc()
-                    .unix_timestamp()
-            })
-            .collect();
-        (times[0], times[1])
     }
 
     #[test]

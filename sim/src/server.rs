@@ -1308,26 +1308,40 @@ impl LabelSelector {
     }
 
     fn requirement(r: &str) -> Option<Requirement> {
-        let is_key =
-            |k: &str| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || "_-./".contains(c));
-        let values = |v: &str| v.split(',').map(str::to_owned).collect::<Vec<_>>();
+        let is_key = |k: &str| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c))
+        };
+        // A label value: at most 63 of `[A-Za-z0-9-_.]` (`MetadataValidatorHelper`).
+        let is_value = |v: &str| {
+            v.len() <= 63
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        let values = |v: &str| {
+            let values: Vec<String> = v.split(',').map(str::to_owned).collect();
+            values.iter().all(|v| is_value(v)).then_some(values)
+        };
         let set = |r: &str, op: &str| {
-            let (key, rest) = r.split_once(op)?;
+            let (key, rest) = r.split_once(op).filter(|(k, _)| is_key(k))?;
             let inner = rest.strip_prefix('(')?.strip_suffix(')')?;
             Some((key.to_owned(), values(inner)))
         };
         if let Some((key, v)) = set(r, " in ") {
-            return Some(Requirement::In(key, v));
+            return v.map(|v| Requirement::In(key, v));
         }
         if let Some((key, v)) = set(r, " notin ") {
-            return Some(Requirement::NotIn(key, v));
+            return v.map(|v| Requirement::NotIn(key, v));
         }
         if let Some((key, value)) = r.split_once("!=") {
-            return is_key(key).then(|| Requirement::NotIn(key.into(), vec![value.into()]));
+            return (is_key(key) && is_value(value))
+                .then(|| Requirement::NotIn(key.into(), vec![value.into()]));
         }
         if let Some((key, value)) = r.split_once('=') {
             let value = value.strip_prefix('=').unwrap_or(value);
-            return is_key(key).then(|| Requirement::In(key.into(), vec![value.into()]));
+            return (is_key(key) && is_value(value))
+                .then(|| Requirement::In(key.into(), vec![value.into()]));
         }
         if let Some(key) = r.strip_prefix('!') {
             return is_key(key).then(|| Requirement::NotExists(key.into()));
@@ -1491,4 +1505,464 @@ async fn token(
         body["refresh_token"] = json!(refresh);
     }
     Json(body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// One answer: status, headers (lower-case names) and the body, as JSON when it is JSON.
+    struct Answer {
+        status: u16,
+        headers: HashMap<String, String>,
+        body: Value,
+    }
+
+    /// A plain HTTP/1.1 GET over a fresh connection (the crate has no HTTP client).
+    async fn get(sim: &Sim, path: &str, token: Option<&str>) -> Answer {
+        let addr = format!(
+            "{}:{}",
+            sim.api_url.host_str().expect("host"),
+            sim.api_url.port().expect("port")
+        );
+        let auth = token
+            .map(|t| format!("Authorization: bearer {t}\r\n"))
+            .unwrap_or_default();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+        let raw = tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+            stream.write_all(request.as_bytes()).expect("send");
+            let mut raw = Vec::new();
+            stream.read_to_end(&mut raw).expect("receive");
+            raw
+        })
+        .await
+        .expect("the request thread");
+        let text = String::from_utf8(raw).expect("UTF-8 answer");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+        let mut lines = head.lines();
+        let status = lines.next().expect("status line")[9..12]
+            .parse()
+            .expect("a status");
+        let headers: HashMap<String, String> = lines
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+            .collect();
+        assert!(
+            !headers.contains_key("transfer-encoding"),
+            "a chunked answer to {path}"
+        );
+        let body = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.into()));
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A token the API accepts, without a trip to the UAA.
+    fn token(sim: &Sim) -> &'static str {
+        lock(&sim.state.tokens).insert(
+            "test-token".into(),
+            Instant::now() + Duration::from_secs(3600),
+        );
+        "test-token"
+    }
+
+    fn at(s: &str) -> time::OffsetDateTime {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .expect("a test date")
+    }
+
+    /// Two orgs of three spaces each, one instance with one key in the first space.
+    fn world() -> (World, Vec<String>, Vec<String>) {
+        let mut w = World::new();
+        let mut orgs = Vec::new();
+        let mut spaces = Vec::new();
+        for o in 0..2 {
+            let org = w.org(&format!("org-{o}"));
+            w.org_mut(&org).expect("org").created_at = at(&format!("2024-0{}-01T00:00:00Z", 2 - o));
+            for s in 0..3 {
+                let space = w.space(&org, &format!("space-{o}-{s}"));
+                w.set_label(&space, "team", &format!("team-{s}"));
+                spaces.push(space);
+            }
+            w.set_annotation(&org, "example.com/owner", &format!("owner-{o}@example.com"));
+            orgs.push(org);
+        }
+        let instance = w.instance(&spaces[0], "it-rt", "api", "i");
+        w.key(&instance, "k", json!({"secret": "s"}));
+        (w, orgs, spaces)
+    }
+
+    #[tokio::test]
+    async fn spaces_list_by_pages_with_the_orgs_of_each_page() {
+        let (w, orgs, spaces) = world();
+        let sim = Sim::start(w, Accounts::default()).await.expect("sim");
+        let t = token(&sim);
+        let a = get(&sim, "/v3/spaces?include=organization&per_page=2", Some(t)).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        let p = &a.body["pagination"];
+        assert_eq!(
+            (p["total_results"].as_u64(), p["total_pages"].as_u64()),
+            (Some(6), Some(3))
+        );
+        let next = p["next"]["href"].as_str().expect("next");
+        assert!(next.starts_with(sim.api_url.as_str()), "{next}");
+        assert!(
+            next.contains("include=organization") && next.contains("page=2"),
+            "{next}"
+        );
+        assert!(p["previous"].is_null());
+        let first = &a.body["resources"][0];
+        assert_eq!(first["guid"], spaces[0]);
+        assert_eq!(first["name"], "space-0-0");
+        assert_eq!(
+            first["relationships"]["organization"]["data"]["guid"],
+            orgs[0]
+        );
+        assert_eq!(first["metadata"]["labels"]["team"], "team-0");
+        assert_eq!(first["metadata"]["annotations"], json!({}));
+        assert_eq!(first["created_at"], "2025-01-01T00:00:00Z");
+        assert_eq!(first["updated_at"], "2025-01-01T00:00:00Z");
+        assert!(first["links"]["self"]["href"]
+            .as_str()
+            .is_some_and(|h| h.ends_with(&format!("/v3/spaces/{}", spaces[0]))));
+        let included = a.body["included"]["organizations"]
+            .as_array()
+            .expect("orgs");
+        assert_eq!(included.len(), 1, "only the org of this page");
+        assert_eq!(included[0]["guid"], orgs[0]);
+        assert_eq!(included[0]["name"], "org-0");
+        assert_eq!(included[0]["created_at"], "2024-02-01T00:00:00Z");
+        assert_eq!(
+            included[0]["metadata"]["annotations"]["example.com/owner"],
+            "owner-0@example.com"
+        );
+        assert!(included[0]["links"]["self"]["href"].is_string());
+
+        // The page with both orgs lists them by creation: org-1 was created first.
+        let a = get(&sim, "/v3/spaces?include=org&per_page=4", Some(t)).await;
+        let names: Vec<_> = a.body["included"]["organizations"]
+            .as_array()
+            .expect("orgs")
+            .iter()
+            .map(|o| o["name"].clone())
+            .collect();
+        assert_eq!(names, [json!("org-1"), json!("org-0")]);
+
+        let last = get(&sim, "/v3/spaces?per_page=2&page=3", Some(t)).await;
+        assert!(last.body["pagination"]["next"].is_null());
+        assert_eq!(last.body["resources"][1]["guid"], spaces[5]);
+        assert!(
+            last.body.get("included").is_none(),
+            "no include, no included"
+        );
+
+        let filtered = get(
+            &sim,
+            &format!(
+                "/v3/spaces?organization_guids={}&names=space-1-2,space-0-0",
+                orgs[1]
+            ),
+            Some(t),
+        )
+        .await;
+        assert_eq!(filtered.body["resources"].as_array().map(Vec::len), Some(1));
+        assert_eq!(filtered.body["resources"][0]["name"], "space-1-2");
+        let by_guid = get(&sim, &format!("/v3/spaces?guids={}", spaces[3]), Some(t)).await;
+        assert_eq!(by_guid.body["resources"][0]["name"], "space-1-0");
+        let by_name = get(&sim, "/v3/spaces?order_by=-name&per_page=1", Some(t)).await;
+        assert_eq!(by_name.body["resources"][0]["name"], "space-1-2");
+
+        sim.state.switches.set_page_cap(1);
+        let capped = get(&sim, "/v3/spaces?per_page=5000", Some(t)).await;
+        assert_eq!(capped.body["resources"].as_array().map(Vec::len), Some(1));
+        assert_eq!(capped.body["pagination"]["total_pages"], 6);
+        assert_eq!(sim.state.stats.count("/v3/spaces"), 7);
+    }
+
+    #[tokio::test]
+    async fn spaces_refuse_what_the_cloud_controller_refuses() {
+        let (w, ..) = world();
+        let sim = Sim::start(w, Accounts::default()).await.expect("sim");
+        let t = token(&sim);
+        let cases = [
+            ("include=space", "Invalid included resource: 'space'. Valid included resources are: 'org', 'organization'"),
+            ("include=organization,organization", "Duplicate included resource: 'organization'"),
+            ("fields[space]=name", "Unknown query parameter(s): 'fields[space]'"),
+            ("per_page=5001", "Per page must be between 1 and 5000"),
+            ("per_page=0", "Per page must be between 1 and 5000"),
+            ("order_by=guid", "Order by can only be: 'created_at', 'updated_at', 'name'"),
+            ("label_selector=", "Missing label_selector value"),
+            ("label_selector=team%3D%3D%3Dx%20y", "Invalid label_selector value"),
+        ];
+        for (query, detail) in cases {
+            let a = get(&sim, &format!("/v3/spaces?{query}"), Some(t)).await;
+            assert_eq!(a.status, 400, "{query}");
+            let error = &a.body["errors"][0];
+            assert_eq!(
+                (error["code"].as_u64(), error["title"].as_str()),
+                (Some(10005), Some("CF-BadQueryParameter")),
+                "{query}"
+            );
+            let text = error["detail"].as_str().expect("detail");
+            assert!(
+                text.starts_with("The query parameter is invalid: "),
+                "{text}"
+            );
+            assert!(text.contains(detail), "{query}: {text}");
+        }
+        assert_eq!(get(&sim, "/v3/spaces", None).await.status, 401);
+        assert_eq!(get(&sim, "/v3/spaces", Some("forged")).await.status, 401);
+        sim.state.switches.set_outage(Some(Outage::Html(503)));
+        assert_eq!(get(&sim, "/v3/spaces", Some(t)).await.status, 503);
+    }
+
+    #[tokio::test]
+    async fn label_selectors_filter_the_lists_on_labels() {
+        let (mut w, _, spaces) = world();
+        let instance = w.instances[0].guid.clone();
+        let key = w.keys[0].guid.clone();
+        w.set_label(&instance, "tier", "gold");
+        w.set_label(&key, "team", "payments");
+        w.set_annotation(&key, "tier", "gold");
+        let sim = Sim::start(w, Accounts::default()).await.expect("sim");
+        let t = token(&sim);
+        let count = |a: Answer| a.body["pagination"]["total_results"].as_u64();
+        let q = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        for (selector, expected) in [
+            ("team=team-1", 2),
+            ("team==team-1", 2),
+            ("team!=team-1", 4),
+            ("team in (team-0,team-2)", 4),
+            ("team notin (team-0,team-2)", 2),
+            ("team", 6),
+            ("!team", 0),
+            ("team=team-1,!team", 0),
+            ("example.com/owner", 0),
+        ] {
+            let a = get(
+                &sim,
+                &format!("/v3/spaces?label_selector={}", q(selector)),
+                Some(t),
+            )
+            .await;
+            assert_eq!(count(a), Some(expected), "{selector}");
+        }
+        let a = get(
+            &sim,
+            "/v3/service_instances?label_selector=tier%3Dgold",
+            Some(t),
+        )
+        .await;
+        assert_eq!(a.body["resources"][0]["guid"], instance);
+        let a = get(
+            &sim,
+            "/v3/service_credential_bindings?label_selector=team%3Dpayments",
+            Some(t),
+        )
+        .await;
+        assert_eq!(count(a), Some(1));
+        // Annotations are not labels.
+        let a = get(
+            &sim,
+            "/v3/service_credential_bindings?label_selector=tier",
+            Some(t),
+        )
+        .await;
+        assert_eq!(count(a), Some(0));
+        let a = get(
+            &sim,
+            &format!("/v3/service_instances?space_guids={}", spaces[1]),
+            Some(t),
+        )
+        .await;
+        assert_eq!(count(a), Some(0));
+    }
+
+    #[tokio::test]
+    async fn instances_and_bindings_carry_their_metadata_and_creation_time() {
+        let (mut w, ..) = world();
+        let instance = w.instances[0].guid.clone();
+        let key = w.keys[0].guid.clone();
+        {
+            let i = w.instance_mut(&instance).expect("instance");
+            i.created_at = at("2024-05-01T10:00:00Z");
+            i.updated_at = at("2024-05-01T10:01:00Z");
+            let k = w.key_mut(&key).expect("key");
+            k.created_at = at("2024-06-01T08:30:00Z");
+            k.updated_at = at("2024-06-01T08:31:00Z");
+        }
+        let sim = Sim::start(w, Accounts::default()).await.expect("sim");
+        let t = token(&sim);
+        let bare = get(&sim, "/v3/service_instances", Some(t)).await;
+        assert_eq!(
+            bare.body["resources"][0]["metadata"],
+            json!({"labels": {}, "annotations": {}})
+        );
+
+        sim.state.with_world(|w| {
+            assert!(w.set_label(&instance, "team", "integration"));
+            assert!(w.set_annotation(&instance, "example.com/owner", "i@example.com"));
+            assert!(w.set_label(&key, "team", "payments"));
+            assert!(w.set_annotation(&key, "note", "rotate in May"));
+        });
+        let a = get(&sim, "/v3/service_instances", Some(t)).await;
+        let i = &a.body["resources"][0];
+        assert_eq!(i["created_at"], "2024-05-01T10:00:00Z");
+        assert_eq!(
+            i["updated_at"], "2024-05-01T10:01:00Z",
+            "metadata edits leave updated_at"
+        );
+        assert_eq!(
+            i["metadata"],
+            json!({"labels": {"team": "integration"}, "annotations": {"example.com/owner": "i@example.com"}})
+        );
+        let a = get(&sim, "/v3/service_credential_bindings", Some(t)).await;
+        let k = &a.body["resources"][0];
+        assert_eq!(k["created_at"], "2024-06-01T08:30:00Z");
+        assert_eq!(
+            k["updated_at"], "2024-06-01T08:31:00Z",
+            "metadata edits leave updated_at"
+        );
+        assert_eq!(
+            k["metadata"],
+            json!({"labels": {"team": "payments"}, "annotations": {"note": "rotate in May"}})
+        );
+        // fields[space] gives names and guids only, never metadata.
+        let a = get(
+            &sim,
+            "/v3/service_instances?fields[space]=guid,name&fields[space.organization]=guid,name",
+            Some(t),
+        )
+        .await;
+        assert!(a.body["included"]["spaces"][0].get("metadata").is_none());
+        assert!(a.body["included"]["organizations"][0]
+            .get("metadata")
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn details_fail_as_planted_for_as_many_requests_as_planted() {
+        let (mut w, ..) = world();
+        let key = w.keys[0].guid.clone();
+        w.fail_details(&key, 502, Some(2));
+        let sim = Sim::start(w, Accounts::default()).await.expect("sim");
+        let t = token(&sim);
+        let path = format!("/v3/service_credential_bindings/{key}/details");
+        for _ in 0..2 {
+            let a = get(&sim, &path, Some(t)).await;
+            assert_eq!(a.status, 502);
+            assert_eq!(a.headers["content-type"], "text/html");
+        }
+        let a = get(&sim, &path, Some(t)).await;
+        assert_eq!(
+            (a.status, &a.body["credentials"]["secret"]),
+            (200, &json!("s"))
+        );
+
+        sim.state.with_world(|w| w.fail_details(&key, 404, None));
+        for _ in 0..3 {
+            let a = get(&sim, &path, Some(t)).await;
+            assert_eq!(a.status, 404);
+            assert_eq!(a.body["errors"][0]["title"], "CF-ResourceNotFound");
+        }
+        // The switch answers first, and leaves the planted failure where it is.
+        sim.state.with_world(|w| w.fail_details(&key, 500, Some(1)));
+        sim.state.switches.fail_details(&key, 403);
+        let a = get(&sim, &path, Some(t)).await;
+        assert_eq!(
+            (a.status, &a.body["errors"][0]["title"]),
+            (403, &json!("CF-NotAuthorized"))
+        );
+        sim.state.switches.clear_details_failures();
+        let a = get(&sim, &path, Some(t)).await;
+        assert_eq!(
+            (a.status, &a.body["errors"][0]["title"]),
+            (500, &json!("CF-UnknownError"))
+        );
+        assert_eq!(get(&sim, &path, Some(t)).await.status, 200);
+        assert_eq!(
+            sim.state
+                .stats
+                .count("/v3/service_credential_bindings/:guid/details"),
+            9
+        );
+    }
+
+    #[tokio::test]
+    async fn an_hour_of_a_2000_per_hour_limit_passes_on_the_manual_clock() {
+        let (w, ..) = world();
+        let sim = Sim::start(w, Accounts::default()).await.expect("sim");
+        let t = token(&sim);
+        let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let hour = Duration::from_secs(3600);
+        sim.state.set_clock(Some(start));
+        sim.state
+            .switches
+            .set_rate_limit(Some(RateLimit::new(2000, hour).with_used(1990)));
+        let reset = (1_800_000_000u64 + 3600).to_string();
+        for n in 0..10 {
+            let a = get(&sim, "/v3/spaces", Some(t)).await;
+            assert_eq!(a.status, 200, "request {n}");
+            assert_eq!(a.headers["x-ratelimit-limit"], "2000");
+            assert_eq!(
+                a.headers["x-ratelimit-remaining"], "0",
+                "under a tenth left"
+            );
+            assert_eq!(a.headers["x-ratelimit-reset"], reset);
+        }
+        assert_eq!(sim.state.switches.rate_limit_used(), Some((2000, 2000)));
+        let a = get(&sim, "/v3/spaces", Some(t)).await;
+        assert_eq!(a.status, 429);
+        assert_eq!(a.headers["retry-after"], "3600", "the clock stands still");
+        assert_eq!(a.headers["content-type"], "text/plain");
+        assert_eq!(a.headers["x-ratelimit-reset"], reset);
+
+        sim.state
+            .advance_clock(Duration::from_secs(1799) + Duration::from_millis(500));
+        let a = get(&sim, "/v3/service_instances", Some(t)).await;
+        assert_eq!((a.status, a.headers["retry-after"].as_str()), (429, "1801"));
+        sim.state
+            .advance_clock(Duration::from_secs(1800) + Duration::from_millis(500));
+        let a = get(&sim, "/v3/service_instances", Some(t)).await;
+        assert_eq!(a.status, 200, "a new window an hour later");
+        assert_eq!(a.headers["x-ratelimit-remaining"], "1800");
+        let next_reset = start + hour + hour;
+        let next_reset = next_reset
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        assert_eq!(a.headers["x-ratelimit-reset"], next_reset.to_string());
+        assert_eq!(sim.state.switches.rate_limit_used(), Some((1, 2000)));
+
+        // A whole window of 2,000 requests, then the next hour, without waiting for it.
+        sim.state
+            .switches
+            .set_rate_limit(Some(RateLimit::new(2000, hour)));
+        let mut statuses = HashMap::new();
+        for _ in 0..2000 {
+            *statuses
+                .entry(get(&sim, "/v3/spaces?per_page=1", Some(t)).await.status)
+                .or_insert(0) += 1;
+        }
+        assert_eq!(statuses, HashMap::from([(200, 2000)]));
+        assert_eq!(get(&sim, "/v3/spaces", Some(t)).await.status, 429);
+        sim.state.advance_clock(hour);
+        assert_eq!(get(&sim, "/v3/spaces", Some(t)).await.status, 200);
+
+        // Back on the system clock, the window is measured in real time again.
+        sim.state.set_clock(None);
+        sim.state
+            .switches
+            .set_rate_limit(Some(RateLimit::new(1, Duration::from_secs(60))));
+        assert_eq!(get(&sim, "/v3/spaces", Some(t)).await.status, 200);
+        let a = get(&sim, "/v3/spaces", Some(t)).await;
+        assert_eq!(a.status, 429);
+        let retry: u64 = a.headers["retry-after"].parse().expect("seconds");
+        assert!((59..=60).contains(&retry), "{retry}");
+    }
 }
