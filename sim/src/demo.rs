@@ -302,3 +302,363 @@ pub fn large(keys: usize, now: OffsetDateTime) -> Result<World, CredentialsError
     w.date_containers(CONTAINER_LEAD, now);
     Ok(w)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::leaf_validity;
+    use crate::world::{Instance, Key};
+    use serde_json::Value;
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::datetime;
+
+    /// A `now` with a fraction of a second, which the demo drops.
+    const NOW: OffsetDateTime = datetime!(2026-05-04 03:02:01.5 UTC);
+    const NOW_S: OffsetDateTime = datetime!(2026-05-04 03:02:01 UTC);
+
+    fn key<'a>(w: &'a World, name: &str) -> &'a Key {
+        w.find_key(name).unwrap_or_else(|| panic!("no key {name}"))
+    }
+
+    fn instance<'a>(w: &'a World, name: &str) -> &'a Instance {
+        w.instances
+            .iter()
+            .find(|i| i.name == name)
+            .unwrap_or_else(|| panic!("no instance {name}"))
+    }
+
+    fn rfc3339(v: &Value) -> i64 {
+        OffsetDateTime::parse(v.as_str().expect("a date"), &Rfc3339)
+            .expect("RFC 3339")
+            .unix_timestamp()
+    }
+
+    /// The start and end of validity the credentials state, in Unix seconds, read the way
+    /// each shape states them.
+    fn validity(c: &Value) -> (Option<i64>, Option<i64>) {
+        let pem = c["uaa"]["certificate"]
+            .as_str()
+            .or(c["oauth"]["certificate"].as_str());
+        if let Some(pem) = pem {
+            let (from, until) = leaf_validity(pem);
+            return (Some(from), Some(until));
+        }
+        let created = c["oauth"].get("createdate").map(rfc3339);
+        if let Some(until) = c["certificatedetails"].get("validuntil") {
+            return (created, Some(rfc3339(until)));
+        }
+        if let Some(until) = c.get("validUntil") {
+            let ms = |v: &Value| v.as_i64().expect("millis") / 1000;
+            return (c.get("validFrom").map(ms), Some(ms(until)));
+        }
+        if let Some(until) = c["uaa"].get("expiration_date") {
+            return (None, Some(rfc3339(until)));
+        }
+        if let Some(until) = c.get("expires_at") {
+            return (None, until.as_i64());
+        }
+        (created, None)
+    }
+
+    #[test]
+    fn the_demo_keys_live_as_planted() {
+        let w = world(NOW).expect("demo");
+        let d = Duration::days;
+        let h = Duration::hours;
+        // name, created (= valid from) relative to now, expiry relative to now
+        let planted = [
+            ("s4-inbound", d(3) - d(365), Some(d(3))),
+            ("partner-edi", d(20) - d(365), Some(d(20))),
+            ("monitoring", d(200) - d(365), Some(d(200))),
+            ("x509-client", d(60) - d(365), Some(d(60))),
+            ("app-secret", -d(30), None),
+            ("legacy-secret", -d(400), None),
+            ("jobs-x509-fresh", -d(1), Some(d(6))),
+            ("jobs-x509-rotated", -d(4), Some(d(3))),
+            ("jobs-x509-abandoned", -h(156), Some(h(12))),
+            ("payments-x509", -h(156), Some(h(12))),
+            ("calm-key", d(0), Some(d(365))),
+            ("old-tooling", -d(367), Some(-d(2))),
+            ("legacy-basic", -d(400), None),
+            ("broken-binding", d(100) - d(365), Some(d(100))),
+            ("flaky-key", d(90) - d(365), Some(d(90))),
+        ];
+        for (name, created, expires) in planted {
+            let k = key(&w, name);
+            assert_eq!(k.created_at, NOW_S + created, "{name}: created_at");
+            assert_eq!(k.updated_at, k.created_at, "{name}: updated_at");
+            let (from, until) = validity(&k.credentials);
+            assert_eq!(
+                until,
+                expires.map(|e| (NOW_S + e).unix_timestamp()),
+                "{name}: expiry"
+            );
+            if let Some(from) = from {
+                assert_eq!(from, k.created_at.unix_timestamp(), "{name}: valid from");
+            }
+        }
+        // The shapes the names promise.
+        let c = |name| &key(&w, name).credentials;
+        assert_eq!(c("app-secret")["credential-type"], "binding-secret");
+        assert_eq!(c("legacy-secret")["credential-type"], "binding-secret");
+        assert_eq!(c("jobs-x509-fresh")["uaa"]["credential-type"], "x509");
+        assert!(c("s4-inbound")["certificatedetails"]["validuntil"].is_string());
+        assert!(c("old-tooling")["oauth"]["certificate"].is_string());
+        assert!(c("legacy-basic")["oauth"]["clientsecret"].is_string());
+        assert!(c("flaky-key")["validFrom"].is_i64());
+        assert!(c("calm-key")["uaa"]["expiration_date"].is_string());
+        // Certificates and createdate agree with the binding to the second.
+        for k in &w.keys {
+            assert!(k.created_at <= NOW_S, "{} created in the future", k.name);
+            if let (Some(from), _) = validity(&k.credentials) {
+                assert_eq!(from, k.created_at.unix_timestamp(), "{}", k.name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_demo_foundation_is_laid_out_with_owners_and_failures() {
+        let w = world(NOW).expect("demo");
+        let org = |name: &str| w.orgs.iter().find(|o| o.name == name).expect(name);
+        let space = |org_name: &str, name: &str| {
+            let org = org(org_name);
+            w.spaces
+                .iter()
+                .find(|s| s.name == name && s.org_guid == org.guid)
+                .expect(name)
+        };
+        let plan_of = |i: &Instance| {
+            let plan = w
+                .plans
+                .iter()
+                .find(|p| Some(&p.guid) == i.plan_guid.as_ref())
+                .expect("a plan");
+            let offering = w
+                .offerings
+                .iter()
+                .find(|o| o.guid == plan.offering_guid)
+                .expect("an offering");
+            (offering.name.as_str(), plan.name.as_str())
+        };
+        let layout = [
+            (
+                "acme-prod",
+                "integration",
+                "cpi-runtime",
+                ("it-rt", "integration-flow"),
+                &["s4-inbound", "partner-edi", "monitoring"][..],
+            ),
+            (
+                "acme-prod",
+                "security",
+                "xsuaa-app",
+                ("xsuaa", "application"),
+                &["x509-client", "app-secret", "legacy-secret"],
+            ),
+            (
+                "acme-prod",
+                "security",
+                "jobs-xsuaa",
+                ("xsuaa", "application"),
+                &[
+                    "jobs-x509-fresh",
+                    "jobs-x509-rotated",
+                    "jobs-x509-abandoned",
+                ],
+            ),
+            (
+                "acme-prod",
+                "security",
+                "payments-xsuaa",
+                ("xsuaa", "application"),
+                &["payments-x509"],
+            ),
+            (
+                "acme-prod",
+                "alm",
+                "calm-api",
+                ("cloud-alm-api", "standard"),
+                &["calm-key"],
+            ),
+            (
+                "acme-dev",
+                "sandbox",
+                "cpi-api",
+                ("it-rt", "api"),
+                &["old-tooling", "legacy-basic", "broken-binding", "flaky-key"],
+            ),
+        ];
+        for (o, s, i, plan, keys) in layout {
+            let inst = instance(&w, i);
+            assert_eq!(inst.space_guid, space(o, s).guid, "{i}");
+            assert_eq!(plan_of(inst), plan, "{i}");
+            let names: Vec<&str> = w
+                .keys
+                .iter()
+                .filter(|k| k.instance_guid == inst.guid)
+                .map(|k| k.name.as_str())
+                .collect();
+            assert_eq!(names, keys, "{i}");
+        }
+        let smtp = instance(&w, "smtp-relay");
+        assert_eq!(
+            (smtp.plan_guid.as_ref(), &smtp.space_guid),
+            (None, &space("acme-dev", "sandbox").guid)
+        );
+
+        // Owners at four levels; `team` at the org, instance and key levels.
+        let labels = |m: &crate::world::Metadata| (m.labels.clone(), m.annotations.clone());
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        assert_eq!(
+            labels(&org("acme-prod").metadata),
+            (map(&[("team", "platform")]), map(&[]))
+        );
+        assert_eq!(
+            labels(&space("acme-prod", "integration").metadata),
+            (
+                map(&[]),
+                map(&[("example.com/owner", "integration@acme.example")])
+            )
+        );
+        assert_eq!(
+            labels(&instance(&w, "cpi-runtime").metadata),
+            (map(&[("team", "integration")]), map(&[]))
+        );
+        assert_eq!(
+            labels(&instance(&w, "jobs-xsuaa").metadata),
+            (map(&[("team", "jobs")]), map(&[]))
+        );
+        assert_eq!(
+            labels(&key(&w, "payments-x509").metadata),
+            (map(&[("team", "payments")]), map(&[]))
+        );
+        let owned = [
+            w.orgs[0].guid.as_str(),
+            space("acme-prod", "integration").guid.as_str(),
+            instance(&w, "cpi-runtime").guid.as_str(),
+            instance(&w, "jobs-xsuaa").guid.as_str(),
+            key(&w, "payments-x509").guid.as_str(),
+        ];
+        let unowned = |guid: &str, m: &crate::world::Metadata| {
+            owned.contains(&guid) || (m.labels.is_empty() && m.annotations.is_empty())
+        };
+        assert!(w.orgs.iter().all(|o| unowned(&o.guid, &o.metadata)));
+        assert!(w.spaces.iter().all(|s| unowned(&s.guid, &s.metadata)));
+        assert!(w.instances.iter().all(|i| unowned(&i.guid, &i.metadata)));
+        assert!(w.keys.iter().all(|k| unowned(&k.guid, &k.metadata)));
+        assert_eq!(DEMO_METADATA_LABELS, "team,example.com/owner");
+
+        // Failures planted in the world, no test code needed.
+        assert_eq!(
+            w.details_failure(&key(&w, "broken-binding").guid),
+            Some((404, None))
+        );
+        assert_eq!(
+            w.details_failure(&key(&w, "flaky-key").guid),
+            Some((502, Some(1)))
+        );
+        let failing = w
+            .keys
+            .iter()
+            .filter(|k| w.details_failure(&k.guid).is_some())
+            .count();
+        assert_eq!(failing, 2);
+
+        // The filler.
+        let qa = &org("acme-qa").guid;
+        let qa_keys = w
+            .keys
+            .iter()
+            .filter(|k| {
+                let i = w
+                    .instances
+                    .iter()
+                    .find(|i| i.guid == k.instance_guid)
+                    .expect("instance");
+                w.spaces
+                    .iter()
+                    .any(|s| s.guid == i.space_guid && &s.org_guid == qa)
+            })
+            .count();
+        assert_eq!(qa_keys, 36);
+        assert_eq!(w.keys.len(), 15 + 36);
+    }
+
+    /// Every instance, space and org is created and updated before what it contains.
+    fn assert_containers_before_contents(w: &World) {
+        for i in &w.instances {
+            let keys = w.keys.iter().filter(|k| k.instance_guid == i.guid);
+            for k in keys {
+                assert!(
+                    i.created_at < k.created_at && i.updated_at < k.created_at,
+                    "{} / {}",
+                    i.name,
+                    k.name
+                );
+            }
+            let s = w
+                .spaces
+                .iter()
+                .find(|s| s.guid == i.space_guid)
+                .expect("space");
+            assert!(
+                s.created_at < i.created_at && s.updated_at < i.created_at,
+                "{}",
+                s.name
+            );
+            let o = w.orgs.iter().find(|o| o.guid == s.org_guid).expect("org");
+            assert!(
+                o.created_at < s.created_at && o.updated_at < s.created_at,
+                "{}",
+                o.name
+            );
+        }
+        assert!(w.instances.iter().all(|i| i.created_at < i.updated_at));
+    }
+
+    #[test]
+    fn demo_containers_are_created_before_their_contents() {
+        assert_containers_before_contents(&world(NOW).expect("demo"));
+    }
+
+    #[test]
+    fn the_large_foundation_has_owners_and_spread_creation_times() {
+        let w = large(100, NOW).expect("large");
+        assert_eq!(w.keys.len(), 100);
+        assert_eq!(w.instances.len(), 10);
+        assert_eq!((w.orgs.len(), w.spaces.len(), w.plans.len()), (5, 20, 3));
+        for s in &w.spaces {
+            let expected = s.name.replace("space-", "team-");
+            assert_eq!(s.metadata.labels.get("team"), Some(&expected));
+        }
+        for o in &w.orgs {
+            let expected = format!("owner-{}@example.com", &o.name[4..]);
+            assert_eq!(
+                o.metadata.annotations.get("example.com/owner"),
+                Some(&expected)
+            );
+        }
+        let mut created: Vec<_> = w.keys.iter().map(|k| k.created_at).collect();
+        for k in &w.keys {
+            assert!(k.created_at <= NOW_S, "{}", k.name);
+            let (from, until) = validity(&k.credentials);
+            assert_eq!(from, Some(k.created_at.unix_timestamp()), "{}", k.name);
+            let until = until.expect("an expiry");
+            assert!(until > NOW_S.unix_timestamp(), "{}", k.name);
+        }
+        created.sort();
+        created.dedup();
+        assert!(
+            created.len() > 50,
+            "creation times spread: {}",
+            created.len()
+        );
+        assert!(created[0] < NOW_S - Duration::days(300));
+        assert_containers_before_contents(&w);
+    }
+}
