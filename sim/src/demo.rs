@@ -15,22 +15,24 @@
 //! | | `jobs-xsuaa` (`xsuaa` / `application`) | `jobs-x509-fresh`, `jobs-x509-rotated`, `jobs-x509-abandoned`: 7-day x509 keys created 1, 4 and 6.5 days ago (the last with 12 h left) |
 //! | | `payments-xsuaa` (`xsuaa` / `application`) | `payments-x509`: 7-day x509, created 6.5 days ago |
 //! | `acme-prod` / `alm` | `calm-api` (`cloud-alm-api` / `standard`) | `calm-key`: 365 days, created now |
-//! | `acme-dev` / `sandbox` | `cpi-api` (`it-rt` / `api`) | `old-tooling` (certificate, expired 2 days ago); `legacy-basic` (client secret, 400 days old); `broken-binding` (its `/details` always answers 404); `flaky-key` (Destination, 90 days left; its first `/details` answers 502) |
+//! | `acme-dev` / `sandbox` | `cpi-api` (`it-rt` / `api`) | `old-tooling` (certificate, expired 2 days ago); `legacy-basic` (client secret, 400 days old); `broken-binding` (Cloud Integration certificate key, 100 days left; its `/details` always answers 404); `flaky-key` (Destination, 90 days left; its first `/details` answers 502) |
 //! | | `smtp-relay` (user-provided) | none |
 //! | `acme-qa` / `integration`, `extensions`, `analytics` | 12 `cpi-*` instances | 36 healthy keys, 45 to 700 days left |
 //!
 //! Owners (metadata, for `--metadata-labels` [`DEMO_METADATA_LABELS`]): label `team=platform`
 //! on org `acme-prod`; annotation `example.com/owner=integration@acme.example` on space
 //! `integration`; label `team=integration` on instance `cpi-runtime`, `team=jobs` on instance
-//! `jobs-xsuaa`; label `team=payments` on key `payments-x509`. So `team` is set at the org,
-//! instance and key levels and `payments-x509` and `cpi-runtime`'s keys override the org's;
-//! `acme-dev` and `acme-qa` carry none.
+//! `jobs-xsuaa`; label `team=payments` on key `payments-x509`. So `team` is set at three
+//! levels: `platform` holds for `acme-prod`'s keys unless their instance (`cpi-runtime`,
+//! `jobs-xsuaa`) or the key itself (`payments-x509`) says otherwise. `acme-dev` and `acme-qa`
+//! carry no metadata.
 //!
 //! The failures of `broken-binding` and `flaky-key` are planted in the world
 //! ([`World::fail_details`]), so the demo shows them with no test code.
 //!
-//! Lifetimes are 365 days, except the filler keys with more than 335 days left (730 days, as
-//! older SAP services allowed), so that no key is created in the future.
+//! Besides the 7-day x509 keys and the never-expiring secrets, keys live 365 days, except the
+//! filler keys with more than 335 days left, which live 730 days (as older SAP services
+//! allowed), so that no key is created in the future.
 
 use time::{Duration, OffsetDateTime};
 
