@@ -301,6 +301,12 @@ impl World {
         }
     }
 
+    /// Removes every failure planted with [`World::fail_details`] (a demo world whose every
+    /// key reads cleanly).
+    pub fn clear_details_failures(&mut self) {
+        self.details_failures.clear();
+    }
+
     /// The failure planted for this key, if any: the status and how many more requests it
     /// answers (`None`: always).
     pub fn details_failure(&self, guid: &str) -> Option<(u16, Option<u32>)> {
@@ -450,6 +456,9 @@ mod tests {
         }
         w.fail_details(&key, 404, Some(0));
         assert_eq!(w.details_failure(&key), None);
+        w.fail_details(&key, 404, None);
+        w.clear_details_failures();
+        assert_eq!(w.take_details_failure(&key), None);
     }
 
     #[test]
