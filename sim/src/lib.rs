@@ -1,8 +1,11 @@
 //! A simulated Cloud Foundry foundation (V3 API + UAA) served on loopback.
 //!
 //! One simulator serves `--demo`, the integration tests and the benchmarks, so all three run
-//! the exporter's real code path against the same faithful fake. [`world`] holds the data,
-//! [`server`] the HTTP behaviour and its switches, [`demo`] the foundation a newcomer sees.
+//! the exporter's real code path against the same faithful fake. [`world`] holds the data
+//! (with creation times, labels and annotations, and `/details` failures it carries),
+//! [`server`] the HTTP behaviour, its switches and its settable clock, [`credentials`] the
+//! look of each kind of key, [`demo`] the foundation a newcomer sees and a large one for
+//! benchmarks.
 
 pub mod credentials;
 pub mod demo;
