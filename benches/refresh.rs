@@ -316,17 +316,21 @@ async fn bench_exporter(keys: usize, options: &Options, scrape: bool) -> Exporte
         ..Default::default()
     };
 
-    let timed = |stats: cf_service_key_exporter::refresher::RefreshStats, start: Instant| {
-        assert!(!stats.timed_out, "refresh ran out of time");
+    let timed = |outcome: &cf_service_key_exporter::refresher::RefreshOutcome, start: Instant| {
+        assert!(
+            outcome.error.is_none(),
+            "refresh failed: {:?}",
+            outcome.error
+        );
         Run {
             time: start.elapsed(),
-            requests: stats.requests,
+            requests: outcome.stats.requests,
         }
     };
     let start = Instant::now();
-    let stats = refresher.refresh().await;
-    assert_eq!(stats.keys, keys, "cold refresh read every key");
-    result.cold = timed(stats, start);
+    let outcome = refresher.refresh().await;
+    assert_eq!(outcome.stats.keys, keys, "cold refresh read every key");
+    result.cold = timed(&outcome, start);
     result.max_in_flight = sim.stats().max_in_flight;
     eprintln!(
         "[{keys} keys] exporter cold {:.2?}; peak RSS so far {} KiB",
@@ -336,9 +340,12 @@ async fn bench_exporter(keys: usize, options: &Options, scrape: bool) -> Exporte
 
     sim.command("reset");
     let start = Instant::now();
-    let stats = refresher.refresh().await;
-    assert_eq!(stats.details_read, 0, "warm refresh reads no details");
-    result.warm = timed(stats, start);
+    let outcome = refresher.refresh().await;
+    assert_eq!(
+        outcome.stats.details_read, 0,
+        "warm refresh reads no details"
+    );
+    result.warm = timed(&outcome, start);
     let seen = sim.stats();
     assert_eq!(seen.details, 0, "the simulator saw no /details call");
     assert!(seen.total as u64 <= result.warm.requests);
@@ -349,8 +356,8 @@ async fn bench_exporter(keys: usize, options: &Options, scrape: bool) -> Exporte
     );
     let new_guid = sim.command("rotate");
     let start = Instant::now();
-    let stats = refresher.refresh().await;
-    result.rotate = timed(stats, start);
+    let outcome = refresher.refresh().await;
+    result.rotate = timed(&outcome, start);
     let snapshot = store.foundation("bench").expect("published");
     assert!(
         snapshot

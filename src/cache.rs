@@ -1,19 +1,24 @@
 //! The optional cache file (`--cache-file`): the last key readings kept across restarts, so a
 //! restart does not re-read every key's `/details`.
 //!
-//! What it holds, per foundation: the API URL it was read from and, per key, its labels, its
-//! expiry (Unix seconds, `expiry_source`, public certificate facts) and the change markers the
-//! incremental refresh compares (`updated_at` of the key and of its instance, when it was
-//! read). Never credentials: the file is written from [`KeyRecord`]s, which hold none.
+//! What it holds, per foundation: the API URL it was read from and, per key, its labels (named
+//! as on `/metrics`, from [`KeyLabels`]), its creation time, the change markers the incremental
+//! refresh compares (`updated_at` of the key and of its instance), its last reading (when,
+//! expiry and valid-from in Unix seconds, `expiry_source`, public certificate facts) and the
+//! failure of its latest read, if it failed. Never credentials: the file is written from
+//! [`KeyRecord`]s, which hold none. Owner labels are not kept: they are read from the list pages
+//! at every refresh.
 //!
 //! Format: versioned JSON,
-//! `{"format": "cf-service-key-exporter/cache", "version": 1, "foundations": {name: {api_url, keys: [...]}}}`.
+//! `{"format": "cf-service-key-exporter/cache", "version": 2, "foundations": {name: {api_url, keys: [...]}}}`.
+//! A file of version 1 (before creation times and failures were kept) is ignored, so the first
+//! refresh after the upgrade reads every key once.
 //!
 //! Trust: the file is an optimisation, never a source of truth. A file that is unreadable, not
 //! JSON, of another format or version is ignored whole with a warning; a foundation whose
 //! `api_url` differs from the configured one (another foundation under the same name) is
-//! ignored with a warning; a key entry with an unknown `expiry_source`, an empty guid or a
-//! `read_at` in the future is dropped. Seeded keys count as read at their `read_at`, so the
+//! ignored with a warning; a key entry with an unknown `expiry_source` or `reason`, an empty
+//! guid or a `read_at` in the future is dropped. Seeded keys count as read at their `read_at`, so the
 //! periodic full re-read still comes due on time, and they never count as a successful
 //! refresh: `refresh_success`, the last-success timestamp and `/readyz` wait for a real one.
 //!
@@ -30,14 +35,20 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock as _;
+
+use crate::cf::listing::Interner;
+use crate::cf::CfError;
 use crate::config::FoundationConfig;
-use crate::expiry::{CertificateInfo, SOURCES, SOURCE_NONE};
-use crate::snapshot::{FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, Snapshot, Store};
+use crate::expiry::{CertificateInfo, ReadError, SOURCES, SOURCE_NONE};
+use crate::snapshot::{
+    FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, ReadFailure, Reading, Snapshot, Store,
+};
 
 /// The `format` field: tells our file from any other JSON.
 pub const FORMAT: &str = "cf-service-key-exporter/cache";
 /// The `version` field; a file of another version is ignored (and rewritten).
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// A cache file larger than this is not read (20,000 keys take about 8 MB).
 pub const MAX_FILE_SIZE: u64 = 512 * 1024 * 1024;
 /// A `read_at` this far in the future (clock skew between restarts) is still accepted.
@@ -68,50 +79,55 @@ pub enum CacheError {
     },
 }
 
-// ---- The file's shape. Written from borrowed records, read into owned ones. ----
+// ---- The file's shape: one set of types for writing and reading. ----
 
-#[derive(Serialize)]
-struct FileOut<'a> {
-    format: &'static str,
+#[derive(Serialize, Deserialize)]
+struct File {
+    format: String,
     version: u32,
-    foundations: BTreeMap<&'a str, FoundationOut<'a>>,
+    foundations: BTreeMap<String, FoundationEntry>,
 }
 
-#[derive(Serialize)]
-struct FoundationOut<'a> {
-    api_url: &'a str,
-    keys: Vec<KeyOut<'a>>,
+#[derive(Serialize, Deserialize)]
+struct FoundationEntry {
+    api_url: String,
+    keys: Vec<KeyEntry>,
 }
 
-#[derive(Serialize)]
-struct KeyOut<'a> {
-    service_key_guid: &'a str,
-    service_key: &'a str,
-    service_instance: &'a str,
-    service_plan: &'a str,
-    service_offering: &'a str,
-    space: &'a str,
-    org: &'a str,
-    /// `null` = no readable expiry.
-    expiry: Option<ExpiryOut<'a>>,
-    key_updated_at: &'a str,
-    instance_updated_at: &'a str,
+/// One key: its labels (named as on `/metrics`), change markers and last reading.
+#[derive(Serialize, Deserialize)]
+struct KeyEntry {
+    labels: KeyLabels,
+    created_at: Option<i64>,
+    key_updated_at: Arc<str>,
+    instance_updated_at: Arc<str>,
+    /// `null`: never read successfully.
+    reading: Option<ReadingEntry>,
+    /// Set while the latest attempt failed.
+    failure: Option<FailureEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ReadingEntry {
     read_at: i64,
+    /// `null`: read, and nothing in it expires.
+    expiry: Option<ExpiryEntry>,
 }
 
-#[derive(Serialize)]
-struct ExpiryOut<'a> {
+#[derive(Serialize, Deserialize)]
+struct ExpiryEntry {
     /// Unix seconds.
     expires_at: i64,
-    source: &'static str,
-    certificate: Option<CertificateOut<'a>>,
+    valid_from: Option<i64>,
+    source: String,
+    certificate: Option<CertificateInfo>,
 }
 
-#[derive(Serialize)]
-struct CertificateOut<'a> {
-    subject: &'a str,
-    issuer: &'a str,
-    serial: &'a str,
+#[derive(Serialize, Deserialize)]
+struct FailureEntry {
+    reason: String,
+    attempts: u32,
+    retry_at: Option<i64>,
 }
 
 /// Read first and alone, so a foreign file is told apart from a corrupt one.
@@ -121,44 +137,75 @@ struct Header {
     version: Option<u64>,
 }
 
-#[derive(Deserialize)]
-struct FileIn {
-    foundations: HashMap<String, FoundationIn>,
-}
+impl KeyEntry {
+    fn new(k: &KeyRecord) -> KeyEntry {
+        KeyEntry {
+            labels: k.labels.clone(),
+            created_at: k.created_at,
+            key_updated_at: k.key_updated_at.clone(),
+            instance_updated_at: k.instance_updated_at.clone(),
+            reading: k.reading.as_ref().map(|r| ReadingEntry {
+                read_at: r.read_at,
+                expiry: r.expiry.as_ref().map(|e| ExpiryEntry {
+                    expires_at: e.expires_at,
+                    valid_from: e.valid_from,
+                    source: e.source.to_owned(),
+                    certificate: e.certificate.clone(),
+                }),
+            }),
+            failure: k.failure.as_ref().map(|f| FailureEntry {
+                reason: f.reason.to_owned(),
+                attempts: f.attempts,
+                retry_at: f.retry_at,
+            }),
+        }
+    }
 
-#[derive(Deserialize)]
-struct FoundationIn {
-    api_url: String,
-    keys: Vec<KeyIn>,
-}
-
-#[derive(Deserialize)]
-struct KeyIn {
-    service_key_guid: String,
-    service_key: String,
-    service_instance: String,
-    service_plan: String,
-    service_offering: String,
-    space: String,
-    org: String,
-    expiry: Option<ExpiryIn>,
-    key_updated_at: String,
-    instance_updated_at: String,
-    read_at: i64,
-}
-
-#[derive(Deserialize)]
-struct ExpiryIn {
-    expires_at: i64,
-    source: String,
-    certificate: Option<CertificateIn>,
-}
-
-#[derive(Deserialize)]
-struct CertificateIn {
-    subject: String,
-    issuer: String,
-    serial: String,
+    /// The record, or `None` for an entry that cannot be trusted: an empty guid, a reading
+    /// from the future, or a source or reason that is not ours (they become label values).
+    fn record(self, now: i64, names: &mut Interner) -> Option<KeyRecord> {
+        if self.labels.service_key_guid.is_empty() {
+            return None;
+        }
+        let reading = match self.reading {
+            None => None,
+            Some(r) if r.read_at > now + FUTURE_TOLERANCE_SECS => return None,
+            Some(r) => Some(Reading {
+                read_at: r.read_at,
+                expiry: match r.expiry {
+                    None => None,
+                    Some(e) => Some(KeyExpiry {
+                        expires_at: e.expires_at,
+                        valid_from: e.valid_from,
+                        source: SOURCES
+                            .iter()
+                            .find(|s| **s == e.source && **s != SOURCE_NONE)?,
+                        certificate: e.certificate,
+                    }),
+                },
+            }),
+        };
+        let failure = match self.failure {
+            None => None,
+            Some(f) => Some(ReadFailure {
+                reason: CfError::REASONS
+                    .iter()
+                    .chain(&ReadError::REASONS)
+                    .find(|r| **r == f.reason)?,
+                attempts: f.attempts,
+                retry_at: f.retry_at,
+            }),
+        };
+        Some(KeyRecord {
+            labels: self.labels.map(|s| names.get(&s)),
+            created_at: self.created_at,
+            owners: Arc::from([]),
+            key_updated_at: self.key_updated_at,
+            instance_updated_at: names.get(&self.instance_updated_at),
+            reading,
+            failure,
+        })
+    }
 }
 
 /// Serialises the keys of the foundations in `api_urls` (name → API URL) as cache JSON.
@@ -168,45 +215,20 @@ pub fn encode(snapshot: &Snapshot, api_urls: &BTreeMap<String, String>) -> Vec<u
         .filter_map(|(name, api_url)| {
             let f = snapshot.foundations.get(name)?;
             Some((
-                name.as_str(),
-                FoundationOut {
-                    api_url,
-                    keys: f.keys.iter().map(key_out).collect(),
+                name.clone(),
+                FoundationEntry {
+                    api_url: api_url.clone(),
+                    keys: f.keys.iter().map(KeyEntry::new).collect(),
                 },
             ))
         })
         .collect();
-    let file = FileOut {
-        format: FORMAT,
+    let file = File {
+        format: FORMAT.to_owned(),
         version: VERSION,
         foundations,
     };
     serde_json::to_vec(&file).expect("serialising strings and integers cannot fail")
-}
-
-fn key_out(k: &KeyRecord) -> KeyOut<'_> {
-    let l = &k.labels;
-    KeyOut {
-        service_key_guid: &l.service_key_guid,
-        service_key: &l.service_key,
-        service_instance: &l.service_instance,
-        service_plan: &l.service_plan,
-        service_offering: &l.service_offering,
-        space: &l.space,
-        org: &l.org,
-        expiry: k.expiry.as_ref().map(|e| ExpiryOut {
-            expires_at: e.expires_at,
-            source: e.source,
-            certificate: e.certificate.as_ref().map(|c| CertificateOut {
-                subject: &c.subject,
-                issuer: &c.issuer,
-                serial: &c.serial,
-            }),
-        }),
-        key_updated_at: &k.key_updated_at,
-        instance_updated_at: &k.instance_updated_at,
-        read_at: k.read_at,
-    }
 }
 
 /// What [`decode`] found usable, by foundation name, and what it left out.
@@ -216,7 +238,8 @@ pub struct Decoded {
     pub foundations: HashMap<String, Vec<KeyRecord>>,
     /// Foundations left out because their `api_url` is not the configured one.
     pub mismatched: Vec<(String, String)>,
-    /// Key entries dropped (unknown `expiry_source`, empty guid, duplicate, `read_at` ahead).
+    /// Key entries dropped (unknown `expiry_source` or reason, empty guid, duplicate, a
+    /// reading from the future).
     pub dropped_keys: usize,
 }
 
@@ -243,7 +266,7 @@ pub fn decode(
             })
         }
     }
-    let file: FileIn = serde_json::from_slice(bytes).map_err(corrupt)?;
+    let file: File = serde_json::from_slice(bytes).map_err(corrupt)?;
     let mut out = Decoded::default();
     let mut names = Interner::default();
     for (name, foundation) in file.foundations {
@@ -257,7 +280,7 @@ pub fn decode(
         let mut seen = HashSet::new();
         let mut keys = Vec::with_capacity(foundation.keys.len());
         for key in foundation.keys {
-            match key_record(key, now, &mut names) {
+            match key.record(now, &mut names) {
                 Some(k) if seen.insert(k.labels.service_key_guid.clone()) => keys.push(k),
                 _ => out.dropped_keys += 1,
             }
@@ -273,61 +296,6 @@ fn same_url(a: &str, b: &str) -> bool {
     match (url::Url::parse(a), url::Url::parse(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
-    }
-}
-
-fn key_record(k: KeyIn, now: i64, names: &mut Interner) -> Option<KeyRecord> {
-    if k.service_key_guid.is_empty() || k.read_at > now + FUTURE_TOLERANCE_SECS {
-        return None;
-    }
-    let expiry = match k.expiry {
-        None => None,
-        Some(e) => {
-            // `source` is a label value the collector renders as is: accept only ours.
-            let source = *SOURCES
-                .iter()
-                .find(|s| **s == e.source && **s != SOURCE_NONE)?;
-            Some(KeyExpiry {
-                expires_at: e.expires_at,
-                source,
-                certificate: e.certificate.map(|c| CertificateInfo {
-                    subject: c.subject,
-                    issuer: c.issuer,
-                    serial: c.serial,
-                }),
-            })
-        }
-    };
-    Some(KeyRecord {
-        labels: KeyLabels {
-            org: names.get(k.org),
-            space: names.get(k.space),
-            service_offering: names.get(k.service_offering),
-            service_plan: names.get(k.service_plan),
-            service_instance: names.get(k.service_instance),
-            service_key: Arc::from(k.service_key),
-            service_key_guid: Arc::from(k.service_key_guid),
-        },
-        expiry,
-        key_updated_at: Arc::from(k.key_updated_at),
-        instance_updated_at: names.get(k.instance_updated_at),
-        read_at: k.read_at,
-    })
-}
-
-/// Names repeated across keys (org, space, plan, instance) share one allocation, as they do
-/// when read from Cloud Foundry.
-#[derive(Default)]
-struct Interner(HashSet<Arc<str>>);
-
-impl Interner {
-    fn get(&mut self, s: String) -> Arc<str> {
-        if let Some(found) = self.0.get(s.as_str()) {
-            return found.clone();
-        }
-        let new: Arc<str> = Arc::from(s);
-        self.0.insert(new.clone());
-        new
     }
 }
 
@@ -378,7 +346,7 @@ pub fn load(path: &Path, api_urls: &HashMap<&str, &str>) -> Result<Decoded, Cach
         });
     }
     let bytes = std::fs::read(path).map_err(read_error)?;
-    decode(&bytes, path, api_urls, crate::snapshot::unix_now())
+    decode(&bytes, path, api_urls, crate::clock::SystemClock.unix_now())
 }
 
 /// The cache file of a running exporter: seeds the store at start, rewritten after refreshes.
@@ -439,6 +407,8 @@ impl Cache {
                 &name,
                 FoundationSnapshot {
                     keys: Arc::new(keys),
+                    // Read from the list pages at the first refresh.
+                    owner_labels: Arc::from([]),
                     status: Default::default(),
                 },
             );
@@ -509,19 +479,32 @@ mod tests {
                 service_key: format!("key-{guid}").into(),
                 service_key_guid: guid.into(),
             },
-            expiry,
+            created_at: Some(1_690_000_000),
+            owners: Arc::from([]),
             key_updated_at: "2025-01-01T00:00:00Z".into(),
             instance_updated_at: "2025-01-02T00:00:00Z".into(),
-            read_at: 1_750_000_000,
+            reading: Some(Reading {
+                read_at: 1_750_000_000,
+                expiry,
+            }),
+            failure: None,
         }
     }
 
     fn snapshot() -> Snapshot {
+        let mut unread = record("d", None);
+        unread.reading = None;
+        unread.failure = Some(ReadFailure {
+            reason: "not_found",
+            attempts: 3,
+            retry_at: Some(1_750_000_600),
+        });
         let keys = vec![
             record(
                 "a",
                 Some(KeyExpiry {
                     expires_at: 1_800_000_000,
+                    valid_from: Some(1_700_000_000),
                     source: SOURCE_CERTIFICATE,
                     certificate: Some(CertificateInfo {
                         subject: "CN=a".into(),
@@ -534,18 +517,20 @@ mod tests {
                 "b",
                 Some(KeyExpiry {
                     expires_at: 1_700_000_000,
+                    valid_from: None,
                     source: SOURCE_CERTIFICATEDETAILS_VALIDUNTIL,
                     certificate: None,
                 }),
             ),
             record("c", None),
+            unread,
         ];
         let mut s = Snapshot::default();
         s.foundations.insert(
             "eu10".into(),
             Arc::new(FoundationSnapshot {
                 keys: Arc::new(keys),
-                status: Default::default(),
+                ..Default::default()
             }),
         );
         s
@@ -571,7 +556,7 @@ mod tests {
         let p = Path::new("c.json");
         for text in [
             r#"{"format": "something-else", "version": 1, "foundations": {}}"#,
-            r#"{"format": "cf-service-key-exporter/cache", "version": 2, "foundations": {}}"#,
+            r#"{"format": "cf-service-key-exporter/cache", "version": 1, "foundations": {}}"#,
             r#"{"foundations": {}}"#,
         ] {
             let e = decode(text.as_bytes(), p, &api, 0).err().unwrap();
@@ -581,7 +566,7 @@ mod tests {
             let e = decode(text.as_bytes(), p, &api, 0).err().unwrap();
             assert!(matches!(e, CacheError::Corrupt { .. }), "{text}: {e}");
         }
-        let bad_keys = r#"{"format": "cf-service-key-exporter/cache", "version": 1, "foundations": {"eu10": {"api_url": "x", "keys": 5}}}"#;
+        let bad_keys = r#"{"format": "cf-service-key-exporter/cache", "version": 2, "foundations": {"eu10": {"api_url": "x", "keys": 5}}}"#;
         let e = decode(bad_keys.as_bytes(), p, &api, 0).err().unwrap();
         assert!(matches!(e, CacheError::Corrupt { .. }), "{e}");
     }
@@ -598,12 +583,16 @@ mod tests {
         let api = HashMap::from([("eu10", "https://api.eu10.example")]);
         let tampered = text.replacen("\"certificate\",", "\"made-up\",", 1);
         let d = decode(tampered.as_bytes(), p, &api, 1_750_000_100).unwrap();
-        assert_eq!(d.foundations["eu10"].len(), 2);
+        assert_eq!(d.foundations["eu10"].len(), 3);
+        assert_eq!(d.dropped_keys, 1);
+        let tampered = text.replacen("\"not_found\"", "\"made-up\"", 1);
+        let d = decode(tampered.as_bytes(), p, &api, 1_750_000_100).unwrap();
         assert_eq!(d.dropped_keys, 1);
 
-        // Read "in the future": the clock went back, or the file was edited. Not trusted.
+        // Read "in the future": the clock went back, or the file was edited. Not trusted (the
+        // unread key has no reading to distrust).
         let d = decode(text.as_bytes(), p, &api, 1_740_000_000).unwrap();
-        assert!(d.foundations["eu10"].is_empty());
+        assert_eq!(d.foundations["eu10"].len(), 1);
         assert_eq!(d.dropped_keys, 3);
 
         // A foundation that is not configured is not read at all.

@@ -59,9 +59,44 @@ pub struct ReportArgs {
     #[arg(long, value_enum, default_value_t = ReportOutput::Table)]
     pub output: ReportOutput,
 
-    /// Exit with status 1 if any key expires within this duration (e.g. `30d`).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub expiring_within: Option<std::time::Duration>,
+    /// Exit with status 1 if any key expires within this duration (e.g. `30d`) or this share of
+    /// its own lifetime (e.g. `10%`: a 7-day key in its last 16.8 hours, a 1-year key in its
+    /// last 36.5 days). An expired key always counts.
+    #[arg(long, value_name = "DURATION|PERCENT", value_parser = ExpiringWithin::parse)]
+    pub expiring_within: Option<ExpiringWithin>,
+}
+
+/// The window of `report --expiring-within`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ExpiringWithin {
+    /// Time left up to this long.
+    Duration(std::time::Duration),
+    /// Time left up to this share of the key's lifetime (expiry − valid from), 0..=1.
+    Fraction(f64),
+}
+
+impl ExpiringWithin {
+    pub fn parse(s: &str) -> Result<ExpiringWithin, String> {
+        let s = s.trim();
+        match s.strip_suffix('%') {
+            Some(number) => match number.trim().parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Ok(ExpiringWithin::Fraction(p / 100.0)),
+                _ => Err(format!(
+                    "`{s}` is not a percentage from 0% to 100% (e.g. 10%)"
+                )),
+            },
+            None => parse_duration(s).map(ExpiringWithin::Duration),
+        }
+    }
+}
+
+impl std::fmt::Display for ExpiringWithin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExpiringWithin::Duration(d) => write!(f, "{}", humantime::format_duration(*d)),
+            ExpiringWithin::Fraction(p) => write!(f, "{}% of their lifetime", p * 100.0),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -118,6 +153,17 @@ pub struct ConnectionArgs {
         global = true
     )]
     pub service_plans: Vec<String>,
+
+    /// Comma-separated Cloud Foundry metadata keys (labels or annotations) exported as owner
+    /// labels, e.g. team,example.com/owner; empty = none. With --demo: team,example.com/owner.
+    #[arg(
+        long,
+        env = "METADATA_LABELS",
+        value_name = "LIST",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub metadata_labels: Option<Vec<String>>,
 
     /// Value of the `foundation` label; default: the API URL's host.
     #[arg(long, env = "CF_FOUNDATION", value_name = "NAME", global = true)]

@@ -1,15 +1,18 @@
 //! cf-service-key-exporter: a Prometheus exporter for the expiry of Cloud Foundry service keys.
 //!
-//! Data flows one way: [`config`] → [`refresher`] (using [`auth`], [`cf`] and [`expiry`]) →
-//! [`snapshot`] → [`metrics`] and [`server`]. The refreshers are the only writers; a scrape only
+//! Data flows one way: [`config`] → [`supervisor`] → [`refresher`] (using [`cf`] to list and
+//! read keys, [`expiry`] to read their credentials) → [`snapshot`] → [`metrics`] and
+//! [`server`]. The store is written by the refreshers, one per foundation, each replacing only
+//! its own foundation's part, and once at start by the [`cache`] file seeding it; a scrape only
 //! reads the latest snapshot and never calls Cloud Foundry. [`web`] puts TLS and basic auth in
-//! front of the endpoints (`--web-config-file`). `main` only parses flags, sets up
-//! logging, binds and calls [`run`]; tests and `--demo` use the same entry point.
+//! front of the endpoints (`--web-config-file`). `main` only parses flags, sets up logging,
+//! binds and calls [`run`]; tests and `--demo` use the same entry point (the demo's simulated
+//! foundation is the separate `cf-sim` crate).
 
-pub mod auth;
 pub mod cache;
 pub mod cf;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod expiry;
 pub mod logging;

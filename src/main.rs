@@ -84,7 +84,11 @@ async fn start_demo() -> anyhow::Result<(Demo, config::DemoTarget)> {
     let sim = cf_sim::Sim::start(world, cf_sim::Accounts::default())
         .await
         .context("cannot start the demo foundation")?;
-    let target = config::DemoTarget::from(&sim);
+    let mut target = config::DemoTarget::from(&sim);
+    target.metadata_labels = cf_sim::demo::DEMO_METADATA_LABELS
+        .split(',')
+        .map(str::to_owned)
+        .collect();
     Ok((sim, target))
 }
 

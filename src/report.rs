@@ -2,9 +2,11 @@
 //! expiry, as a table or JSON, soonest expiry first.
 //!
 //! It reuses the server's path unchanged: one [`Refresher`] per foundation publishing into a
-//! private [`Store`], all foundations refreshed concurrently, then one [`Store::load`]. Nothing
-//! here talks to Cloud Foundry itself, and nothing here sees a credential: only what the
-//! snapshot holds (names, guids, dates, public certificate facts).
+//! private [`Store`], all foundations refreshed concurrently, then one [`Store::load`]; how each
+//! refresh went comes from the refresh itself ([`RefreshOutcome`]). Nothing here talks to Cloud
+//! Foundry itself, and nothing here sees a credential: only what the snapshot holds (names,
+//! guids, dates, owners, public certificate facts). Columns and JSON fields come from the one
+//! definition of a key's labels ([`KeyLabels`]).
 //!
 //! Output discipline: the table or JSON goes to stdout and nothing else does; errors, warnings,
 //! the list of expiring keys and the progress line go to stderr. The progress line is drawn only
@@ -17,12 +19,13 @@
 //! - [`EXIT_NOT_READ`] (2): a foundation could not be read at all (login or listing failed, or
 //!   its refresh ran out of time before reading a key). The keys of the other foundations are
 //!   still printed, but the exit code says the report is incomplete; like `grep`, the error wins
-//!   over a match. A foundation that was only partly read (its refresh ran out of time after
-//!   reading some keys) is a warning on stderr, not an error: its keys are printed.
-//!   When no foundation at all could be read, nothing is printed on stdout (an empty table or
-//!   `[]` would read as "no keys").
+//!   over a match. A foundation that was only partly read (out of time, or reads deferred by the
+//!   rate-limit budget) is a warning on stderr, not an error: its keys are printed, those not
+//!   read yet as `unread`. When no foundation at all could be read, nothing is printed on stdout
+//!   (an empty table or `[]` would read as "no keys").
 //! - [`EXIT_RUNTIME`] (3): the report could not be written (stdout closed early is not an error).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::io::{IsTerminal, Write};
@@ -31,12 +34,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cli::{ReportArgs, ReportOutput};
+use crate::cf::error::Chain;
+use crate::cli::{ExpiringWithin, ReportArgs, ReportOutput};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::expiry::SOURCE_NONE;
 use crate::metrics::ExporterMetrics;
-use crate::refresher::{RefreshStats, Refresher};
-use crate::snapshot::{KeyRecord, Store};
+use crate::refresher::{RefreshError, RefreshOutcome, RefreshStats, Refresher};
+use crate::snapshot::{KeyLabels, KeyRecord, Store, KEY_LABEL_COUNT};
 
 /// Every foundation read, nothing expiring within the window.
 pub const EXIT_OK: u8 = 0;
@@ -51,17 +55,28 @@ pub const EXIT_RUNTIME: u8 = 3;
 #[derive(Debug, Clone)]
 pub struct Row {
     pub foundation: Arc<str>,
+    /// The foundation's owner label names (`label_team`, ...), in the order of `key.owners`.
+    pub owner_labels: Arc<[String]>,
     pub key: KeyRecord,
 }
 
 impl Row {
     /// Seconds from `now` until the key expires (negative once expired); `None` without expiry.
     pub fn seconds_left(&self, now: i64) -> Option<i64> {
-        self.key.expiry.as_ref().map(|e| e.expires_at - now)
+        self.key.expiry().map(|e| e.expires_at - now)
     }
 
-    fn source(&self) -> &'static str {
-        self.key.expiry.as_ref().map_or(SOURCE_NONE, |e| e.source)
+    /// The key's whole lifetime (expiry − valid from), when both are known.
+    pub fn lifetime(&self) -> Option<i64> {
+        let e = self.key.expiry()?;
+        Some(e.expires_at - e.valid_from?)
+    }
+
+    fn owner(&self, label: &str) -> Option<&str> {
+        self.key
+            .owner_pairs(&self.owner_labels)
+            .find(|(l, _)| *l == label)
+            .map(|(_, v)| v)
     }
 }
 
@@ -70,10 +85,30 @@ impl Row {
 pub enum Outcome {
     /// Every key was listed and read.
     Complete,
-    /// The refresh ran out of time: the keys read so far are in the report, others may not be.
-    Partial,
-    /// Nothing could be read; the reason is logged (and summarised here).
+    /// Listed, but some keys not read yet (out of time, or deferred by the rate-limit budget):
+    /// they are in the report as `unread` or with their last reading.
+    Partial(String),
+    /// Nothing could be read; why.
     Failed(String),
+}
+
+impl Outcome {
+    /// What `report` makes of a refresh.
+    pub fn of(outcome: &RefreshOutcome) -> Outcome {
+        let stats = &outcome.stats;
+        match &outcome.error {
+            Some(RefreshError::List(e)) => Outcome::Failed(Chain(e).to_string()),
+            Some(RefreshError::OutOfTime(_)) if stats.details_read == 0 => {
+                Outcome::Failed("the refresh ran out of time before reading any key".into())
+            }
+            Some(e @ RefreshError::OutOfTime(_)) => Outcome::Partial(e.to_string()),
+            None if stats.deferred > 0 => Outcome::Partial(format!(
+                "the rate-limit budget left {} keys for later; they are shown as unread",
+                stats.deferred
+            )),
+            None => Outcome::Complete,
+        }
+    }
 }
 
 /// What one report run read.
@@ -89,7 +124,7 @@ pub struct Collected {
 pub async fn run(config: &Config, args: &ReportArgs) -> u8 {
     let progress = std::io::stderr().is_terminal();
     let collected = collect(config, progress).await;
-    let now = crate::snapshot::unix_now();
+    let now = SystemClock.unix_now();
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
@@ -111,13 +146,9 @@ pub fn finish(
     for (name, outcome, stats) in &collected.outcomes {
         match outcome {
             Outcome::Complete => any_read = true,
-            Outcome::Partial => {
+            Outcome::Partial(why) => {
                 any_read = true;
-                let _ = writeln!(
-                    err,
-                    "warning: foundation {name}: the refresh ran out of time after reading {} keys; keys not read yet are missing from the report",
-                    stats.keys
-                );
+                let _ = writeln!(err, "warning: foundation {name}: {why}");
             }
             Outcome::Failed(why) => {
                 any_failed = true;
@@ -127,7 +158,7 @@ pub fn finish(
         if stats.details_errors > 0 && !matches!(outcome, Outcome::Failed(_)) {
             let _ = writeln!(
                 err,
-                "warning: foundation {name}: {} errors reading key details (see the log); a key whose details could not be fetched is missing from the report",
+                "warning: foundation {name}: {} errors reading key details (see the log and the ERROR column); such a key keeps its last reading, or shows as unread",
                 stats.details_errors
             );
         }
@@ -162,10 +193,9 @@ pub fn finish(
 
     if let Some(within) = args.expiring_within {
         if !expiring.is_empty() {
-            let window = humantime::format_duration(within);
             let _ = writeln!(
                 err,
-                "{} within {window}:",
+                "{} within {within}:",
                 match expiring.len() {
                     1 => "1 key expires".to_owned(),
                     n => format!("{n} keys expire"),
@@ -183,8 +213,7 @@ pub fn finish(
                     l.service_instance,
                     l.service_key,
                     row.key
-                        .expiry
-                        .as_ref()
+                        .expiry()
                         .map_or_else(String::new, |e| rfc3339(e.expires_at)),
                 );
             }
@@ -209,16 +238,17 @@ pub async fn collect(config: &Config, progress: bool) -> Collected {
     for foundation in &config.foundations {
         store.register(&foundation.name);
         match Refresher::new(foundation.clone(), store.clone(), metrics.clone()) {
-            Ok(r) => refreshers.push(r),
+            // One refresh, not a series: it may spend the whole rate-limit budget left.
+            Ok(r) => refreshers.push(r.one_shot()),
             Err(e) => outcomes.push((
                 foundation.name.clone(),
-                Outcome::Failed(e.to_string()),
+                Outcome::Failed(Chain(&e).to_string()),
                 RefreshStats::default(),
             )),
         }
     }
     let refreshes = futures::future::join_all(refreshers.iter().map(|r| r.refresh()));
-    let stats = if progress {
+    let results = if progress {
         with_progress(refreshes, &store, &metrics).await
     } else {
         refreshes.await
@@ -226,26 +256,18 @@ pub async fn collect(config: &Config, progress: bool) -> Collected {
 
     let snapshot = store.load();
     let mut rows = Vec::new();
-    for (refresher, stats) in refreshers.iter().zip(stats) {
+    for (refresher, result) in refreshers.iter().zip(results) {
         let name = refresher.name();
-        let Some(foundation) = snapshot.foundations.get(name) else {
-            continue;
-        };
-        let outcome = if foundation.status.success {
-            Outcome::Complete
-        } else if !foundation.keys.is_empty() {
-            Outcome::Partial
-        } else if stats.timed_out {
-            Outcome::Failed("the refresh ran out of time before reading any key".into())
-        } else {
-            Outcome::Failed("the refresh failed (the cause is logged above)".into())
-        };
-        let label: Arc<str> = Arc::from(name);
-        rows.extend(foundation.keys.iter().map(|key| Row {
-            foundation: label.clone(),
-            key: key.clone(),
-        }));
-        outcomes.push((name.to_owned(), outcome, stats));
+        let outcome = Outcome::of(&result);
+        if let Some(foundation) = snapshot.foundations.get(name) {
+            let label: Arc<str> = Arc::from(name);
+            rows.extend(foundation.keys.iter().map(|key| Row {
+                foundation: label.clone(),
+                owner_labels: foundation.owner_labels.clone(),
+                key: key.clone(),
+            }));
+        }
+        outcomes.push((name.to_owned(), outcome, result.stats));
     }
     // Configuration order, whether a foundation failed to start or to refresh.
     outcomes.sort_by_key(|(name, _, _)| {
@@ -295,34 +317,37 @@ async fn with_progress<F: Future>(
     }
 }
 
-/// Soonest expiry first (expired keys first of all), keys without expiry last; ties by
-/// foundation, org, space, instance, key name and guid so the order is stable across runs.
+/// Soonest expiry first (expired keys first of all), keys without expiry last, unread keys
+/// after them; ties by foundation and the key's labels so the order is stable across runs.
 pub fn sort(rows: &mut [Row]) {
     rows.sort_by(|a, b| {
-        let expiry = |r: &Row| match &r.key.expiry {
-            Some(e) => (0, e.expires_at),
-            None => (1, 0),
-        };
-        let names = |r: &Row| {
-            let l = &r.key.labels;
-            (
-                r.foundation.clone(),
-                l.org.clone(),
-                l.space.clone(),
-                l.service_instance.clone(),
-                l.service_key.clone(),
-                l.service_key_guid.clone(),
-            )
+        let expiry = |r: &Row| match (r.key.expiry(), &r.key.reading) {
+            (Some(e), _) => (0, e.expires_at),
+            (None, Some(_)) => (1, 0),
+            (None, None) => (2, 0),
         };
         expiry(a)
             .cmp(&expiry(b))
-            .then_with(|| names(a).cmp(&names(b)))
+            .then_with(|| a.foundation.cmp(&b.foundation))
+            .then_with(|| a.key.labels.values().cmp(&b.key.labels.values()))
     });
 }
 
-fn is_within(row: &Row, now: i64, within: Duration) -> bool {
-    let within = i64::try_from(within.as_secs()).unwrap_or(i64::MAX);
-    row.seconds_left(now).is_some_and(|left| left <= within)
+/// Within the window: time left up to the duration, or up to the fraction of the key's
+/// lifetime. Expired keys always are; keys without an expiry never are.
+fn is_within(row: &Row, now: i64, within: ExpiringWithin) -> bool {
+    let Some(left) = row.seconds_left(now) else {
+        return false;
+    };
+    match within {
+        ExpiringWithin::Duration(d) => left <= i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        ExpiringWithin::Fraction(f) => {
+            left <= 0
+                || row
+                    .lifetime()
+                    .is_some_and(|life| (left as f64) <= f * life as f64)
+        }
+    }
 }
 
 /// Time left as people say it: the two largest units (`2d 3h`, `5h 12m`, `40s`), and
@@ -374,49 +399,81 @@ fn rfc3339(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-const HEADER: [&str; 12] = [
-    "FOUNDATION",
-    "ORG",
-    "SPACE",
-    "INSTANCE",
-    "PLAN",
-    "KEY",
+/// Columns after the key's labels, before the owners.
+const READING_HEADERS: [&str; 6] = [
+    "CREATED",
+    "VALID FROM",
     "EXPIRES AT",
     "TIME LEFT",
     "SOURCE",
-    "SUBJECT",
-    "ISSUER",
-    "SERIAL",
+    "ERROR",
 ];
+/// Columns at the end.
+const CERTIFICATE_HEADERS: [&str; 3] = ["SUBJECT", "ISSUER", "SERIAL"];
+
+/// Every owner label of the rows, in the order foundations configure them.
+fn owner_columns(rows: &[Row]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for label in rows.iter().flat_map(|r| r.owner_labels.iter()) {
+        if !out.contains(label) {
+            out.push(label.clone());
+        }
+    }
+    out
+}
+
+/// `label_example_com_owner` → `EXAMPLE_COM_OWNER`.
+fn owner_header(label: &str) -> String {
+    label.strip_prefix("label_").unwrap_or(label).to_uppercase()
+}
 
 /// An aligned table, one key per line, `-` in empty cells. With `colour`, expired keys are red
 /// and keys within `warn_within` yellow (whole lines, so alignment is unaffected).
-pub fn table(rows: &[Row], now: i64, colour: bool, warn_within: Option<Duration>) -> String {
-    let cells: Vec<[String; 12]> = rows
+pub fn table(rows: &[Row], now: i64, colour: bool, warn_within: Option<ExpiringWithin>) -> String {
+    let shown: Vec<usize> = (0..KEY_LABEL_COUNT)
+        .filter(|i| KeyLabels::HEADERS[*i].is_some())
+        .collect();
+    let owners = owner_columns(rows);
+    let mut header: Vec<String> = vec!["FOUNDATION".to_owned()];
+    header.extend(
+        shown
+            .iter()
+            .filter_map(|i| KeyLabels::HEADERS[*i])
+            .map(str::to_owned),
+    );
+    header.extend(READING_HEADERS.iter().map(|h| (*h).to_owned()));
+    header.extend(owners.iter().map(|l| owner_header(l)));
+    header.extend(CERTIFICATE_HEADERS.iter().map(|h| (*h).to_owned()));
+
+    let dash = |s: Option<&str>| s.filter(|s| !s.is_empty()).unwrap_or("-").to_owned();
+    let date = |t: Option<i64>| t.map_or_else(|| "-".to_owned(), rfc3339);
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|row| {
-            let l = &row.key.labels;
-            let e = row.key.expiry.as_ref();
+            let values = row.key.labels.values();
+            let e = row.key.expiry();
             let cert = e.and_then(|e| e.certificate.as_ref());
-            let or_dash = |s: Option<&str>| s.filter(|s| !s.is_empty()).unwrap_or("-").to_owned();
-            [
-                row.foundation.to_string(),
-                l.org.to_string(),
-                l.space.to_string(),
-                l.service_instance.to_string(),
-                l.service_plan.to_string(),
-                l.service_key.to_string(),
-                e.map_or_else(|| "-".to_owned(), |e| rfc3339(e.expires_at)),
+            let mut line = vec![row.foundation.to_string()];
+            line.extend(shown.iter().map(|i| values[*i].to_owned()));
+            line.extend([
+                date(row.key.created_at),
+                date(e.and_then(|e| e.valid_from)),
+                date(e.map(|e| e.expires_at)),
                 row.seconds_left(now)
                     .map_or_else(|| "-".to_owned(), time_left),
-                row.source().to_owned(),
-                or_dash(cert.map(|c| c.subject.as_str())),
-                or_dash(cert.map(|c| c.issuer.as_str())),
-                or_dash(cert.map(|c| c.serial.as_str())),
-            ]
+                row.key.expiry_source().to_owned(),
+                dash(row.key.failure.as_ref().map(|f| f.reason)),
+            ]);
+            line.extend(owners.iter().map(|l| dash(row.owner(l))));
+            line.extend([
+                dash(cert.map(|c| c.subject.as_str())),
+                dash(cert.map(|c| c.issuer.as_str())),
+                dash(cert.map(|c| c.serial.as_str())),
+            ]);
+            line
         })
         .collect();
-    let mut widths = HEADER.map(|h| h.chars().count());
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for line in &cells {
         for (w, cell) in widths.iter_mut().zip(line) {
             *w = (*w).max(cell.chars().count());
@@ -425,7 +482,7 @@ pub fn table(rows: &[Row], now: i64, colour: bool, warn_within: Option<Duration>
     let mut out = String::new();
     let mut line = |cells: &[String], paint: Option<&str>| {
         let mut text = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
             if i + 1 == cells.len() {
                 text.push_str(cell);
             } else {
@@ -441,7 +498,7 @@ pub fn table(rows: &[Row], now: i64, colour: bool, warn_within: Option<Duration>
             }
         }
     };
-    line(&HEADER.map(str::to_owned), colour.then_some("1"));
+    line(&header, colour.then_some("1"));
     for (row, cells) in rows.iter().zip(&cells) {
         let paint = match row.seconds_left(now) {
             _ if !colour => None,
@@ -458,28 +515,24 @@ pub fn table(rows: &[Row], now: i64, colour: bool, warn_within: Option<Duration>
 #[derive(Debug, Serialize)]
 struct JsonRow<'a> {
     foundation: &'a str,
-    org: &'a str,
-    space: &'a str,
-    service_offering: &'a str,
-    service_plan: &'a str,
-    service_instance: &'a str,
-    service_key: &'a str,
-    service_key_guid: &'a str,
+    #[serde(flatten)]
+    labels: &'a KeyLabels,
+    /// RFC 3339, UTC; `null` when unknown.
+    created_at: Option<String>,
+    /// RFC 3339, UTC; `null` without expiry.
+    valid_from: Option<String>,
     /// RFC 3339, UTC; `null` without expiry.
     expires_at: Option<String>,
     /// Unix seconds; `null` without expiry.
     expires_at_unix: Option<i64>,
     /// Negative once expired; `null` without expiry.
     seconds_left: Option<i64>,
-    expiry_source: &'a str,
-    certificate: Option<JsonCertificate<'a>>,
-}
-
-#[derive(Debug, Serialize)]
-struct JsonCertificate<'a> {
-    subject: &'a str,
-    issuer: &'a str,
-    serial: &'a str,
+    expiry_source: &'static str,
+    /// The reason the latest read failed; `null` when it did not.
+    read_error: Option<&'static str>,
+    /// Owner label → value, for the owners found.
+    owners: BTreeMap<&'a str, &'a str>,
+    certificate: Option<&'a crate::expiry::CertificateInfo>,
 }
 
 /// A pretty-printed JSON array, one object per key, in the order given.
@@ -487,28 +540,19 @@ pub fn json(rows: &[Row], now: i64) -> Result<String, serde_json::Error> {
     let objects: Vec<JsonRow> = rows
         .iter()
         .map(|row| {
-            let l = &row.key.labels;
-            let e = row.key.expiry.as_ref();
+            let e = row.key.expiry();
             JsonRow {
                 foundation: &row.foundation,
-                org: &l.org,
-                space: &l.space,
-                service_offering: &l.service_offering,
-                service_plan: &l.service_plan,
-                service_instance: &l.service_instance,
-                service_key: &l.service_key,
-                service_key_guid: &l.service_key_guid,
+                labels: &row.key.labels,
+                created_at: row.key.created_at.map(rfc3339),
+                valid_from: e.and_then(|e| e.valid_from).map(rfc3339),
                 expires_at: e.map(|e| rfc3339(e.expires_at)),
                 expires_at_unix: e.map(|e| e.expires_at),
                 seconds_left: row.seconds_left(now),
-                expiry_source: row.source(),
-                certificate: e
-                    .and_then(|e| e.certificate.as_ref())
-                    .map(|c| JsonCertificate {
-                        subject: &c.subject,
-                        issuer: &c.issuer,
-                        serial: &c.serial,
-                    }),
+                expiry_source: row.key.expiry_source(),
+                read_error: row.key.failure.as_ref().map(|f| f.reason),
+                owners: row.key.owner_pairs(&row.owner_labels).collect(),
+                certificate: e.and_then(|e| e.certificate.as_ref()),
             }
         })
         .collect();
@@ -521,7 +565,7 @@ pub fn json(rows: &[Row], now: i64) -> Result<String, serde_json::Error> {
 mod tests {
     use super::*;
     use crate::expiry::CertificateInfo;
-    use crate::snapshot::{KeyExpiry, KeyLabels};
+    use crate::snapshot::{KeyExpiry, Reading};
 
     const NOW: i64 = 1_700_000_000;
     const DAY: i64 = 86_400;
@@ -530,6 +574,7 @@ mod tests {
         let name = |s: &str| Arc::<str>::from(s);
         Row {
             foundation: name(foundation),
+            owner_labels: Arc::from([]),
             key: KeyRecord {
                 labels: KeyLabels {
                     org: name("org"),
@@ -540,14 +585,20 @@ mod tests {
                     service_key: name(key),
                     service_key_guid: name(&format!("guid-{key}")),
                 },
-                expiry: expires_in.map(|s| KeyExpiry {
-                    expires_at: NOW + s,
-                    source: crate::expiry::SOURCE_EXPIRES_AT,
-                    certificate: None,
-                }),
+                created_at: Some(NOW - 100 * DAY),
+                owners: Arc::from([]),
                 key_updated_at: name(""),
                 instance_updated_at: name(""),
-                read_at: NOW,
+                reading: Some(Reading {
+                    read_at: NOW,
+                    expiry: expires_in.map(|s| KeyExpiry {
+                        expires_at: NOW + s,
+                        valid_from: Some(NOW - 100 * DAY),
+                        source: crate::expiry::SOURCE_EXPIRES_AT,
+                        certificate: None,
+                    }),
+                }),
+                failure: None,
             },
         }
     }
@@ -557,6 +608,7 @@ mod tests {
     }
 
     fn args(output: ReportOutput, within: Option<Duration>) -> ReportArgs {
+        let within = within.map(ExpiringWithin::Duration);
         ReportArgs {
             output,
             expiring_within: within,
@@ -615,7 +667,8 @@ mod tests {
     #[test]
     fn table_aligns_columns_without_colour_and_dashes_empty_cells() {
         let mut with_cert = row("f", "cert", Some(60 * DAY));
-        with_cert.key.expiry.as_mut().unwrap().certificate = Some(CertificateInfo {
+        let reading = with_cert.key.reading.as_mut().unwrap();
+        reading.expiry.as_mut().unwrap().certificate = Some(CertificateInfo {
             subject: "CN=client".into(),
             issuer: "CN=ca".into(),
             serial: "0x0A".into(),
@@ -644,7 +697,8 @@ mod tests {
             row("f", "soon", Some(DAY)),
             row("f", "fine", Some(90 * DAY)),
         ];
-        let text = table(&rows, NOW, true, Some(Duration::from_secs(7 * DAY as u64)));
+        let within = ExpiringWithin::Duration(Duration::from_secs(7 * DAY as u64));
+        let text = table(&rows, NOW, true, Some(within));
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[1].starts_with("\x1b[31m"));
         assert!(lines[2].starts_with("\x1b[33m"));
@@ -752,10 +806,9 @@ mod tests {
             rows: vec![row("slow", "k", Some(90 * DAY))],
             outcomes: vec![(
                 "slow".into(),
-                Outcome::Partial,
+                Outcome::Partial("the refresh ran out of time".into()),
                 RefreshStats {
                     keys: 1,
-                    timed_out: true,
                     ..Default::default()
                 },
             )],
@@ -772,6 +825,6 @@ mod tests {
         assert_eq!(code, EXIT_OK);
         assert!(String::from_utf8(err)
             .unwrap()
-            .contains("ran out of time after reading 1 keys"));
+            .contains("warning: foundation slow: the refresh ran out of time"));
     }
 }

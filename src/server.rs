@@ -1,21 +1,30 @@
 //! The HTTP endpoints: `/metrics`, `/healthz`, `/readyz` and a landing page.
 //!
-//! Handlers only read the current snapshot (through the registry's collector); they never call
-//! Cloud Foundry and never wait on a refresh. Encoding a large exposition is CPU work, so it
-//! runs on the blocking pool instead of stalling the async workers.
+//! Handlers only read the current snapshot; they never call Cloud Foundry and never wait on a
+//! refresh. Rendering a newly published snapshot is CPU work, so it runs on the blocking pool
+//! instead of stalling the async workers; the body then streams out of shared blocks (see
+//! [`crate::metrics`]), so concurrent scrapes do not each hold a copy of it. At most
+//! `--web-max-requests` scrapes are served at once; more get a 503 at once rather than queueing
+//! without bound.
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use futures::StreamExt;
+use tokio::sync::Semaphore;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::metrics::{Exposition, Format};
 use crate::snapshot::Store;
+
+/// Default of `--web-max-requests`, as node_exporter's `--web.max-requests`.
+pub const DEFAULT_MAX_REQUESTS: usize = 40;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -23,6 +32,8 @@ pub struct AppState {
     exposition: Arc<Exposition>,
     store: Arc<Store>,
     warnings: Arc<Vec<String>>,
+    /// Scrapes being served; `None`: no limit.
+    scrapes: Option<Arc<Semaphore>>,
 }
 
 impl AppState {
@@ -32,7 +43,14 @@ impl AppState {
             exposition: Arc::new(exposition),
             store,
             warnings: Arc::new(warnings),
+            scrapes: Some(Arc::new(Semaphore::new(DEFAULT_MAX_REQUESTS))),
         }
+    }
+
+    /// Serves at most `limit` scrapes at once (0: no limit).
+    pub fn with_max_requests(mut self, limit: usize) -> Self {
+        self.scrapes = (limit > 0).then(|| Arc::new(Semaphore::new(limit)));
+        self
     }
 }
 
@@ -63,22 +81,44 @@ pub fn router(state: AppState) -> Router {
 
 /// OpenMetrics when the scraper asks for it (Prometheus does), the classic text format otherwise.
 async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    // Held until the body has been sent: the permit travels with the stream.
+    let permit = match &state.scrapes {
+        None => None,
+        Some(scrapes) => match scrapes.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                tracing::warn!(
+                    "too many concurrent scrapes; answering 503 (see --web-max-requests)"
+                );
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many concurrent scrapes, try again\n",
+                )
+                    .into_response();
+            }
+        },
+    };
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
-    let encoded = tokio::task::spawn_blocking(move || state.exposition.encode(format)).await;
-    match encoded {
-        Ok(Ok(body)) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
-        // Encoding into a String cannot fail and the task does not panic; answer 500 rather
-        // than crash if that ever changes.
-        Ok(Err(_)) | Err(_) => {
-            tracing::error!("encoding the metrics failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "encoding the metrics failed\n",
-            )
-                .into_response()
-        }
-    }
+    let exposition = state.exposition.clone();
+    let Ok(scrape) = tokio::task::spawn_blocking(move || exposition.scrape(format)).await else {
+        // Rendering does not panic; answer 500 rather than crash if that ever changes.
+        tracing::error!("rendering the metrics failed");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "rendering the metrics failed\n",
+        )
+            .into_response();
+    };
+    let body = scrape.into_stream().map(move |chunk| {
+        let _held = &permit;
+        chunk
+    });
+    (
+        [(header::CONTENT_TYPE, format.content_type())],
+        Body::from_stream(body),
+    )
+        .into_response()
 }
 
 async fn ready(State(state): State<AppState>) -> Response {

@@ -1,30 +1,66 @@
 //! What the exporter currently knows: one immutable [`Snapshot`], swapped whole.
 //!
+//! The model of a service key lives here, and only here: [`KeyLabels`] is the one definition of
+//! the labels that identify a key (the metrics, the cache file and the report all derive their
+//! names and values from it), and [`KeyRecord`] is everything known about one key.
+//!
 //! Concurrency model: each foundation's refresher builds a complete [`FoundationSnapshot`] off
 //! to the side and publishes it in one atomic swap ([`Store::publish`]); readers (a scrape, a
 //! readiness probe, `report`) call [`Store::load`] and get a consistent view without a lock and
 //! without waiting on a refresh. Nothing here does I/O, and nothing here holds a credential:
-//! only names, guids, dates and public certificate facts.
+//! only names, guids, dates, metadata values and public certificate facts.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
 
-use crate::expiry::CertificateInfo;
+use crate::expiry::{CertificateInfo, SOURCE_NONE, SOURCE_UNREAD};
 
-/// Label values of one service key. Names repeated across keys (org, space, plan ...) share
-/// one allocation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyLabels {
-    pub org: Arc<str>,
-    pub space: Arc<str>,
-    pub service_offering: Arc<str>,
-    pub service_plan: Arc<str>,
-    pub service_instance: Arc<str>,
-    pub service_key: Arc<str>,
-    pub service_key_guid: Arc<str>,
+/// Defines [`KeyLabels`] from one list: each label's name (the struct field, the Prometheus
+/// label, the cache and JSON field) and its column in the report's table (`None`: not shown).
+macro_rules! key_labels {
+    ($($(#[$doc:meta])* $name:ident => $header:expr,)+) => {
+        /// The labels that identify one service key, besides `foundation`, in exposition order.
+        /// Names repeated across keys (org, space, plan ...) share one allocation.
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct KeyLabels {
+            $($(#[$doc])* pub $name: Arc<str>,)+
+        }
+
+        impl KeyLabels {
+            /// The label names, in exposition order.
+            pub const NAMES: [&'static str; KEY_LABEL_COUNT] = [$(stringify!($name)),+];
+            /// The report table's column header of each label, in the same order.
+            pub const HEADERS: [Option<&'static str>; KEY_LABEL_COUNT] = [$($header),+];
+
+            /// The label values, in the order of [`KeyLabels::NAMES`].
+            pub fn values(&self) -> [&str; KEY_LABEL_COUNT] {
+                [$(&*self.$name),+]
+            }
+
+            /// Every value passed through `f` (to share equal strings between keys).
+            pub fn map(self, mut f: impl FnMut(Arc<str>) -> Arc<str>) -> KeyLabels {
+                KeyLabels { $($name: f(self.$name)),+ }
+            }
+        }
+    };
+}
+
+/// How many labels [`KeyLabels`] has.
+pub const KEY_LABEL_COUNT: usize = 7;
+
+key_labels! {
+    org => Some("ORG"),
+    space => Some("SPACE"),
+    service_offering => Some("OFFERING"),
+    service_plan => Some("PLAN"),
+    service_instance => Some("INSTANCE"),
+    service_key => Some("KEY"),
+    /// The key's guid: unique within a foundation, so two keys with one name stay apart.
+    service_key_guid => None,
 }
 
 /// The expiry that counts for a key: the earliest one found.
@@ -32,24 +68,82 @@ pub struct KeyLabels {
 pub struct KeyExpiry {
     /// Unix time, seconds.
     pub expires_at: i64,
+    /// From when the expiring credential is valid (Unix seconds): see
+    /// [`crate::expiry::valid_from`]. `None` only when even the key's creation time is unknown.
+    pub valid_from: Option<i64>,
     /// The `expiry_source` label value.
     pub source: &'static str,
     /// Set when the expiry is a certificate's notAfter.
     pub certificate: Option<CertificateInfo>,
 }
 
-/// One service key as last read.
+/// A successful read of a key's details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    /// When the details were read (Unix seconds), for the periodic full re-read.
+    pub read_at: i64,
+    /// `None`: read, and nothing in it expires (`expiry_source="none"`).
+    pub expiry: Option<KeyExpiry>,
+}
+
+/// The latest attempt to read a key's details failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadFailure {
+    /// The `reason` label (one of [`crate::cf::CfError::REASONS`] or
+    /// [`crate::expiry::ReadError::REASONS`]).
+    pub reason: &'static str,
+    /// Failed attempts in a row.
+    pub attempts: u32,
+    /// When the next attempt is due (Unix seconds); `None` for credentials that were fetched
+    /// but hold something unreadable, which no retry changes (they are read again with the
+    /// periodic full re-read).
+    pub retry_at: Option<i64>,
+}
+
+/// One service key as listed, with its last reading.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
     pub labels: KeyLabels,
-    /// `None` = no readable expiry (`expiry_source="none"`).
-    pub expiry: Option<KeyExpiry>,
+    /// When the key was created (the binding's `created_at`, Unix seconds).
+    pub created_at: Option<i64>,
+    /// The owner values found for the foundation's `--metadata-labels`, in the order of
+    /// [`FoundationSnapshot::owner_labels`]; read from the list pages at every refresh.
+    pub owners: Arc<[Option<Arc<str>>]>,
     /// Change markers of the key and its instance: while both are unchanged, the key's details
     /// need not be read again.
     pub key_updated_at: Arc<str>,
     pub instance_updated_at: Arc<str>,
-    /// When the details were last read (Unix seconds), for the periodic full re-read.
-    pub read_at: i64,
+    /// The last successful reading; `None` = never read (`expiry_source="unread"`).
+    pub reading: Option<Reading>,
+    /// Set while the latest attempt to read the details failed; the reading is kept beside it.
+    pub failure: Option<ReadFailure>,
+}
+
+impl KeyRecord {
+    /// The expiry of the last reading, if it had one.
+    pub fn expiry(&self) -> Option<&KeyExpiry> {
+        self.reading.as_ref().and_then(|r| r.expiry.as_ref())
+    }
+
+    /// The `expiry_source` label value: the reading's source, `none`, or `unread`.
+    pub fn expiry_source(&self) -> &'static str {
+        match &self.reading {
+            None => SOURCE_UNREAD,
+            Some(r) => r.expiry.as_ref().map_or(SOURCE_NONE, |e| e.source),
+        }
+    }
+
+    /// The `(label, value)` pairs of the owners found, for `labels` (the foundation's
+    /// [`FoundationSnapshot::owner_labels`]).
+    pub fn owner_pairs<'a>(
+        &'a self,
+        labels: &'a [String],
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        labels
+            .iter()
+            .zip(self.owners.iter())
+            .filter_map(|(label, value)| Some((label.as_str(), value.as_deref()?)))
+    }
 }
 
 /// How the refreshes of one foundation went.
@@ -66,8 +160,10 @@ pub struct RefreshStatus {
 /// Everything known about one foundation.
 #[derive(Debug, Clone, Default)]
 pub struct FoundationSnapshot {
-    /// Keys sorted by guid, as last read successfully.
+    /// Keys sorted by guid.
     pub keys: Arc<Vec<KeyRecord>>,
+    /// The owner label names (`label_team`, ...) of `--metadata-labels`, in configuration order.
+    pub owner_labels: Arc<[String]>,
     pub status: RefreshStatus,
 }
 
@@ -84,15 +180,8 @@ impl Snapshot {
     }
 }
 
-/// Now, in Unix seconds (the unit of [`KeyRecord::read_at`] and [`KeyExpiry::expires_at`]).
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// The published snapshot. Writers are the refreshers; readers never block them.
+/// The published snapshot. Writers are the refreshers (and, before they start, the cache file
+/// seeding them); readers never block them.
 #[derive(Debug, Default)]
 pub struct Store {
     current: ArcSwap<Snapshot>,
@@ -146,22 +235,25 @@ impl Store {
 mod tests {
     use super::*;
 
+    fn finished() -> FoundationSnapshot {
+        FoundationSnapshot {
+            status: RefreshStatus {
+                finished_once: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn ready_only_when_every_foundation_finished_once() {
         let store = Store::new();
         store.register("a");
         store.register("b");
         assert!(!store.load().ready());
-        let done = FoundationSnapshot {
-            status: RefreshStatus {
-                finished_once: true,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        store.publish("a", done.clone());
+        store.publish("a", finished());
         assert!(!store.load().ready());
-        store.publish("b", done);
+        store.publish("b", finished());
         assert!(store.load().ready());
     }
 
@@ -170,17 +262,30 @@ mod tests {
         let store = Store::new();
         store.register("a");
         let before = store.load();
-        store.publish(
-            "a",
-            FoundationSnapshot {
-                status: RefreshStatus {
-                    finished_once: true,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        );
+        store.publish("a", finished());
         assert!(!before.foundations["a"].status.finished_once);
         assert!(store.load().foundations["a"].status.finished_once);
+    }
+
+    #[test]
+    fn label_names_values_and_headers_come_from_one_list() {
+        let labels = KeyLabels {
+            org: "o".into(),
+            space: "s".into(),
+            service_offering: "off".into(),
+            service_plan: "p".into(),
+            service_instance: "i".into(),
+            service_key: "k".into(),
+            service_key_guid: "g".into(),
+        };
+        let named: Vec<(&str, &str)> = KeyLabels::NAMES.into_iter().zip(labels.values()).collect();
+        assert_eq!(named[0], ("org", "o"));
+        assert_eq!(named[6], ("service_key_guid", "g"));
+        // The JSON of the cache file and the report uses the same names.
+        let json = serde_json::to_value(&labels).unwrap();
+        for (name, value) in named {
+            assert_eq!(json[name], value);
+        }
+        assert_eq!(KeyLabels::HEADERS[5], Some("KEY"));
     }
 }

@@ -169,6 +169,7 @@ mod tests {
             client_id: "cf".into(),
             client_secret: String::new(),
             origin: None,
+            metadata_labels: Vec::new(),
         }
         .foundation(name)
     }

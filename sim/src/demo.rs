@@ -15,7 +15,7 @@
 //! | | `jobs-xsuaa` (`xsuaa` / `application`) | `jobs-x509-fresh`, `jobs-x509-rotated`, `jobs-x509-abandoned`: 7-day x509 keys created 1, 4 and 6.5 days ago (the last with 12 h left) |
 //! | | `payments-xsuaa` (`xsuaa` / `application`) | `payments-x509`: 7-day x509, created 6.5 days ago |
 //! | `acme-prod` / `alm` | `calm-api` (`cloud-alm-api` / `standard`) | `calm-key`: 365 days, created now |
-//! | `acme-dev` / `sandbox` | `cpi-api` (`it-rt` / `api`) | `old-tooling` (certificate, expired 2 days ago); `legacy-basic` (client secret, 400 days old); `broken-binding` (Cloud Integration certificate key, 100 days left; its `/details` always answers 404); `flaky-key` (Destination, 90 days left; its first `/details` answers 502) |
+//! | `acme-dev` / `sandbox` | `cpi-api` (`it-rt` / `api`) | `old-tooling` (certificate, expired 2 days ago); `legacy-basic` (client secret, 400 days old); `broken-binding` (Cloud Integration certificate key, 100 days left; its `/details` always answers 404); `flaky-key` (Destination, 90 days left; its first four `/details` requests answer 502, so its first refresh fails and the next reads it) |
 //! | | `smtp-relay` (user-provided) | none |
 //! | `acme-qa` / `integration`, `extensions`, `analytics` | 12 `cpi-*` instances | 36 healthy keys, 45 to 700 days left |
 //!
@@ -44,6 +44,9 @@ pub const DEMO_SECRET: &str = "demo-client-secret-never-shown";
 
 /// The metadata keys the demo's owners are found under (`--metadata-labels`).
 pub const DEMO_METADATA_LABELS: &str = "team,example.com/owner";
+
+/// How many `/details` requests for `flaky-key` answer 502 before it reads normally.
+pub const FLAKY_FAILURES: u32 = 4;
 
 /// How long before the first thing it contains an instance, space or org is created.
 const CONTAINER_LEAD: Duration = Duration::days(1);
@@ -205,7 +208,10 @@ pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
         year,
         Duration::days(90),
     )?;
-    w.fail_details(&flaky, 502, Some(1));
+    // A broker hiccup that outlasts one refresh: a client retries a 502 a few times (the
+    // exporter three times) before it gives up, so four failures make one failed refresh, and
+    // the next refresh reads the key.
+    w.fail_details(&flaky, 502, Some(FLAKY_FAILURES));
     w.user_provided(&sandbox, "smtp-relay");
 
     // Filler: a realistic spread of healthy keys beyond the warning window, in every shape
@@ -562,7 +568,7 @@ mod tests {
         );
         assert_eq!(
             w.details_failure(&key(&w, "flaky-key").guid),
-            Some((502, Some(1)))
+            Some((502, Some(FLAKY_FAILURES)))
         );
         let failing = w
             .keys

@@ -49,11 +49,20 @@ pub enum CfError {
         retry_after: Option<Duration>,
     },
 
+    /// A response whose body is not the JSON expected.
     #[error("{endpoint}: invalid response (HTTP {status}, {content_type}): {message}")]
     Decode {
         endpoint: &'static str,
         status: u16,
         content_type: String,
+        message: String,
+    },
+
+    /// A well-formed response that does not say what it must (a link that is no URL, an API
+    /// root document without a login server).
+    #[error("{endpoint}: {message}")]
+    Unusable {
+        endpoint: &'static str,
         message: String,
     },
 
@@ -82,11 +91,56 @@ pub enum CfError {
         message: String,
     },
 
-    #[error("{0}")]
-    Config(String),
+    /// A password or client secret could not be read from its file or variable.
+    #[error("cannot read a secret for the login")]
+    Secret(#[source] crate::config::ConfigError),
+
+    #[error("cannot read the CA file {}", path.display())]
+    CaFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("the CA file {} holds no usable PEM certificate", path.display())]
+    CaCertificates {
+        path: std::path::PathBuf,
+        /// `None`: the file parsed but held no certificate.
+        #[source]
+        source: Option<reqwest::Error>,
+    },
+
+    #[error("cannot build the HTTP client")]
+    Client(#[source] reqwest::Error),
+
+    /// UAA issued an access token that cannot travel in a header (its value is never shown).
+    #[error("UAA issued an access token that is not a valid header value")]
+    TokenNotAHeader,
+
+    #[error("the API URL {url} cannot take a path")]
+    ApiUrl { url: String },
 }
 
 impl CfError {
+    /// Every value [`CfError::reason`] returns.
+    pub const REASONS: [&'static str; 15] = [
+        "timeout",
+        "connection",
+        "unauthorized",
+        "forbidden",
+        "not_found",
+        "rate_limited",
+        "http_5xx",
+        "http_4xx",
+        "invalid_json",
+        "body_too_large",
+        "foreign_origin",
+        "pagination",
+        "login",
+        "config",
+        "tls",
+    ];
+
     /// A bounded label value for `details_errors_total{reason}` and logs.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -101,12 +155,13 @@ impl CfError {
             CfError::Status { status: 429, .. } => "rate_limited",
             CfError::Status { status, .. } if *status >= 500 => "http_5xx",
             CfError::Status { .. } => "http_4xx",
-            CfError::Decode { .. } => "invalid_json",
+            CfError::Decode { .. } | CfError::Unusable { .. } => "invalid_json",
             CfError::BodyTooLarge { .. } => "body_too_large",
             CfError::ForeignOrigin { .. } => "foreign_origin",
             CfError::Pagination { .. } => "pagination",
-            CfError::Login { .. } => "login",
-            CfError::Config(_) => "config",
+            CfError::Login { .. } | CfError::TokenNotAHeader => "login",
+            CfError::Secret(_) | CfError::ApiUrl { .. } | CfError::Client(_) => "config",
+            CfError::CaFile { .. } | CfError::CaCertificates { .. } => "tls",
         }
     }
 
@@ -133,15 +188,31 @@ impl CfError {
     }
 }
 
+/// Displays an error with every cause after it (`a: b: c`), for log lines and messages that
+/// are the end of the road for the error.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::expiry::ReadError;
-    use crate::metrics::DETAILS_ERROR_REASONS;
 
-    /// Every reason a key's details can fail with has its series created at 0.
+    /// `REASONS` lists what `reason()` returns: the series pre-created at 0 from it cover every
+    /// failure a key's details can have.
     #[test]
-    fn every_details_error_reason_is_pre_created() {
+    fn every_reason_is_listed() {
         let status = |status| CfError::Status {
             endpoint: "/x",
             status,
@@ -195,8 +266,8 @@ mod tests {
             .chain(reads.iter().map(ReadError::reason))
         {
             assert!(
-                DETAILS_ERROR_REASONS.contains(&reason),
-                "{reason} is not pre-created"
+                CfError::REASONS.contains(&reason) || ReadError::REASONS.contains(&reason),
+                "{reason} is not listed"
             );
         }
     }

@@ -32,6 +32,27 @@ pub enum BodyLimit {
 /// the refresh (the next refresh tries again).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
+/// What Cloud Foundry's rate limit said last (`X-RateLimit-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub limit: u64,
+    /// Floored to tenths of the limit by Cloud Foundry.
+    pub remaining: u64,
+    /// When the window resets, Unix seconds.
+    pub reset: i64,
+}
+
+impl RateLimit {
+    /// From an answer's headers; `None` when it carries no (complete) rate-limit headers.
+    fn from_headers(headers: &HeaderMap) -> Option<RateLimit> {
+        Some(RateLimit {
+            limit: header_u64(headers, "x-ratelimit-limit")?,
+            remaining: header_u64(headers, "x-ratelimit-remaining")?,
+            reset: i64::try_from(header_u64(headers, "x-ratelimit-reset")?).ok()?,
+        })
+    }
+}
+
 /// Builds the shared client for one foundation.
 pub fn build_client(tls: &TlsOptions, http: &HttpOptions) -> Result<reqwest::Client, CfError> {
     let mut builder = reqwest::Client::builder()
@@ -49,19 +70,20 @@ pub fn build_client(tls: &TlsOptions, http: &HttpOptions) -> Result<reqwest::Cli
         ))
         .pool_idle_timeout(Duration::from_secs(90));
     if let Some(path) = &tls.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| CfError::Config(format!("cannot read CA file {}: {e}", path.display())))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            CfError::Config(format!(
-                "CA file {} holds no usable PEM certificate: {e}",
-                path.display()
-            ))
+        let pem = std::fs::read(path).map_err(|source| CfError::CaFile {
+            path: path.clone(),
+            source,
         })?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| CfError::CaCertificates {
+                path: path.clone(),
+                source: Some(e),
+            })?;
         if certs.is_empty() {
-            return Err(CfError::Config(format!(
-                "CA file {} holds no PEM certificate",
-                path.display()
-            )));
+            return Err(CfError::CaCertificates {
+                path: path.clone(),
+                source: None,
+            });
         }
         for cert in certs {
             builder = builder.add_root_certificate(cert);
@@ -70,9 +92,7 @@ pub fn build_client(tls: &TlsOptions, http: &HttpOptions) -> Result<reqwest::Cli
     if tls.skip_verify {
         builder = builder.danger_accept_invalid_certs(true);
     }
-    builder
-        .build()
-        .map_err(|e| CfError::Config(format!("cannot build the HTTP client: {e}")))
+    builder.build().map_err(CfError::Client)
 }
 
 /// Sends requests for one foundation; cheap to share behind an `Arc`.
@@ -125,6 +145,15 @@ impl Transport {
     /// Requests sent so far (every try counts).
     pub fn requests_sent(&self) -> u64 {
         self.recorder.sent()
+    }
+
+    /// The rate limit Cloud Foundry announced last, if it ever did.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        self.pacer
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last
     }
 
     /// The underlying client, to build requests with.
@@ -190,7 +219,9 @@ impl Transport {
         };
         let status = response.status();
         if paced {
-            self.pacer.observe(status, response.headers());
+            if let Some(rate) = self.pacer.observe(status, response.headers()) {
+                self.recorder.rate_limit(rate);
+            }
         }
         let headers = response.headers().clone();
         // Counted once the body is in: a body that stalls, breaks off or exceeds the cap is no
@@ -329,6 +360,8 @@ struct Pacer {
 
 #[derive(Debug, Default)]
 struct PacerState {
+    /// The last rate limit announced.
+    last: Option<RateLimit>,
     not_before: Option<Instant>,
     /// Gap between requests, and when the window it was computed for ends.
     spacing: Option<(Duration, Instant)>,
@@ -354,8 +387,13 @@ impl Pacer {
         }
     }
 
-    fn observe(&self, status: StatusCode, headers: &HeaderMap) {
+    /// Takes note of an answer; returns the rate limit it announced, if any.
+    fn observe(&self, status: StatusCode, headers: &HeaderMap) -> Option<RateLimit> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let announced = RateLimit::from_headers(headers);
+        if announced.is_some() {
+            state.last = announced;
+        }
         if status == StatusCode::TOO_MANY_REQUESTS {
             let wait = retry_after(headers)
                 .unwrap_or(Duration::from_secs(1))
@@ -363,19 +401,20 @@ impl Pacer {
             let until = Instant::now() + wait;
             state.not_before = Some(state.not_before.map_or(until, |t| t.max(until)));
             tracing::warn!(retry_after = ?wait, "Cloud Foundry rate limit reached (429); pausing requests");
-            return;
+            return announced;
         }
-        let Some(remaining) = header_u64(headers, "x-ratelimit-remaining") else {
-            return;
-        };
-        let limit = header_u64(headers, "x-ratelimit-limit");
-        let reset = header_u64(headers, "x-ratelimit-reset");
-        state.spacing = match (limit, remaining, reset) {
-            (Some(limit), 0, Some(reset)) if limit > 0 => {
+        let rate = announced?;
+        state.spacing = match rate {
+            RateLimit {
+                limit,
+                remaining: 0,
+                reset,
+            } if limit > 0 => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_secs();
+                let reset = u64::try_from(reset).unwrap_or(0);
                 let to_reset = Duration::from_secs(reset.saturating_sub(now)).min(MAX_RETRY_AFTER);
                 let budget = u32::try_from((limit / 10).max(1)).unwrap_or(u32::MAX);
                 if state.spacing.is_none() {
@@ -385,6 +424,7 @@ impl Pacer {
             }
             _ => None,
         };
+        announced
     }
 }
 
@@ -438,7 +478,11 @@ mod tests {
         // Plenty left again: no more spacing.
         pacer.observe(
             StatusCode::OK,
-            &headers(&[("x-ratelimit-remaining", "50".into())]),
+            &headers(&[
+                ("x-ratelimit-limit", "100".into()),
+                ("x-ratelimit-remaining", "50".into()),
+                ("x-ratelimit-reset", (now + 100).to_string()),
+            ]),
         );
         let start = Instant::now();
         pacer.wait().await;

@@ -1,36 +1,45 @@
-//! Cloud Foundry V3 API client for one foundation: the three calls the exporter needs.
+//! Talking to one Cloud Foundry foundation: the V3 calls the exporter needs, and the UAA login
+//! that authorizes them ([`uaa`]).
 //!
 //! 1. `GET /v3/service_instances?type=managed&fields[...]` — every managed instance with its
 //!    space, org, plan and offering names resolved through `included` (one request per 5000
 //!    instances, not one per instance);
 //! 2. `GET /v3/service_credential_bindings?type=key` — every service key;
-//! 3. `GET /v3/service_credential_bindings/:guid/details` — one key's credentials.
+//! 3. with owner labels configured, `GET /v3/spaces?include=organization` — the metadata of
+//!    every space and org;
+//! 4. `GET /v3/service_credential_bindings/:guid/details` — one key's credentials.
 //!
-//! Both lists filter by `service_plan_names` when plans are configured, follow
+//! [`listing`] joins the pages (pure); [`http`] is the one transport every request goes
+//! through. Lists filter by `service_plan_names` when plans are configured, follow
 //! `pagination.next.href` only on the API's own origin, and stop on a page loop. Every request
-//! carries a token from [`Auth`]; a 401 gets one new login and one retry, never a loop.
+//! carries a token from [`Uaa`]; a 401 gets one new login and one retry, never a loop.
 
 pub mod error;
 pub mod http;
+pub mod listing;
 pub mod model;
+pub mod uaa;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::auth::Auth;
 use crate::config::FoundationConfig;
 use crate::metrics::ApiRecorder;
 pub use error::CfError;
 use http::{BodyLimit, Transport};
-use model::{CredentialBinding, Details, Page, ServiceInstance};
+pub use listing::ListedKey;
+use listing::{InstancePages, Interner, OwnerKeys, SpaceOwners};
+use model::{CredentialBinding, Details, Page, ServiceInstance, Space};
+use uaa::Uaa;
 
 /// Route templates: the `endpoint` label of `api_requests_total`.
 pub const INSTANCES_ENDPOINT: &str = "/v3/service_instances";
 pub const BINDINGS_ENDPOINT: &str = "/v3/service_credential_bindings";
 pub const DETAILS_ENDPOINT: &str = "/v3/service_credential_bindings/:guid/details";
+pub const SPACES_ENDPOINT: &str = "/v3/spaces";
 
 /// Largest page the Cloud Controller serves.
 pub const MAX_PER_PAGE: u32 = 5000;
@@ -39,34 +48,13 @@ pub const MAX_PER_PAGE: u32 = 5000;
 /// when a misbehaving API announces absurd page counts and invents a new `next` link each time.
 const MAX_PAGES: u64 = 10_000;
 
-/// A managed service instance with its names resolved.
-#[derive(Debug, Clone)]
-pub struct Instance {
-    pub name: Arc<str>,
-    pub org: Arc<str>,
-    pub space: Arc<str>,
-    pub offering: Arc<str>,
-    pub plan: Arc<str>,
-    pub updated_at: Arc<str>,
-}
-
-/// A service key as listed (without its credentials).
-#[derive(Debug, Clone)]
-pub struct Key {
-    pub guid: String,
-    pub name: String,
-    pub instance_guid: Option<String>,
-    pub updated_at: String,
-    /// The key is fully created; one still being created may answer `/details` with 404.
-    pub ready: bool,
-}
-
 /// Talks to one foundation's API.
 #[derive(Debug)]
 pub struct CfClient {
     transport: Arc<Transport>,
-    auth: Auth,
+    uaa: Uaa,
     api_url: Url,
+    owners: OwnerKeys,
 }
 
 impl CfClient {
@@ -74,20 +62,43 @@ impl CfClient {
     pub fn new(config: &FoundationConfig, recorder: ApiRecorder) -> Result<Self, CfError> {
         let client = http::build_client(&config.tls, &config.http)?;
         let transport = Arc::new(Transport::new(client, recorder, config.http.clone()));
-        let auth = Auth::new(transport.clone(), config);
+        let uaa = Uaa::new(transport.clone(), config);
         Ok(CfClient {
             transport,
-            auth,
+            uaa,
             api_url: config.api_url.clone(),
+            owners: OwnerKeys(
+                config
+                    .metadata_labels
+                    .iter()
+                    .map(|m| m.key.clone())
+                    .collect(),
+            ),
         })
     }
 
-    /// Every managed service instance (of the given plans), by guid.
-    pub async fn list_instances(
-        &self,
-        plans: &[String],
-    ) -> Result<HashMap<String, Instance>, CfError> {
-        let mut url = self.url("/v3/service_instances");
+    /// Every service key of the foundation (of instances of the given plans), joined with its
+    /// instance's names and its owners: two or three listings, run concurrently, a page of up
+    /// to 5000 resources per request, never a request per key.
+    pub async fn list_keys(&self, plans: &[String]) -> Result<Vec<ListedKey>, CfError> {
+        let (instances, keys, spaces) = tokio::try_join!(
+            self.instance_pages(plans),
+            self.binding_pages(plans),
+            self.space_pages()
+        )?;
+        let mut names = Interner::default();
+        let instances = instances.finish(&mut names);
+        Ok(listing::join(
+            &instances,
+            keys,
+            &spaces,
+            &self.owners,
+            &mut names,
+        ))
+    }
+
+    async fn instance_pages(&self, plans: &[String]) -> Result<InstancePages, CfError> {
+        let mut url = self.url(INSTANCES_ENDPOINT);
         url.query_pairs_mut()
             .append_pair("type", "managed")
             .append_pair("per_page", &MAX_PER_PAGE.to_string())
@@ -99,109 +110,52 @@ impl CfClient {
             )
             .append_pair("fields[service_plan.service_offering]", "guid,name");
         append_list(&mut url, "service_plan_names", plans);
-
-        let mut spaces = HashMap::new();
-        let mut orgs = HashMap::new();
-        let mut plans_by_guid = HashMap::new();
-        let mut offerings = HashMap::new();
-        let mut raw = Vec::new();
+        let mut pages = InstancePages::default();
+        let mut names = Interner::default();
         self.for_each_page(INSTANCES_ENDPOINT, url, |page: Page<ServiceInstance>| {
-            let inc = page.included;
-            for s in inc.spaces {
-                let org = s
-                    .relationships
-                    .organization
-                    .guid()
-                    .unwrap_or_default()
-                    .to_owned();
-                spaces.insert(s.guid, (Arc::<str>::from(s.name), org));
-            }
-            for o in inc.organizations {
-                orgs.insert(o.guid, Arc::<str>::from(o.name));
-            }
-            for p in inc.service_plans {
-                let offering = p
-                    .relationships
-                    .service_offering
-                    .guid()
-                    .unwrap_or_default()
-                    .to_owned();
-                plans_by_guid.insert(p.guid, (Arc::<str>::from(p.name), offering));
-            }
-            for o in inc.service_offerings {
-                offerings.insert(o.guid, Arc::<str>::from(o.name));
-            }
-            raw.extend(page.resources);
+            pages.add(page, &self.owners, &mut names)
         })
         .await?;
-
-        // Names the API did not include (should not happen) are shown as "unknown", not dropped:
-        // a key must not vanish from alerting because a name is missing.
-        let unknown: Arc<str> = Arc::from("unknown");
-        let mut instances = HashMap::with_capacity(raw.len());
-        for si in raw {
-            let (space, org_guid) = si
-                .relationships
-                .space
-                .guid()
-                .and_then(|g| spaces.get(g))
-                .map(|(name, org)| (name.clone(), org.as_str()))
-                .unwrap_or((unknown.clone(), ""));
-            let org = orgs
-                .get(org_guid)
-                .cloned()
-                .unwrap_or_else(|| unknown.clone());
-            let (plan, offering_guid) = si
-                .relationships
-                .service_plan
-                .as_ref()
-                .and_then(|p| p.guid())
-                .and_then(|g| plans_by_guid.get(g))
-                .map(|(name, offering)| (name.clone(), offering.as_str()))
-                .unwrap_or((unknown.clone(), ""));
-            let offering = offerings
-                .get(offering_guid)
-                .cloned()
-                .unwrap_or_else(|| unknown.clone());
-            instances.insert(
-                si.guid,
-                Instance {
-                    name: Arc::from(si.name),
-                    org,
-                    space,
-                    offering,
-                    plan,
-                    updated_at: Arc::from(si.updated_at.unwrap_or_default()),
-                },
-            );
-        }
-        Ok(instances)
+        Ok(pages)
     }
 
-    /// Every service key (of instances of the given plans).
-    pub async fn list_keys(&self, plans: &[String]) -> Result<Vec<Key>, CfError> {
-        let mut url = self.url("/v3/service_credential_bindings");
+    async fn binding_pages(&self, plans: &[String]) -> Result<Vec<listing::Key>, CfError> {
+        let mut url = self.url(BINDINGS_ENDPOINT);
         url.query_pairs_mut()
             .append_pair("type", "key")
             .append_pair("per_page", &MAX_PER_PAGE.to_string());
         append_list(&mut url, "service_plan_names", plans);
         let mut keys = Vec::new();
+        let mut names = Interner::default();
         self.for_each_page(BINDINGS_ENDPOINT, url, |page: Page<CredentialBinding>| {
-            keys.extend(page.resources.into_iter().map(|b| {
-                Key {
-                    ready: b
-                        .last_operation
-                        .as_ref()
-                        .is_none_or(|op| op.state == "succeeded" || op.kind != "create"),
-                    instance_guid: b.relationships.service_instance.guid().map(str::to_owned),
-                    name: b.name.unwrap_or_default(),
-                    updated_at: b.updated_at.unwrap_or_default(),
-                    guid: b.guid,
-                }
-            }));
+            keys.extend(listing::keys(page, &self.owners, &mut names))
         })
         .await?;
         Ok(keys)
+    }
+
+    /// The owners of every space and org: only when owner labels are configured. Metadata edits
+    /// do not move a resource's `updated_at`, so this is read at every refresh.
+    async fn space_pages(&self) -> Result<SpaceOwners, CfError> {
+        let mut owners = SpaceOwners::default();
+        if self.owners.is_empty() {
+            return Ok(owners);
+        }
+        let mut url = self.url(SPACES_ENDPOINT);
+        url.query_pairs_mut()
+            .append_pair("include", "organization")
+            .append_pair("per_page", &MAX_PER_PAGE.to_string());
+        let mut names = Interner::default();
+        self.for_each_page(SPACES_ENDPOINT, url, |page: Page<Space>| {
+            owners.add(page, &self.owners, &mut names)
+        })
+        .await?;
+        Ok(owners)
+    }
+
+    /// The rate limit Cloud Foundry announced last, if it ever did.
+    pub fn rate_limit(&self) -> Option<http::RateLimit> {
+        self.transport.rate_limit()
     }
 
     /// Requests sent to this foundation so far.
@@ -213,7 +167,9 @@ impl CfClient {
     pub async fn key_details(&self, guid: &str) -> Result<serde_json::Value, CfError> {
         let mut url = self.api_url.clone();
         url.path_segments_mut()
-            .map_err(|_| CfError::Config("the API URL cannot be a base".into()))?
+            .map_err(|_| CfError::ApiUrl {
+                url: self.api_url.to_string(),
+            })?
             .pop_if_empty()
             .extend(["v3", "service_credential_bindings", guid, "details"]);
         let details: Details = self.get(DETAILS_ENDPOINT, BodyLimit::Small, &url).await?;
@@ -236,7 +192,7 @@ impl CfClient {
     ) -> Result<T, CfError> {
         let mut retried = false;
         loop {
-            let bearer = self.auth.bearer().await?;
+            let bearer = self.uaa.bearer().await?;
             let authorization = bearer.header()?;
             let answer = self
                 .transport
@@ -250,7 +206,7 @@ impl CfClient {
                 .await?;
             if answer.status == reqwest::StatusCode::UNAUTHORIZED && !retried {
                 tracing::debug!(endpoint, "token rejected by the API, logging in again");
-                self.auth.reject(&bearer).await;
+                self.uaa.reject(&bearer).await;
                 retried = true;
                 continue;
             }
@@ -296,10 +252,8 @@ impl CfClient {
 
     /// Resolves a `next` link, refusing any other origin: the token goes only to the API.
     fn same_origin(&self, endpoint: &'static str, href: &str) -> Result<Url, CfError> {
-        let url = self.api_url.join(href).map_err(|e| CfError::Decode {
+        let url = self.api_url.join(href).map_err(|e| CfError::Unusable {
             endpoint,
-            status: 200,
-            content_type: "application/json".into(),
             message: format!("pagination.next.href is not a URL: {e}"),
         })?;
         if url.origin() != self.api_url.origin() {

@@ -1,6 +1,8 @@
 //! The parts of V3 API resources the exporter reads. Unknown fields are ignored, so newer Cloud
 //! Controllers keep working; fields we rely on are required, so a malformed page is an error.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 /// A paginated list: `{"pagination": {...}, "resources": [...], "included": {...}}`.
@@ -26,13 +28,14 @@ pub struct Link {
     pub href: String,
 }
 
-/// Resources requested with `fields[...]`, for the whole page.
+/// Resources requested with `fields[...]` or `include=`, for the whole page.
 #[derive(Debug, Default, Deserialize)]
 pub struct Included {
     #[serde(default)]
     pub spaces: Vec<IncludedSpace>,
+    /// Names only with `fields[space.organization]`; with metadata from `/v3/spaces?include=organization`.
     #[serde(default)]
-    pub organizations: Vec<Named>,
+    pub organizations: Vec<Organization>,
     #[serde(default)]
     pub service_plans: Vec<IncludedPlan>,
     #[serde(default)]
@@ -43,6 +46,34 @@ pub struct Included {
 pub struct Named {
     pub guid: String,
     pub name: String,
+}
+
+/// `labels` and `annotations` of a V3 resource (`prefix/name` or `name` keys). A value may
+/// be null in a request; in a response it is a string, but null is tolerated.
+#[derive(Debug, Default, Deserialize)]
+pub struct Metadata {
+    #[serde(default)]
+    pub labels: BTreeMap<String, Option<String>>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, Option<String>>,
+}
+
+/// An organization: in `included` of instances (name only) or of spaces (with metadata).
+#[derive(Debug, Deserialize)]
+pub struct Organization {
+    pub guid: String,
+    pub name: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+
+/// `GET /v3/spaces` resource (with `include=organization`).
+#[derive(Debug, Deserialize)]
+pub struct Space {
+    pub guid: String,
+    pub relationships: SpaceRelationships,
+    #[serde(default)]
+    pub metadata: Metadata,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,6 +124,8 @@ pub struct ServiceInstance {
     #[serde(default)]
     pub updated_at: Option<String>,
     pub relationships: InstanceRelationships,
+    #[serde(default)]
+    pub metadata: Metadata,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,10 +141,14 @@ pub struct CredentialBinding {
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
     pub updated_at: Option<String>,
     #[serde(default)]
     pub last_operation: Option<LastOperation>,
     pub relationships: BindingRelationships,
+    #[serde(default)]
+    pub metadata: Metadata,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,7 +2,8 @@
 //!
 //! Owns reading, defaulting and validating the file; it returns the same [`FoundationConfig`]s
 //! the single-foundation flags produce, so nothing downstream knows where a foundation came
-//! from. Top-level keys (`refresh_interval`, `full_refresh_interval`, `service_plans`, `details_concurrency`,
+//! from. Top-level keys (`refresh_interval`, `full_refresh_interval`, `service_plans`,
+//! `metadata_labels`, `details_concurrency`,
 //! `client_id`, `origin`, `ca_file`, `skip_tls_verify`) are defaults that each `[[foundation]]`
 //! may override; credentials, `api_url`, `uaa_url` and `name` belong to a foundation only.
 //!
@@ -26,9 +27,10 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::{
-    check_interval, check_readable, check_secret, clean_plans, default_foundation_name, parse_url,
-    ConfigError, FoundationConfig, Grant, SecretSource, TlsOptions, DEFAULT_DETAILS_CONCURRENCY,
-    DEFAULT_FULL_REFRESH_INTERVAL, DEFAULT_REFRESH_INTERVAL,
+    check_interval, check_readable, check_secret, clean_plans, default_foundation_name,
+    metadata_labels, parse_url, ConfigError, FoundationConfig, Grant, MetadataLabel, SecretSource,
+    TlsOptions, DEFAULT_DETAILS_CONCURRENCY, DEFAULT_FULL_REFRESH_INTERVAL,
+    DEFAULT_REFRESH_INTERVAL,
 };
 
 /// The cf CLI's public OAuth client.
@@ -40,6 +42,7 @@ const TOP_KEYS: &[&str] = &[
     "refresh_interval",
     "full_refresh_interval",
     "service_plans",
+    "metadata_labels",
     "details_concurrency",
     "client_id",
     "origin",
@@ -64,6 +67,7 @@ const FOUNDATION_KEYS: &[&str] = &[
     "ca_file",
     "skip_tls_verify",
     "service_plans",
+    "metadata_labels",
     "refresh_interval",
     "full_refresh_interval",
     "details_concurrency",
@@ -76,6 +80,7 @@ struct Defaults {
     refresh_interval: Option<String>,
     full_refresh_interval: Option<String>,
     service_plans: Option<Vec<String>>,
+    metadata_labels: Option<Vec<String>>,
     details_concurrency: Option<i64>,
     client_id: Option<String>,
     origin: Option<String>,
@@ -102,6 +107,7 @@ struct RawFoundation {
     ca_file: Option<PathBuf>,
     skip_tls_verify: Option<bool>,
     service_plans: Option<Vec<String>>,
+    metadata_labels: Option<Vec<String>>,
     refresh_interval: Option<String>,
     full_refresh_interval: Option<String>,
     details_concurrency: Option<i64>,
@@ -166,6 +172,7 @@ struct ResolvedDefaults {
     refresh_interval: Option<Duration>,
     full_refresh_interval: Option<Duration>,
     service_plans: Option<Vec<String>>,
+    metadata_labels: Option<Vec<MetadataLabel>>,
     details_concurrency: Option<NonZeroUsize>,
     client_id: Option<String>,
     origin: Option<String>,
@@ -189,6 +196,10 @@ impl ResolvedDefaults {
                 .map(|v| parse_interval("full_refresh_interval", &v))
                 .transpose()?,
             service_plans: raw.service_plans.map(|p| clean_plans(&p)),
+            metadata_labels: raw
+                .metadata_labels
+                .map(|keys| metadata_labels("metadata_labels", &keys))
+                .transpose()?,
             details_concurrency: raw
                 .details_concurrency
                 .map(|n| parse_concurrency("details_concurrency", n))
@@ -333,6 +344,10 @@ fn build_foundation(
             .map(|p| clean_plans(&p))
             .or_else(|| defaults.service_plans.clone())
             .unwrap_or_default(),
+        metadata_labels: match raw.metadata_labels {
+            Some(keys) => metadata_labels("metadata_labels", &keys)?,
+            None => defaults.metadata_labels.clone().unwrap_or_default(),
+        },
         refresh_interval,
         full_refresh_interval,
         details_concurrency,

@@ -43,6 +43,8 @@ pub struct FoundationConfig {
     pub origin: Option<String>,
     /// Plan names to watch; empty = every plan.
     pub service_plans: Vec<String>,
+    /// Cloud Foundry metadata keys exported as owner labels (`--metadata-labels`).
+    pub metadata_labels: Vec<MetadataLabel>,
     pub refresh_interval: Duration,
     /// Every key's details are read again at least this often, even when nothing says it
     /// changed (guards against changes `updated_at` does not show).
@@ -115,6 +117,65 @@ impl Default for HttpOptions {
             login_retry_after: Duration::from_secs(30),
         }
     }
+}
+
+/// A Cloud Foundry metadata key (label or annotation) exported as an owner label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataLabel {
+    /// As in Cloud Foundry: `team`, `example.com/owner`.
+    pub key: String,
+    /// The Prometheus label: `label_` + the key with every character outside `[a-zA-Z0-9_]`
+    /// replaced by `_` (`label_example_com_owner`).
+    pub label: String,
+}
+
+impl MetadataLabel {
+    pub fn sanitise(key: &str) -> String {
+        let mut label = String::with_capacity(6 + key.len());
+        label.push_str("label_");
+        label.extend(key.chars().map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        }));
+        label
+    }
+}
+
+/// Checks `--metadata-labels` / `metadata_labels`: blank entries are dropped, a key must look
+/// like a Cloud Foundry metadata key (`name` or `prefix/name`, no spaces), and two keys that
+/// become the same label (or one key listed twice) are an error naming both.
+pub fn metadata_labels(field: &str, keys: &[String]) -> Result<Vec<MetadataLabel>, ConfigError> {
+    let mut out: Vec<MetadataLabel> = Vec::new();
+    for key in keys.iter().map(|k| k.trim()).filter(|k| !k.is_empty()) {
+        let name = key.rsplit_once('/').map_or(key, |(_, name)| name);
+        if name.is_empty()
+            || key.matches('/').count() > 1
+            || key.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError::invalid(
+                field,
+                format!("\"{key}\" is not a Cloud Foundry metadata key (`name` or `prefix/name`)"),
+            ));
+        }
+        let label = MetadataLabel::sanitise(key);
+        if let Some(other) = out.iter().find(|m| m.label == label) {
+            return Err(ConfigError::invalid(
+                field,
+                format!(
+                    "\"{}\" and \"{key}\" would both be exported as the label {label}; keep one of them",
+                    other.key
+                ),
+            ));
+        }
+        out.push(MetadataLabel {
+            key: key.to_owned(),
+            label,
+        });
+    }
+    Ok(out)
 }
 
 /// Where a secret lives. Read on use; never printed (the inline value is a `SecretString`).
@@ -300,6 +361,7 @@ impl Source {
 #[derive(Debug, Clone)]
 struct Tuning {
     service_plans: Vec<String>,
+    metadata_labels: Vec<MetadataLabel>,
     refresh_interval: Duration,
     full_refresh_interval: Duration,
     details_concurrency: NonZeroUsize,
@@ -309,6 +371,10 @@ impl Tuning {
     fn from_args(args: &ConnectionArgs) -> Result<Tuning, ConfigError> {
         Ok(Tuning {
             service_plans: clean_plans(&args.service_plans),
+            metadata_labels: metadata_labels(
+                "--metadata-labels",
+                args.metadata_labels.as_deref().unwrap_or_default(),
+            )?,
             refresh_interval: check_interval("--refresh-interval", args.refresh_interval)?,
             full_refresh_interval: check_interval(
                 "--full-refresh-interval",
@@ -320,6 +386,7 @@ impl Tuning {
 
     fn apply(self, foundation: &mut FoundationConfig) {
         foundation.service_plans = self.service_plans;
+        foundation.metadata_labels = self.metadata_labels;
         foundation.refresh_interval = self.refresh_interval;
         foundation.full_refresh_interval = self.full_refresh_interval;
         foundation.details_concurrency = self.details_concurrency;
@@ -336,6 +403,9 @@ pub struct DemoTarget {
     pub client_id: String,
     pub client_secret: String,
     pub origin: Option<String>,
+    /// The metadata keys the simulated world carries owners under: `--demo` exports them as
+    /// owner labels unless `--metadata-labels` says otherwise.
+    pub metadata_labels: Vec<String>,
 }
 
 impl DemoTarget {
@@ -354,6 +424,7 @@ impl DemoTarget {
                 .then(|| SecretSource::Inline(SecretString::from(self.client_secret.clone()))),
             origin: self.origin.clone(),
             service_plans: Vec::new(),
+            metadata_labels: Vec::new(),
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
             full_refresh_interval: DEFAULT_FULL_REFRESH_INTERVAL,
             details_concurrency: DEFAULT_DETAILS_CONCURRENCY,
@@ -374,6 +445,7 @@ impl DemoTarget {
             client_id: accounts.client_id.clone(),
             client_secret: accounts.client_secret.clone(),
             origin: accounts.origin.clone(),
+            metadata_labels: Vec::new(),
         }
     }
 }
@@ -392,7 +464,11 @@ pub fn demo(args: &ConnectionArgs, target: &DemoTarget) -> Result<Config, Config
         return Err(ConfigError::invalid("--demo", "not given"));
     }
     let mut foundation = target.foundation("demo");
-    Tuning::from_args(args)?.apply(&mut foundation);
+    let mut tuning = Tuning::from_args(args)?;
+    if args.metadata_labels.is_none() {
+        tuning.metadata_labels = metadata_labels("--metadata-labels", &target.metadata_labels)?;
+    }
+    tuning.apply(&mut foundation);
     Ok(Config {
         foundations: vec![foundation],
         file: None,
@@ -490,6 +566,7 @@ pub fn from_args(
         client_secret,
         origin: args.cf_origin.clone().filter(|o| !o.is_empty()),
         service_plans: Vec::new(),
+        metadata_labels: Vec::new(),
         refresh_interval: DEFAULT_REFRESH_INTERVAL,
         full_refresh_interval: DEFAULT_FULL_REFRESH_INTERVAL,
         details_concurrency: DEFAULT_DETAILS_CONCURRENCY,

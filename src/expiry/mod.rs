@@ -17,6 +17,7 @@
 //! | `valid_until` | a field named `valid_until` or `valid_to` (outside `certificatedetails`) |
 //! | `not_after` | a field named `not_after` |
 //! | `none` ([`SOURCE_NONE`]) | nothing readable; never produced by [`extract`], used by callers |
+//! | `unread` ([`SOURCE_UNREAD`]) | the details were never read; used by callers |
 //!
 //! Field names match case-insensitively and ignore `_` and `-`, so `expiresAt`, `expires-at` and
 //! `EXPIRES_AT` are all `expires_at`. They match at any depth. The list is deliberately short:
@@ -41,6 +42,15 @@
 //!
 //! A key may have findings and errors at once; [`Extraction::earliest`] picks what counts.
 //!
+//! # Start of validity
+//! Each [`Found`] also says from when the credential it expires is valid, if the credentials
+//! tell: the notBefore of the certificate that gives the expiry, else a validity-start field
+//! beside the expiry field (a sibling in the same object) named `valid_from` / `validFrom`,
+//! `not_before` / `notBefore` or `issued_at` / `issuedAt` (the same name matching and the same
+//! value rules as expiry fields; several: the earliest). [`valid_from`] falls back to the key's
+//! creation time when the credentials say nothing, so every key with an expiry has a start of
+//! validity, and its lifetime is known.
+//!
 //! # Limits against hostile input
 //! Objects and arrays nested deeper than [`MAX_DEPTH`] are not searched, at most [`MAX_NODES`]
 //! JSON values are visited, strings over [`MAX_PEM_STRING_BYTES`] or holding more than
@@ -64,6 +74,8 @@ pub use pem::{MAX_CERTIFICATES_PER_STRING, MAX_PEM_STRING_BYTES};
 
 /// `expiry_source` label value for keys without a readable expiry.
 pub const SOURCE_NONE: &str = "none";
+/// `expiry_source` label value for keys whose details were never read successfully.
+pub const SOURCE_UNREAD: &str = "unread";
 /// `certificatedetails.validuntil`, as SAP Cloud Integration writes it.
 pub const SOURCE_CERTIFICATEDETAILS_VALIDUNTIL: &str = "certificatedetails.validuntil";
 /// The notAfter of a PEM certificate found anywhere in the credentials.
@@ -79,8 +91,8 @@ pub const SOURCE_VALID_UNTIL: &str = "valid_until";
 /// A field named `not_after` / `notAfter`.
 pub const SOURCE_NOT_AFTER: &str = "not_after";
 
-/// Every `expiry_source` label value, [`SOURCE_NONE`] last; lets callers pre-create series and
-/// documentation stay in step with the code.
+/// Every `expiry_source` a reading can have, [`SOURCE_NONE`] last ([`SOURCE_UNREAD`] is not a
+/// reading); lets callers check a stored value and documentation stay in step with the code.
 pub const SOURCES: [&str; 8] = [
     SOURCE_CERTIFICATEDETAILS_VALIDUNTIL,
     SOURCE_CERTIFICATE,
@@ -117,10 +129,25 @@ pub struct Found {
     pub path: String,
     /// Set when the expiry is a certificate's notAfter.
     pub certificate: Option<CertificateInfo>,
+    /// From when the credential is valid, when the credentials say: the certificate's notBefore,
+    /// or a validity-start field beside the expiry field.
+    pub valid_from: Option<OffsetDateTime>,
+}
+
+/// From when a key's expiring credential is valid (Unix seconds): what the credentials say
+/// ([`Found::valid_from`]), else the key's creation time. Never after the expiry itself: a start
+/// of validity later than the expiry is nonsense, and the creation time is used instead.
+pub fn valid_from(found: &Found, created_at: Option<i64>) -> Option<i64> {
+    let expires_at = found.expires_at.unix_timestamp();
+    found
+        .valid_from
+        .map(OffsetDateTime::unix_timestamp)
+        .filter(|from| *from <= expires_at)
+        .or(created_at)
 }
 
 /// Public facts of a certificate (never the key).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CertificateInfo {
     /// Subject distinguished name, e.g. `CN=xyz, O=SAP SE, C=DE` (cut at 256 characters).
     pub subject: String,
@@ -150,6 +177,9 @@ pub enum ReadError {
 }
 
 impl ReadError {
+    /// Every value [`ReadError::reason`] returns.
+    pub const REASONS: [&'static str; 2] = ["invalid_certificate", "invalid_date"];
+
     /// The `reason` label of `cf_service_key_exporter_details_errors_total`.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -221,11 +251,16 @@ impl<'a> Walker<'a> {
         self.nodes += 1;
         match value {
             Value::Object(map) if depth < MAX_DEPTH => {
+                // Looked up once per object, and only in objects that hold an expiry field.
+                let mut start = None;
                 for (key, child) in map {
                     let source = field_source(self.last_key(), key);
                     self.path.push(Segment::Key(key));
                     match source {
-                        Some(source) => self.read_date_field(child, source, depth),
+                        Some(source) => {
+                            let from = *start.get_or_insert_with(|| validity_start(map));
+                            self.read_date_field(child, source, depth, from)
+                        }
                         None => self.visit(child, depth + 1),
                     }
                     self.path.pop();
@@ -251,7 +286,13 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn read_date_field(&mut self, value: &'a Value, source: &'static str, depth: usize) {
+    fn read_date_field(
+        &mut self,
+        value: &'a Value,
+        source: &'static str,
+        depth: usize,
+        valid_from: Option<OffsetDateTime>,
+    ) {
         let at = match value {
             Value::Null => return,
             Value::String(s) if s.trim().is_empty() => return,
@@ -267,6 +308,7 @@ impl<'a> Walker<'a> {
                 source,
                 path: self.render_path(),
                 certificate: None,
+                valid_from,
             }),
             None => self.push_error(ReadError::InvalidDate {
                 path: self.render_path(),
@@ -283,6 +325,7 @@ impl<'a> Walker<'a> {
                 source: SOURCE_CERTIFICATE,
                 path: self.render_path(),
                 certificate: Some(earliest.info),
+                valid_from: Some(earliest.not_before),
             });
         }
         if scan.unreadable {
@@ -352,6 +395,24 @@ fn field_source(parent: Option<&str>, key: &str) -> Option<&'static str> {
         "notafter" => SOURCE_NOT_AFTER,
         _ => return None,
     })
+}
+
+/// The earliest readable validity-start field among an object's own fields (`valid_from`,
+/// `not_before`, `issued_at` in any spelling); unreadable ones are ignored, as the start is an
+/// extra, never a reason to distrust the expiry.
+fn validity_start(map: &serde_json::Map<String, Value>) -> Option<OffsetDateTime> {
+    map.iter()
+        .filter(|(key, _)| key.len() <= 32 && is_validity_start(&normalise(key)))
+        .filter_map(|(_, value)| match value {
+            Value::String(s) => date::from_str(s),
+            Value::Number(n) => date::from_epoch_number(n),
+            _ => None,
+        })
+        .min()
+}
+
+fn is_validity_start(normalised: &str) -> bool {
+    matches!(normalised, "validfrom" | "notbefore" | "issuedat")
 }
 
 /// Lower case without `_` and `-`: `expires_at`, `expiresAt` and `Expires-At` are one name.
@@ -453,6 +514,60 @@ mod tests {
         let x = extract(&Value::Array(many));
         assert_eq!(x.found.len(), MAX_FOUND);
         assert_eq!(x.errors.len(), MAX_ERRORS);
+    }
+
+    #[test]
+    fn a_start_field_beside_the_expiry_gives_its_valid_from() {
+        let creds = json!({
+            "a": {"validUntil": 1_800_000_000_000i64, "validFrom": 1_700_000_000_000i64},
+            "b": {"not_after": "2030-01-01T00:00:00Z", "not_before": "2029-01-01T00:00:00+01:00",
+                  "issued_at": "2028-06-01T00:00:00Z"},
+            "c": {"expires_at": 1_900_000_000, "issued_at": "no date"},
+            "d": {"expires_at": 1_950_000_000, "nested": {"valid_from": 1_600_000_000}},
+        });
+        let x = extract(&creds);
+        let from = |path: &str| {
+            x.found
+                .iter()
+                .find(|f| f.path == path)
+                .and_then(|f| f.valid_from)
+        };
+        assert_eq!(
+            from("a.validUntil"),
+            Some(datetime!(2023-11-14 22:13:20 UTC))
+        );
+        // The earliest of several start fields; time zones honoured.
+        assert_eq!(
+            from("b.not_after"),
+            Some(datetime!(2028-06-01 00:00:00 UTC))
+        );
+        // Unreadable starts are ignored, and only siblings count.
+        assert_eq!(from("c.expires_at"), None);
+        assert_eq!(from("d.expires_at"), None);
+        assert!(x.errors.is_empty(), "{:?}", x.errors);
+    }
+
+    #[test]
+    fn valid_from_falls_back_to_the_creation_time() {
+        let found = |valid_from| Found {
+            expires_at: datetime!(2030-01-01 00:00:00 UTC),
+            source: SOURCE_EXPIRES_AT,
+            path: "expires_at".into(),
+            certificate: None,
+            valid_from,
+        };
+        let created = Some(1_800_000_000);
+        assert_eq!(
+            valid_from(&found(Some(datetime!(2029-01-01 00:00:00 UTC))), created),
+            Some(1_861_920_000)
+        );
+        assert_eq!(valid_from(&found(None), created), created);
+        // A start after the expiry is nonsense: the creation time instead.
+        assert_eq!(
+            valid_from(&found(Some(datetime!(2031-01-01 00:00:00 UTC))), created),
+            created
+        );
+        assert_eq!(valid_from(&found(None), None), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Finds PEM certificates inside one credential string and reads their notAfter.
+//! Finds PEM certificates inside one credential string and reads their validity.
 //!
 //! Owns PEM framing (RFC 7468), the `\n`-escaped variant some tools produce, and the limits that
 //! keep a hostile string cheap. It must never look inside a block that is not a certificate (a
@@ -40,6 +40,8 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 #[derive(Debug)]
 pub(super) struct Earliest {
     pub(super) not_after: OffsetDateTime,
+    /// The same certificate's notBefore.
+    pub(super) not_before: OffsetDateTime,
     pub(super) info: CertificateInfo,
 }
 
@@ -128,6 +130,7 @@ fn read_certificate(body: &str) -> Option<Earliest> {
     let (_, cert) = X509Certificate::from_der(&der).ok()?;
     Some(Earliest {
         not_after: cert.validity().not_after.to_datetime(),
+        not_before: cert.validity().not_before.to_datetime(),
         info: CertificateInfo {
             subject: bounded(cert.subject().to_string()),
             issuer: bounded(cert.issuer().to_string()),

@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::common::{Harness, Scrape, KEY_LABELS};
-use cf_sim::credentials::{credentials, Shape};
+use crate::common::year_key;
+use crate::common::{clean_demo, Harness, Scrape, KEY_LABELS};
+use cf_sim::credentials::Shape;
 use cf_sim::{demo, Outage, World};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -29,7 +30,7 @@ fn key_count(scrape: &Scrape) -> usize {
 #[tokio::test]
 async fn every_contract_metric_and_label_is_served_with_the_planted_values() {
     let start = now();
-    let h = Harness::new(demo::world(start).unwrap()).await;
+    let h = Harness::new(clean_demo(start)).await;
     let stats = h.refresh().await;
     assert_eq!(stats.details_errors, 0);
     let scrape = h.scrape().await;
@@ -58,7 +59,8 @@ async fn every_contract_metric_and_label_is_served_with_the_planted_values() {
     );
     assert_eq!(
         reasons.len(),
-        cf_service_key_exporter::metrics::DETAILS_ERROR_REASONS.len()
+        cf_service_key_exporter::cf::CfError::REASONS.len()
+            + cf_service_key_exporter::expiry::ReadError::REASONS.len()
     );
     assert!(reasons.iter().all(|s| s.value == 0.0), "{reasons:?}");
     assert_eq!(
@@ -222,7 +224,7 @@ async fn pagination_reads_every_key_across_many_pages() {
             .map(|k| &*k.labels.service_key_guid)
             .collect();
         assert_eq!(guids.len(), 12_000, "page cap {page_cap}");
-        assert!(known.keys.iter().all(|k| k.expiry.is_some()));
+        assert!(known.keys.iter().all(|k| k.expiry().is_some()));
         assert_eq!(
             h.sim.state.stats.count("/v3/service_credential_bindings"),
             12_000usize.div_ceil(page_cap)
@@ -257,7 +259,7 @@ async fn pagination_reads_every_key_across_many_pages() {
 
 #[tokio::test]
 async fn service_plans_filter_keeps_only_keys_of_those_plans() {
-    let h = Harness::with(demo::world(now()).unwrap(), Default::default(), |c| {
+    let h = Harness::with(clean_demo(now()), Default::default(), |c| {
         c.service_plans = vec!["integration-flow".into()];
     })
     .await;
@@ -327,7 +329,7 @@ async fn an_expired_token_mid_refresh_leads_to_one_new_login_and_a_complete_refr
 
 #[tokio::test]
 async fn a_token_is_reused_until_shortly_before_it_expires() {
-    let h = Harness::new(demo::world(now()).unwrap()).await;
+    let h = Harness::new(clean_demo(now())).await;
     h.refresh().await;
     h.refresh().await;
     assert_eq!(
@@ -341,48 +343,8 @@ async fn a_token_is_reused_until_shortly_before_it_expires() {
 }
 
 #[tokio::test]
-async fn a_key_whose_details_fail_is_counted_and_the_others_still_publish() {
-    let h = Harness::new(demo::world(now()).unwrap()).await;
-    let (broken, total) = h.sim.state.with_world(|w| {
-        (
-            w.find_key("partner-edi").unwrap().guid.clone(),
-            w.keys.len(),
-        )
-    });
-    h.sim.state.switches.fail_details(&broken, 404);
-    let stats = h.refresh().await;
-    assert_eq!(stats.details_errors, 1);
-    let scrape = h.scrape().await;
-    assert_eq!(key_count(&scrape), total - 1);
-    assert!(scrape
-        .key_value("cf_service_key_expiry_seconds", "partner-edi")
-        .is_none());
-    assert!(scrape
-        .key_value("cf_service_key_expiry_seconds", "s4-inbound")
-        .is_some());
-    assert_eq!(
-        scrape.value(
-            "cf_service_key_exporter_details_errors_total",
-            &[("foundation", "test"), ("reason", "not_found")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        scrape.types["cf_service_key_exporter_details_errors"],
-        "counter"
-    );
-    assert_eq!(
-        scrape.value(
-            "cf_service_key_exporter_refresh_success",
-            &[("foundation", "test")]
-        ),
-        1.0
-    );
-}
-
-#[tokio::test]
 async fn a_known_key_whose_details_fail_later_keeps_its_last_reading() {
-    let h = Harness::new(demo::world(now()).unwrap()).await;
+    let h = Harness::new(clean_demo(now())).await;
     h.refresh().await;
     let before = h
         .scrape()
@@ -416,7 +378,7 @@ async fn a_known_key_whose_details_fail_later_keeps_its_last_reading() {
 #[tokio::test]
 async fn when_the_api_goes_down_the_last_values_stay_and_update_after_recovery() {
     let start = now();
-    let h = Harness::new(demo::world(start).unwrap()).await;
+    let h = Harness::new(clean_demo(start)).await;
     h.refresh().await;
     let good = h.scrape().await;
     let f = [("foundation", "test")];
@@ -458,7 +420,7 @@ async fn when_the_api_goes_down_the_last_values_stay_and_update_after_recovery()
         let old = w.find_key("s4-inbound").unwrap().guid.clone();
         w.rotate_key(
             &old,
-            credentials(Shape::CloudIntegrationFlow, rotated_at, "x").unwrap(),
+            year_key(Shape::CloudIntegrationFlow, rotated_at, "x").unwrap(),
         )
     });
     h.refresh().await;
@@ -478,7 +440,7 @@ async fn when_the_api_goes_down_the_last_values_stay_and_update_after_recovery()
 
 #[tokio::test]
 async fn a_deleted_key_disappears_at_the_next_refresh() {
-    let h = Harness::new(demo::world(now()).unwrap()).await;
+    let h = Harness::new(clean_demo(now())).await;
     h.refresh().await;
     assert!(h
         .scrape()
@@ -501,7 +463,7 @@ async fn a_deleted_key_disappears_at_the_next_refresh() {
 
 #[tokio::test]
 async fn readiness_waits_for_the_first_refresh() {
-    let h = Harness::new(demo::world(now()).unwrap()).await;
+    let h = Harness::new(clean_demo(now())).await;
     assert_eq!(h.get("/readyz").await.status(), 503);
     assert_eq!(h.get("/healthz").await.status(), 200);
     h.refresh().await;
@@ -510,7 +472,7 @@ async fn readiness_waits_for_the_first_refresh() {
 
 #[tokio::test]
 async fn readiness_counts_a_failed_first_refresh_as_finished() {
-    let h = Harness::new(demo::world(now()).unwrap()).await;
+    let h = Harness::new(clean_demo(now())).await;
     h.sim.state.switches.set_outage(Some(Outage::Html(500)));
     h.refresh().await;
     assert_eq!(h.get("/readyz").await.status(), 200);
@@ -547,7 +509,7 @@ async fn names_with_quotes_backslashes_newlines_and_unicode_survive_a_round_trip
     w.key(
         &inst,
         odd[3],
-        credentials(
+        year_key(
             Shape::CloudIntegrationFlow,
             now() + time::Duration::days(9),
             "s",
@@ -567,7 +529,7 @@ async fn names_with_quotes_backslashes_newlines_and_unicode_survive_a_round_trip
 
 #[tokio::test]
 async fn metrics_are_gzipped_when_the_scraper_asks() {
-    let h = Harness::new(demo::world(now()).unwrap()).await;
+    let h = Harness::new(clean_demo(now())).await;
     h.refresh().await;
     let client = reqwest::Client::builder().no_gzip().build().unwrap();
     let response = client
@@ -593,7 +555,7 @@ async fn metrics_are_gzipped_when_the_scraper_asks() {
 
 #[tokio::test]
 async fn a_user_provided_instance_and_keys_still_being_created_are_not_errors() {
-    let mut w = demo::world(now()).unwrap();
+    let mut w = clean_demo(now());
     let creating = {
         let inst = w
             .instances
@@ -618,7 +580,7 @@ async fn a_user_provided_instance_and_keys_still_being_created_are_not_errors() 
 
 #[tokio::test]
 async fn a_reader_that_does_not_ask_for_openmetrics_gets_the_classic_text_format() {
-    let h = Harness::new(demo::world(now()).unwrap()).await;
+    let h = Harness::new(clean_demo(now())).await;
     h.refresh().await;
     let response = h.get("/metrics").await;
     assert_eq!(

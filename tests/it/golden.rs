@@ -1,6 +1,7 @@
 //! The exposition of a fixed snapshot at a fixed clock, byte for byte: names, help texts, label
-//! order and escaping, value formatting, `expiry_source="none"`, the self-metrics. A change to
-//! any of them shows up here as a diff. `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the
+//! order and escaping, value formatting, `expiry_source="none"` and `"unread"`, creation and
+//! valid-from times, read errors, owners, the self-metrics. A change to
+//! any of them shows up here as a diff. `UPDATE_GOLDEN=1 cargo test --test it golden` rewrites the
 //! file after a deliberate change (then check it with `promtool check metrics`).
 
 use std::sync::Arc;
@@ -9,7 +10,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use cf_service_key_exporter::expiry::CertificateInfo;
 use cf_service_key_exporter::metrics::encode_snapshot_at;
 use cf_service_key_exporter::snapshot::{
-    FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, RefreshStatus, Snapshot,
+    FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, ReadFailure, Reading, RefreshStatus,
+    Snapshot,
 };
 
 const NOW: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
@@ -25,10 +27,15 @@ fn key(org: &str, instance: &str, name: &str, guid: &str, expiry: Option<KeyExpi
             service_key: Arc::from(name),
             service_key_guid: Arc::from(guid),
         },
-        expiry,
+        created_at: Some(NOW as i64 - 362 * 86_400),
+        owners: Arc::from([Some(Arc::from("payments")), None]),
         key_updated_at: Arc::from("2025-01-01T00:00:00Z"),
         instance_updated_at: Arc::from("2025-01-01T00:00:00Z"),
-        read_at: NOW as i64,
+        reading: Some(Reading {
+            read_at: NOW as i64,
+            expiry,
+        }),
+        failure: None,
     }
 }
 
@@ -41,6 +48,7 @@ fn snapshot() -> Snapshot {
             "0000000a-0000-4000-8000-000000000001",
             Some(KeyExpiry {
                 expires_at: NOW as i64 + 3 * 86_400,
+                valid_from: Some(NOW as i64 - 362 * 86_400),
                 source: "certificatedetails.validuntil",
                 certificate: None,
             }),
@@ -52,6 +60,7 @@ fn snapshot() -> Snapshot {
             "0000000a-0000-4000-8000-000000000002",
             Some(KeyExpiry {
                 expires_at: NOW as i64 - 2 * 86_400,
+                valid_from: Some(NOW as i64 - 9 * 86_400),
                 source: "certificate",
                 certificate: Some(CertificateInfo {
                     subject: "CN=client".into(),
@@ -68,8 +77,34 @@ fn snapshot() -> Snapshot {
             None,
         ),
     ];
+    let mut keys = keys;
+    // A key whose latest read failed keeps its reading beside the error; one never read.
+    keys[1].failure = Some(ReadFailure {
+        reason: "http_5xx",
+        attempts: 2,
+        retry_at: Some(NOW as i64 + 600),
+    });
+    let mut unread = key(
+        "acme",
+        "xsuaa-app",
+        "broken",
+        "0000000a-0000-4000-8000-000000000004",
+        None,
+    );
+    unread.reading = None;
+    unread.owners = Arc::from([None, Some(Arc::from("ops@example.com"))]);
+    unread.failure = Some(ReadFailure {
+        reason: "not_found",
+        attempts: 1,
+        retry_at: Some(NOW as i64 + 150),
+    });
+    keys.push(unread);
     let eu10 = FoundationSnapshot {
         keys: Arc::new(keys),
+        owner_labels: Arc::from([
+            "label_team".to_owned(),
+            "label_example_com_owner".to_owned(),
+        ]),
         status: RefreshStatus {
             finished_once: true,
             success: true,
@@ -79,6 +114,7 @@ fn snapshot() -> Snapshot {
     };
     let us10 = FoundationSnapshot {
         keys: Arc::new(Vec::new()),
+        owner_labels: Arc::from([]),
         status: RefreshStatus {
             finished_once: true,
             success: false,

@@ -8,8 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::year_key;
 use crate::common::Scrape;
-use cf_sim::credentials::{credentials, Shape};
+use cf_sim::credentials::Shape;
 use cf_sim::{demo, Accounts, Outage, Sim};
 use time::OffsetDateTime;
 
@@ -178,7 +179,7 @@ async fn foundations_refresh_independently_and_sighup_reloads_the_file() {
         let guid = w.find_key("s4-inbound").unwrap().guid.clone();
         w.rotate_key(
             &guid,
-            credentials(Shape::CloudIntegrationFlow, rotated_at, "s").unwrap(),
+            year_key(Shape::CloudIntegrationFlow, rotated_at, "s").unwrap(),
         )
     });
     let during = exporter

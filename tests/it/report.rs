@@ -1,7 +1,9 @@
 //! `cf-service-key-exporter report`, run as the real binary against the built-in demo
-//! foundation (`report --demo`), whose planted keys are described in `sim::demo`:
-//! s4-inbound 3 days, partner-edi 20, x509-client 60 (a certificate), monitoring 200,
-//! calm-key 365, old-tooling expired 2 days ago, legacy-basic without expiry.
+//! foundation (`report --demo`), whose planted keys are described in `cf_sim::demo`: among
+//! them old-tooling expired 2 days ago, jobs-x509-abandoned (a 7-day certificate) 12 hours
+//! left, s4-inbound 3 days, jobs-x509-fresh 6 days, partner-edi 20, x509-client 60, monitoring
+//! 200, calm-key 365, legacy-basic and the client-secret keys without expiry, broken-binding
+//! never readable (404) and flaky-key failing its first refresh.
 
 use std::process::{Command, Output};
 
@@ -10,17 +12,29 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-const DAY: i64 = 86_400;
-
-/// The planted keys in the order the report must show them, with their days left.
-const PLANTED: [(&str, i64); 6] = [
-    ("old-tooling", -2),
-    ("s4-inbound", 3),
-    ("partner-edi", 20),
-    ("x509-client", 60),
-    ("monitoring", 200),
-    ("calm-key", 365),
+/// Planted keys in the order the report must show them, with their hours left.
+const PLANTED: [(&str, i64); 8] = [
+    ("old-tooling", -48),
+    ("jobs-x509-abandoned", 12),
+    ("s4-inbound", 72),
+    ("jobs-x509-fresh", 144),
+    ("partner-edi", 20 * 24),
+    ("x509-client", 60 * 24),
+    ("monitoring", 200 * 24),
+    ("calm-key", 365 * 24),
 ];
+const HOUR: i64 = 3_600;
+
+/// What the demo's failing keys make the report say on stderr, and nothing else.
+fn only_the_planted_failures(stderr: &str) {
+    for line in stderr.lines() {
+        assert!(
+            line.contains("cannot read the key's details")
+                || line.contains("errors reading key details"),
+            "unexpected stderr line: {line}\n{stderr}"
+        );
+    }
+}
 
 /// Runs the binary with `args`, isolated from the caller's CF_* and logging environment.
 fn report(args: &[&str]) -> Output {
@@ -47,14 +61,12 @@ fn unix_now() -> i64 {
 }
 
 #[test]
-fn table_shows_every_demo_key_soonest_first_and_the_key_without_expiry_last() {
+fn table_shows_every_demo_key_soonest_first_with_lifetime_owner_and_error_columns() {
     let output = report(&["--demo"]);
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert_eq!(code(&output), 0, "{stderr}");
-    assert_eq!(
-        stderr, "",
-        "logs default to warn and the demo warns about nothing"
-    );
+    only_the_planted_failures(&stderr);
+    assert!(stderr.contains("2 errors reading key details"), "{stderr}");
 
     let lines: Vec<&str> = stdout.lines().collect();
     let header: Vec<&str> = lines[0]
@@ -68,12 +80,18 @@ fn table_shows_every_demo_key_soonest_first_and_the_key_without_expiry_last() {
             "FOUNDATION",
             "ORG",
             "SPACE",
-            "INSTANCE",
+            "OFFERING",
             "PLAN",
+            "INSTANCE",
             "KEY",
+            "CREATED",
+            "VALID FROM",
             "EXPIRES AT",
             "TIME LEFT",
             "SOURCE",
+            "ERROR",
+            "TEAM",
+            "EXAMPLE_COM_OWNER",
             "SUBJECT",
             "ISSUER",
             "SERIAL"
@@ -87,7 +105,7 @@ fn table_shows_every_demo_key_soonest_first_and_the_key_without_expiry_last() {
     let line_of = |key: &str| {
         lines
             .iter()
-            .position(|l| l.split_whitespace().nth(5) == Some(key))
+            .position(|l| l.split_whitespace().nth(6) == Some(key))
             .unwrap_or_else(|| panic!("{key} is not in the table:\n{stdout}"))
     };
     let positions: Vec<usize> = PLANTED.iter().map(|(key, _)| line_of(key)).collect();
@@ -97,39 +115,61 @@ fn table_shows_every_demo_key_soonest_first_and_the_key_without_expiry_last() {
     );
     assert_eq!(positions[0], 1, "the expired key comes first");
 
+    let cells = |key: &str| -> Vec<&str> { lines[line_of(key)].split_whitespace().collect() };
     let expired = lines[line_of("old-tooling")];
     assert!(expired.contains("expired 2d ago"), "{expired}");
-    let soon = lines[line_of("s4-inbound")];
-    assert!(soon.contains(" 3d ") || soon.contains(" 2d 23h "), "{soon}");
-    assert!(soon.contains("certificatedetails.validuntil"), "{soon}");
+    // created, valid from, expires at, time left, source, error, team, owner
+    let s4 = cells("s4-inbound");
+    assert!(s4[10] == "3d" || s4[10] == "2d", "{s4:?}");
+    assert_eq!(
+        s4[11 + usize::from(s4[10] == "2d")],
+        "certificatedetails.validuntil",
+        "{s4:?}"
+    );
+    let s4_line = lines[line_of("s4-inbound")];
+    assert!(
+        s4_line.contains(" integration ") && s4_line.contains(" integration@acme.example "),
+        "owners from the instance and the space: {s4_line}"
+    );
+    let payments = lines[line_of("payments-x509")];
+    assert!(
+        payments.contains(" payments "),
+        "the key's own team: {payments}"
+    );
 
     let x509 = lines[line_of("x509-client")];
     assert!(x509.contains(" certificate "), "{x509}");
     assert!(
         x509.contains("SAP Cloud Platform Clients"),
-        "the subject is shown: {x509}"
+        "the subject: {x509}"
     );
-    assert!(x509.contains("0x"), "the serial is shown: {x509}");
+    assert!(x509.contains("0x"), "the serial: {x509}");
 
-    let last = lines.last().expect("a table");
-    assert_eq!(
-        line_of("legacy-basic"),
-        lines.len() - 1,
-        "the key without expiry is last"
+    // Keys without an expiry after those with one; keys never read last, with their reason.
+    let broken = cells("broken-binding");
+    assert!(
+        broken.contains(&"unread") && broken.contains(&"not_found"),
+        "{broken:?}"
     );
-    let cells: Vec<&str> = last.split_whitespace().collect();
-    assert_eq!(&cells[6..9], ["-", "-", "none"], "{last}");
+    let flaky = cells("flaky-key");
+    assert!(
+        flaky.contains(&"unread") && flaky.contains(&"http_5xx"),
+        "{flaky:?}"
+    );
+    assert!(line_of("legacy-basic") > line_of("calm-key"));
+    assert!(line_of("broken-binding") > line_of("legacy-basic"));
+    assert!(line_of("flaky-key") > line_of("legacy-basic"));
 }
 
 #[test]
-fn json_carries_the_planted_expiries_with_stable_field_names() {
+fn json_carries_the_planted_times_owners_and_errors_with_stable_field_names() {
     let before = unix_now();
     let output = report(&["--demo", "--output", "json"]);
     let after = unix_now();
     assert_eq!(code(&output), 0, "{}", text(&output.stderr));
     let rows: Vec<Value> = serde_json::from_slice(&output.stdout).expect("a JSON array");
 
-    let fields = [
+    let mut fields = vec![
         "foundation",
         "org",
         "space",
@@ -138,12 +178,17 @@ fn json_carries_the_planted_expiries_with_stable_field_names() {
         "service_instance",
         "service_key",
         "service_key_guid",
+        "created_at",
+        "valid_from",
         "expires_at",
         "expires_at_unix",
         "seconds_left",
         "expiry_source",
+        "read_error",
+        "owners",
         "certificate",
     ];
+    fields.sort_unstable();
     for row in &rows {
         let mut names: Vec<&str> = row
             .as_object()
@@ -152,9 +197,7 @@ fn json_carries_the_planted_expiries_with_stable_field_names() {
             .map(String::as_str)
             .collect();
         names.sort_unstable();
-        let mut expected = fields.to_vec();
-        expected.sort_unstable();
-        assert_eq!(names, expected);
+        assert_eq!(names, fields);
         assert_eq!(row["foundation"], "demo");
     }
 
@@ -164,7 +207,7 @@ fn json_carries_the_planted_expiries_with_stable_field_names() {
             .unwrap_or_else(|| panic!("{key} is not in the JSON"))
     };
     let mut previous = None;
-    for (key, days) in PLANTED {
+    for (key, hours) in PLANTED {
         let index = find(key);
         assert!(previous < Some(index), "{key} is out of order");
         previous = Some(index);
@@ -172,11 +215,11 @@ fn json_carries_the_planted_expiries_with_stable_field_names() {
         let row = &rows[index];
         let unix = row["expires_at_unix"].as_i64().expect("unix seconds");
         let left = row["seconds_left"].as_i64().expect("seconds left");
-        // The demo counts its expiries from its own start, a moment before the report's clock.
-        let planted_from = |now: i64| now + days * DAY;
+        // The demo counts its times from its own start, a moment before the report's clock.
+        let planted_from = |now: i64| now + hours * HOUR;
         assert!(
             (planted_from(before) - 2..=planted_from(after) + 1).contains(&unix),
-            "{key}: expires at {unix}, planted {days} days from about {before}"
+            "{key}: expires at {unix}, planted {hours} hours from about {before}"
         );
         assert!(
             (before - 1..=after + 1).contains(&(unix - left)),
@@ -185,44 +228,76 @@ fn json_carries_the_planted_expiries_with_stable_field_names() {
         let rfc = OffsetDateTime::parse(row["expires_at"].as_str().expect("a string"), &Rfc3339)
             .expect("RFC 3339");
         assert_eq!(rfc.unix_timestamp(), unix, "{key}");
-        assert!(row["expires_at"].as_str().unwrap().ends_with('Z'), "UTC");
     }
-    assert!(rows[find("old-tooling")]["seconds_left"].as_i64().unwrap() < 0);
+    // A 7-day key: created, valid from the same moment, expires 7 days later.
+    let fresh = &rows[find("jobs-x509-fresh")];
+    let time = |v: &Value| {
+        OffsetDateTime::parse(v.as_str().expect("a time"), &Rfc3339)
+            .expect("RFC 3339")
+            .unix_timestamp()
+    };
+    assert_eq!(time(&fresh["created_at"]), time(&fresh["valid_from"]));
+    assert_eq!(
+        time(&fresh["expires_at"]) - time(&fresh["valid_from"]),
+        7 * 24 * HOUR
+    );
+    assert_eq!(fresh["owners"]["label_team"], "jobs");
+    assert_eq!(
+        rows[find("payments-x509")]["owners"]["label_team"],
+        "payments"
+    );
+    assert_eq!(
+        rows[find("s4-inbound")]["owners"]["label_team"],
+        "integration"
+    );
+    assert_eq!(
+        rows[find("s4-inbound")]["owners"]["label_example_com_owner"],
+        "integration@acme.example"
+    );
+    assert_eq!(
+        rows[find("x509-client")]["owners"]["label_team"],
+        "platform"
+    );
+    assert_eq!(rows[find("legacy-basic")]["owners"], serde_json::json!({}));
 
     let x509 = &rows[find("x509-client")];
     assert_eq!(x509["expiry_source"], "certificate");
-    assert_eq!(x509["service_plan"], "application");
+    assert_eq!(x509["read_error"], Value::Null);
     assert!(x509["certificate"]["subject"]
         .as_str()
         .unwrap()
         .contains("SAP Cloud Platform Clients"));
-    assert!(x509["certificate"]["issuer"]
-        .as_str()
-        .unwrap()
-        .contains("CN="));
     assert!(x509["certificate"]["serial"]
         .as_str()
         .unwrap()
         .starts_with("0x"));
     assert_eq!(rows[find("s4-inbound")]["certificate"], Value::Null);
 
-    let none = rows.last().expect("rows");
-    assert_eq!(none["service_key"], "legacy-basic");
+    let broken = &rows[find("broken-binding")];
+    assert_eq!(broken["expiry_source"], "unread");
+    assert_eq!(broken["read_error"], "not_found");
+    assert_eq!(broken["expires_at"], Value::Null);
+    assert!(broken["created_at"].is_string());
+    let none = &rows[find("legacy-basic")];
     assert_eq!(none["expiry_source"], "none");
-    assert_eq!(none["expires_at"], Value::Null);
-    assert_eq!(none["expires_at_unix"], Value::Null);
+    assert_eq!(none["valid_from"], Value::Null);
     assert_eq!(none["seconds_left"], Value::Null);
 }
 
 #[test]
-fn expiring_within_1d_exits_1_because_an_expired_key_counts() {
+fn expiring_within_1d_counts_the_expired_key_and_the_12_hour_keys() {
     let output = report(&["--demo", "--expiring-within", "1d"]);
     let stderr = text(&output.stderr);
     assert_eq!(code(&output), 1, "{stderr}");
-    assert!(stderr.contains("1 key expires within"), "{stderr}");
+    assert!(stderr.contains("3 keys expire within 1day"), "{stderr}");
     assert!(stderr.contains("old-tooling: expired 2d ago"), "{stderr}");
     assert!(
-        !stderr.contains("s4-inbound"),
+        stderr.contains("jobs-x509-abandoned: 11h") || stderr.contains("jobs-x509-abandoned: 12h"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("payments-x509: "), "{stderr}");
+    assert!(
+        !stderr.contains("s4-inbound:"),
         "3 days is outside 1d: {stderr}"
     );
     assert!(
@@ -232,38 +307,88 @@ fn expiring_within_1d_exits_1_because_an_expired_key_counts() {
 }
 
 #[test]
-fn expiring_within_30d_lists_every_key_inside_the_window() {
-    let output = report(&["--demo", "--output", "json", "--expiring-within", "30d"]);
+fn expiring_within_a_share_of_the_lifetime_tells_a_fresh_short_key_from_an_abandoned_one() {
+    // 10 %: a 7-day key in its last 16.8 hours, a 1-year key in its last 36.5 days.
+    let output = report(&["--demo", "--output", "json", "--expiring-within", "10%"]);
     let stderr = text(&output.stderr);
     assert_eq!(code(&output), 1, "{stderr}");
-    for key in ["old-tooling", "s4-inbound", "partner-edi"] {
+    for key in [
+        "old-tooling",
+        "jobs-x509-abandoned",
+        "payments-x509",
+        "s4-inbound",
+        "partner-edi",
+    ] {
         assert!(
             stderr.contains(&format!(" {key}: ")),
             "{key} missing: {stderr}"
         );
     }
-    assert!(!stderr.contains("x509-client"), "{stderr}");
+    for key in [
+        "jobs-x509-fresh",
+        "jobs-x509-rotated",
+        "x509-client",
+        "monitoring",
+    ] {
+        assert!(
+            !stderr.contains(&format!(" {key}: ")),
+            "{key} listed: {stderr}"
+        );
+    }
+    assert!(stderr.contains("within 10% of their lifetime"), "{stderr}");
     serde_json::from_slice::<Vec<Value>>(&output.stdout).expect("stdout stays pure JSON");
 }
 
 #[test]
-fn expiring_within_1d_on_the_application_plan_exits_0() {
+fn expiring_within_30d_lists_every_key_inside_the_window() {
+    let output = report(&["--demo", "--output", "json", "--expiring-within", "30d"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(code(&output), 1, "{stderr}");
+    for key in [
+        "old-tooling",
+        "s4-inbound",
+        "partner-edi",
+        "jobs-x509-fresh",
+    ] {
+        assert!(
+            stderr.contains(&format!(" {key}: ")),
+            "{key} missing: {stderr}"
+        );
+    }
+    assert!(!stderr.contains(" x509-client: "), "{stderr}");
+    serde_json::from_slice::<Vec<Value>>(&output.stdout).expect("stdout stays pure JSON");
+}
+
+#[test]
+fn expiring_within_1d_on_the_api_plan_exits_0() {
     let output = report(&[
         "--demo",
         "--service-plans",
-        "application",
+        "api",
         "--expiring-within",
         "1d",
     ]);
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
-    assert_eq!(code(&output), 0, "{stderr}");
-    assert_eq!(stderr, "");
+    // old-tooling (api) is expired: within any window.
+    assert_eq!(code(&output), 1, "{stderr}");
     let keys: Vec<&str> = stdout
         .lines()
         .skip(1)
-        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter_map(|l| l.split_whitespace().nth(6))
         .collect();
-    assert_eq!(keys, ["x509-client"], "{stdout}");
+    assert!(
+        keys.iter()
+            .all(|k| ["old-tooling", "legacy-basic", "broken-binding", "flaky-key"].contains(k)),
+        "{stdout}"
+    );
+    let output = report(&[
+        "--demo",
+        "--service-plans",
+        "integration-flow",
+        "--expiring-within",
+        "1d",
+    ]);
+    assert_eq!(code(&output), 0, "{}", text(&output.stderr));
 }
 
 #[test]

@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::logs::Logs;
+use crate::common::year_key;
 use crate::common::Harness;
 use cf_service_key_exporter::cf::CfClient;
 use cf_service_key_exporter::config::{DemoTarget, FoundationConfig, Grant, SecretSource};
 use cf_service_key_exporter::metrics::ExporterMetrics;
-use cf_sim::credentials::{credentials, Shape};
+use cf_sim::credentials::Shape;
 use cf_sim::{demo, Accounts, Outage, RateLimit, Sim, World};
 use secrecy::SecretString;
 use time::OffsetDateTime;
@@ -49,7 +50,7 @@ fn world() -> World {
         w.key(
             &instance,
             &format!("key-{shape:?}"),
-            credentials(shape, at, CREDENTIAL).unwrap(),
+            year_key(shape, at, CREDENTIAL).unwrap(),
         );
     }
     w

@@ -1,7 +1,8 @@
 //! The simulated Cloud Foundry answers as the Cloud Controller and UAA document it, so tests
 //! and the demo exercise the exporter against realistic behaviour, not a lenient stub.
 
-use cf_sim::credentials::{credentials, Shape};
+use crate::common::year_key;
+use cf_sim::credentials::Shape;
 use cf_sim::{Accounts, Sim, World};
 use serde_json::Value;
 
@@ -49,10 +50,10 @@ fn world() -> World {
         w.key(
             &plain,
             &format!("k{i}"),
-            credentials(Shape::Basic, at, "x").unwrap(),
+            year_key(Shape::Basic, at, "x").unwrap(),
         );
     }
-    w.key(&comma, "c", credentials(Shape::Basic, at, "x").unwrap());
+    w.key(&comma, "c", year_key(Shape::Basic, at, "x").unwrap());
     w
 }
 
@@ -211,8 +212,9 @@ async fn uaa_refuses_a_wrong_password_as_current_uaa_does() {
 // ---- The simulated credentials read as planted (the expiry rules live in the exporter) ----
 
 mod credentials_read_as_planted {
+    use crate::common::year_key;
     use cf_service_key_exporter::expiry::{self, extract, ReadError};
-    use cf_sim::credentials::{credentials, Shape};
+    use cf_sim::credentials::Shape;
     use time::macros::datetime;
 
     const SECRET: &str = "SECRET-MARKER-sim-7f3a";
@@ -221,7 +223,7 @@ mod credentials_read_as_planted {
     fn extract_reads_the_planted_expiry_of_every_shape() {
         let at = datetime!(2031-03-14 15:09:26.535 UTC);
         for shape in Shape::ALL {
-            let creds = credentials(shape, at, SECRET).expect("simulated credentials");
+            let creds = year_key(shape, at, SECRET).expect("simulated credentials");
             let x = extract(&creds);
             assert_eq!(x.source(), shape.expected_source(), "{shape:?}");
             if shape.expected_source() != expiry::SOURCE_NONE {
@@ -247,7 +249,7 @@ mod credentials_read_as_planted {
     #[test]
     fn certificate_shapes_report_the_leaf_and_its_path() {
         let at = datetime!(2026-01-02 03:04:05 UTC);
-        let creds = credentials(Shape::XsuaaX509, at, SECRET).expect("xsuaa");
+        let creds = year_key(Shape::XsuaaX509, at, SECRET).expect("xsuaa");
         let x = extract(&creds);
         let found = x.earliest().expect("leaf");
         assert_eq!(found.path, "uaa.certificate");
@@ -258,7 +260,7 @@ mod credentials_read_as_planted {
         );
         assert!(cert.issuer.contains("Client CA (simulated)"), "{cert:?}");
 
-        let api = extract(&credentials(Shape::CloudIntegrationApi, at, SECRET).expect("api"));
+        let api = extract(&year_key(Shape::CloudIntegrationApi, at, SECRET).expect("api"));
         assert_eq!(
             api.earliest().map(|f| f.path.as_str()),
             Some("oauth.certificate")
@@ -268,14 +270,14 @@ mod credentials_read_as_planted {
     #[test]
     fn malformed_shapes_name_the_field() {
         let at = datetime!(2026-01-02 03:04:05 UTC);
-        let date = extract(&credentials(Shape::MalformedDate, at, SECRET).expect("date"));
+        let date = extract(&year_key(Shape::MalformedDate, at, SECRET).expect("date"));
         assert_eq!(
             date.errors,
             vec![ReadError::InvalidDate {
                 path: "certificatedetails.validuntil".into()
             }]
         );
-        let cert = extract(&credentials(Shape::MalformedCertificate, at, SECRET).expect("cert"));
+        let cert = extract(&year_key(Shape::MalformedCertificate, at, SECRET).expect("cert"));
         assert_eq!(
             cert.errors,
             vec![ReadError::InvalidCertificate {
@@ -292,7 +294,7 @@ mod credentials_read_as_planted {
             Shape::CloudIntegrationFlow,
             Shape::Destination,
         ] {
-            let x = extract(&credentials(shape, at, SECRET).expect("creds"));
+            let x = extract(&year_key(shape, at, SECRET).expect("creds"));
             assert_eq!(x.earliest().map(|f| f.expires_at), Some(at), "{shape:?}");
         }
     }
@@ -301,7 +303,7 @@ mod credentials_read_as_planted {
     fn the_secret_never_reaches_an_extraction() {
         let at = datetime!(2027-07-07 07:07:07 UTC);
         for shape in Shape::ALL {
-            let creds = credentials(shape, at, SECRET).expect("creds");
+            let creds = year_key(shape, at, SECRET).expect("creds");
             let text = creds.to_string();
             let carries_secret =
                 shape != Shape::CloudIntegrationFlow && shape != Shape::MalformedDate;

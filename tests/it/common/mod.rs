@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use cf_service_key_exporter::config::{DemoTarget, FoundationConfig};
 use cf_service_key_exporter::metrics::ExporterMetrics;
-use cf_service_key_exporter::refresher::{RefreshStats, Refresher};
+use cf_service_key_exporter::refresher::{RefreshOutcome, RefreshStats, Refresher};
 use cf_service_key_exporter::server::{self, AppState};
 use cf_service_key_exporter::snapshot::Store;
 use cf_sim::{Accounts, Sim, World};
@@ -177,7 +177,12 @@ impl Harness {
         }
     }
 
+    /// One refresh; what it did (see [`Harness::refresh_outcome`] for how it went).
     pub async fn refresh(&self) -> RefreshStats {
+        self.refresher.refresh().await.stats
+    }
+
+    pub async fn refresh_outcome(&self) -> RefreshOutcome {
         self.refresher.refresh().await
     }
 
@@ -216,3 +221,24 @@ pub const KEY_LABELS: [&str; 8] = [
     "service_key",
     "service_key_guid",
 ];
+
+/// The credentials of a simulated key valid for the year up to `expires_at`.
+pub fn year_key(
+    shape: cf_sim::credentials::Shape,
+    expires_at: time::OffsetDateTime,
+    secret: &str,
+) -> Result<serde_json::Value, cf_sim::credentials::CredentialsError> {
+    cf_sim::credentials::credentials(
+        shape,
+        expires_at - time::Duration::days(365),
+        expires_at,
+        secret,
+    )
+}
+
+/// The demo foundation without its planted `/details` failures (for tests about other things).
+pub fn clean_demo(now: time::OffsetDateTime) -> World {
+    let mut w = cf_sim::demo::world(now).expect("the demo world builds");
+    w.clear_details_failures();
+    w
+}

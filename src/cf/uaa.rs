@@ -1,4 +1,4 @@
-//! OAuth tokens from UAA for one foundation.
+//! OAuth tokens from UAA for one foundation: logging in is part of talking to Cloud Foundry.
 //!
 //! Finds the login server from the API root document (`GET /` → `links.login.href`, else
 //! `links.uaa.href`) unless configured, logs in with the password grant (client `cf`, empty
@@ -20,9 +20,9 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::cf::error::CfError;
-use crate::cf::http::{BodyLimit, Transport};
-use crate::cf::model::Root;
+use super::error::CfError;
+use super::http::{BodyLimit, Transport};
+use super::model::Root;
 use crate::config::{FoundationConfig, Grant, SecretSource};
 
 const TOKEN_ENDPOINT: &str = "/oauth/token";
@@ -54,10 +54,8 @@ impl Bearer {
             "bearer {}",
             self.token.expose_secret()
         ))
-        // Never echo the token: say only what is wrong with it.
-        .map_err(|_| {
-            CfError::Config("UAA issued an access token that is not a valid header value".into())
-        })?;
+        // Never echo the token (nor the parse error, which could quote it).
+        .map_err(|_| CfError::TokenNotAHeader)?;
         value.set_sensitive(true);
         Ok(value)
     }
@@ -80,7 +78,7 @@ struct State {
 }
 
 /// Hands out tokens for one foundation.
-pub struct Auth {
+pub struct Uaa {
     transport: Arc<Transport>,
     api_url: Url,
     uaa_override: Option<Url>,
@@ -92,9 +90,9 @@ pub struct Auth {
     state: Mutex<State>,
 }
 
-impl std::fmt::Debug for Auth {
+impl std::fmt::Debug for Uaa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth")
+        f.debug_struct("Uaa")
             .field("api_url", &self.api_url)
             .field("who", &self.who())
             .finish()
@@ -117,9 +115,9 @@ struct OauthError {
     error_description: Option<String>,
 }
 
-impl Auth {
+impl Uaa {
     pub fn new(transport: Arc<Transport>, config: &FoundationConfig) -> Self {
-        Auth {
+        Uaa {
             transport,
             api_url: config.api_url.clone(),
             uaa_override: config.uaa_url.clone(),
@@ -222,7 +220,7 @@ impl Auth {
         Ok(bearer)
     }
 
-    /// The API rejected `bearer` (401): drop it so the next [`Auth::bearer`] logs in again.
+    /// The API rejected `bearer` (401): drop it so the next [`Uaa::bearer`] logs in again.
     /// A newer token obtained meanwhile by another request is kept.
     pub async fn reject(&self, bearer: &Bearer) {
         let mut state = self.state.lock().await;
@@ -240,10 +238,9 @@ impl Auth {
         let base = match &self.uaa_override {
             Some(url) => url.clone(),
             None => {
-                let root_url = self
-                    .api_url
-                    .join("/")
-                    .map_err(|e| CfError::Config(e.to_string()))?;
+                let mut root_url = self.api_url.clone();
+                root_url.set_path("/");
+                root_url.set_query(None);
                 let root: Root = self
                     .transport
                     .send(ROOT_ENDPOINT, BodyLimit::Small, || {
@@ -255,18 +252,14 @@ impl Auth {
                     .links
                     .login
                     .or(root.links.uaa)
-                    .ok_or_else(|| CfError::Decode {
+                    .ok_or_else(|| CfError::Unusable {
                         endpoint: ROOT_ENDPOINT,
-                        status: 200,
-                        content_type: "application/json".into(),
                         message: "the API root document has neither links.login nor links.uaa"
                             .into(),
                     })?
                     .href;
-                Url::parse(&href).map_err(|e| CfError::Decode {
+                Url::parse(&href).map_err(|e| CfError::Unusable {
                     endpoint: ROOT_ENDPOINT,
-                    status: 200,
-                    content_type: "application/json".into(),
                     message: format!("links.login.href is not a URL: {e}"),
                 })?
             }
@@ -284,7 +277,7 @@ impl Auth {
 
     fn client_secret(&self) -> Result<SecretString, CfError> {
         match &self.client_secret {
-            Some(source) => source.read().map_err(|e| CfError::Config(e.to_string())),
+            Some(source) => source.read().map_err(CfError::Secret),
             None => Ok(SecretString::from(String::new())),
         }
     }
@@ -294,9 +287,7 @@ impl Auth {
         let mut form: Vec<(&str, String)> = Vec::new();
         let password = match &self.grant {
             Grant::Password { username, password } => {
-                let password = password
-                    .read()
-                    .map_err(|e| CfError::Config(e.to_string()))?;
+                let password = password.read().map_err(CfError::Secret)?;
                 form.push(("grant_type", "password".into()));
                 form.push(("username", username.clone()));
                 if let Some(origin) = &self.origin {

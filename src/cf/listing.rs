@@ -1,0 +1,450 @@
+//! Turns V3 list pages into the keys of one foundation: instances with their org, space, plan
+//! and offering names resolved through `included`, keys with their creation time and change
+//! markers, and each key's owners (the configured metadata keys found on the key, else its
+//! instance, else its space, else its org).
+//!
+//! Pure: pages in, [`ListedKey`]s out, no I/O and no clock, so the joining is unit-tested with
+//! recorded V3 pages (`fixtures/`). Strings repeated across keys (names, owner values) are
+//! shared through one [`Interner`] per refresh.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::model::{CredentialBinding, Metadata, Page, ServiceInstance, Space};
+use crate::snapshot::KeyLabels;
+
+/// Owner values of one resource or key, in the order of the configured metadata keys.
+pub type Owners = Arc<[Option<Arc<str>>]>;
+
+/// Shares equal strings between keys, as 20,000 keys name a few dozen orgs and teams.
+#[derive(Debug, Default)]
+pub struct Interner(HashSet<Arc<str>>);
+
+impl Interner {
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(found) = self.0.get(s) {
+            return found.clone();
+        }
+        let new: Arc<str> = Arc::from(s);
+        self.0.insert(new.clone());
+        new
+    }
+}
+
+/// The metadata keys whose values become owner labels (`--metadata-labels`), in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnerKeys(pub Vec<String>);
+
+impl OwnerKeys {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The values of the wanted keys on one resource; a label wins over an annotation of the
+    /// same key (both are the owner's word, labels are the ones meant for selection). An empty
+    /// or null value counts as not found.
+    pub fn values(&self, metadata: &Metadata, names: &mut Interner) -> Owners {
+        self.0
+            .iter()
+            .map(|key| {
+                fn found<'m>(
+                    map: &'m std::collections::BTreeMap<String, Option<String>>,
+                    key: &str,
+                ) -> Option<&'m str> {
+                    map.get(key)?.as_deref().filter(|v| !v.is_empty())
+                }
+                found(&metadata.labels, key)
+                    .or_else(|| found(&metadata.annotations, key))
+                    .map(|value| names.get(value))
+            })
+            .collect()
+    }
+
+    fn none(&self) -> Owners {
+        self.0.iter().map(|_| None).collect()
+    }
+}
+
+/// For each wanted key, the first value found, nearest level first.
+fn nearest(levels: &[&Owners]) -> Owners {
+    let len = levels.first().map_or(0, |l| l.len());
+    (0..len)
+        .map(|i| {
+            levels
+                .iter()
+                .find_map(|level| level.get(i).cloned().flatten())
+        })
+        .collect()
+}
+
+/// A managed service instance with its names resolved.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub name: Arc<str>,
+    pub org: Arc<str>,
+    pub space: Arc<str>,
+    pub offering: Arc<str>,
+    pub plan: Arc<str>,
+    pub updated_at: Arc<str>,
+    pub space_guid: String,
+    pub owners: Owners,
+}
+
+/// Collects the pages of `/v3/service_instances?fields[...]` and resolves names at the end
+/// (a page's `included` only covers that page's instances, but nothing is lost by waiting).
+#[derive(Debug, Default)]
+pub struct InstancePages {
+    spaces: HashMap<String, (Arc<str>, String)>,
+    orgs: HashMap<String, Arc<str>>,
+    plans: HashMap<String, (Arc<str>, String)>,
+    offerings: HashMap<String, Arc<str>>,
+    instances: Vec<(ServiceInstance, Owners)>,
+}
+
+impl InstancePages {
+    pub fn add(&mut self, page: Page<ServiceInstance>, owners: &OwnerKeys, names: &mut Interner) {
+        let inc = page.included;
+        for s in inc.spaces {
+            let org = s
+                .relationships
+                .organization
+                .guid()
+                .unwrap_or_default()
+                .to_owned();
+            self.spaces.insert(s.guid, (names.get(&s.name), org));
+        }
+        for o in inc.organizations {
+            self.orgs.insert(o.guid, names.get(&o.name));
+        }
+        for p in inc.service_plans {
+            let offering = p
+                .relationships
+                .service_offering
+                .guid()
+                .unwrap_or_default()
+                .to_owned();
+            self.plans.insert(p.guid, (names.get(&p.name), offering));
+        }
+        for o in inc.service_offerings {
+            self.offerings.insert(o.guid, names.get(&o.name));
+        }
+        for si in page.resources {
+            let instance_owners = owners.values(&si.metadata, names);
+            self.instances.push((si, instance_owners));
+        }
+    }
+
+    /// Every instance by guid. Names the API did not include (it should always) are shown as
+    /// `unknown`: a key must not vanish from alerting because a name is missing.
+    pub fn finish(self, names: &mut Interner) -> HashMap<String, Instance> {
+        let unknown = names.get("unknown");
+        let mut out = HashMap::with_capacity(self.instances.len());
+        for (si, owners) in self.instances {
+            let space_guid = si.relationships.space.guid().unwrap_or_default().to_owned();
+            let (space, org_guid) = self
+                .spaces
+                .get(&space_guid)
+                .map(|(name, org)| (name.clone(), org.as_str()))
+                .unwrap_or((unknown.clone(), ""));
+            let org = self
+                .orgs
+                .get(org_guid)
+                .cloned()
+                .unwrap_or_else(|| unknown.clone());
+            let (plan, offering_guid) = si
+                .relationships
+                .service_plan
+                .as_ref()
+                .and_then(|p| p.guid())
+                .and_then(|g| self.plans.get(g))
+                .map(|(name, offering)| (name.clone(), offering.as_str()))
+                .unwrap_or((unknown.clone(), ""));
+            let offering = self
+                .offerings
+                .get(offering_guid)
+                .cloned()
+                .unwrap_or_else(|| unknown.clone());
+            out.insert(
+                si.guid,
+                Instance {
+                    name: names.get(&si.name),
+                    org,
+                    space,
+                    offering,
+                    plan,
+                    updated_at: names.get(si.updated_at.as_deref().unwrap_or_default()),
+                    space_guid,
+                    owners,
+                },
+            );
+        }
+        out
+    }
+}
+
+/// A service key as listed (without its credentials).
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub guid: String,
+    pub name: String,
+    pub instance_guid: Option<String>,
+    /// The binding's `created_at`, Unix seconds.
+    pub created_at: Option<i64>,
+    pub updated_at: String,
+    /// The key is fully created; one still being created may answer `/details` with 404.
+    pub ready: bool,
+    pub owners: Owners,
+}
+
+/// The keys of one `/v3/service_credential_bindings?type=key` page.
+pub fn keys(page: Page<CredentialBinding>, owners: &OwnerKeys, names: &mut Interner) -> Vec<Key> {
+    page.resources
+        .into_iter()
+        .map(|b| Key {
+            ready: b
+                .last_operation
+                .as_ref()
+                .is_none_or(|op| op.state == "succeeded" || op.kind != "create"),
+            instance_guid: b.relationships.service_instance.guid().map(str::to_owned),
+            name: b.name.unwrap_or_default(),
+            created_at: b.created_at.as_deref().and_then(unix_seconds),
+            updated_at: b.updated_at.unwrap_or_default(),
+            owners: owners.values(&b.metadata, names),
+            guid: b.guid,
+        })
+        .collect()
+}
+
+/// A V3 timestamp (`2020-03-10T15:49:29Z`) in Unix seconds.
+pub fn unix_seconds(timestamp: &str) -> Option<i64> {
+    OffsetDateTime::parse(timestamp, &Rfc3339)
+        .ok()
+        .map(OffsetDateTime::unix_timestamp)
+}
+
+/// The owners of spaces and orgs, from `/v3/spaces?include=organization` pages.
+#[derive(Debug, Default)]
+pub struct SpaceOwners {
+    spaces: HashMap<String, (String, Owners)>,
+    orgs: HashMap<String, Owners>,
+}
+
+impl SpaceOwners {
+    pub fn add(&mut self, page: Page<Space>, owners: &OwnerKeys, names: &mut Interner) {
+        for o in page.included.organizations {
+            let values = owners.values(&o.metadata, names);
+            self.orgs.insert(o.guid, values);
+        }
+        for s in page.resources {
+            let org = s
+                .relationships
+                .organization
+                .guid()
+                .unwrap_or_default()
+                .to_owned();
+            let values = owners.values(&s.metadata, names);
+            self.spaces.insert(s.guid, (org, values));
+        }
+    }
+}
+
+/// A key joined with its instance: everything the list pages say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedKey {
+    pub labels: KeyLabels,
+    pub created_at: Option<i64>,
+    pub key_updated_at: Arc<str>,
+    pub instance_updated_at: Arc<str>,
+    pub owners: Owners,
+}
+
+/// Joins keys to their instances (and, with owner keys, to their spaces and orgs). A key of an
+/// instance that is not listed (another plan, or created between the two list calls) is left
+/// for the next refresh, and one still being created is skipped until it is ready.
+pub fn join(
+    instances: &HashMap<String, Instance>,
+    keys: Vec<Key>,
+    spaces: &SpaceOwners,
+    owners: &OwnerKeys,
+    names: &mut Interner,
+) -> Vec<ListedKey> {
+    let none = owners.none();
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let Some(instance) = key.instance_guid.as_deref().and_then(|g| instances.get(g)) else {
+            continue;
+        };
+        if !key.ready {
+            continue;
+        }
+        let owners = if owners.is_empty() {
+            none.clone()
+        } else {
+            let (org_guid, space_owners) = spaces
+                .spaces
+                .get(&instance.space_guid)
+                .map(|(org, values)| (org.as_str(), values))
+                .unwrap_or(("", &none));
+            let org_owners = spaces.orgs.get(org_guid).unwrap_or(&none);
+            nearest(&[&key.owners, &instance.owners, space_owners, org_owners])
+        };
+        out.push(ListedKey {
+            labels: KeyLabels {
+                org: instance.org.clone(),
+                space: instance.space.clone(),
+                service_offering: instance.offering.clone(),
+                service_plan: instance.plan.clone(),
+                service_instance: instance.name.clone(),
+                service_key: names.get(&key.name),
+                service_key_guid: Arc::from(key.guid.as_str()),
+            },
+            created_at: key.created_at,
+            key_updated_at: Arc::from(key.updated_at.as_str()),
+            instance_updated_at: instance.updated_at.clone(),
+            owners,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page<T: serde::de::DeserializeOwned>(json: &str) -> Page<T> {
+        serde_json::from_str(json).expect("a recorded V3 page")
+    }
+
+    const INSTANCES_1: &str = include_str!("fixtures/service_instances_page1.json");
+    const INSTANCES_2: &str = include_str!("fixtures/service_instances_page2.json");
+    const BINDINGS: &str = include_str!("fixtures/service_credential_bindings.json");
+    const SPACES: &str = include_str!("fixtures/spaces_include_organization.json");
+
+    fn owner_keys() -> OwnerKeys {
+        OwnerKeys(vec![
+            "team".into(),
+            "example.com/owner".into(),
+            "cost-center".into(),
+        ])
+    }
+
+    fn listed(owners: &OwnerKeys) -> Vec<ListedKey> {
+        let mut names = Interner::default();
+        let mut pages = InstancePages::default();
+        pages.add(page(INSTANCES_1), owners, &mut names);
+        pages.add(page(INSTANCES_2), owners, &mut names);
+        let instances = pages.finish(&mut names);
+        let keys = keys(page(BINDINGS), owners, &mut names);
+        let mut spaces = SpaceOwners::default();
+        if !owners.is_empty() {
+            spaces.add(page(SPACES), owners, &mut names);
+        }
+        join(&instances, keys, &spaces, owners, &mut names)
+    }
+
+    fn by_name<'a>(keys: &'a [ListedKey], name: &str) -> &'a ListedKey {
+        keys.iter()
+            .find(|k| &*k.labels.service_key == name)
+            .unwrap_or_else(|| panic!("no key {name}"))
+    }
+
+    #[test]
+    fn names_come_from_included_across_pages() {
+        let keys = listed(&OwnerKeys::default());
+        let k = by_name(&keys, "s4-inbound");
+        assert_eq!(
+            k.labels.values(),
+            [
+                "acme-prod",
+                "integration",
+                "it-rt",
+                "integration-flow",
+                "cpi-runtime",
+                "s4-inbound",
+                "6a2c1d9e-0b8f-4b55-9d3e-4c1f7e2a9b01"
+            ]
+        );
+        // The instance on the second page, in another org, with another plan.
+        let k = by_name(&keys, "x509-client");
+        assert_eq!(&*k.labels.org, "acme-dev");
+        assert_eq!(&*k.labels.service_plan, "application");
+        assert_eq!(&*k.labels.service_offering, "xsuaa");
+    }
+
+    #[test]
+    fn keys_being_created_and_keys_of_unlisted_instances_are_left_out() {
+        let keys = listed(&OwnerKeys::default());
+        let names: Vec<&str> = keys.iter().map(|k| &*k.labels.service_key).collect();
+        assert!(!names.contains(&"being-created"), "{names:?}");
+        assert!(!names.contains(&"other-plan-key"), "{names:?}");
+        assert_eq!(names.len(), 3, "{names:?}");
+    }
+
+    #[test]
+    fn creation_time_and_change_markers_come_from_the_list_page() {
+        let keys = listed(&OwnerKeys::default());
+        let k = by_name(&keys, "s4-inbound");
+        assert_eq!(k.created_at, Some(1_687_783_827)); // 2023-06-26T12:50:27Z
+        assert_eq!(&*k.key_updated_at, "2023-06-29T10:30:27Z");
+        assert_eq!(&*k.instance_updated_at, "2023-05-02T08:00:00Z");
+    }
+
+    #[test]
+    fn owners_are_taken_from_the_nearest_level() {
+        let owners = owner_keys();
+        let keys = listed(&owners);
+        let values = |name: &str| -> Vec<Option<String>> {
+            by_name(&keys, name)
+                .owners
+                .iter()
+                .map(|v| v.as_deref().map(str::to_owned))
+                .collect()
+        };
+        // team: on the key (payments) over the instance (integration) and the org (platform);
+        // example.com/owner: a space annotation; cost-center: an org label.
+        assert_eq!(
+            values("s4-inbound"),
+            [
+                Some("payments".to_owned()),
+                Some("integration@acme.example".to_owned()),
+                Some("4711".to_owned())
+            ]
+        );
+        // team from the instance, owner from the space, nothing for cost-center in acme-dev.
+        assert_eq!(
+            values("partner-edi"),
+            [
+                Some("integration".to_owned()),
+                Some("integration@acme.example".to_owned()),
+                Some("4711".to_owned())
+            ]
+        );
+        assert_eq!(
+            values("x509-client"),
+            [None, Some("dev@acme.example".to_owned()), None]
+        );
+    }
+
+    #[test]
+    fn without_owner_keys_no_owner_is_read() {
+        let keys = listed(&OwnerKeys::default());
+        assert!(keys.iter().all(|k| k.owners.is_empty()));
+    }
+
+    #[test]
+    fn a_label_wins_over_an_annotation_of_the_same_key_and_empty_values_are_not_found() {
+        let metadata: Metadata = serde_json::from_value(serde_json::json!({
+            "labels": {"team": "from-label", "empty": ""},
+            "annotations": {"team": "from-annotation", "empty": "x", "null": null}
+        }))
+        .unwrap();
+        let owners = OwnerKeys(vec!["team".into(), "empty".into(), "null".into()]);
+        let values = owners.values(&metadata, &mut Interner::default());
+        assert_eq!(values[0].as_deref(), Some("from-label"));
+        assert_eq!(values[1].as_deref(), Some("x"));
+        assert_eq!(values[2].as_deref(), None);
+    }
+}

@@ -1,0 +1,513 @@
+//! The Prometheus side: the exporter's own counters, and the exposition of the current
+//! [`Snapshot`] at scrape time.
+//!
+//! Per-key series are not stored as metric objects: each published foundation snapshot is
+//! rendered once, by the first scrape that sees it ([`keys::Rendered`]), and a key deleted from
+//! Cloud Foundry simply is not in the next snapshot. A scrape ([`Exposition::scrape`]) is a list
+//! of shared byte blocks plus the values of `cf_service_key_expiry_seconds`, computed against
+//! the scrape's own clock and written as the body streams out, so concurrent scrapes share the
+//! rendered text instead of each building its own copy. No I/O on this path.
+
+pub mod keys;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::Stream;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family as MetricFamily;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::cf::http::RateLimit;
+use crate::cf::CfError;
+use crate::clock::{Clock, SystemClock};
+use crate::expiry::ReadError;
+use crate::snapshot::{FoundationSnapshot, Snapshot, Store};
+use keys::{Family, Rendered};
+
+/// The exposition format of one scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics text, which Prometheus asks for (and the official client writes).
+    OpenMetrics,
+    /// The classic Prometheus text format (0.0.4), for every other reader.
+    Text,
+}
+
+impl Format {
+    /// OpenMetrics when the `Accept` header asks for it, the classic text format otherwise.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// Turns the OpenMetrics text the client library writes into the classic Prometheus text
+/// format (0.0.4): a counter's `# HELP`/`# TYPE` name carries its `_total` suffix there, and
+/// there is no `# EOF`. Every other line is the same in both formats.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 64 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match rewritten {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    foundation: String,
+    endpoint: &'static str,
+    code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DetailsErrorLabels {
+    foundation: String,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FoundationLabel {
+    foundation: String,
+}
+
+/// The exporter's own live metrics (counters, and the rate limit as Cloud Foundry last
+/// announced it), registered once.
+#[derive(Debug, Default)]
+pub struct ExporterMetrics {
+    api_requests: MetricFamily<ApiLabels, Counter>,
+    /// Every request of every foundation, for progress lines.
+    requests_sent: std::sync::atomic::AtomicU64,
+    details_errors: MetricFamily<DetailsErrorLabels, Counter>,
+    ratelimit_limit: MetricFamily<FoundationLabel, Gauge>,
+    ratelimit_remaining: MetricFamily<FoundationLabel, Gauge>,
+    ratelimit_reset: MetricFamily<FoundationLabel, Gauge>,
+}
+
+impl ExporterMetrics {
+    /// Registers the live metrics beside the store's snapshot: what `/metrics` serves.
+    pub fn exposition(self: &Arc<Self>, store: Arc<Store>) -> Exposition {
+        let mut live = Registry::default();
+        live.register(
+            "cf_service_key_exporter_api_requests",
+            "Requests sent to Cloud Foundry and UAA, by route template and HTTP status (`error` when no response came)",
+            self.api_requests.clone(),
+        );
+        live.register(
+            "cf_service_key_exporter_details_errors",
+            "Attempts to fetch or read a service key's details that failed, by reason",
+            self.details_errors.clone(),
+        );
+        live.register(
+            "cf_service_key_exporter_ratelimit_limit",
+            "The last X-RateLimit-Limit Cloud Foundry sent: requests allowed per window",
+            self.ratelimit_limit.clone(),
+        );
+        live.register(
+            "cf_service_key_exporter_ratelimit_remaining",
+            "The last X-RateLimit-Remaining Cloud Foundry sent (floored to tenths of the limit)",
+            self.ratelimit_remaining.clone(),
+        );
+        live.register(
+            "cf_service_key_exporter_ratelimit_reset_timestamp_seconds",
+            "The last X-RateLimit-Reset Cloud Foundry sent: Unix time at which the window resets",
+            self.ratelimit_reset.clone(),
+        );
+        Exposition {
+            live,
+            store,
+            clock: Arc::new(SystemClock),
+            rendered: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A handle that counts one foundation's requests; also creates the foundation's
+    /// `details_errors_total` series at 0, one per reason, so `increase()` sees the first error.
+    pub fn recorder(self: &Arc<Self>, foundation: &str) -> ApiRecorder {
+        for reason in CfError::REASONS.into_iter().chain(ReadError::REASONS) {
+            // `inc_by(0)` only to create the series; the guard is dropped at once.
+            self.details_errors
+                .get_or_create(&DetailsErrorLabels {
+                    foundation: foundation.to_owned(),
+                    reason,
+                })
+                .inc_by(0);
+        }
+        ApiRecorder {
+            metrics: self.clone(),
+            foundation: foundation.to_owned(),
+            sent: Default::default(),
+        }
+    }
+
+    /// Requests sent to every foundation since start.
+    pub fn requests_sent(&self) -> u64 {
+        self.requests_sent.load(Ordering::Relaxed)
+    }
+
+    /// Counts one failed attempt to fetch or read a key's details.
+    pub fn details_error(&self, foundation: &str, reason: &'static str) {
+        self.details_errors
+            .get_or_create(&DetailsErrorLabels {
+                foundation: foundation.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+}
+
+/// Counts the requests of one foundation in `api_requests_total`.
+#[derive(Debug, Clone)]
+pub struct ApiRecorder {
+    metrics: Arc<ExporterMetrics>,
+    foundation: String,
+    /// Requests sent by this foundation since start, for the refresh log line.
+    sent: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ApiRecorder {
+    pub fn request(&self, endpoint: &'static str, code: &str) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.metrics.requests_sent.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .api_requests
+            .get_or_create(&ApiLabels {
+                foundation: self.foundation.clone(),
+                endpoint,
+                code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records the rate limit an answer announced.
+    pub fn rate_limit(&self, rate: RateLimit) {
+        let label = FoundationLabel {
+            foundation: self.foundation.clone(),
+        };
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let m = &self.metrics;
+        m.ratelimit_limit
+            .get_or_create(&label)
+            .set(as_i64(rate.limit));
+        m.ratelimit_remaining
+            .get_or_create(&label)
+            .set(as_i64(rate.remaining));
+        m.ratelimit_reset.get_or_create(&label).set(rate.reset);
+    }
+
+    pub fn foundation(&self) -> &str {
+        &self.foundation
+    }
+
+    /// Requests sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+/// What `/metrics` serves: the live metrics (a few series, the only ones whose names differ
+/// between the two formats) and the store's snapshot (gauges only, the same text in both).
+#[derive(Debug)]
+pub struct Exposition {
+    live: Registry,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    /// The rendered per-key series of each foundation, with the snapshot they were rendered
+    /// from: reused while that snapshot is the published one.
+    rendered: Mutex<RenderCache>,
+}
+
+/// Per foundation: the snapshot last rendered, and its rendering.
+type RenderCache = HashMap<String, (Arc<FoundationSnapshot>, Arc<Rendered>)>;
+
+/// One scrape's body: shared blocks, and the countdown values written as it streams.
+#[derive(Debug)]
+pub struct Scrape {
+    parts: Vec<Part>,
+    /// The scrape's clock, Unix seconds.
+    now: f64,
+}
+
+#[derive(Debug)]
+enum Part {
+    Text(Bytes),
+    Countdown(Arc<Rendered>, Range<usize>),
+}
+
+/// Countdown lines written per chunk of a streamed body.
+const COUNTDOWN_CHUNK: usize = 2048;
+
+impl Exposition {
+    /// Reads the scrape's clock from `clock` (tests and benchmarks).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The body of one scrape in `format`. Renders the per-key series of a foundation whose
+    /// snapshot is new (CPU work: call it off the async workers); everything else is shared.
+    pub fn scrape(&self, format: Format) -> Scrape {
+        let snapshot = self.store.load();
+        let rendered = self.rendered_for(&snapshot);
+        let mut live = String::new();
+        prometheus_client::encoding::text::encode_registry(&mut live, &self.live)
+            .expect("encoding into a String cannot fail");
+        let live = match format {
+            Format::OpenMetrics => live,
+            Format::Text => to_prometheus_text(&live),
+        };
+        let mut scrape = Scrape {
+            parts: vec![Part::Text(Bytes::from(live))],
+            now: unix_seconds_f64(self.clock.now()),
+        };
+        scrape.add_key_families(&rendered);
+        scrape
+            .parts
+            .push(Part::Text(Bytes::from(status_text(&snapshot))));
+        if format == Format::OpenMetrics {
+            scrape
+                .parts
+                .push(Part::Text(Bytes::from_static(b"# EOF\n")));
+        }
+        scrape
+    }
+
+    /// Each current foundation's rendered series, rendering what is new and forgetting
+    /// foundations that are gone.
+    fn rendered_for(&self, snapshot: &Snapshot) -> Vec<Arc<Rendered>> {
+        let mut cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|name, _| snapshot.foundations.contains_key(name));
+        snapshot
+            .foundations
+            .iter()
+            .map(|(name, f)| match cache.get(name) {
+                Some((seen, rendered)) if Arc::ptr_eq(seen, f) => rendered.clone(),
+                _ => {
+                    // Under the lock on purpose: concurrent scrapes of a new snapshot wait for
+                    // one rendering instead of each making its own.
+                    let rendered = Arc::new(Rendered::new(name, f));
+                    cache.insert(name.clone(), (f.clone(), rendered.clone()));
+                    rendered
+                }
+            })
+            .collect()
+    }
+
+    /// Every metric in `format`, as one string (tests, the report of a benchmark).
+    pub fn encode(&self, format: Format) -> String {
+        self.scrape(format).into_string()
+    }
+}
+
+impl Scrape {
+    fn add_key_families(&mut self, foundations: &[Arc<Rendered>]) {
+        for family in Family::ALL {
+            let present = match family {
+                Family::Countdown => foundations.iter().any(|r| r.countdown_len() > 0),
+                f => foundations.iter().any(|r| !r.block(f).is_empty()),
+            };
+            // A family without samples is left out entirely, as Prometheus' own clients do.
+            if !present {
+                continue;
+            }
+            self.parts
+                .push(Part::Text(Bytes::from(family.descriptor())));
+            for rendered in foundations {
+                match family {
+                    Family::Countdown => {
+                        let len = rendered.countdown_len();
+                        for start in (0..len).step_by(COUNTDOWN_CHUNK) {
+                            let end = (start + COUNTDOWN_CHUNK).min(len);
+                            self.parts
+                                .push(Part::Countdown(rendered.clone(), start..end));
+                        }
+                    }
+                    f => self.parts.push(Part::Text(rendered.block(f))),
+                }
+            }
+        }
+    }
+
+    fn render(part: Part, now: f64) -> Bytes {
+        match part {
+            Part::Text(bytes) => bytes,
+            Part::Countdown(rendered, keys) => {
+                let mut out = Vec::with_capacity(keys.len() * 256);
+                rendered.write_countdown(keys, now, &mut out);
+                Bytes::from(out)
+            }
+        }
+    }
+
+    /// The body as a stream of chunks: shared blocks as they are, countdown values written
+    /// chunk by chunk as the client reads, so no scrape holds a copy of the whole body.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+        let now = self.now;
+        futures::stream::iter(
+            self.parts
+                .into_iter()
+                .map(move |part| Ok(Scrape::render(part, now))),
+        )
+    }
+
+    /// The whole body in one string.
+    pub fn into_string(self) -> String {
+        let now = self.now;
+        let mut out = Vec::new();
+        for part in self.parts {
+            out.extend_from_slice(&Scrape::render(part, now));
+        }
+        String::from_utf8(out).expect("the exposition is UTF-8")
+    }
+}
+
+/// Per-foundation refresh status and the build info (a few series, encoded per scrape).
+fn status_text(snapshot: &Snapshot) -> String {
+    #[derive(Debug)]
+    struct Status<'a>(&'a Snapshot);
+    impl Status<'_> {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+            let per_foundation = |encoder: &mut DescriptorEncoder,
+                                  name: &str,
+                                  help: &str,
+                                  value: &dyn Fn(&FoundationSnapshot) -> f64|
+             -> std::fmt::Result {
+                let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                for (foundation, f) in &self.0.foundations {
+                    ConstGauge::new(value(f))
+                        .encode(m.encode_family(&[("foundation", foundation.as_str())])?)?;
+                }
+                Ok(())
+            };
+            per_foundation(
+                &mut encoder,
+                "cf_service_key_exporter_refresh_success",
+                "1 if the last refresh of the foundation completed, else 0",
+                &|f| if f.status.success { 1.0 } else { 0.0 },
+            )?;
+            per_foundation(
+                &mut encoder,
+                "cf_service_key_exporter_last_refresh_success_timestamp_seconds",
+                "Unix time at which a refresh of the foundation last completed (0: never)",
+                &|f| f.status.last_success_at.map_or(0.0, unix_seconds_f64),
+            )?;
+            per_foundation(
+                &mut encoder,
+                "cf_service_key_exporter_refresh_duration_seconds",
+                "How long the last refresh of the foundation took",
+                &|f| f.status.last_duration.map_or(0.0, |d| d.as_secs_f64()),
+            )?;
+            per_foundation(
+                &mut encoder,
+                "cf_service_key_exporter_service_keys",
+                "Service keys currently known in the foundation",
+                &|f| f.keys.len() as f64,
+            )?;
+            let mut m = encoder.encode_descriptor(
+                "cf_service_key_exporter_build_info",
+                "Build of the exporter; always 1",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(1i64)
+                .encode(m.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)
+        }
+    }
+    // The encoder is only handed out through a registry, which wants an owned collector: wrap
+    // a snapshot clone (Arcs inside, cheap).
+    #[derive(Debug)]
+    struct Owned(Snapshot);
+    impl Collector for Owned {
+        fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
+            Status(&self.0).encode(encoder)
+        }
+    }
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Owned(snapshot.clone())));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode_registry(&mut out, &registry)
+        .expect("encoding into a String cannot fail");
+    out
+}
+
+fn unix_seconds_f64(t: SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Renders one snapshot alone at a fixed clock, as Prometheus asks for it (OpenMetrics; golden
+/// tests and benchmarks).
+pub fn encode_snapshot_at(snapshot: Snapshot, now: SystemTime) -> String {
+    let store = Arc::new(Store::new());
+    for (name, f) in snapshot.foundations {
+        store.publish(&name, FoundationSnapshot::clone(&f));
+    }
+    let exposition = Exposition {
+        live: Registry::default(),
+        store,
+        clock: Arc::new(crate::clock::ManualClock::at(now)),
+        rendered: Mutex::new(HashMap::new()),
+    };
+    exposition.encode(Format::OpenMetrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counters_with_total_and_has_no_eof() {
+        let om = "# HELP a_requests Requests.\n# TYPE a_requests counter\na_requests_total{x=\"# TYPE y\"} 1\n# HELP g A gauge.\n# TYPE g gauge\ng 2.0\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP a_requests_total Requests.\n# TYPE a_requests_total counter\na_requests_total{x=\"# TYPE y\"} 1\n# HELP g A gauge.\n# TYPE g gauge\ng 2.0\n"
+        );
+    }
+
+    #[test]
+    fn openmetrics_only_when_asked() {
+        let prometheus =
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
+        assert_eq!(Format::negotiate(None), Format::Text);
+    }
+}
