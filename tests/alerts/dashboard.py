@@ -34,10 +34,12 @@ EXPORTED_METRICS = PER_KEY_METRICS | frozenset({
 })
 
 # The `reason` values of cf_service_key_read_error and details_errors_total, as the exporter
-# sets them. Rule tests must use these, not invented ones.
+# sets them (it creates details_errors_total at 0 for each; tests/metrics/contract_check.py
+# checks this set against a live exposition). Rule tests must use these, not invented ones.
 READ_ERROR_REASONS = frozenset({
     "not_found", "forbidden", "unauthorized", "http_4xx", "http_5xx", "rate_limited", "timeout",
     "connection", "invalid_json", "body_too_large", "login", "invalid_certificate", "invalid_date",
+    "foreign_origin", "pagination", "config", "tls",
 })
 
 # Labels Prometheus or its service discovery adds to every scraped series. The recording rules

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Checks a live /metrics exposition of the demo against the contract's metric tables.
+
+`promtool check metrics` only says that the text parses and that names follow Prometheus'
+conventions; it cannot see a series that is missing, a label too many, or a reason that the
+rule lints do not know. This reads the classic text exposition of an exporter running with
+--demo (owner labels `team,example.com/owner` on by default) and checks:
+
+- every metric of the contract is there with its type (the rate-limit gauges only once Cloud
+  Foundry sent the headers, which the demo does not), and nothing else is;
+- each per-key series carries exactly the contract's key labels (plus `expiry_source`,
+  `reason` or the `label_*` owner labels where the contract says so), value 1 where it says so;
+- the per-key series agree with each other: every key has `cf_service_key_info` once and
+  `created_timestamp`; a key has an expiry (and then `valid_from` and `expiry_seconds`) exactly
+  when its `expiry_source` is neither `none` nor `unread`; `read_error` and `owner_info` name
+  known keys; `service_keys` counts them;
+- the `reason` values of `details_errors_total` (the exporter creates all at 0) are exactly
+  those the rule and dashboard lints accept (tests/alerts/dashboard.py READ_ERROR_REASONS), so
+  rule tests cannot use an invented reason nor miss a real one;
+- the demo's planted cases: `broken-binding` is `unread` with `read_error{reason="not_found"}`,
+  owner labels are sanitised (`label_example_com_owner`).
+
+Usage: contract_check.py EXPOSITION_FILE   (prints "ok ..."/"FAIL ..." lines; exit 1 on failure)
+Python 3.11 standard library only.
+"""
+
+import os
+import re
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "alerts"))
+import dashboard as dash  # noqa: E402
+
+KEY_LABELS = {"foundation", "org", "space", "service_offering", "service_plan", "service_instance",
+              "service_key", "service_key_guid"}
+# metric -> (type, extra labels beyond the key labels: a set, or "owner" for label_*)
+PER_KEY = {
+    "cf_service_key_expiry_timestamp_seconds": ("gauge", set()),
+    "cf_service_key_expiry_seconds": ("gauge", set()),
+    "cf_service_key_info": ("gauge", {"expiry_source"}),
+    "cf_service_key_created_timestamp_seconds": ("gauge", set()),
+    "cf_service_key_valid_from_timestamp_seconds": ("gauge", set()),
+    "cf_service_key_read_error": ("gauge", {"reason"}),
+    "cf_service_key_owner_info": ("gauge", "owner"),
+}
+EXPORTER = {
+    "cf_service_key_exporter_refresh_success": ("gauge", {"foundation"}),
+    "cf_service_key_exporter_last_refresh_success_timestamp_seconds": ("gauge", {"foundation"}),
+    "cf_service_key_exporter_refresh_duration_seconds": ("gauge", {"foundation"}),
+    "cf_service_key_exporter_api_requests_total": ("counter", {"foundation", "endpoint", "code"}),
+    "cf_service_key_exporter_service_keys": ("gauge", {"foundation"}),
+    "cf_service_key_exporter_details_errors_total": ("counter", {"foundation", "reason"}),
+    "cf_service_key_exporter_build_info": ("gauge", {"version"}),
+}
+OPTIONAL = {  # absent until Cloud Foundry sent X-RateLimit-* headers
+    "cf_service_key_exporter_ratelimit_limit": ("gauge", {"foundation"}),
+    "cf_service_key_exporter_ratelimit_remaining": ("gauge", {"foundation"}),
+    "cf_service_key_exporter_ratelimit_reset_timestamp_seconds": ("gauge", {"foundation"}),
+}
+DEMO_OWNER_LABELS = {"label_team", "label_example_com_owner"}
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$')
+_LABEL = re.compile(r'\s*([a-zA-Z_]\w*)="((?:\\.|[^"\\])*)"\s*,?')
+
+
+def parse(text):
+    types, samples = {}, []
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, typ = line.split(None, 3)
+            types[name] = typ.strip()
+        elif line and not line.startswith("#"):
+            m = _SAMPLE.match(line)
+            if not m:
+                raise ValueError(f"cannot parse: {line}")
+            labels = dict(_LABEL.findall(m.group(2) or ""))
+            samples.append((m.group(1), labels, float(m.group(3))))
+    return types, samples
+
+
+def main(path):
+    with open(path, encoding="utf-8") as f:
+        types, samples = parse(f.read())
+    problems = []
+    checks = 0
+
+    def check(ok, what):
+        nonlocal checks
+        checks += 1
+        if not ok:
+            problems.append(what)
+
+    by_name = {}
+    for name, labels, value in samples:
+        by_name.setdefault(name, []).append((labels, value))
+
+    # Names and types.
+    for name, (typ, _) in {**PER_KEY, **EXPORTER}.items():
+        family = name[:-len("_total")] if name.endswith("_total") else name
+        check(name in by_name, f"{name}: no series")
+        got = types.get(name) or types.get(family)  # classic text names counters with _total
+        check(got == typ, f"{name}: TYPE {got!r}, contract says {typ}")
+    for name, (typ, _) in OPTIONAL.items():
+        if name in by_name:
+            check(types.get(name) == typ, f"{name}: TYPE {types.get(name)!r}, contract says {typ}")
+    known = set(PER_KEY) | set(EXPORTER) | set(OPTIONAL)
+    check(not set(by_name) - known, f"series the contract does not name: {sorted(set(by_name) - known)}")
+
+    # Labels of every series.
+    for name, (_, extra) in {**EXPORTER, **OPTIONAL}.items():
+        for labels, _ in by_name.get(name, []):
+            check(set(labels) == extra, f"{name}{labels}: labels {sorted(labels)}, contract says {sorted(extra)}")
+    for name, (_, extra) in PER_KEY.items():
+        for labels, value in by_name.get(name, []):
+            if extra == "owner":
+                owners = set(labels) - KEY_LABELS
+                check(KEY_LABELS <= set(labels) and all(o.startswith("label_") for o in owners),
+                      f"{name}{labels}: labels beyond the key labels must be label_*")
+            else:
+                check(set(labels) == KEY_LABELS | extra,
+                      f"{name}: labels {sorted(labels)}, contract says {sorted(KEY_LABELS | extra)}")
+            if name in ("cf_service_key_info", "cf_service_key_read_error", "cf_service_key_owner_info"):
+                check(value == 1, f"{name}{labels}: value {value}, contract says always 1")
+
+    def key(labels):
+        return (labels.get("foundation"), labels.get("service_key_guid"))
+
+    def keys_of(name):
+        return [key(lab) for lab, _ in by_name.get(name, [])]
+
+    info = {key(lab): lab for lab, _ in by_name.get("cf_service_key_info", [])}
+    check(len(info) == len(keys_of("cf_service_key_info")), "cf_service_key_info: a key has several series")
+    with_expiry = {k for k, lab in info.items() if lab.get("expiry_source") not in ("none", "unread")}
+    for name in ("cf_service_key_expiry_timestamp_seconds", "cf_service_key_expiry_seconds",
+                 "cf_service_key_valid_from_timestamp_seconds"):
+        got = keys_of(name)
+        check(len(got) == len(set(got)), f"{name}: a key has several series")
+        check(set(got) == with_expiry,
+              f"{name}: keys {sorted(k[1] for k in set(got) ^ with_expiry)} differ from the keys whose expiry_source is not none/unread")
+    created = keys_of("cf_service_key_created_timestamp_seconds")
+    check(set(created) == set(info) and len(created) == len(info),
+          "cf_service_key_created_timestamp_seconds: not exactly one per key of cf_service_key_info")
+    owners = keys_of("cf_service_key_owner_info")
+    check(set(owners) == set(info) and len(owners) == len(info),
+          "cf_service_key_owner_info: not exactly one per key (the demo runs with --metadata-labels)")
+    check(set(keys_of("cf_service_key_read_error")) <= set(info), "cf_service_key_read_error: names unknown keys")
+    expiry = {key(lab): v for lab, v in by_name.get("cf_service_key_expiry_timestamp_seconds", [])}
+    valid_from = {key(lab): v for lab, v in by_name.get("cf_service_key_valid_from_timestamp_seconds", [])}
+    bad = sorted(info[k]["service_key"] for k in expiry if k in valid_from and not valid_from[k] < expiry[k])
+    check(not bad, f"valid_from is not before the expiry for {bad}")
+    for labels, value in by_name.get("cf_service_key_exporter_service_keys", []):
+        n = sum(1 for k in info if k[0] == labels["foundation"])
+        check(value == n, f"service_keys{{foundation={labels['foundation']}}} is {value}, cf_service_key_info has {n} keys")
+
+    # Reasons: the exporter's, exactly the lints'.
+    for name in ("cf_service_key_exporter_details_errors_total", "cf_service_key_read_error"):
+        reasons = {lab.get("reason") for lab, _ in by_name.get(name, [])}
+        check(reasons <= dash.READ_ERROR_REASONS,
+              f"{name}: reasons {sorted(reasons - dash.READ_ERROR_REASONS)} unknown to tests/alerts/dashboard.py READ_ERROR_REASONS")
+    reasons = {lab.get("reason") for lab, _ in by_name.get("cf_service_key_exporter_details_errors_total", [])}
+    check(reasons == dash.READ_ERROR_REASONS,
+          f"details_errors_total is created for reasons {sorted(reasons)}; READ_ERROR_REASONS also has "
+          f"{sorted(dash.READ_ERROR_REASONS - reasons)}")
+
+    # The demo's planted cases.
+    broken = [lab for lab in info.values() if lab.get("service_key") == "broken-binding"]
+    check(broken and broken[0].get("expiry_source") == "unread", "demo: broken-binding is not expiry_source=\"unread\"")
+    check(any(lab.get("service_key") == "broken-binding" and lab.get("reason") == "not_found"
+              for lab, _ in by_name.get("cf_service_key_read_error", [])),
+          "demo: broken-binding has no cf_service_key_read_error{reason=\"not_found\"}")
+    found = {o for lab, _ in by_name.get("cf_service_key_owner_info", []) for o in lab if o.startswith("label_")}
+    check(found == DEMO_OWNER_LABELS, f"demo: owner labels {sorted(found)}, expected {sorted(DEMO_OWNER_LABELS)}")
+
+    for p in problems:
+        print(f"     {p}")
+    print(f"{len(info)} keys, {len(samples)} series, {checks} checks, {len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
