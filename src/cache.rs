@@ -22,6 +22,10 @@
 //! periodic full re-read still comes due on time, and they never count as a successful
 //! refresh: `refresh_success`, the last-success timestamp and `/readyz` wait for a real one.
 //!
+//! Foundations in the file that are not configured are kept in it as they were (a configuration
+//! that leaves one out by mistake loses nothing) and seed the store when a reload adds them; a
+//! foundation removed by a reload is dropped from the file.
+//!
 //! Writing: after each refresh that produced a key set, the whole file is rewritten from the
 //! store's current snapshot, atomically (temporary file in the same directory, fsync, rename,
 //! fsync of the directory), on a blocking thread. Writes are serialised by an async mutex, so
@@ -81,21 +85,21 @@ pub enum CacheError {
 
 // ---- The file's shape: one set of types for writing and reading. ----
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct File {
     format: String,
     version: u32,
     foundations: BTreeMap<String, FoundationEntry>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct FoundationEntry {
     api_url: String,
     keys: Vec<KeyEntry>,
 }
 
 /// One key: its labels (named as on `/metrics`), change markers and last reading.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct KeyEntry {
     labels: KeyLabels,
     created_at: Option<i64>,
@@ -107,14 +111,14 @@ struct KeyEntry {
     failure: Option<FailureEntry>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct ReadingEntry {
     read_at: i64,
     /// `null`: read, and nothing in it expires.
     expiry: Option<ExpiryEntry>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct ExpiryEntry {
     /// Unix seconds.
     expires_at: i64,
@@ -123,7 +127,7 @@ struct ExpiryEntry {
     certificate: Option<CertificateInfo>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct FailureEntry {
     reason: String,
     attempts: u32,
@@ -208,23 +212,48 @@ impl KeyEntry {
     }
 }
 
-/// Serialises the keys of the foundations in `api_urls` (name → API URL) as cache JSON.
-pub fn encode(snapshot: &Snapshot, api_urls: &BTreeMap<String, String>) -> Vec<u8> {
-    let foundations = api_urls
+/// Serialises the keys of the foundations in `api_urls` (name → API URL) as cache JSON, with
+/// the `carried` entries of foundations not configured now.
+fn encode(
+    snapshot: &Snapshot,
+    api_urls: &BTreeMap<String, String>,
+    carried: &BTreeMap<String, FoundationEntry>,
+) -> Vec<u8> {
+    let watched = api_urls.iter().filter_map(|(name, api_url)| {
+        let f = snapshot.foundations.get(name)?;
+        Some((
+            name.as_str(),
+            FoundationOut {
+                api_url,
+                keys: f.keys.iter().map(KeyEntry::new).collect(),
+            },
+        ))
+    });
+    // Serialised by reference: a carried foundation is written as it was read.
+    #[derive(Serialize)]
+    struct FoundationOut<'a> {
+        api_url: &'a str,
+        keys: Vec<KeyEntry>,
+    }
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum Out<'a> {
+        Watched(FoundationOut<'a>),
+        Carried(&'a FoundationEntry),
+    }
+    let mut foundations: BTreeMap<&str, Out> = carried
         .iter()
-        .filter_map(|(name, api_url)| {
-            let f = snapshot.foundations.get(name)?;
-            Some((
-                name.clone(),
-                FoundationEntry {
-                    api_url: api_url.clone(),
-                    keys: f.keys.iter().map(KeyEntry::new).collect(),
-                },
-            ))
-        })
+        .map(|(name, entry)| (name.as_str(), Out::Carried(entry)))
         .collect();
-    let file = File {
-        format: FORMAT.to_owned(),
+    foundations.extend(watched.map(|(name, f)| (name, Out::Watched(f))));
+    #[derive(Serialize)]
+    struct FileOut<'a> {
+        format: &'static str,
+        version: u32,
+        foundations: BTreeMap<&'a str, Out<'a>>,
+    }
+    let file = FileOut {
+        format: FORMAT,
         version: VERSION,
         foundations,
     };
@@ -241,11 +270,14 @@ pub struct Decoded {
     /// Key entries dropped (unknown `expiry_source` or reason, empty guid, duplicate, a
     /// reading from the future).
     pub dropped_keys: usize,
+    /// Foundations in the file that are not configured, as they were read: kept in the file,
+    /// and seeded from if a reload adds them.
+    carried: BTreeMap<String, FoundationEntry>,
 }
 
-/// Reads cache JSON, keeping only foundations named in `api_urls` (name → configured API URL)
-/// whose recorded `api_url` is the same. `now` is Unix seconds.
-pub fn decode(
+/// Reads cache JSON: the records of foundations named in `api_urls` (name → configured API URL)
+/// whose recorded `api_url` is the same, and the others as they are. `now` is Unix seconds.
+fn decode(
     bytes: &[u8],
     path: &Path,
     api_urls: &HashMap<&str, &str>,
@@ -271,24 +303,35 @@ pub fn decode(
     let mut names = Interner::default();
     for (name, foundation) in file.foundations {
         let Some(configured) = api_urls.get(name.as_str()) else {
+            out.carried.insert(name, foundation);
             continue;
         };
         if !same_url(&foundation.api_url, configured) {
             out.mismatched.push((name, foundation.api_url));
             continue;
         }
-        let mut seen = HashSet::new();
-        let mut keys = Vec::with_capacity(foundation.keys.len());
-        for key in foundation.keys {
-            match key.record(now, &mut names) {
-                Some(k) if seen.insert(k.labels.service_key_guid.clone()) => keys.push(k),
-                _ => out.dropped_keys += 1,
-            }
-        }
-        keys.sort_by(|a, b| a.labels.service_key_guid.cmp(&b.labels.service_key_guid));
+        let (keys, dropped) = foundation.records(now, &mut names);
+        out.dropped_keys += dropped;
         out.foundations.insert(name, keys);
     }
     Ok(out)
+}
+
+impl FoundationEntry {
+    /// The usable records, sorted by guid, and how many entries were dropped.
+    fn records(self, now: i64, names: &mut Interner) -> (Vec<KeyRecord>, usize) {
+        let mut seen = HashSet::new();
+        let mut dropped = 0;
+        let mut keys = Vec::with_capacity(self.keys.len());
+        for key in self.keys {
+            match key.record(now, names) {
+                Some(k) if seen.insert(k.labels.service_key_guid.clone()) => keys.push(k),
+                _ => dropped += 1,
+            }
+        }
+        keys.sort_by(|a, b| a.labels.service_key_guid.cmp(&b.labels.service_key_guid));
+        (keys, dropped)
+    }
 }
 
 /// Two spellings of one API URL (a trailing slash, case of the host) count as the same.
@@ -297,6 +340,20 @@ fn same_url(a: &str, b: &str) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
+}
+
+/// Publishes cached readings as a foundation that has not refreshed yet.
+fn publish_seed(store: &Store, name: &str, keys: Vec<KeyRecord>) {
+    tracing::info!(foundation = %name, keys = keys.len(), "seeded from the cache file; unchanged keys will not be read again");
+    store.publish(
+        name,
+        FoundationSnapshot {
+            keys: Arc::new(keys),
+            // Read from the list pages at the first refresh.
+            owner_labels: Arc::from([]),
+            status: Default::default(),
+        },
+    );
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename
@@ -333,7 +390,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Reads and checks a cache file for the given foundations (name → configured API URL).
-pub fn load(path: &Path, api_urls: &HashMap<&str, &str>) -> Result<Decoded, CacheError> {
+fn load(path: &Path, api_urls: &HashMap<&str, &str>) -> Result<Decoded, CacheError> {
     let read_error = |source| CacheError::Read {
         path: path.to_owned(),
         source,
@@ -355,6 +412,9 @@ pub struct Cache {
     path: PathBuf,
     /// Name → API URL of the foundations being watched: what the file holds.
     api_urls: Mutex<BTreeMap<String, String>>,
+    /// Foundations of the file that are not configured: written back as they were, so a
+    /// configuration that leaves one out by mistake does not lose its readings.
+    carried: Mutex<BTreeMap<String, FoundationEntry>>,
     /// One write at a time (held across the blocking write, hence a tokio mutex).
     writing: tokio::sync::Mutex<()>,
 }
@@ -367,15 +427,16 @@ impl Cache {
         let cache = Cache {
             path: path.to_owned(),
             api_urls: Mutex::new(BTreeMap::new()),
+            carried: Mutex::new(BTreeMap::new()),
             writing: tokio::sync::Mutex::new(()),
         };
-        for f in foundations {
-            cache.watch(&f.name, f.api_url.as_str());
-        }
         let api_urls: HashMap<&str, &str> = foundations
             .iter()
             .map(|f| (f.name.as_str(), f.api_url.as_str()))
             .collect();
+        for f in foundations {
+            cache.watch(&f.name, f.api_url.as_str());
+        }
         let decoded = match load(path, &api_urls) {
             Ok(d) => d,
             Err(CacheError::Read { source, .. })
@@ -402,18 +463,29 @@ impl Cache {
             tracing::warn!(file = %path.display(), dropped = decoded.dropped_keys, "ignoring unusable key entries in the cache file");
         }
         for (name, keys) in decoded.foundations {
-            tracing::info!(foundation = %name, keys = keys.len(), "seeded from the cache file; unchanged keys will not be read again");
-            store.publish(
-                &name,
-                FoundationSnapshot {
-                    keys: Arc::new(keys),
-                    // Read from the list pages at the first refresh.
-                    owner_labels: Arc::from([]),
-                    status: Default::default(),
-                },
-            );
+            publish_seed(store, &name, keys);
         }
+        *cache.carried.lock().unwrap_or_else(|e| e.into_inner()) = decoded.carried;
         cache
+    }
+
+    /// A foundation added by a reload: publishes its readings from the file, if the file has
+    /// them (from the same API URL), so its first refresh reads only what changed.
+    pub fn seed(&self, foundation: &FoundationConfig, store: &Store) {
+        let entry = {
+            let mut carried = self.carried.lock().unwrap_or_else(|e| e.into_inner());
+            match carried.get(&foundation.name) {
+                Some(e) if same_url(&e.api_url, foundation.api_url.as_str()) => {
+                    carried.remove(&foundation.name)
+                }
+                _ => None,
+            }
+        };
+        if let Some(entry) = entry {
+            let now = crate::clock::SystemClock.unix_now();
+            let (keys, _) = entry.records(now, &mut Interner::default());
+            publish_seed(store, &foundation.name, keys);
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -434,6 +506,10 @@ impl Cache {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
+        self.carried
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
     }
 
     /// Rewrites the file from the store's current snapshot. Logs a failure; never fails.
@@ -446,13 +522,29 @@ impl Cache {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let path = self.path.clone();
+        let carried = std::mem::take(&mut *self.carried.lock().unwrap_or_else(|e| e.into_inner()));
         let written = tokio::task::spawn_blocking(move || {
-            let bytes = encode(&snapshot, &api_urls);
-            write_atomically(&path, &bytes)
+            let bytes = encode(&snapshot, &api_urls, &carried);
+            let result = write_atomically(&path, &bytes)
                 .map(|()| bytes.len())
-                .map_err(|source| CacheError::Write { path, source })
+                .map_err(|source| CacheError::Write { path, source });
+            (result, carried)
         })
         .await;
+        let (written, carried) = match written {
+            Ok((result, carried)) => (Ok(result), carried),
+            Err(e) => (Err(e), BTreeMap::new()),
+        };
+        // Put back what was carried, unless a reload took it meanwhile.
+        {
+            let mut now = self.carried.lock().unwrap_or_else(|e| e.into_inner());
+            let watched = self.api_urls.lock().unwrap_or_else(|e| e.into_inner());
+            for (name, entry) in carried {
+                if !watched.contains_key(&name) {
+                    now.entry(name).or_insert(entry);
+                }
+            }
+        }
         match written {
             Ok(Ok(bytes)) => {
                 tracing::debug!(file = %self.path.display(), bytes, "cache file written")
@@ -543,7 +635,7 @@ mod tests {
     #[test]
     fn a_written_cache_reads_back_the_same_records() {
         let s = snapshot();
-        let bytes = encode(&s, &urls());
+        let bytes = encode(&s, &urls(), &BTreeMap::new());
         let api = HashMap::from([("eu10", "https://api.eu10.example")]);
         let d = decode(&bytes, Path::new("c.json"), &api, 1_750_000_100).unwrap();
         assert_eq!(d.foundations["eu10"], *s.foundations["eu10"].keys);
@@ -573,7 +665,7 @@ mod tests {
 
     #[test]
     fn another_api_url_unknown_sources_and_future_reads_are_left_out() {
-        let text = String::from_utf8(encode(&snapshot(), &urls())).unwrap();
+        let text = String::from_utf8(encode(&snapshot(), &urls(), &BTreeMap::new())).unwrap();
         let p = Path::new("c.json");
         let other = HashMap::from([("eu10", "https://api.us10.example")]);
         let d = decode(text.as_bytes(), p, &other, 1_750_000_100).unwrap();

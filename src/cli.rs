@@ -36,6 +36,15 @@ pub struct Cli {
     )]
     pub listen_address: SocketAddr,
 
+    /// Most /metrics requests served at once; more get a 503 at once (0 = no limit).
+    #[arg(
+        long,
+        env = "WEB_MAX_REQUESTS",
+        default_value_t = crate::server::DEFAULT_MAX_REQUESTS,
+        value_name = "N"
+    )]
+    pub web_max_requests: usize,
+
     /// TLS and basic auth for the HTTP endpoints (Prometheus exporter-toolkit format).
     #[arg(long, env = "WEB_CONFIG_FILE", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,

@@ -37,10 +37,21 @@ use snapshot::Store;
 use supervisor::Supervisor;
 
 /// How the HTTP endpoints are served, beyond the listener.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// `--web-config-file`: TLS, basic auth and headers. `None`: plain HTTP, no auth.
     pub web_config: Option<Arc<web::WebConfigFile>>,
+    /// `--web-max-requests`: most scrapes served at once (0: no limit).
+    pub max_requests: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            web_config: None,
+            max_requests: server::DEFAULT_MAX_REQUESTS,
+        }
+    }
 }
 
 /// Serves the exporter on `listener` over plain HTTP until `shutdown` completes.
@@ -88,7 +99,9 @@ pub async fn run_with(
         cancel.clone(),
     ));
 
-    let app = server::router(server::AppState::new(exposition, store, warnings));
+    let app = server::router(
+        server::AppState::new(exposition, store, warnings).with_max_requests(options.max_requests),
+    );
     let server_cancel = cancel.clone();
     let stop = async move {
         tokio::select! {

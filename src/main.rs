@@ -48,7 +48,16 @@ async fn main() -> ExitCode {
 
     match &cli.command {
         Some(Command::Report(args)) => ExitCode::from(report::run(&config, args).await),
-        None => match serve(config, &cli, ServeOptions { web_config }).await {
+        None => match serve(
+            config,
+            &cli,
+            ServeOptions {
+                web_config,
+                max_requests: cli.web_max_requests,
+            },
+        )
+        .await
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e:#}");

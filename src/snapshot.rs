@@ -202,14 +202,16 @@ impl Store {
         self.current.load().foundations.get(name).cloned()
     }
 
-    /// Replaces one foundation's state, leaving the others untouched.
-    pub fn publish(&self, name: &str, foundation: FoundationSnapshot) {
+    /// Replaces one foundation's state, leaving the others untouched; returns what is now
+    /// published for it.
+    pub fn publish(&self, name: &str, foundation: FoundationSnapshot) -> Arc<FoundationSnapshot> {
         let foundation = Arc::new(foundation);
         self.current.rcu(|snapshot| {
             let mut next = Snapshot::clone(snapshot);
             next.foundations.insert(name.to_owned(), foundation.clone());
             next
         });
+        foundation
     }
 
     /// Adds a foundation that has not refreshed yet (keeps its state if it is already known).

@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
@@ -25,6 +26,19 @@ use crate::config::FoundationConfig;
 use crate::metrics::ExporterMetrics;
 use crate::refresher::Refresher;
 use crate::snapshot::Store;
+
+/// The longest spread of the first refreshes of foundations started together.
+pub const MAX_STAGGER: Duration = Duration::from_secs(60);
+
+/// When the `index`th of `count` foundations started together refreshes first: evenly spread
+/// over one refresh interval, at most [`MAX_STAGGER`], so ten foundations do not all start (and
+/// keep refreshing) in the same second.
+pub fn stagger(index: usize, count: usize, refresh_interval: Duration) -> Duration {
+    let span = refresh_interval.min(MAX_STAGGER);
+    let count = u32::try_from(count.max(1)).unwrap_or(u32::MAX);
+    let index = u32::try_from(index).unwrap_or(u32::MAX).min(count);
+    span / count * index
+}
 
 /// Runs one refresher until its token is cancelled. [`Refresher::run`] in the exporter; a test
 /// substitutes its own to force an interleaving.
@@ -88,15 +102,17 @@ impl Supervisor {
     pub async fn apply(&mut self, foundations: Vec<FoundationConfig>) -> Result<(), CfError> {
         // Build every new refresher before touching anything, so a bad one changes nothing.
         let mut fresh = Vec::new();
-        for config in &foundations {
+        for (index, config) in foundations.iter().enumerate() {
             let unchanged = self
                 .running
                 .get(&config.name)
                 .is_some_and(|r| r.config == *config);
             if !unchanged {
+                let delay = stagger(index, foundations.len(), config.refresh_interval);
                 let refresher =
                     Refresher::new(config.clone(), self.store.clone(), self.metrics.clone())?
-                        .with_cache(self.cache.clone());
+                        .with_cache(self.cache.clone())
+                        .with_start_delay(delay);
                 fresh.push((config.clone(), refresher));
             }
         }
@@ -121,6 +137,10 @@ impl Supervisor {
             let name = config.name.clone();
             if let Some(cache) = &self.cache {
                 cache.watch(&name, config.api_url.as_str());
+                // A foundation added by a reload starts from its cached readings too.
+                if self.store.foundation(&name).is_none() {
+                    cache.seed(&config, &self.store);
+                }
             }
             if let Some(old) = self.running.remove(&name) {
                 old.stop().await;
@@ -209,6 +229,56 @@ mod tests {
         let snapshot = store.load();
         let names: Vec<&str> = snapshot.foundations.keys().map(String::as_str).collect();
         assert_eq!(names, ["b"]);
+    }
+
+    #[test]
+    fn foundations_started_together_are_spread_over_at_most_a_minute() {
+        let five_minutes = Duration::from_secs(300);
+        let delays: Vec<u64> = (0..10)
+            .map(|i| stagger(i, 10, five_minutes).as_secs())
+            .collect();
+        assert_eq!(delays, [0, 6, 12, 18, 24, 30, 36, 42, 48, 54]);
+        // A short interval: spread over the interval itself.
+        assert_eq!(
+            stagger(1, 2, Duration::from_secs(10)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(stagger(0, 1, five_minutes), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn each_new_refresher_gets_its_place_in_the_stagger() {
+        let delays = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recording: Runner = {
+            let delays = delays.clone();
+            Arc::new(move |refresher, cancel| {
+                delays
+                    .lock()
+                    .unwrap()
+                    .push((refresher.name().to_owned(), refresher.start_delay()));
+                Box::pin(async move { cancel.cancelled().await })
+            })
+        };
+        let mut supervisor = Supervisor::new(
+            Arc::new(Store::new()),
+            Arc::new(ExporterMetrics::default()),
+            CancellationToken::new(),
+        )
+        .with_runner(recording);
+        let names = ["a", "b", "c", "d"];
+        supervisor
+            .apply(names.iter().map(|n| foundation(n)).collect())
+            .await
+            .unwrap();
+        let mut seen = delays.lock().unwrap().clone();
+        seen.sort();
+        let expected: Vec<(String, Duration)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), Duration::from_secs(15 * i as u64)))
+            .collect();
+        assert_eq!(seen, expected);
+        supervisor.shutdown().await;
     }
 
     #[tokio::test]

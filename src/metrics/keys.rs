@@ -140,7 +140,13 @@ impl Collector for FamilyOf {
                 }
                 Family::Owner => {
                     if !owner_labels.is_empty() {
-                        let owners: Vec<(&str, &str)> = key.owner_pairs(owner_labels).collect();
+                        // Every owner label on every series, empty where none was found: the
+                        // same as absent to Prometheus, and one label set for strict parsers.
+                        let owners: Vec<(&str, &str)> = owner_labels
+                            .iter()
+                            .zip(key.owners.iter())
+                            .map(|(label, value)| (label.as_str(), value.as_deref().unwrap_or("")))
+                            .collect();
                         ConstGauge::new(1i64).encode(m.encode_family(&(base, owners))?)?;
                     }
                 }

@@ -2,8 +2,9 @@
 //! [`Snapshot`] at scrape time.
 //!
 //! Per-key series are not stored as metric objects: each published foundation snapshot is
-//! rendered once, by the first scrape that sees it ([`keys::Rendered`]), and a key deleted from
-//! Cloud Foundry simply is not in the next snapshot. A scrape ([`Exposition::scrape`]) is a list
+//! rendered once ([`keys::Rendered`]), by its refresher right after publishing
+//! ([`ExporterMetrics::prepare`]) or else by the first scrape that sees it, and a key deleted
+//! from Cloud Foundry simply is not in the next snapshot. A scrape ([`Exposition::scrape`]) is a list
 //! of shared byte blocks plus the values of `cf_service_key_expiry_seconds`, computed against
 //! the scrape's own clock and written as the body streams out, so concurrent scrapes share the
 //! rendered text instead of each building its own copy. No I/O on this path.
@@ -119,7 +120,13 @@ pub struct ExporterMetrics {
     ratelimit_limit: MetricFamily<FoundationLabel, Gauge>,
     ratelimit_remaining: MetricFamily<FoundationLabel, Gauge>,
     ratelimit_reset: MetricFamily<FoundationLabel, Gauge>,
+    /// The rendered per-key series of each foundation, with the snapshot they were rendered
+    /// from: reused while that snapshot is the published one.
+    rendered: Mutex<RenderCache>,
 }
+
+/// Per foundation: the snapshot last rendered, and its rendering.
+type RenderCache = HashMap<String, (Arc<FoundationSnapshot>, Arc<Rendered>)>;
 
 impl ExporterMetrics {
     /// Registers the live metrics beside the store's snapshot: what `/metrics` serves.
@@ -154,8 +161,39 @@ impl ExporterMetrics {
             live,
             store,
             clock: Arc::new(SystemClock),
-            rendered: Mutex::new(HashMap::new()),
+            metrics: self.clone(),
         }
+    }
+
+    /// Renders a foundation's just-published snapshot, so no scrape waits for it. CPU work
+    /// (tens of milliseconds at 20,000 keys): call it off the async workers.
+    pub fn prepare(&self, foundation: &str, snapshot: &Arc<FoundationSnapshot>) {
+        let rendered = Arc::new(Rendered::new(foundation, snapshot));
+        self.rendered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(foundation.to_owned(), (snapshot.clone(), rendered));
+    }
+
+    /// Each foundation's rendered series, rendering what is not yet and forgetting foundations
+    /// that are gone.
+    fn rendered_for(&self, snapshot: &Snapshot) -> Vec<Arc<Rendered>> {
+        let mut cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|name, _| snapshot.foundations.contains_key(name));
+        snapshot
+            .foundations
+            .iter()
+            .map(|(name, f)| match cache.get(name) {
+                Some((seen, rendered)) if Arc::ptr_eq(seen, f) => rendered.clone(),
+                _ => {
+                    // Under the lock on purpose: concurrent scrapes of a snapshot nobody has
+                    // rendered yet wait for one rendering instead of each making its own.
+                    let rendered = Arc::new(Rendered::new(name, f));
+                    cache.insert(name.clone(), (f.clone(), rendered.clone()));
+                    rendered
+                }
+            })
+            .collect()
     }
 
     /// A handle that counts one foundation's requests; also creates the foundation's
@@ -249,13 +287,9 @@ pub struct Exposition {
     live: Registry,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
-    /// The rendered per-key series of each foundation, with the snapshot they were rendered
-    /// from: reused while that snapshot is the published one.
-    rendered: Mutex<RenderCache>,
+    /// Holds the renderings (shared with the refreshers, which prepare them).
+    metrics: Arc<ExporterMetrics>,
 }
-
-/// Per foundation: the snapshot last rendered, and its rendering.
-type RenderCache = HashMap<String, (Arc<FoundationSnapshot>, Arc<Rendered>)>;
 
 /// One scrape's body: shared blocks, and the countdown values written as it streams.
 #[derive(Debug)]
@@ -285,7 +319,7 @@ impl Exposition {
     /// snapshot is new (CPU work: call it off the async workers); everything else is shared.
     pub fn scrape(&self, format: Format) -> Scrape {
         let snapshot = self.store.load();
-        let rendered = self.rendered_for(&snapshot);
+        let rendered = self.metrics.rendered_for(&snapshot);
         let mut live = String::new();
         prometheus_client::encoding::text::encode_registry(&mut live, &self.live)
             .expect("encoding into a String cannot fail");
@@ -307,27 +341,6 @@ impl Exposition {
                 .push(Part::Text(Bytes::from_static(b"# EOF\n")));
         }
         scrape
-    }
-
-    /// Each current foundation's rendered series, rendering what is new and forgetting
-    /// foundations that are gone.
-    fn rendered_for(&self, snapshot: &Snapshot) -> Vec<Arc<Rendered>> {
-        let mut cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
-        cache.retain(|name, _| snapshot.foundations.contains_key(name));
-        snapshot
-            .foundations
-            .iter()
-            .map(|(name, f)| match cache.get(name) {
-                Some((seen, rendered)) if Arc::ptr_eq(seen, f) => rendered.clone(),
-                _ => {
-                    // Under the lock on purpose: concurrent scrapes of a new snapshot wait for
-                    // one rendering instead of each making its own.
-                    let rendered = Arc::new(Rendered::new(name, f));
-                    cache.insert(name.clone(), (f.clone(), rendered.clone()));
-                    rendered
-                }
-            })
-            .collect()
     }
 
     /// Every metric in `format`, as one string (tests, the report of a benchmark).
@@ -484,7 +497,7 @@ pub fn encode_snapshot_at(snapshot: Snapshot, now: SystemTime) -> String {
         live: Registry::default(),
         store,
         clock: Arc::new(crate::clock::ManualClock::at(now)),
-        rendered: Mutex::new(HashMap::new()),
+        metrics: Arc::new(ExporterMetrics::default()),
     };
     exposition.encode(Format::OpenMetrics)
 }

@@ -145,6 +145,11 @@ impl Refresher {
         &self.config.name
     }
 
+    /// How long [`Refresher::run`] waits before the first refresh.
+    pub fn start_delay(&self) -> Duration {
+        self.start_delay
+    }
+
     /// Refreshes after the start delay, then every refresh interval (start to start), until
     /// `cancel` fires. Cancellation wins over a refresh in progress.
     pub async fn run(self, cancel: CancellationToken) {
@@ -208,7 +213,7 @@ impl Refresher {
         }
         self.log(&stats, error.as_ref(), duration);
         let produced_keys = !matches!(error, Some(RefreshError::List(_)));
-        self.store.publish(
+        let published = self.store.publish(
             name,
             FoundationSnapshot {
                 keys,
@@ -216,6 +221,15 @@ impl Refresher {
                 status,
             },
         );
+        // Render its series now, so the next scrape only copies them (nobody scrapes `report`).
+        if !self.one_shot {
+            let (metrics, foundation) = (self.metrics.clone(), name.to_owned());
+            let rendered =
+                tokio::task::spawn_blocking(move || metrics.prepare(&foundation, &published)).await;
+            if let Err(e) = rendered {
+                tracing::error!(foundation = name, error = %e, "rendering the metrics failed");
+            }
+        }
         if produced_keys {
             if let Some(cache) = &self.cache {
                 cache.save(&self.store).await;

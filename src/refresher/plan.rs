@@ -202,7 +202,10 @@ pub fn failed(
 
 /// How many `/details` reads this refresh may send so that the rest of the rate-limit window
 /// still has room for every later refresh: what remains, less the list pages each refresh of
-/// the window will need, shared evenly by the refreshes left in it. `None`: no limit known.
+/// the window will need and a tenth of the limit, shared evenly by the refreshes left in it.
+/// The tenth is never spent: Cloud Foundry reports what remains floored to tenths (0 means
+/// "under 10 % left"), other clients of the same user need room, and below it the transport
+/// starts spacing requests out. `None`: no limit known.
 pub fn read_budget(
     rate: Option<RateLimit>,
     now: i64,
@@ -215,7 +218,8 @@ pub fn read_budget(
     let refreshes = left.div_ceil(interval).max(1);
     let spendable = rate
         .remaining
-        .saturating_sub(list_requests.saturating_mul(refreshes));
+        .saturating_sub(list_requests.saturating_mul(refreshes))
+        .saturating_sub(rate.limit / 10);
     Some(usize::try_from(spendable / refreshes).unwrap_or(usize::MAX))
 }
 
@@ -408,14 +412,15 @@ mod tests {
             remaining,
             reset: NOW + reset_in,
         };
-        // A fresh hour: 12 refreshes, 6 list pages each kept back.
-        assert_eq!(read_budget(Some(rate(1800, 3600)), NOW, ri, 6), Some(144));
-        // The last refresh of the window may spend what is left.
-        assert_eq!(read_budget(Some(rate(200, 100)), NOW, ri, 6), Some(194));
-        // Under 10 % left (Cloud Foundry reports 0): lists only.
+        // A fresh hour: 12 refreshes, 6 list pages each and a tenth of 2,000 kept back.
+        assert_eq!(read_budget(Some(rate(1800, 3600)), NOW, ri, 6), Some(127));
+        // The last refresh of the window may spend what is left above the tenth.
+        assert_eq!(read_budget(Some(rate(400, 100)), NOW, ri, 6), Some(194));
+        // Down to the tenth, or under it (Cloud Foundry reports 0): lists only.
+        assert_eq!(read_budget(Some(rate(200, 100)), NOW, ri, 6), Some(0));
         assert_eq!(read_budget(Some(rate(0, 1800)), NOW, ri, 6), Some(0));
         // A reset in the past (clock skew): this refresh is the window's last.
-        assert_eq!(read_budget(Some(rate(600, -5)), NOW, ri, 6), Some(594));
+        assert_eq!(read_budget(Some(rate(600, -5)), NOW, ri, 6), Some(394));
         assert_eq!(read_budget(None, NOW, ri, 6), None);
     }
 }

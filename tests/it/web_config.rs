@@ -132,6 +132,7 @@ impl Exporter {
         let (stop, stopped) = oneshot::channel::<()>();
         let options = ServeOptions {
             web_config: Some(Arc::new(web)),
+            ..Default::default()
         };
         let served = tokio::spawn(run_with(config, listener, options, async move {
             let _ = stopped.await;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use cf_service_key_exporter::clock::ManualClock;
 use cf_service_key_exporter::config::{DemoTarget, FoundationConfig};
 use cf_service_key_exporter::metrics::ExporterMetrics;
 use cf_service_key_exporter::refresher::{RefreshOutcome, RefreshStats, Refresher};
@@ -128,6 +129,8 @@ pub async fn scrape(client: &reqwest::Client, url: &str) -> Scrape {
 pub struct Harness {
     pub sim: Sim,
     pub refresher: Refresher,
+    /// The refresher's wall clock: starts at the real time and moves only when a test says.
+    pub clock: Arc<ManualClock>,
     pub store: Arc<Store>,
     pub addr: SocketAddr,
     pub client: reqwest::Client,
@@ -151,7 +154,10 @@ impl Harness {
         let store = Arc::new(Store::new());
         let metrics = Arc::new(ExporterMetrics::default());
         store.register(&config.name);
-        let refresher = Refresher::new(config, store.clone(), metrics.clone()).expect("refresher");
+        let clock = Arc::new(ManualClock::starting_now());
+        let refresher = Refresher::new(config, store.clone(), metrics.clone())
+            .expect("refresher")
+            .with_clock(clock.clone());
         let app = server::router(AppState::new(
             metrics.exposition(store.clone()),
             store.clone(),
@@ -170,6 +176,7 @@ impl Harness {
         Harness {
             sim,
             refresher,
+            clock,
             store,
             addr,
             client: reqwest::Client::new(),
