@@ -607,6 +607,27 @@ mod tests {
         rows.iter().map(|r| &*r.key.labels.service_key).collect()
     }
 
+    /// `finish` with this output and window (in seconds), at `NOW`, without colour: the exit
+    /// code, stdout and stderr.
+    fn finished(
+        collected: Collected,
+        output: ReportOutput,
+        within: Option<i64>,
+    ) -> (u8, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let within = within.map(|s| Duration::from_secs(s as u64));
+        let code = finish(
+            collected,
+            &args(output, within),
+            NOW,
+            false,
+            &mut out,
+            &mut err,
+        );
+        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+        (code, text(out), text(err))
+    }
+
     fn args(output: ReportOutput, within: Option<Duration>) -> ReportArgs {
         let within = within.map(ExpiringWithin::Duration);
         ReportArgs {
@@ -728,18 +749,9 @@ mod tests {
             ],
             outcomes: vec![("f".into(), Outcome::Complete, RefreshStats::default())],
         };
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let within = Some(Duration::from_secs(DAY as u64));
-        let code = finish(
-            collected,
-            &args(ReportOutput::Table, within),
-            NOW,
-            false,
-            &mut out,
-            &mut err,
-        );
+        let (code, out, err) = finished(collected, ReportOutput::Table, Some(DAY));
         assert_eq!(code, EXIT_EXPIRING);
-        let err = String::from_utf8(err).unwrap();
+        assert!(out.contains(" fine "), "the whole table is printed: {out}");
         assert!(err.contains("1 key expires within 1day:"), "{err}");
         assert!(err.contains("gone: expired 1d ago"), "{err}");
         assert!(!err.contains("fine"), "{err}");
@@ -758,19 +770,9 @@ mod tests {
                 ),
             ],
         };
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let within = Some(Duration::from_secs(DAY as u64));
-        let code = finish(
-            collected,
-            &args(ReportOutput::Table, within),
-            NOW,
-            false,
-            &mut out,
-            &mut err,
-        );
+        let (code, out, err) = finished(collected, ReportOutput::Table, Some(DAY));
         assert_eq!(code, EXIT_NOT_READ);
-        assert!(String::from_utf8(out).unwrap().contains(" k "));
-        let err = String::from_utf8(err).unwrap();
+        assert!(out.contains(" k "));
         assert!(
             err.contains("foundation down could not be read: login refused"),
             "{err}"
@@ -787,17 +789,10 @@ mod tests {
                 RefreshStats::default(),
             )],
         };
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = finish(
-            collected,
-            &args(ReportOutput::Json, None),
-            NOW,
-            false,
-            &mut out,
-            &mut err,
-        );
+        let (code, out, err) = finished(collected, ReportOutput::Json, None);
         assert_eq!(code, EXIT_NOT_READ);
         assert!(out.is_empty());
+        assert!(err.contains("error: no foundation could be read"), "{err}");
     }
 
     #[test]
@@ -813,18 +808,9 @@ mod tests {
                 },
             )],
         };
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = finish(
-            collected,
-            &args(ReportOutput::Table, None),
-            NOW,
-            false,
-            &mut out,
-            &mut err,
-        );
+        let (code, out, err) = finished(collected, ReportOutput::Table, None);
         assert_eq!(code, EXIT_OK);
-        assert!(String::from_utf8(err)
-            .unwrap()
-            .contains("warning: foundation slow: the refresh ran out of time"));
+        assert!(out.contains(" k "), "its keys are printed: {out}");
+        assert!(err.contains("warning: foundation slow: the refresh ran out of time"));
     }
 }

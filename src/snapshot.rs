@@ -233,6 +233,28 @@ impl Store {
     }
 }
 
+/// A key record for unit tests: listed as `key-<guid>` in org `o`, space `s`, never read.
+#[cfg(test)]
+pub(crate) fn test_record(guid: &str) -> KeyRecord {
+    KeyRecord {
+        labels: KeyLabels {
+            org: "o".into(),
+            space: "s".into(),
+            service_offering: "off".into(),
+            service_plan: "p".into(),
+            service_instance: "i".into(),
+            service_key: format!("key-{guid}").into(),
+            service_key_guid: guid.into(),
+        },
+        created_at: Some(1_700_000_000),
+        owners: Arc::from([]),
+        key_updated_at: "u".into(),
+        instance_updated_at: "i-1".into(),
+        reading: None,
+        failure: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,17 +293,10 @@ mod tests {
 
     #[test]
     fn label_names_values_and_headers_come_from_one_list() {
-        let labels = KeyLabels {
-            org: "o".into(),
-            space: "s".into(),
-            service_offering: "off".into(),
-            service_plan: "p".into(),
-            service_instance: "i".into(),
-            service_key: "k".into(),
-            service_key_guid: "g".into(),
-        };
+        let labels = test_record("g").labels;
         let named: Vec<(&str, &str)> = KeyLabels::NAMES.into_iter().zip(labels.values()).collect();
         assert_eq!(named[0], ("org", "o"));
+        assert_eq!(named[5], ("service_key", "key-g"));
         assert_eq!(named[6], ("service_key_guid", "g"));
         // The JSON of the cache file and the report uses the same names.
         let json = serde_json::to_value(&labels).unwrap();

@@ -107,26 +107,18 @@ pub struct InstancePages {
 impl InstancePages {
     pub fn add(&mut self, page: Page<ServiceInstance>, owners: &OwnerKeys, names: &mut Interner) {
         let inc = page.included;
+        // A space names its org, a plan its offering: each is kept with its parent's guid.
+        let parent = |to: &super::model::ToOne| to.guid().unwrap_or_default().to_owned();
         for s in inc.spaces {
-            let org = s
-                .relationships
-                .organization
-                .guid()
-                .unwrap_or_default()
-                .to_owned();
+            let org = parent(&s.relationships.organization);
             self.spaces.insert(s.guid, (names.get(&s.name), org));
+        }
+        for p in inc.service_plans {
+            let offering = parent(&p.relationships.service_offering);
+            self.plans.insert(p.guid, (names.get(&p.name), offering));
         }
         for o in inc.organizations {
             self.orgs.insert(o.guid, names.get(&o.name));
-        }
-        for p in inc.service_plans {
-            let offering = p
-                .relationships
-                .service_offering
-                .guid()
-                .unwrap_or_default()
-                .to_owned();
-            self.plans.insert(p.guid, (names.get(&p.name), offering));
         }
         for o in inc.service_offerings {
             self.offerings.insert(o.guid, names.get(&o.name));

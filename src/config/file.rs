@@ -27,17 +27,16 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::{
-    check_interval, check_readable, check_secret, clean_plans, default_foundation_name,
-    metadata_labels, parse_url, ConfigError, FoundationConfig, Grant, MetadataLabel, SecretSource,
-    TlsOptions, DEFAULT_DETAILS_CONCURRENCY, DEFAULT_FULL_REFRESH_INTERVAL,
-    DEFAULT_REFRESH_INTERVAL,
+    check_interval, check_readable, check_secret, default_foundation_name, metadata_labels,
+    parse_url, ConfigError, FoundationConfig, Grant, MetadataLabel, SecretSource, TlsOptions,
+    DEFAULT_DETAILS_CONCURRENCY, DEFAULT_FULL_REFRESH_INTERVAL, DEFAULT_REFRESH_INTERVAL,
 };
 
 /// The cf CLI's public OAuth client.
 const DEFAULT_CLIENT_ID: &str = "cf";
 
-/// Keys allowed at the top level, besides `foundation`. Kept equal to [`Defaults`]' fields
-/// (the tests parse a file that uses every one).
+/// Keys allowed at the top level, besides `foundation`: the [`Shared`] settings (the tests
+/// parse a file that uses every one).
 const TOP_KEYS: &[&str] = &[
     "refresh_interval",
     "full_refresh_interval",
@@ -50,7 +49,8 @@ const TOP_KEYS: &[&str] = &[
     "skip_tls_verify",
 ];
 
-/// Keys allowed in a `[[foundation]]` table. Kept equal to [`RawFoundation`]'s fields.
+/// Keys only a `[[foundation]]` table has, besides the [`Shared`] ones: [`RawFoundation`]'s
+/// own fields.
 const FOUNDATION_KEYS: &[&str] = &[
     "name",
     "api_url",
@@ -59,38 +59,113 @@ const FOUNDATION_KEYS: &[&str] = &[
     "password_file",
     "password_env",
     "password",
-    "client_id",
     "client_secret_file",
     "client_secret_env",
     "client_secret",
-    "origin",
-    "ca_file",
-    "skip_tls_verify",
-    "service_plans",
-    "metadata_labels",
-    "refresh_interval",
-    "full_refresh_interval",
-    "details_concurrency",
 ];
 
-/// Top-level defaults as written in the file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Defaults {
-    refresh_interval: Option<String>,
-    full_refresh_interval: Option<String>,
+/// Settings a foundation may set itself or take from the top level, checked as they are read
+/// (a wrong value is an error naming its key). What is not set is `None`: then the top level's
+/// value, then the built-in default applies. Unknown keys are refused by [`check_keys`] before
+/// serde sees the table.
+#[derive(Debug, Default, Clone, Deserialize)]
+struct Shared {
+    #[serde(default, deserialize_with = "checked::interval")]
+    refresh_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "checked::interval")]
+    full_refresh_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "checked::plans")]
     service_plans: Option<Vec<String>>,
-    metadata_labels: Option<Vec<String>>,
-    details_concurrency: Option<i64>,
+    #[serde(default, deserialize_with = "checked::metadata_labels")]
+    metadata_labels: Option<Vec<MetadataLabel>>,
+    #[serde(default, deserialize_with = "checked::concurrency")]
+    details_concurrency: Option<NonZeroUsize>,
+    #[serde(default, deserialize_with = "checked::non_empty")]
     client_id: Option<String>,
     origin: Option<String>,
+    /// Relative to the config file's directory; checked for readability by [`Shared::resolve`].
     ca_file: Option<PathBuf>,
     skip_tls_verify: Option<bool>,
 }
 
+impl Shared {
+    /// Anchors `ca_file` at the config file's directory and checks it can be read.
+    fn resolve(mut self, base: &Path) -> Result<Self, ConfigError> {
+        if let Some(ca) = self.ca_file.take() {
+            let ca = base.join(ca);
+            check_readable("ca_file", &ca)?;
+            self.ca_file = Some(ca);
+        }
+        Ok(self)
+    }
+
+    /// These settings, with `defaults` where they say nothing.
+    fn or(self, defaults: &Shared) -> Shared {
+        let d = defaults.clone();
+        Shared {
+            refresh_interval: self.refresh_interval.or(d.refresh_interval),
+            full_refresh_interval: self.full_refresh_interval.or(d.full_refresh_interval),
+            service_plans: self.service_plans.or(d.service_plans),
+            metadata_labels: self.metadata_labels.or(d.metadata_labels),
+            details_concurrency: self.details_concurrency.or(d.details_concurrency),
+            client_id: self.client_id.or(d.client_id),
+            origin: self.origin.or(d.origin),
+            ca_file: self.ca_file.or(d.ca_file),
+            skip_tls_verify: self.skip_tls_verify.or(d.skip_tls_verify),
+        }
+    }
+}
+
+/// Deserializers that check a value as it is read; their messages get the key in front.
+mod checked {
+    use std::num::NonZeroUsize;
+    use std::time::Duration;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+
+    use super::super::{clean_plans, ConfigError, MetadataLabel};
+
+    fn message(e: ConfigError) -> String {
+        match e {
+            ConfigError::Invalid { message, .. } => message,
+            other => other.to_string(),
+        }
+    }
+
+    pub fn interval<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|v| super::parse_interval("", &v).map_err(|e| D::Error::custom(message(e))))
+            .transpose()
+    }
+
+    pub fn plans<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        Ok(Option::<Vec<String>>::deserialize(d)?.map(|p| clean_plans(&p)))
+    }
+
+    pub fn metadata_labels<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<MetadataLabel>>, D::Error> {
+        Option::<Vec<String>>::deserialize(d)?
+            .map(|keys| super::metadata_labels("", &keys).map_err(|e| D::Error::custom(message(e))))
+            .transpose()
+    }
+
+    pub fn concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NonZeroUsize>, D::Error> {
+        Option::<i64>::deserialize(d)?
+            .map(|n| super::parse_concurrency("", n).map_err(|e| D::Error::custom(message(e))))
+            .transpose()
+    }
+
+    pub fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|v| super::non_empty("", v).map_err(|e| D::Error::custom(message(e))))
+            .transpose()
+    }
+}
+
 /// One `[[foundation]]` table as written in the file.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawFoundation {
     name: Option<String>,
     api_url: Option<String>,
@@ -99,18 +174,11 @@ struct RawFoundation {
     password_file: Option<PathBuf>,
     password_env: Option<String>,
     password: Option<SecretString>,
-    client_id: Option<String>,
     client_secret_file: Option<PathBuf>,
     client_secret_env: Option<String>,
     client_secret: Option<SecretString>,
-    origin: Option<String>,
-    ca_file: Option<PathBuf>,
-    skip_tls_verify: Option<bool>,
-    service_plans: Option<Vec<String>>,
-    metadata_labels: Option<Vec<String>>,
-    refresh_interval: Option<String>,
-    full_refresh_interval: Option<String>,
-    details_concurrency: Option<i64>,
+    #[serde(flatten)]
+    shared: Shared,
 }
 
 /// Reads and validates a config file.
@@ -135,8 +203,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<FoundationConfig>, ConfigErr
     let tables = take_foundation_tables(&mut top).map_err(|e| in_file(e.to_string()))?;
 
     check_keys(&top, TOP_KEYS, true).map_err(in_file)?;
-    let defaults: Defaults = deserialize_table(top).map_err(in_file)?;
-    let defaults = ResolvedDefaults::new(defaults, base).map_err(|e| in_file(e.to_string()))?;
+    let defaults: Shared = deserialize_table(top).map_err(in_file)?;
+    let defaults = defaults.resolve(base).map_err(|e| in_file(e.to_string()))?;
 
     if tables.is_empty() {
         return Err(in_file(
@@ -151,7 +219,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<FoundationConfig>, ConfigErr
         let label = foundation_label(&table, number);
         let in_foundation = |message: String| in_file(format!("foundation {label}: {message}"));
 
-        check_keys(&table, FOUNDATION_KEYS, false).map_err(in_foundation)?;
+        let allowed: Vec<&str> = FOUNDATION_KEYS.iter().chain(TOP_KEYS).copied().collect();
+        check_keys(&table, &allowed, false).map_err(in_foundation)?;
         let raw: RawFoundation = deserialize_table(table).map_err(in_foundation)?;
         let foundation = build_foundation(raw, &defaults, base, path)
             .map_err(|e| in_foundation(e.to_string()))?;
@@ -167,59 +236,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<FoundationConfig>, ConfigErr
     Ok(foundations)
 }
 
-/// Top-level defaults, validated once and shared by every foundation.
-struct ResolvedDefaults {
-    refresh_interval: Option<Duration>,
-    full_refresh_interval: Option<Duration>,
-    service_plans: Option<Vec<String>>,
-    metadata_labels: Option<Vec<MetadataLabel>>,
-    details_concurrency: Option<NonZeroUsize>,
-    client_id: Option<String>,
-    origin: Option<String>,
-    ca_file: Option<PathBuf>,
-    skip_tls_verify: Option<bool>,
-}
-
-impl ResolvedDefaults {
-    fn new(raw: Defaults, base: &Path) -> Result<Self, ConfigError> {
-        let ca_file = raw.ca_file.map(|p| base.join(p));
-        if let Some(ca) = &ca_file {
-            check_readable("ca_file", ca)?;
-        }
-        Ok(ResolvedDefaults {
-            refresh_interval: raw
-                .refresh_interval
-                .map(|v| parse_interval("refresh_interval", &v))
-                .transpose()?,
-            full_refresh_interval: raw
-                .full_refresh_interval
-                .map(|v| parse_interval("full_refresh_interval", &v))
-                .transpose()?,
-            service_plans: raw.service_plans.map(|p| clean_plans(&p)),
-            metadata_labels: raw
-                .metadata_labels
-                .map(|keys| metadata_labels("metadata_labels", &keys))
-                .transpose()?,
-            details_concurrency: raw
-                .details_concurrency
-                .map(|n| parse_concurrency("details_concurrency", n))
-                .transpose()?,
-            client_id: raw
-                .client_id
-                .map(|id| non_empty("client_id", id))
-                .transpose()?,
-            origin: raw.origin,
-            ca_file,
-            skip_tls_verify: raw.skip_tls_verify,
-        })
-    }
-}
-
 /// Applies the defaults to one foundation and checks it. Errors are [`ConfigError::Invalid`]
 /// naming the field; the caller adds the file and the foundation.
 fn build_foundation(
     raw: RawFoundation,
-    defaults: &ResolvedDefaults,
+    defaults: &Shared,
     base: &Path,
     file: &Path,
 ) -> Result<FoundationConfig, ConfigError> {
@@ -294,69 +315,31 @@ fn build_foundation(
         check_secret(field, secret)?;
     }
 
-    let client_id = match raw.client_id {
-        Some(id) => non_empty("client_id", id)?,
-        None => defaults
-            .client_id
-            .clone()
-            .unwrap_or_else(|| DEFAULT_CLIENT_ID.to_owned()),
-    };
-    let ca_file = match raw.ca_file {
-        Some(ca) => {
-            let ca = base.join(ca);
-            check_readable("ca_file", &ca)?;
-            Some(ca)
-        }
-        None => defaults.ca_file.clone(),
-    };
-    let refresh_interval = match raw.refresh_interval {
-        Some(v) => parse_interval("refresh_interval", &v)?,
-        None => defaults
-            .refresh_interval
-            .unwrap_or(DEFAULT_REFRESH_INTERVAL),
-    };
-    let full_refresh_interval = match raw.full_refresh_interval {
-        Some(v) => parse_interval("full_refresh_interval", &v)?,
-        None => defaults
-            .full_refresh_interval
-            .unwrap_or(DEFAULT_FULL_REFRESH_INTERVAL),
-    };
-    let details_concurrency = match raw.details_concurrency {
-        Some(n) => parse_concurrency("details_concurrency", n)?,
-        None => defaults
-            .details_concurrency
-            .unwrap_or(DEFAULT_DETAILS_CONCURRENCY),
-    };
-
+    let settings = raw.shared.resolve(base)?.or(defaults);
     Ok(FoundationConfig {
         name,
         api_url,
         uaa_url,
         grant,
-        client_id,
+        client_id: settings
+            .client_id
+            .unwrap_or_else(|| DEFAULT_CLIENT_ID.to_owned()),
         client_secret: client_secret.map(|(_, s)| s),
-        origin: raw
-            .origin
-            .or_else(|| defaults.origin.clone())
-            .filter(|o| !o.trim().is_empty()),
-        service_plans: raw
-            .service_plans
-            .map(|p| clean_plans(&p))
-            .or_else(|| defaults.service_plans.clone())
-            .unwrap_or_default(),
-        metadata_labels: match raw.metadata_labels {
-            Some(keys) => metadata_labels("metadata_labels", &keys)?,
-            None => defaults.metadata_labels.clone().unwrap_or_default(),
-        },
-        refresh_interval,
-        full_refresh_interval,
-        details_concurrency,
+        origin: settings.origin.filter(|o| !o.trim().is_empty()),
+        service_plans: settings.service_plans.unwrap_or_default(),
+        metadata_labels: settings.metadata_labels.unwrap_or_default(),
+        refresh_interval: settings
+            .refresh_interval
+            .unwrap_or(DEFAULT_REFRESH_INTERVAL),
+        full_refresh_interval: settings
+            .full_refresh_interval
+            .unwrap_or(DEFAULT_FULL_REFRESH_INTERVAL),
+        details_concurrency: settings
+            .details_concurrency
+            .unwrap_or(DEFAULT_DETAILS_CONCURRENCY),
         tls: TlsOptions {
-            ca_file,
-            skip_verify: raw
-                .skip_tls_verify
-                .or(defaults.skip_tls_verify)
-                .unwrap_or(false),
+            ca_file: settings.ca_file,
+            skip_verify: settings.skip_tls_verify.unwrap_or(false),
         },
         http: super::HttpOptions::default(),
     })

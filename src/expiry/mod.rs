@@ -532,18 +532,17 @@ mod tests {
                 .find(|f| f.path == path)
                 .and_then(|f| f.valid_from)
         };
-        assert_eq!(
-            from("a.validUntil"),
-            Some(datetime!(2023-11-14 22:13:20 UTC))
-        );
-        // The earliest of several start fields; time zones honoured.
-        assert_eq!(
-            from("b.not_after"),
-            Some(datetime!(2028-06-01 00:00:00 UTC))
-        );
-        // Unreadable starts are ignored, and only siblings count.
-        assert_eq!(from("c.expires_at"), None);
-        assert_eq!(from("d.expires_at"), None);
+        // The earliest of several start fields, time zones honoured; unreadable starts are
+        // ignored, and only siblings count.
+        let expected = [
+            ("a.validUntil", Some(datetime!(2023-11-14 22:13:20 UTC))),
+            ("b.not_after", Some(datetime!(2028-06-01 00:00:00 UTC))),
+            ("c.expires_at", None),
+            ("d.expires_at", None),
+        ];
+        for (path, want) in expected {
+            assert_eq!(from(path), want, "{path}");
+        }
         assert!(x.errors.is_empty(), "{:?}", x.errors);
     }
 

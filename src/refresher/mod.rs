@@ -301,45 +301,33 @@ impl Refresher {
     }
 
     fn log(&self, stats: &RefreshStats, error: Option<&RefreshError>, duration: Duration) {
-        let name = self.config.name.as_str();
+        // The figures every outcome reports, once, in the span around the line.
+        let _figures = tracing::info_span!(
+            "refresh",
+            foundation = self.config.name.as_str(),
+            keys = stats.keys,
+            details_read = stats.details_read,
+            reused = stats.reused,
+            details_errors = stats.details_errors,
+            unread = stats.unread,
+            deferred = stats.deferred,
+            requests = stats.requests,
+            duration = ?duration,
+        )
+        .entered();
         match error {
             None if stats.deferred > 0 => tracing::info!(
-                foundation = name,
-                keys = stats.keys,
-                details_read = stats.details_read,
-                unread = stats.unread,
-                deferred = stats.deferred,
-                requests = stats.requests,
-                duration = ?duration,
                 "refresh completed within the rate-limit budget; {} of {} keys read so far, the rest in later refreshes",
                 stats.keys - stats.unread,
                 stats.keys,
             ),
-            None => tracing::info!(
-                foundation = name,
-                keys = stats.keys,
-                details_read = stats.details_read,
-                reused = stats.reused,
-                details_errors = stats.details_errors,
-                unread = stats.unread,
-                requests = stats.requests,
-                duration = ?duration,
-                "refresh completed"
-            ),
+            None => tracing::info!("refresh completed"),
             Some(RefreshError::OutOfTime(_)) => tracing::warn!(
-                foundation = name,
-                keys = stats.keys,
-                details_read = stats.details_read,
-                requests = stats.requests,
-                duration = ?duration,
                 "refresh ran out of time; published what it read and kept the last readings of the rest"
             ),
             Some(RefreshError::List(error)) => tracing::error!(
-                foundation = name,
                 error = %Chain(error),
                 reason = error.reason(),
-                requests = stats.requests,
-                duration = ?duration,
                 "refresh failed; keeping the last known keys"
             ),
         }

@@ -226,43 +226,30 @@ pub fn read_budget(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{KeyLabels, Reading};
-    use std::sync::Arc;
+    use crate::snapshot::Reading;
 
     const NOW: i64 = 1_800_000_000;
     const MIN: u64 = 60;
 
     fn listed(guid: &str, updated: &str) -> ListedKey {
+        let r = record(guid, updated, None);
         ListedKey {
-            labels: KeyLabels {
-                org: "o".into(),
-                space: "s".into(),
-                service_offering: "off".into(),
-                service_plan: "p".into(),
-                service_instance: "i".into(),
-                service_key: format!("key-{guid}").into(),
-                service_key_guid: guid.into(),
-            },
-            created_at: Some(NOW - 86_400),
-            key_updated_at: updated.into(),
-            instance_updated_at: "i-1".into(),
-            owners: Arc::from([]),
+            labels: r.labels,
+            created_at: r.created_at,
+            key_updated_at: r.key_updated_at,
+            instance_updated_at: r.instance_updated_at,
+            owners: r.owners,
         }
     }
 
     fn record(guid: &str, updated: &str, read_at: Option<i64>) -> KeyRecord {
-        let l = listed(guid, updated);
         KeyRecord {
-            labels: l.labels,
-            created_at: l.created_at,
-            owners: l.owners,
-            key_updated_at: l.key_updated_at,
-            instance_updated_at: l.instance_updated_at,
+            key_updated_at: updated.into(),
             reading: read_at.map(|read_at| Reading {
                 read_at,
                 expiry: None,
             }),
-            failure: None,
+            ..crate::snapshot::test_record(guid)
         }
     }
 

@@ -141,31 +141,14 @@ pub fn after_read(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{KeyLabels, ReadFailure};
+    use crate::snapshot::ReadFailure;
     use serde_json::json;
-    use std::sync::Arc;
 
     const NOW: i64 = 1_800_000_000;
     const RI: Duration = Duration::from_secs(300);
 
     fn record() -> KeyRecord {
-        KeyRecord {
-            labels: KeyLabels {
-                org: "o".into(),
-                space: "s".into(),
-                service_offering: "off".into(),
-                service_plan: "p".into(),
-                service_instance: "i".into(),
-                service_key: "k".into(),
-                service_key_guid: "g".into(),
-            },
-            created_at: Some(1_700_000_000),
-            owners: Arc::from([]),
-            key_updated_at: "u".into(),
-            instance_updated_at: "i".into(),
-            reading: None,
-            failure: None,
-        }
+        crate::snapshot::test_record("g")
     }
 
     fn not_found() -> CfError {
