@@ -18,9 +18,9 @@ step() {
 
 step scripts/install-test-deps.sh
 step cargo fmt --all -- --check
-step cargo clippy --locked --all-targets -- -D warnings
+step cargo clippy --locked --workspace --all-targets -- -D warnings
 step scripts/deny.sh
-step cargo test --locked
+step cargo test --locked --workspace
 step tests/alerts/run.sh
 step env EXPORTER_BIN="$root/target/debug/cf-service-key-exporter" tests/metrics/promtool-check.sh
 step env EXPORTER_BIN="$root/target/debug/cf-service-key-exporter" tests/e2e/run.sh
