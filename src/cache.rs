@@ -85,21 +85,21 @@ pub enum CacheError {
 
 // ---- The file's shape: one set of types for writing and reading. ----
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct File {
     format: String,
     version: u32,
     foundations: BTreeMap<String, FoundationEntry>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct FoundationEntry {
     api_url: String,
     keys: Vec<KeyEntry>,
 }
 
 /// One key: its labels (named as on `/metrics`), change markers and last reading.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct KeyEntry {
     labels: KeyLabels,
     created_at: Option<i64>,
@@ -111,14 +111,14 @@ struct KeyEntry {
     failure: Option<FailureEntry>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct ReadingEntry {
     read_at: i64,
     /// `null`: read, and nothing in it expires.
     expiry: Option<ExpiryEntry>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct ExpiryEntry {
     /// Unix seconds.
     expires_at: i64,
@@ -127,7 +127,7 @@ struct ExpiryEntry {
     certificate: Option<CertificateInfo>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct FailureEntry {
     reason: String,
     attempts: u32,
@@ -522,29 +522,19 @@ impl Cache {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let path = self.path.clone();
-        let carried = std::mem::take(&mut *self.carried.lock().unwrap_or_else(|e| e.into_inner()));
+        // A copy: a reload that seeds a carried foundation meanwhile must still find it.
+        let carried = self
+            .carried
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let written = tokio::task::spawn_blocking(move || {
             let bytes = encode(&snapshot, &api_urls, &carried);
-            let result = write_atomically(&path, &bytes)
+            write_atomically(&path, &bytes)
                 .map(|()| bytes.len())
-                .map_err(|source| CacheError::Write { path, source });
-            (result, carried)
+                .map_err(|source| CacheError::Write { path, source })
         })
         .await;
-        let (written, carried) = match written {
-            Ok((result, carried)) => (Ok(result), carried),
-            Err(e) => (Err(e), BTreeMap::new()),
-        };
-        // Put back what was carried, unless a reload took it meanwhile.
-        {
-            let mut now = self.carried.lock().unwrap_or_else(|e| e.into_inner());
-            let watched = self.api_urls.lock().unwrap_or_else(|e| e.into_inner());
-            for (name, entry) in carried {
-                if !watched.contains_key(&name) {
-                    now.entry(name).or_insert(entry);
-                }
-            }
-        }
         match written {
             Ok(Ok(bytes)) => {
                 tracing::debug!(file = %self.path.display(), bytes, "cache file written")
