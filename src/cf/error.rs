@@ -181,11 +181,6 @@ impl CfError {
             _ => None,
         }
     }
-
-    /// A 401 from the API: the token is no longer accepted.
-    pub fn is_unauthorized(&self) -> bool {
-        matches!(self, CfError::Status { status: 401, .. })
-    }
 }
 
 /// Displays an error with every cause after it (`a: b: c`), for log lines and messages that

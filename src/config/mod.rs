@@ -216,15 +216,6 @@ impl SecretSource {
             SecretSource::Inline(s) => Ok(s.clone()),
         }
     }
-
-    /// Where the secret comes from, safe to log.
-    pub fn describe(&self) -> String {
-        match self {
-            SecretSource::File(path) => format!("file {}", path.display()),
-            SecretSource::Env(var) => format!("environment variable {var}"),
-            SecretSource::Inline(_) => "inline value".to_owned(),
-        }
-    }
 }
 
 /// A configuration that cannot be used, naming what is wrong.
