@@ -20,16 +20,22 @@ Then asserts, against the demo foundation (sim/src/demo.rs):
     even fire, while the abandoned one (jobs-x509-abandoned) pages;
   - the payments key's alert reaches the payments receiver and nothing else, and nothing else
     reaches payments;
-  - the two demo exporters give one notification per key (and the raw series really are two);
-  - the unreadable key (broken-binding) alerts with its reason;
+  - the two demo exporters give one notification per key (and the raw series really are two),
+    and one alert per key in Prometheus and in Alertmanager;
+  - the unreadable key (broken-binding) alerts with its reason; flaky-key, whose first refresh
+    fails, is read at a later one and never alerts;
   - warnings of critical keys, and the critical CfServiceKeyExpiringSoon of an expired key, are
     inhibited (firing in Prometheus, suppressed in Alertmanager, never delivered); no other alert
-    arrives;
+    fires or arrives;
   - every query of every dashboard panel and variable (variables substituted, found by walking
     the JSON) returns data without scrape labels, and the stat panels count the demo's keys;
   - killing one exporter of the pair changes nothing; killing the broken exporter raises
     CfServiceKeyExporterDown and CfServiceKeyExporterFoundationMissing, and the dashboard shows
     the foundation as MISSING (-1) instead of no data.
+
+No fixed sleeps: every wait polls for an observed state under a deadline. The "never arrives"
+checks wait until DELIVERY_WINDOW (Alertmanager's group_wait + group_interval + a margin) has
+passed since the alerts concerned were seen in Alertmanager or the rules were evaluated.
 
 Environment: EXPORTER_BIN (default target/debug/cf-service-key-exporter, relative to the
 repository), PROMETHEUS_BIN (default prometheus), ALERTMANAGER_BIN (default
@@ -59,6 +65,12 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "alerts"))
 import dashboard as dash  # noqa: E402
 
 TIME_SCALE = 300          # 1h -> 12s, 15m -> 3s, 10m -> 2s, 5m -> 1s
+GROUP_WAIT = 1            # seconds: the test Alertmanager's group_wait and group_interval
+GROUP_INTERVAL = 2
+# After an alert reached Alertmanager, the time within which Alertmanager has flushed its group
+# (a new group after group_wait, an existing one at its next group_interval) and the local
+# webhook has it, with a margin for a busy machine: the window a "never arrives" check waits.
+DELIVERY_WINDOW = GROUP_WAIT + GROUP_INTERVAL + 3
 TOTAL_BUDGET = 170        # seconds; the whole test must end well within 3 minutes
 HOST = "127.0.0.1"
 
@@ -193,6 +205,16 @@ def wait_until(what, predicate, timeout, procs, interval=0.5):
     raise Abort(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
 
 
+def wait_past(moment, procs):
+    """Wait until time.monotonic() reaches `moment`, watching the processes. Used only for the
+    "never arrives" checks, with a moment computed from an observed event (an alert seen in
+    Alertmanager, an evaluation seen in Prometheus) plus DELIVERY_WINDOW: a deadline that
+    follows from Alertmanager's timers, not a guess at how long something takes."""
+    while time.monotonic() < moment:
+        procs.check_alive()
+        time.sleep(min(0.2, max(0.0, moment - time.monotonic())))
+
+
 # ---- config transforms ---------------------------------------------------------------------------
 
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
@@ -228,8 +250,8 @@ def alertmanager_for_test(example_text, webhook_url):
     names = re.findall(r"^  - name:\s*(\S+)", example_text.split("\nreceivers:", 1)[1], flags=re.M)
     if not names:
         raise Abort("alertmanager.example.yml: no receivers found")
-    text = re.sub(r"^(\s*group_wait:\s*)\S+", r"\g<1>1s", example_text, flags=re.M)
-    text = re.sub(r"^(\s*group_interval:\s*)\S+", r"\g<1>2s", text, flags=re.M)
+    text = re.sub(r"^(\s*group_wait:\s*)\S+", rf"\g<1>{GROUP_WAIT}s", example_text, flags=re.M)
+    text = re.sub(r"^(\s*group_interval:\s*)\S+", rf"\g<1>{GROUP_INTERVAL}s", text, flags=re.M)
     text = re.sub(r"^(\s*repeat_interval:\s*)\S+", r"\g<1>1h", text, flags=re.M)
     head, _, rest = text.partition("\nreceivers:")
     after = re.search(r"^\S", rest.split("\n", 1)[1] if "\n" in rest else "", flags=re.M)
@@ -323,6 +345,10 @@ EXPECTED = [
 # Firing in Prometheus, held back by an inhibit rule of the example, never delivered.
 INHIBITED = [
     ("warning of s4-inbound, by its critical", {"alertname": "CfServiceKeyExpiringSoon", "severity": "warning", **S4_INBOUND}),
+    ("warning of jobs-x509-abandoned, by its critical",
+     {"alertname": "CfServiceKeyExpiringSoon", "severity": "warning", **JOBS_ABANDONED}),
+    ("warning of payments-x509, by its critical", {"alertname": "CfServiceKeyExpiringSoon", "severity": "warning", **PAYMENTS}),
+    ("warning of old-tooling, by its criticals", {"alertname": "CfServiceKeyExpiringSoon", "severity": "warning", **OLD_TOOLING}),
     ("critical CfServiceKeyExpiringSoon of old-tooling, by CfServiceKeyExpired",
      {"alertname": "CfServiceKeyExpiringSoon", "severity": "critical", **OLD_TOOLING}),
 ]
@@ -536,6 +562,9 @@ scrape_configs:
         except Abort:
             inhibited = False
         results.check(f"{desc}: Alertmanager holds it as inhibited", inhibited)
+    # From here on, an inhibited alert that was not held back would reach the webhook within
+    # DELIVERY_WINDOW; the "never arrives" checks below wait at least until then.
+    inhibited_seen = time.monotonic()
 
     # 7-day keys rotated in time: not firing, not even pending, in Prometheus; while the abandoned
     # one of the same instance fires (checked above).
@@ -543,18 +572,41 @@ scrape_configs:
                       if a["labels"].get("service_key") in ROTATED_IN_TIME})
     results.check("7-day keys rotated in time (jobs-x509-fresh, jobs-x509-rotated) raise no alert in Prometheus", not rotated, f"{rotated}")
 
-    # Give a non-inhibited alert every chance to be delivered: group_wait 1s + group_interval 2s.
-    time.sleep(5)
-    got = webhook.firing()
-    for desc, labels in INHIBITED:
-        leaked = [(p, describe(a["labels"])) for p, _, a in got if matches(a["labels"], labels)]
-        results.check(f"{desc}: never arrives", not leaked, f"arrived: {leaked}")
-    reached = sorted({(p, describe(a["labels"])) for p, _, a in got if a["labels"].get("service_key") in ROTATED_IN_TIME})
-    results.check("7-day keys rotated in time reach no receiver", not reached, f"{reached}")
-    unexpected = sorted({(p, describe(a["labels"])) for p, _, a in got
-                         if not any(matches(a["labels"], e[2]) for e in EXPECTED)})
-    results.check("no other alert arrives (healthy keys, the demo's health, coverage, thresholds)", not unexpected,
-                  f"unexpected: {unexpected}")
+    # One alert per key, although two exporters report every key: in Prometheus (each key alert
+    # once per alertname and severity) and in Alertmanager.
+    def alerts_per_key():
+        def count(alerts):
+            counts = {}
+            for lab in alerts:
+                if "service_key_guid" in lab:
+                    k = (lab["alertname"], lab["severity"], lab["service_key"])
+                    counts[k] = counts.get(k, 0) + 1
+            return counts
+        in_prom = count(a["labels"] for a in prometheus_alerts() if a["state"] == "firing")
+        in_am = count(a["labels"] for a in json.loads(http_get(f"{am}/api/v2/alerts?active=true&inhibited=true&silenced=true")[1]))
+        return in_prom, in_am
+    try:  # Alertmanager gets what fires in Prometheus at its next evaluation
+        in_prom, in_am = wait_until("the same key alerts in Prometheus and Alertmanager",
+                                    lambda: (lambda p, a: p == a and (p, a))(*alerts_per_key()), 10, procs)
+    except Abort:
+        in_prom, in_am = alerts_per_key()
+    results.check("two exporters for the same foundation: one alert per key, in Prometheus and in Alertmanager",
+                  in_prom and in_prom == in_am and set(in_prom.values()) == {1},
+                  f"Prometheus {in_prom}, Alertmanager {in_am}")
+
+    # flaky-key fails its first refresh (4 x 502) and is read at the next one: it must end up
+    # with a reading and no read error, and never alert (checked with the other alerts below).
+    try:
+        wait_until("flaky-key to be read (no read error, expiry_source not unread)", lambda:
+                   not query('cf_service_key:read_error{foundation="demo", service_key="flaky-key"}')
+                   and query('cf_service_key:info{foundation="demo", service_key="flaky-key", expiry_source!="unread"}')
+                   and query('cf_service_key:expiry_timestamp_seconds{foundation="demo", service_key="flaky-key"}'), 30, procs)
+        flaky_read = True
+    except Abort:
+        flaky_read = False
+    flaky_now = query('cf_service_key_read_error{service_key="flaky-key"} or cf_service_key_info{service_key="flaky-key"}')
+    results.check("flaky-key (first refresh fails) is read at a later refresh: a reading, no read error", flaky_read,
+                  f"raw series now: {[r['metric'] for r in flaky_now]}")
 
     # Every dashboard query returns data from this Prometheus, without scrape labels.
     dashboards = sorted(os.path.join(ROOT, "dashboards", f) for f in os.listdir(os.path.join(ROOT, "dashboards"))
@@ -617,11 +669,48 @@ scrape_configs:
     results.check("Exporter health: demo OK (1), broken FAILING (0)", (health_of("demo"), health_of("broken")) == (1.0, 0.0),
                   f"demo {health_of('demo')}, broken {health_of('broken')}")
 
+    # Nothing else fires in Prometheus now, and nothing unexpected was delivered: checked once
+    # every alert seen so far has had DELIVERY_WINDOW to reach the webhook.
+    known = [e[2] for e in EXPECTED] + [labels for _, labels in INHIBITED]
+    others = sorted({describe(a["labels"]) for a in prometheus_alerts()
+                     if a["state"] == "firing" and not any(matches(a["labels"], k) for k in known)})
+    results.check("no other alert fires in Prometheus (healthy keys, flaky-key, the demo's health, coverage)", not others,
+                  f"firing: {others}")
+    wait_past(max(inhibited_seen, time.monotonic() - 1) + DELIVERY_WINDOW, procs)
+    got = webhook.firing()
+    for desc, labels in INHIBITED:
+        leaked = [(p, describe(a["labels"])) for p, _, a in got if matches(a["labels"], labels)]
+        results.check(f"{desc}: never arrives", not leaked, f"arrived: {leaked}")
+    reached = sorted({(p, describe(a["labels"])) for p, _, a in got if a["labels"].get("service_key") in ROTATED_IN_TIME})
+    results.check("7-day keys rotated in time reach no receiver", not reached, f"{reached}")
+    unexpected = sorted({(p, describe(a["labels"])) for p, _, a in got
+                         if not any(matches(a["labels"], e[2]) for e in EXPECTED)})
+    results.check("no other alert arrives (healthy keys, flaky-key, the demo's health, coverage, thresholds)", not unexpected,
+                  f"unexpected: {unexpected}")
+
     # High availability: one exporter of the pair goes away; nothing about the keys changes.
     before = {a["labels"].get("service_key"): a["activeAt"] for a in prometheus_alerts()
               if a["state"] == "firing" and a["labels"].get("foundation") == "demo" and "service_key" in a["labels"]}
     procs.stop("exporter-demo-b")
-    time.sleep(6)  # stale markers, several evaluations, a group_interval
+    without_b = procs_alive_except(procs, "exporter-demo-b")
+    wait_until("Prometheus to see exporter-demo-b down and its series gone",
+               lambda: query(f'up{{instance="{HOST}:{ports["exporter-demo-b"]}"}} == 0') and ha_counts()[0] == 1.0,
+               20, without_b)
+
+    # Then two evaluations of the key rules on exporter-demo-a's series alone, and the time for a
+    # RESOLVED they might have caused to reach the webhook.
+    def last_evaluation():
+        groups = json.loads(http_get(f"{prom}/api/v1/rules")[1])["data"]["groups"]
+        return next(g["lastEvaluation"] for g in groups if g["name"] == "cf-service-keys")
+    seen = [last_evaluation()]
+
+    def evaluated_twice():
+        now = last_evaluation()
+        if now != seen[-1]:
+            seen.append(now)
+        return len(seen) >= 3
+    wait_until("two rule evaluations without exporter-demo-b", evaluated_twice, 20, without_b, interval=0.2)
+    wait_past(time.monotonic() + DELIVERY_WINDOW, without_b)
     after = {a["labels"].get("service_key"): a["activeAt"] for a in prometheus_alerts()
              if a["state"] == "firing" and a["labels"].get("foundation") == "demo" and "service_key" in a["labels"]}
     results.check("one exporter of the pair stops: every key alert keeps firing, since the same moment",
