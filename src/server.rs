@@ -156,8 +156,10 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
             (true, true) => "ok",
             (true, false) => "last refresh failed",
         };
+        let unread = f.keys.iter().filter(|k| k.reading.is_none()).count();
+        let failing = f.keys.iter().filter(|k| k.failure.is_some()).count();
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{status}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{unread}</td><td>{failing}</td><td>{status}</td></tr>",
             escape(name),
             f.keys.len()
         ));
@@ -176,7 +178,7 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>cf-service-key-exporter</title></head>\
 <body><h1>cf-service-key-exporter {version}</h1>{warnings}\
 <p><a href=\"/metrics\">/metrics</a> · <a href=\"/healthz\">/healthz</a> · <a href=\"/readyz\">/readyz</a></p>\
-<table border=\"1\" cellpadding=\"4\"><tr><th>foundation</th><th>service keys</th><th>status</th></tr>{rows}</table>\
+<table border=\"1\" cellpadding=\"4\"><tr><th>foundation</th><th>service keys</th><th>never read</th><th>latest read failed</th><th>status</th></tr>{rows}</table>\
 </body></html>",
         version = env!("CARGO_PKG_VERSION"),
     ))
