@@ -228,6 +228,10 @@ pub(crate) async fn serve(
                 }
             },
         };
+        // Each response chunk at once (see `no_delay` in lib.rs): Nagle would delay scrapes.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
         // The config current now, re-read if the file or a certificate changed.
         let Some(acceptor) = web.tls_acceptor() else {
             // Cannot happen: a reload never turns TLS off while serving TLS. Fail closed.
