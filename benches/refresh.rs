@@ -143,8 +143,11 @@ fn options() -> Options {
                 i += 1;
                 continue;
             }
-            // `cargo bench` adds `--bench`; anything else unknown is ignored too.
-            _ => {
+            // `cargo bench` adds `--bench`; anything else unknown is ignored, with a word.
+            other => {
+                if other != "--bench" {
+                    eprintln!("ignoring unknown option {other}");
+                }
                 i += 1;
                 continue;
             }
