@@ -161,6 +161,10 @@ fn options() -> Options {
     o
 }
 
+/// The binary's allocator, so the exporter process measured here uses memory as the binary does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -202,9 +206,6 @@ pub struct Single {
     pub plain: Latencies,
     pub gzip: Latencies,
     pub rss: u64,
-    /// Plain and gzip scrapes of the same router on a listener with TCP_NODELAY (measured after
-    /// `rss`).
-    pub nodelay: (Latencies, Latencies),
 }
 
 /// One exporter process, one foundation, a crowd of concurrent scrapers.
@@ -290,12 +291,6 @@ async fn run_single(sim: &mut SimProcess, o: &Options, owners: bool) -> Single {
     let plain = scrape::sequential(&url, o.scrapes, false).await;
     let gzip = scrape::sequential(&url, o.scrapes, true).await;
     let rss = exporter.process.peak_rss_kib();
-    let url = exporter.serve_nodelay();
-    scrape::scrape(&scrape::client(), &url, false, false).await;
-    let nodelay = (
-        scrape::sequential(&url, o.scrapes, false).await,
-        scrape::sequential(&url, o.scrapes, true).await,
-    );
     eprintln!(
         "  [{tag}] /metrics p99 {:.1?} plain, {:.1?} gzip; peak RSS {} KiB",
         plain.p99(),
@@ -317,7 +312,6 @@ async fn run_single(sim: &mut SimProcess, o: &Options, owners: bool) -> Single {
         plain,
         gzip,
         rss,
-        nodelay,
     }
 }
 

@@ -365,25 +365,9 @@ pub fn serve_exporter() {
                     clock.advance(Duration::from_secs(secs.parse().expect("seconds")));
                     reply("ok");
                 }
-                // As `cf_service_key_exporter::run` serves it: `axum::serve` on a plain listener.
+                // As `cf_service_key_exporter::run` serves it: `axum::serve` on a listener that
+                // sets TCP_NODELAY on every accepted connection.
                 ["serve"] => {
-                    let app = server::router(AppState::new(
-                        metrics.exposition(store.clone()),
-                        store.clone(),
-                        vec![],
-                    ));
-                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                        .await
-                        .expect("bind");
-                    let addr = listener.local_addr().expect("addr");
-                    servers.push(tokio::spawn(
-                        async move { axum::serve(listener, app).await },
-                    ));
-                    reply(format!("http://{addr}/metrics"));
-                }
-                // The same router on a listener that sets TCP_NODELAY on each connection, which
-                // the exporter does not do: only to show what Nagle's algorithm costs.
-                ["serve", "nodelay"] => {
                     let app = server::router(AppState::new(
                         metrics.exposition(store.clone()),
                         store.clone(),
@@ -436,10 +420,6 @@ impl ExporterProcess {
 
     pub fn serve(&mut self) -> String {
         self.process.command("serve")
-    }
-
-    pub fn serve_nodelay(&mut self) -> String {
-        self.process.command("serve nodelay")
     }
 
     pub fn has(&mut self, i: usize, guid: &str) -> bool {

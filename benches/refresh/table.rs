@@ -219,11 +219,6 @@ fn single_rows(t: &mut Table, o: &Options, s: &Single, setting: &str) {
         ),
         latencies(&s.gzip),
     );
-    t.figure(
-        setting,
-        "the same, on a listener with TCP_NODELAY (the exporter does not set it): plain; gzip",
-        format!("{}; {}", latencies(&s.nodelay.0), latencies(&s.nodelay.1)),
-    );
 }
 
 pub fn print(o: &Options, r: &Results) {
