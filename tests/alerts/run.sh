@@ -124,6 +124,8 @@ check "promtool check config on the compose Prometheus, as mounted" check_config
 check "amtool check-config on the compose Alertmanager, as mounted" amtool check-config "$work/stage/etc/alertmanager/alertmanager.yml"
 check "compose configs point at compose services; Grafana finds the dashboard" compose_references_resolve
 check "dashboard lint (JSON, title/datasource/unit per panel, exported or recorded metrics only, no scrape labels)" python3 "$here/lint_dashboard.py" dashboards/*.json
+check "the synthetic exposition of tests/alerts/rule_cost.py passes promtool check metrics" \
+    bash -c 'set -o pipefail; python3 tests/alerts/synthetic_exposition.py 500 2 1800000000 | promtool check metrics'
 
 echo "alerts: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
