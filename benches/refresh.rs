@@ -161,10 +161,6 @@ fn options() -> Options {
     o
 }
 
-/// The binary's allocator, so the exporter process measured here uses memory as the binary does.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
