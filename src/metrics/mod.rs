@@ -166,13 +166,25 @@ impl ExporterMetrics {
     }
 
     /// Renders a foundation's just-published snapshot, so no scrape waits for it. CPU work
-    /// (tens of milliseconds at 20,000 keys): call it off the async workers.
+    /// (tens of milliseconds at 20,000 keys): call it off the async workers. A snapshot whose
+    /// series are those of the last rendering (most refreshes: nothing changed, or only when
+    /// keys were read) keeps that rendering. Otherwise the old one is dropped before the new one
+    /// is built, under the lock, so a refresh never holds two renderings of a foundation and a
+    /// scrape meanwhile waits for this one instead of building its own.
     pub fn prepare(&self, foundation: &str, snapshot: &Arc<FoundationSnapshot>) {
-        let rendered = Arc::new(Rendered::new(foundation, snapshot));
-        self.rendered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(foundation.to_owned(), (snapshot.clone(), rendered));
+        let mut cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        let reusable = cache
+            .get(foundation)
+            .filter(|(seen, _)| keys::same_series(seen, snapshot))
+            .map(|(_, rendered)| rendered.clone());
+        let rendered = match reusable {
+            Some(rendered) => rendered,
+            None => {
+                cache.remove(foundation);
+                Arc::new(Rendered::new(foundation, snapshot))
+            }
+        };
+        cache.insert(foundation.to_owned(), (snapshot.clone(), rendered));
     }
 
     /// Each foundation's rendered series, rendering what is not yet and forgetting foundations
@@ -302,11 +314,12 @@ pub struct Scrape {
 #[derive(Debug)]
 enum Part {
     Text(Bytes),
-    Countdown(Arc<Rendered>, Range<usize>),
+    /// Lines of a family written at the scrape, for a range of a foundation's keys.
+    Valued(Arc<Rendered>, Family, Range<usize>),
 }
 
-/// Countdown lines written per chunk of a streamed body.
-const COUNTDOWN_CHUNK: usize = 2048;
+/// Keys whose lines are written per chunk of a streamed body.
+const CHUNK_KEYS: usize = 2048;
 
 impl Exposition {
     /// Reads the scrape's clock from `clock` (tests and benchmarks).
@@ -352,27 +365,22 @@ impl Exposition {
 impl Scrape {
     fn add_key_families(&mut self, foundations: &[Arc<Rendered>]) {
         for family in Family::ALL {
-            let present = match family {
-                Family::Countdown => foundations.iter().any(|r| r.countdown_len() > 0),
-                f => foundations.iter().any(|r| !r.block(f).is_empty()),
-            };
             // A family without samples is left out entirely, as Prometheus' own clients do.
-            if !present {
+            if !foundations.iter().any(|r| r.has(family)) {
                 continue;
             }
             self.parts
                 .push(Part::Text(Bytes::from(family.descriptor())));
             for rendered in foundations {
-                match family {
-                    Family::Countdown => {
-                        let len = rendered.countdown_len();
-                        for start in (0..len).step_by(COUNTDOWN_CHUNK) {
-                            let end = (start + COUNTDOWN_CHUNK).min(len);
-                            self.parts
-                                .push(Part::Countdown(rendered.clone(), start..end));
-                        }
-                    }
-                    f => self.parts.push(Part::Text(rendered.block(f))),
+                if family.carries_text() {
+                    self.parts.push(Part::Text(rendered.block(family)));
+                    continue;
+                }
+                let len = rendered.keys();
+                for start in (0..len).step_by(CHUNK_KEYS) {
+                    let end = (start + CHUNK_KEYS).min(len);
+                    self.parts
+                        .push(Part::Valued(rendered.clone(), family, start..end));
                 }
             }
         }
@@ -381,9 +389,9 @@ impl Scrape {
     fn render(part: Part, now: f64) -> Bytes {
         match part {
             Part::Text(bytes) => bytes,
-            Part::Countdown(rendered, keys) => {
-                let mut out = Vec::with_capacity(keys.len() * 256);
-                rendered.write_countdown(keys, now, &mut out);
+            Part::Valued(rendered, family, keys) => {
+                let mut out = Vec::with_capacity(keys.len() * 280);
+                rendered.write(family, keys, now, &mut out);
                 Bytes::from(out)
             }
         }
