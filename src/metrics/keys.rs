@@ -291,7 +291,8 @@ impl Rendered {
     /// Writes the lines of a valued family for `keys`, with `now` (Unix seconds) as the
     /// scrape's clock.
     pub fn write(&self, family: Family, keys: Range<usize>, now: f64, out: &mut Vec<u8>) {
-        let mut number = dtoa::Buffer::new();
+        let (mut float, mut integer) = (dtoa::Buffer::new(), itoa::Buffer::new());
+        let name = family.name().as_bytes();
         for i in keys {
             let k = &self.keys[i];
             let Some(v) = value(family, k, now) else {
@@ -302,22 +303,35 @@ impl Rendered {
             } else {
                 self.keys[i - 1].labels_end
             };
-            out.extend_from_slice(family.name().as_bytes());
+            out.extend_from_slice(name);
             out.extend_from_slice(&self.labels[start..k.labels_end]);
             out.push(b' ');
-            out.extend_from_slice(number.format(v).as_bytes());
+            match v {
+                // As the client library writes a whole f64 (`1795720582.0`), a few times faster.
+                Value::Whole(t) => {
+                    out.extend_from_slice(integer.format(t).as_bytes());
+                    out.extend_from_slice(b".0");
+                }
+                Value::Float(x) => out.extend_from_slice(float.format(x).as_bytes()),
+            }
             out.push(b'\n');
         }
     }
 }
 
+/// A series' value: Unix seconds (whole), or seconds left at the scrape (fractional).
+enum Value {
+    Whole(i64),
+    Float(f64),
+}
+
 /// The value of a valued family's series for one key.
-fn value(family: Family, k: &Numbers, now: f64) -> Option<f64> {
+fn value(family: Family, k: &Numbers, now: f64) -> Option<Value> {
     match family {
-        Family::ExpiryTimestamp => k.expires_at.map(|t| t as f64),
-        Family::Countdown => k.expires_at.map(|t| t as f64 - now),
-        Family::Created => k.created_at.map(|t| t as f64),
-        Family::ValidFrom => k.valid_from.map(|t| t as f64),
+        Family::ExpiryTimestamp => k.expires_at.map(Value::Whole),
+        Family::Countdown => k.expires_at.map(|t| Value::Float(t as f64 - now)),
+        Family::Created => k.created_at.map(Value::Whole),
+        Family::ValidFrom => k.valid_from.map(Value::Whole),
         _ => None,
     }
 }
