@@ -3,17 +3,24 @@
 
 Serves a synthetic exposition (synthetic_exposition.py: KEYS keys over FOUNDATIONS
 foundations, every per-key series of the contract) from REPLICAS plain HTTP servers, as
-several exporter replicas watching the same foundations would, has a real Prometheus scrape
-them and evaluate the rules, waits until the rules' longest range (15 minutes) is full of
-samples, then reads the evaluation time of each group and rule from /api/v1/rules over SAMPLES
-evaluations and prints the medians.
+several exporter replicas watching the same foundations would. One real Prometheus per --rules
+file scrapes them all and evaluates its rules, side by side, so that every rule set meets the
+same load from the rest of the machine; `--rules none` adds a Prometheus without rules, whose
+CPU is the cost of scraping and storing alone. After a warm-up long enough to fill the rules'
+longest range (15 minutes), it reads over SAMPLES evaluations:
 
-  python3 tests/alerts/rule_cost.py [--rules FILE] [--keys 20000] [--foundations 10]
+- the evaluation time of each group and rule (/api/v1/rules), medians;
+- each Prometheus' CPU time (user + system, from /proc) per evaluation interval: with the
+  same scrapes everywhere, the difference between two rule sets is the difference between
+  their rules, and unlike wall time it does not grow when the machine is busy.
+
+  python3 tests/alerts/rule_cost.py [--rules FILE|none]... [--keys 20000] [--foundations 10]
       [--replicas 2] [--interval 60] [--warmup 960] [--samples 5]
 
---interval is both the scrape and the evaluation interval, in seconds. The default run takes
-about 22 minutes. Needs prometheus (Debian package prometheus) and python3 (standard library).
-Measures only; exit 1 when Prometheus cannot be started or a rule fails to evaluate.
+--rules defaults to alerts/rules.yml; give it several times to compare. --interval is both the
+scrape and the evaluation interval, in seconds. The default run takes about 22 minutes. Needs
+prometheus (Debian package prometheus) and python3 (standard library). Measures only; exit 1
+when a Prometheus stops or a rule fails to evaluate.
 """
 
 import argparse
@@ -31,6 +38,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port():
@@ -44,6 +52,12 @@ def get(url):
         return json.loads(r.read())
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
 def die_with_parent():
     try:
         import ctypes
@@ -52,9 +66,69 @@ def die_with_parent():
         pass
 
 
+class Instance:
+    """One Prometheus with one rules file (or none)."""
+
+    def __init__(self, work, index, rules, targets, interval):
+        self.rules = rules
+        self.name = "none" if rules == "none" else os.path.relpath(rules)
+        self.dir = os.path.join(work, f"prometheus-{index}")
+        os.makedirs(self.dir)
+        rule_files = "[]"
+        if rules != "none":
+            shutil.copy(rules, os.path.join(self.dir, "rules.yml"))
+            rule_files = "[rules.yml]"
+        with open(os.path.join(self.dir, "prometheus.yml"), "w", encoding="utf-8") as f:
+            f.write(f"""global:
+  scrape_interval: {interval}s
+  scrape_timeout: {min(interval, 50)}s
+  evaluation_interval: {interval}s
+rule_files: {rule_files}
+scrape_configs:
+  - job_name: cf-service-key-exporter
+    static_configs:
+      - targets: [{targets}]
+""")
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = os.path.join(self.dir, "prometheus.log")
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(["prometheus", "--config.file=prometheus.yml", "--storage.tsdb.path=data",
+                                          f"--web.listen-address=127.0.0.1:{port}"], cwd=self.dir, stdout=log,
+                                         stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        self.group_times, self.rule_times, self.last = {}, {}, None
+        self.cpu_start = self.evaluations = None
+
+    def alive(self):
+        if self.proc.poll() is not None:
+            with open(self.log, encoding="utf-8", errors="replace") as f:
+                print(f"prometheus for {self.name} stopped:\n{f.read()[-3000:]}")
+            return False
+        return True
+
+    def poll(self):
+        """Record the group and rule times of an evaluation not seen yet; the number seen."""
+        if self.rules == "none":
+            return None
+        groups = get(f"{self.url}/api/v1/rules")["data"]["groups"]
+        stamp = {g["name"]: g["lastEvaluation"] for g in groups}
+        if stamp != self.last:
+            first = self.last is None
+            self.last = stamp
+            if first:  # the evaluation under way when measuring started: not counted
+                return 0
+            for g in groups:
+                self.group_times.setdefault(g["name"], []).append(g["evaluationTime"])
+                for index, r in enumerate(g["rules"]):
+                    if r.get("health") == "err":
+                        raise RuntimeError(f"{self.name}: rule {r['name']} fails: {r.get('lastError')}")
+                    self.rule_times.setdefault((g["name"], index, r["type"], r["name"]), []).append(r["evaluationTime"])
+        return len(next(iter(self.group_times.values()), []))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rules", default=os.path.join(ROOT, "alerts", "rules.yml"))
+    ap.add_argument("--rules", action="append")
     ap.add_argument("--keys", type=int, default=20000)
     ap.add_argument("--foundations", type=int, default=10)
     ap.add_argument("--replicas", type=int, default=2)
@@ -62,9 +136,10 @@ def main():
     ap.add_argument("--warmup", type=int, default=960)
     ap.add_argument("--samples", type=int, default=5)
     args = ap.parse_args()
+    args.rules = args.rules or [os.path.join(ROOT, "alerts", "rules.yml")]
 
     work = tempfile.mkdtemp(prefix="cf-skx-rule-cost-")
-    procs = []
+    servers, instances = [], []
     try:
         www = os.path.join(work, "www")
         os.makedirs(www)
@@ -73,67 +148,52 @@ def main():
                             str(args.foundations), str(int(time.time()))], stdout=f, check=True)
         ports = [free_port() for _ in range(args.replicas)]
         for port in ports:
-            procs.append(subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
-                                           "--directory", www, str(port)], stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL, preexec_fn=die_with_parent))
-        shutil.copy(args.rules, os.path.join(work, "rules.yml"))
-        prom_port = free_port()
+            servers.append(subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                                             "--directory", www, str(port)], stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL, preexec_fn=die_with_parent))
         targets = ", ".join(f'"127.0.0.1:{p}"' for p in ports)
-        with open(os.path.join(work, "prometheus.yml"), "w", encoding="utf-8") as f:
-            f.write(f"""global:
-  scrape_interval: {args.interval}s
-  scrape_timeout: {min(args.interval, 50)}s
-  evaluation_interval: {args.interval}s
-rule_files: [rules.yml]
-scrape_configs:
-  - job_name: cf-service-key-exporter
-    static_configs:
-      - targets: [{targets}]
-""")
-        log = open(os.path.join(work, "prometheus.log"), "wb")
-        procs.append(subprocess.Popen(["prometheus", "--config.file=prometheus.yml", "--storage.tsdb.path=data",
-                                       f"--web.listen-address=127.0.0.1:{prom_port}"], cwd=work, stdout=log,
-                                      stderr=subprocess.STDOUT, preexec_fn=die_with_parent))
-        prom = f"http://127.0.0.1:{prom_port}"
-        start = time.monotonic()
-        print(f"{args.keys} keys, {args.foundations} foundations, {args.replicas} replicas, scrape and "
-              f"evaluation every {args.interval}s, rules {os.path.relpath(args.rules)}; warming up {args.warmup}s",
+        instances = [Instance(work, i, rules, targets, args.interval) for i, rules in enumerate(args.rules)]
+        print(f"{args.keys} keys, {args.foundations} foundations, {args.replicas} replicas, scrape and evaluation "
+              f"every {args.interval}s; rules: {', '.join(i.name for i in instances)}; warming up {args.warmup}s",
               flush=True)
+        start = time.monotonic()
         while time.monotonic() - start < args.warmup:
-            time.sleep(10)
-            if procs[-1].poll() is not None:
-                print(open(os.path.join(work, "prometheus.log"), encoding="utf-8", errors="replace").read()[-3000:])
+            time.sleep(5)
+            if not all(i.alive() for i in instances):
                 return 1
-        group_times, rule_times, last = {}, {}, None
-        while len(next(iter(group_times.values()), [])) < args.samples:
-            groups = get(f"{prom}/api/v1/rules")["data"]["groups"]
-            stamp = {g["name"]: g["lastEvaluation"] for g in groups}
-            if stamp != last:
-                last = stamp
-                for g in groups:
-                    group_times.setdefault(g["name"], []).append(g["evaluationTime"])
-                    for index, r in enumerate(g["rules"]):
-                        if r.get("health") == "err":
-                            print(f"rule {r['name']} fails: {r.get('lastError')}")
-                            return 1
-                        rule_times.setdefault((g["name"], index, r["type"], r["name"]), []).append(r["evaluationTime"])
-            time.sleep(2)
-        head = get(f"{prom}/api/v1/status/tsdb")["data"]["headStats"]["numSeries"]
-        alerts = get(f"{prom}/api/v1/alerts")["data"]["alerts"]
-        print(f"head series: {head}; active alerts: {len(alerts)}")
-        for name, times in group_times.items():
-            print(f"group {name}: median {statistics.median(times):.3f}s over {len(times)} evaluations "
-                  f"(min {min(times):.3f}s, max {max(times):.3f}s)")
-        merged = {}
-        for (group, _, typ, name), times in rule_times.items():
-            merged.setdefault((group, typ, name), []).append(statistics.median(times))
-        for (group, typ, name), meds in sorted(merged.items(), key=lambda kv: -sum(kv[1])):
-            if sum(meds) >= 0.005:
-                print(f"  {sum(meds):8.3f}s  {group} {typ} {name}" + (f" ({len(meds)} rules)" if len(meds) > 1 else ""))
+        measured = [i for i in instances if i.rules != "none"]
+        for i in instances:
+            i.cpu_start = cpu_seconds(i.proc.pid)
+        for i in measured:
+            i.poll()
+        began = time.monotonic()
+        while min((i.poll() for i in measured), default=args.samples) < args.samples:
+            if not all(i.alive() for i in instances):
+                return 1
+            time.sleep(1)
+        elapsed = time.monotonic() - began
+        for i in instances:
+            cpu = (cpu_seconds(i.proc.pid) - i.cpu_start) / elapsed * args.interval
+            head = get(f"{i.url}/api/v1/status/tsdb")["data"]["headStats"]["numSeries"]
+            alerts = len(get(f"{i.url}/api/v1/alerts")["data"]["alerts"])
+            print(f"\n{i.name}: CPU {cpu:.2f}s per {args.interval}s interval; head series {head}; active alerts {alerts}")
+            for name, times in i.group_times.items():
+                print(f"  group {name}: median {statistics.median(times):.3f}s over {len(times)} evaluations "
+                      f"(min {min(times):.3f}s, max {max(times):.3f}s)")
+            merged = {}
+            for (group, _, typ, name), times in i.rule_times.items():
+                merged.setdefault((group, typ, name), []).append(statistics.median(times))
+            for (group, typ, name), meds in sorted(merged.items(), key=lambda kv: -sum(kv[1])):
+                if sum(meds) >= 0.005:
+                    print(f"    {sum(meds):7.3f}s  {typ} {name}" + (f" ({len(meds)} rules)" if len(meds) > 1 else ""))
         return 0
+    except RuntimeError as e:
+        print(e)
+        return 1
     finally:
-        for p in reversed(procs):
+        for p in [i.proc for i in instances] + servers:
             p.terminate()
+        for p in [i.proc for i in instances] + servers:
             try:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
