@@ -2,29 +2,10 @@
 //! runs `cf-service-key-exporter` as a user would, isolated from the caller's environment.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
 
-/// The binary with `args`, without the caller's CF_*, logging and config variables.
-fn exporter(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cf-service-key-exporter"));
-    command.args(args);
-    for (var, _) in std::env::vars() {
-        if var.starts_with("CF_")
-            || [
-                "RUST_LOG",
-                "CONFIG_FILE",
-                "NO_COLOR",
-                "LOG_FORMAT",
-                "REFRESH_INTERVAL",
-            ]
-            .contains(&var.as_str())
-        {
-            command.env_remove(var);
-        }
-    }
-    command
-}
+use crate::common::exporter;
+use std::time::{Duration, Instant};
 
 fn run(args: &[&str]) -> Output {
     exporter(args).output().expect("the binary runs")

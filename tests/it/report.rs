@@ -5,7 +5,9 @@
 //! 200, calm-key 365, legacy-basic and the client-secret keys without expiry, broken-binding
 //! never readable (404) and flaky-key failing its first refresh.
 
-use std::process::{Command, Output};
+use std::process::Output;
+
+use crate::common::exporter;
 
 use cf_sim::demo::DEMO_SECRET;
 use serde_json::Value;
@@ -38,14 +40,10 @@ fn only_the_planted_failures(stderr: &str) {
 
 /// Runs the binary with `args`, isolated from the caller's CF_* and logging environment.
 fn report(args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cf-service-key-exporter"));
-    command.arg("report").args(args);
-    for (var, _) in std::env::vars() {
-        if var.starts_with("CF_") || var == "RUST_LOG" || var == "CONFIG_FILE" {
-            command.env_remove(var);
-        }
-    }
-    command.output().expect("the binary runs")
+    exporter(&["report"])
+        .args(args)
+        .output()
+        .expect("the binary runs")
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -249,3 +249,28 @@ pub fn clean_demo(now: time::OffsetDateTime) -> World {
     w.clear_details_failures();
     w
 }
+
+/// The real binary with `args`, without the caller's CF_*, logging and tuning variables (every
+/// flag also reads one), so a developer's environment cannot change what a test sees.
+pub fn exporter(args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cf-service-key-exporter"));
+    command.args(args);
+    for (var, _) in std::env::vars() {
+        let tuning = [
+            "RUST_LOG",
+            "CONFIG_FILE",
+            "NO_COLOR",
+            "LOG_FORMAT",
+            "REFRESH_INTERVAL",
+            "FULL_REFRESH_INTERVAL",
+            "METADATA_LABELS",
+            "CACHE_FILE",
+            "DETAILS_CONCURRENCY",
+            "WEB_MAX_REQUESTS",
+        ];
+        if var.starts_with("CF_") || tuning.contains(&var.as_str()) {
+            command.env_remove(var);
+        }
+    }
+    command
+}
