@@ -113,9 +113,7 @@ pub async fn run_with(
     let served = match options.web_config {
         None => {
             tracing::info!(%address, tls = false, basic_auth = false, "serving /metrics");
-            axum::serve(no_delay(listener), app)
-                .with_graceful_shutdown(stop)
-                .await
+            server::serve(listener, app, stop).await
         }
         Some(web) => {
             tracing::info!(
@@ -129,29 +127,13 @@ pub async fn run_with(
             if web.tls_enabled() {
                 web::tls::serve(listener, app, web, stop).await
             } else {
-                axum::serve(no_delay(listener), app)
-                    .with_graceful_shutdown(stop)
-                    .await
+                server::serve(listener, app, stop).await
             }
         }
     };
     cancel.cancel();
     let _ = reloads.await;
     served.context("the HTTP server failed")
-}
-
-/// Sends each response chunk at once: a /metrics body streams out in chunks, and Nagle's
-/// algorithm against the scraper's delayed ACKs would add up to 40 ms to a scrape.
-fn no_delay(
-    listener: TcpListener,
-) -> axum::serve::TapIo<TcpListener, fn(&mut tokio::net::TcpStream)> {
-    use axum::serve::ListenerExt;
-    fn set(tcp: &mut tokio::net::TcpStream) {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    }
-    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }
 
 /// What the operator should know about the configuration: logged at start and shown on `/`.

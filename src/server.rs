@@ -54,6 +54,26 @@ impl AppState {
     }
 }
 
+/// Serves `app` on `listener` over plain HTTP until `shutdown` completes, as [`crate::run`]
+/// does (tests and benchmarks serve the same way). Each response chunk goes out at once: a
+/// `/metrics` body streams in chunks, and Nagle's algorithm against the scraper's delayed ACKs
+/// would add up to 40 ms to a scrape.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// The exporter's router.
 pub fn router(state: AppState) -> Router {
     Router::new()

@@ -17,7 +17,6 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::serve::ListenerExt;
 use cf_service_key_exporter::clock::ManualClock;
 use cf_service_key_exporter::config::{self, DemoTarget};
 use cf_service_key_exporter::metrics::ExporterMetrics;
@@ -365,8 +364,7 @@ pub fn serve_exporter() {
                     clock.advance(Duration::from_secs(secs.parse().expect("seconds")));
                     reply("ok");
                 }
-                // As `cf_service_key_exporter::run` serves it: `axum::serve` on a listener that
-                // sets TCP_NODELAY on every accepted connection.
+                // As `cf_service_key_exporter::run` serves it.
                 ["serve"] => {
                     let app = server::router(AppState::new(
                         metrics.exposition(store.clone()),
@@ -377,12 +375,11 @@ pub fn serve_exporter() {
                         .await
                         .expect("bind");
                     let addr = listener.local_addr().expect("addr");
-                    let listener = listener.tap_io(|tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    });
-                    servers.push(tokio::spawn(
-                        async move { axum::serve(listener, app).await },
-                    ));
+                    servers.push(tokio::spawn(server::serve(
+                        listener,
+                        app,
+                        std::future::pending(),
+                    )));
                     reply(format!("http://{addr}/metrics"));
                 }
                 ["has", i, guid] => {

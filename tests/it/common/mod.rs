@@ -168,8 +168,7 @@ impl Harness {
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
         tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
+            server::serve(listener, app, async move { stop.cancelled().await })
                 .await
                 .unwrap();
         });
