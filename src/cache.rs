@@ -415,8 +415,9 @@ pub struct Cache {
     /// Foundations of the file that are not configured: written back as they were, so a
     /// configuration that leaves one out by mistake does not lose its readings.
     carried: Mutex<BTreeMap<String, FoundationEntry>>,
-    /// One write at a time (held across the blocking write, hence a tokio mutex).
-    writing: tokio::sync::Mutex<()>,
+    /// One write at a time. The blocking write holds it to its end, even when the refresh
+    /// that started it is cancelled, so a later write never shares its temporary file.
+    writing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Cache {
@@ -428,7 +429,7 @@ impl Cache {
             path: path.to_owned(),
             api_urls: Mutex::new(BTreeMap::new()),
             carried: Mutex::new(BTreeMap::new()),
-            writing: tokio::sync::Mutex::new(()),
+            writing: Arc::new(tokio::sync::Mutex::new(())),
         };
         let api_urls: HashMap<&str, &str> = foundations
             .iter()
@@ -512,9 +513,15 @@ impl Cache {
             .remove(name);
     }
 
+    /// Waits until a write in progress has ended (its refresh may have been cancelled meanwhile),
+    /// so nothing writes the file after the exporter has stopped.
+    pub async fn idle(&self) {
+        let _ = self.writing.lock().await;
+    }
+
     /// Rewrites the file from the store's current snapshot. Logs a failure; never fails.
     pub async fn save(&self, store: &Store) {
-        let _one_at_a_time = self.writing.lock().await;
+        let one_at_a_time = self.writing.clone().lock_owned().await;
         let snapshot = store.load();
         let api_urls = self
             .api_urls
@@ -529,6 +536,7 @@ impl Cache {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let written = tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = one_at_a_time;
             let bytes = encode(&snapshot, &api_urls, &carried);
             write_atomically(&path, &bytes)
                 .map(|()| bytes.len())
@@ -680,6 +688,38 @@ mod tests {
         // A foundation that is not configured is not read at all.
         let d = decode(text.as_bytes(), p, &HashMap::new(), 1_750_000_100).unwrap();
         assert!(d.foundations.is_empty() && d.mismatched.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_write_outlives_the_cancelled_save_that_started_it_and_idle_waits_for_it() {
+        use futures::FutureExt;
+        let dir = std::env::temp_dir().join(format!("cfske-cache-idle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cache.json");
+        let store = Store::new();
+        let cache = Cache::open(&path, &[], &store);
+        cache.watch("eu10", "https://api.eu10.example/");
+        // Large enough that the write is still running when the save is dropped.
+        let keys: Vec<KeyRecord> = (0..20_000)
+            .map(|i| record(&format!("k{i}"), None))
+            .collect();
+        publish_seed(&store, "eu10", keys);
+
+        // Polled once, the save starts the write; then it is dropped, as a cancelled refresh is.
+        assert!(cache.save(&store).now_or_never().is_none());
+        cache.idle().await;
+
+        let api = HashMap::from([("eu10", "https://api.eu10.example")]);
+        let bytes = std::fs::read(&path).expect("written once idle");
+        let d = decode(&bytes, &path, &api, 1_750_000_100).unwrap();
+        assert_eq!(d.foundations["eu10"].len(), 20_000);
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("cache.json")]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -163,13 +163,16 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Stops every refresher and waits for them.
+    /// Stops every refresher and waits for them, and for a cache-file write in progress.
     pub async fn shutdown(self) {
         for r in self.running.values() {
             r.cancel.cancel();
         }
         for (_, r) in self.running {
             r.stop().await;
+        }
+        if let Some(cache) = &self.cache {
+            cache.idle().await;
         }
     }
 }
