@@ -128,6 +128,7 @@ impl Supervisor {
                 r.stop().await;
             }
             self.store.remove(&name);
+            self.metrics.forget(&name);
             if let Some(cache) = &self.cache {
                 cache.forget(&name);
             }
@@ -216,12 +217,10 @@ mod tests {
     async fn a_removed_foundation_stays_removed_when_its_refresher_publishes_while_stopping() {
         let store = Arc::new(Store::new());
         let done = Arc::new(tokio::sync::Notify::new());
-        let mut supervisor = Supervisor::new(
-            store.clone(),
-            Arc::new(ExporterMetrics::default()),
-            CancellationToken::new(),
-        )
-        .with_runner(publishes_while_stopping(store.clone(), done.clone()));
+        let metrics = Arc::new(ExporterMetrics::default());
+        let exposition = metrics.exposition(store.clone());
+        let mut supervisor = Supervisor::new(store.clone(), metrics, CancellationToken::new())
+            .with_runner(publishes_while_stopping(store.clone(), done.clone()));
         supervisor
             .apply(vec![foundation("a"), foundation("b")])
             .await
@@ -232,6 +231,10 @@ mod tests {
         let snapshot = store.load();
         let names: Vec<&str> = snapshot.foundations.keys().map(String::as_str).collect();
         assert_eq!(names, ["b"]);
+        // Nor do its own series stay (its error counters were created with its refresher).
+        let text = exposition.encode(crate::metrics::Format::Text);
+        assert!(text.contains("foundation=\"b\""), "{text}");
+        assert!(!text.contains("foundation=\"a\""), "{text}");
     }
 
     #[test]

@@ -120,10 +120,16 @@ pub struct ExporterMetrics {
     ratelimit_limit: MetricFamily<FoundationLabel, Gauge>,
     ratelimit_remaining: MetricFamily<FoundationLabel, Gauge>,
     ratelimit_reset: MetricFamily<FoundationLabel, Gauge>,
+    /// Per foundation, the (endpoint, code) pairs of its `api_requests_total` series, so that
+    /// [`ExporterMetrics::forget`] can remove them (the client's families cannot be listed).
+    api_series: Mutex<HashMap<String, Arc<Mutex<ApiSeries>>>>,
     /// The rendered per-key series of each foundation, with the snapshot they were rendered
     /// from: reused while that snapshot is the published one.
     rendered: Mutex<RenderCache>,
 }
+
+/// Endpoint → the codes counted for it.
+type ApiSeries = HashMap<&'static str, Vec<String>>;
 
 /// Per foundation: the snapshot last rendered, and its rendering.
 type RenderCache = HashMap<String, (Arc<FoundationSnapshot>, Arc<Rendered>)>;
@@ -220,10 +226,53 @@ impl ExporterMetrics {
                 })
                 .inc_by(0);
         }
+        // A restarted refresher of the same foundation keeps counting the same series.
+        let series = self
+            .api_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(foundation.to_owned())
+            .or_default()
+            .clone();
         ApiRecorder {
             metrics: self.clone(),
             foundation: foundation.to_owned(),
             sent: Default::default(),
+            series,
+        }
+    }
+
+    /// Removes every series of a foundation that is no longer watched (a reload removed it):
+    /// its request and error counters and its rate-limit gauges. Call it once its refresher
+    /// has stopped, so nothing counts for it again.
+    pub fn forget(&self, foundation: &str) {
+        let label = FoundationLabel {
+            foundation: foundation.to_owned(),
+        };
+        self.ratelimit_limit.remove(&label);
+        self.ratelimit_remaining.remove(&label);
+        self.ratelimit_reset.remove(&label);
+        for reason in CfError::REASONS.into_iter().chain(ReadError::REASONS) {
+            self.details_errors.remove(&DetailsErrorLabels {
+                foundation: foundation.to_owned(),
+                reason,
+            });
+        }
+        let series = self
+            .api_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(foundation);
+        let Some(series) = series else { return };
+        let series = std::mem::take(&mut *series.lock().unwrap_or_else(|e| e.into_inner()));
+        for (endpoint, codes) in series {
+            for code in codes {
+                self.api_requests.remove(&ApiLabels {
+                    foundation: foundation.to_owned(),
+                    endpoint,
+                    code,
+                });
+            }
         }
     }
 
@@ -250,12 +299,22 @@ pub struct ApiRecorder {
     foundation: String,
     /// Requests sent by this foundation since start, for the refresh log line.
     sent: Arc<std::sync::atomic::AtomicU64>,
+    /// The series counted for this foundation (shared with [`ExporterMetrics`]).
+    series: Arc<Mutex<ApiSeries>>,
 }
 
 impl ApiRecorder {
     pub fn request(&self, endpoint: &'static str, code: &str) {
         self.sent.fetch_add(1, Ordering::Relaxed);
         self.metrics.requests_sent.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+            let codes = series.entry(endpoint).or_default();
+            // A handful of codes per endpoint: a scan beats hashing.
+            if !codes.iter().any(|c| c == code) {
+                codes.push(code.to_owned());
+            }
+        }
         self.metrics
             .api_requests
             .get_or_create(&ApiLabels {
@@ -521,6 +580,40 @@ mod tests {
             to_prometheus_text(om),
             "# HELP a_requests_total Requests.\n# TYPE a_requests_total counter\na_requests_total{x=\"# TYPE y\"} 1\n# HELP g A gauge.\n# TYPE g gauge\ng 2.0\n"
         );
+    }
+
+    #[test]
+    fn a_forgotten_foundation_leaves_no_series_and_the_others_keep_theirs() {
+        let metrics = Arc::new(ExporterMetrics::default());
+        let exposition = metrics.exposition(Arc::new(Store::new()));
+        for name in ["gone", "kept"] {
+            let recorder = metrics.recorder(name);
+            recorder.request("/v3/service_instances", "200");
+            recorder.request("/v3/service_instances", "429");
+            recorder.request("/oauth/token", "error");
+            recorder.rate_limit(RateLimit {
+                limit: 2_000,
+                remaining: 1_800,
+                reset: 1_750_000_000,
+            });
+            metrics.details_error(name, CfError::REASONS[0]);
+        }
+        metrics.forget("gone");
+        let text = exposition.encode(Format::Text);
+        assert!(!text.contains("foundation=\"gone\""), "{text}");
+        let reasons = CfError::REASONS.len() + ReadError::REASONS.len();
+        // Three request series, three rate-limit gauges, every error reason.
+        assert_eq!(
+            text.matches("foundation=\"kept\"").count(),
+            3 + 3 + reasons,
+            "{text}"
+        );
+        // Counted again from zero if a reload brings it back.
+        metrics.recorder("gone").request("/oauth/token", "200");
+        let text = exposition.encode(Format::Text);
+        assert!(text.contains(
+            "cf_service_key_exporter_api_requests_total{foundation=\"gone\",endpoint=\"/oauth/token\",code=\"200\"} 1"
+        ), "{text}");
     }
 
     #[test]
