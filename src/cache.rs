@@ -690,12 +690,27 @@ mod tests {
         assert!(d.foundations.is_empty() && d.mismatched.is_empty());
     }
 
+    fn fresh_dir(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cfske-cache-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The written file and nothing else (no temporary file left behind); removes the folder.
+    fn assert_only_the_cache_file_in(dir: &Path) {
+        let names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("cache.json")]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[tokio::test]
     async fn a_write_outlives_the_cancelled_save_that_started_it_and_idle_waits_for_it() {
         use futures::FutureExt;
-        let dir = std::env::temp_dir().join(format!("cfske-cache-idle-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("idle");
         let path = dir.join("cache.json");
         let store = Store::new();
         let cache = Cache::open(&path, &[], &store);
@@ -714,27 +729,16 @@ mod tests {
         let bytes = std::fs::read(&path).expect("written once idle");
         let d = decode(&bytes, &path, &api, 1_750_000_100).unwrap();
         assert_eq!(d.foundations["eu10"].len(), 20_000);
-        let names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("cache.json")]);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_only_the_cache_file_in(&dir);
     }
 
     #[test]
     fn writing_replaces_the_file_whole_and_leaves_no_temporary_file() {
-        let dir = std::env::temp_dir().join(format!("cfske-cache-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("atomic");
         let path = dir.join("cache.json");
         write_atomically(&path, b"first").unwrap();
         write_atomically(&path, b"second").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
-        let names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("cache.json")]);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_only_the_cache_file_in(&dir);
     }
 }
