@@ -3,11 +3,13 @@
 //! Data flows one way: [`config`] → [`supervisor`] → [`refresher`] (using [`cf`] to list and
 //! read keys, [`expiry`] to read their credentials) → [`snapshot`] → [`metrics`] and
 //! [`server`]. The store is written by the refreshers, one per foundation, each replacing only
-//! its own foundation's part, and once at start by the [`cache`] file seeding it; a scrape only
-//! reads the latest snapshot and never calls Cloud Foundry. [`web`] puts TLS and basic auth in
-//! front of the endpoints (`--web-config-file`). `main` only parses flags, sets up logging,
-//! binds and calls [`run`]; tests and `--demo` use the same entry point (the demo's simulated
-//! foundation is the separate `cf-sim` crate).
+//! its own foundation's part; before a foundation's first refresh (at start, or when a reload
+//! adds it) by the [`cache`] file seeding it; and by the [`supervisor`], which registers a
+//! foundation it starts watching and removes one a reload dropped once its refresher has
+//! stopped. A scrape only reads the latest snapshot and never calls Cloud Foundry. [`web`] puts
+//! TLS and basic auth in front of the endpoints (`--web-config-file`). `main` only parses flags,
+//! sets up logging, binds and calls [`run`]; tests and `--demo` use the same entry point (the
+//! demo's simulated foundation is the separate `cf-sim` crate).
 
 pub mod cache;
 pub mod cf;
