@@ -13,7 +13,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -290,7 +290,7 @@ impl Rendered {
 
     /// Writes the lines of a valued family for `keys`, with `now` (Unix seconds) as the
     /// scrape's clock.
-    pub fn write(&self, family: Family, keys: Range<usize>, now: f64, out: &mut Vec<u8>) {
+    pub fn write(&self, family: Family, keys: Range<usize>, now: f64, out: &mut BytesMut) {
         let (mut float, mut integer) = (dtoa::Buffer::new(), itoa::Buffer::new());
         let name = family.name().as_bytes();
         for i in keys {
@@ -305,7 +305,7 @@ impl Rendered {
             };
             out.extend_from_slice(name);
             out.extend_from_slice(&self.labels[start..k.labels_end]);
-            out.push(b' ');
+            out.put_u8(b' ');
             match v {
                 // As the client library writes a whole f64 (`1795720582.0`), a few times faster.
                 Value::Whole(t) => {
@@ -314,7 +314,7 @@ impl Rendered {
                 }
                 Value::Float(x) => out.extend_from_slice(float.format(x).as_bytes()),
             }
-            out.push(b'\n');
+            out.put_u8(b'\n');
         }
     }
 }

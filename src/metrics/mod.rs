@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -445,13 +445,16 @@ impl Scrape {
         }
     }
 
-    fn render(part: Part, now: f64) -> Bytes {
+    /// A part's bytes. Valued chunks are written into `buf` and split off it: once the
+    /// previous chunk has been sent and dropped, `reserve` reuses its memory, so a scrape
+    /// writes its values into one buffer instead of faulting in fresh pages for every chunk.
+    fn render(part: Part, now: f64, buf: &mut BytesMut) -> Bytes {
         match part {
             Part::Text(bytes) => bytes,
             Part::Valued(rendered, family, keys) => {
-                let mut out = Vec::with_capacity(keys.len() * 280);
-                rendered.write(family, keys, now, &mut out);
-                Bytes::from(out)
+                buf.reserve(keys.len() * 280);
+                rendered.write(family, keys, now, buf);
+                buf.split().freeze()
             }
         }
     }
@@ -460,19 +463,20 @@ impl Scrape {
     /// chunk by chunk as the client reads, so no scrape holds a copy of the whole body.
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
         let now = self.now;
+        let mut buf = BytesMut::new();
         futures::stream::iter(
             self.parts
                 .into_iter()
-                .map(move |part| Ok(Scrape::render(part, now))),
+                .map(move |part| Ok(Scrape::render(part, now, &mut buf))),
         )
     }
 
     /// The whole body in one string.
     pub fn into_string(self) -> String {
         let now = self.now;
-        let mut out = Vec::new();
+        let (mut out, mut buf) = (Vec::new(), BytesMut::new());
         for part in self.parts {
-            out.extend_from_slice(&Scrape::render(part, now));
+            out.extend_from_slice(&Scrape::render(part, now, &mut buf));
         }
         String::from_utf8(out).expect("the exposition is UTF-8")
     }
