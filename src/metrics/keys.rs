@@ -28,7 +28,7 @@ pub enum Family {
     /// Not a family: every key's base labels, rendered once to be shared (see the module doc).
     Labels,
     ExpiryTimestamp,
-    /// `cf_service_key_expiry_seconds`: the only one rendered per scrape.
+    /// `cf_service_key_expiry_seconds`: the only value that moves with the scrape's clock.
     Countdown,
     Info,
     Created,
@@ -217,6 +217,9 @@ pub struct Rendered {
     labels: Bytes,
     /// Per key: where its label set ends in `labels`, and the numbers of the valued families.
     keys: Vec<Numbers>,
+    /// The families with at least one series here, found once per snapshot rather than per
+    /// scrape.
+    present: Vec<Family>,
 }
 
 /// The numbers of one key's valued families; `None` where the key has no such series.
@@ -237,7 +240,7 @@ impl Family {
 
 impl Rendered {
     pub fn new(foundation: &str, snapshot: &Arc<FoundationSnapshot>) -> Rendered {
-        let blocks = Family::ALL
+        let blocks: Vec<(Family, Bytes)> = Family::ALL
             .iter()
             .filter(|f| f.carries_text())
             .map(|&f| (f, Bytes::from(render(foundation, snapshot, f))))
@@ -259,10 +262,21 @@ impl Rendered {
             });
         }
         labels.shrink_to_fit();
+        let present = Family::ALL
+            .into_iter()
+            .filter(|&f| {
+                if f.carries_text() {
+                    blocks.iter().any(|(b, text)| *b == f && !text.is_empty())
+                } else {
+                    keys.iter().any(|k| value(f, k, 0.0).is_some())
+                }
+            })
+            .collect();
         Rendered {
             blocks,
             labels: Bytes::from(labels),
             keys,
+            present,
         }
     }
 
@@ -282,10 +296,7 @@ impl Rendered {
 
     /// Whether any key has a series of `family`.
     pub fn has(&self, family: Family) -> bool {
-        if family.carries_text() {
-            return !self.block(family).is_empty();
-        }
-        self.keys.iter().any(|k| value(family, k, 0.0).is_some())
+        self.present.contains(&family)
     }
 
     /// Writes the lines of a valued family for `keys`, with `now` (Unix seconds) as the

@@ -120,16 +120,17 @@ pub struct ExporterMetrics {
     ratelimit_limit: MetricFamily<FoundationLabel, Gauge>,
     ratelimit_remaining: MetricFamily<FoundationLabel, Gauge>,
     ratelimit_reset: MetricFamily<FoundationLabel, Gauge>,
-    /// Per foundation, the (endpoint, code) pairs of its `api_requests_total` series, so that
-    /// [`ExporterMetrics::forget`] can remove them (the client's families cannot be listed).
+    /// Per foundation, its `api_requests_total` counters by endpoint and code: a request finds
+    /// its counter there without building a label set, and [`ExporterMetrics::forget`] finds
+    /// the series to remove (the client's families cannot be listed).
     api_series: Mutex<HashMap<String, Arc<Mutex<ApiSeries>>>>,
     /// The rendered per-key series of each foundation, with the snapshot they were rendered
     /// from: reused while that snapshot is the published one.
     rendered: Mutex<RenderCache>,
 }
 
-/// Endpoint → the codes counted for it.
-type ApiSeries = HashMap<&'static str, Vec<String>>;
+/// Endpoint → the codes counted for it, each with its counter.
+type ApiSeries = HashMap<&'static str, Vec<(String, Counter)>>;
 
 /// Per foundation: the snapshot last rendered, and its rendering.
 type RenderCache = HashMap<String, (Arc<FoundationSnapshot>, Arc<Rendered>)>;
@@ -266,7 +267,7 @@ impl ExporterMetrics {
         let Some(series) = series else { return };
         let series = std::mem::take(&mut *series.lock().unwrap_or_else(|e| e.into_inner()));
         for (endpoint, codes) in series {
-            for code in codes {
+            for (code, _) in codes {
                 self.api_requests.remove(&ApiLabels {
                     foundation: foundation.to_owned(),
                     endpoint,
@@ -307,22 +308,27 @@ impl ApiRecorder {
     pub fn request(&self, endpoint: &'static str, code: &str) {
         self.sent.fetch_add(1, Ordering::Relaxed);
         self.metrics.requests_sent.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-            let codes = series.entry(endpoint).or_default();
-            // A handful of codes per endpoint: a scan beats hashing.
-            if !codes.iter().any(|c| c == code) {
-                codes.push(code.to_owned());
+        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let codes = series.entry(endpoint).or_default();
+        // A handful of codes per endpoint: a scan beats hashing.
+        match codes.iter().find(|(c, _)| c == code) {
+            Some((_, counter)) => {
+                counter.inc();
+            }
+            None => {
+                let counter = self
+                    .metrics
+                    .api_requests
+                    .get_or_create(&ApiLabels {
+                        foundation: self.foundation.clone(),
+                        endpoint,
+                        code: code.to_owned(),
+                    })
+                    .clone();
+                counter.inc();
+                codes.push((code.to_owned(), counter));
             }
         }
-        self.metrics
-            .api_requests
-            .get_or_create(&ApiLabels {
-                foundation: self.foundation.clone(),
-                endpoint,
-                code: code.to_owned(),
-            })
-            .inc();
     }
 
     /// Records the rate limit an answer announced.

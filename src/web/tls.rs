@@ -228,7 +228,7 @@ pub(crate) async fn serve(
                 }
             },
         };
-        // Each response chunk at once (see `no_delay` in lib.rs): Nagle would delay scrapes.
+        // Each response chunk at once, as `server::serve` does: Nagle would delay scrapes.
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
