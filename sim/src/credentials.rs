@@ -4,7 +4,9 @@
 //! Owns the look of simulated keys: field names and nesting modelled on real service keys
 //! (Cloud Integration `integration-flow` / `api`, XSUAA x509 bindings, Cloud ALM, destination,
 //! connectivity, XSUAA client secrets), with real X.509 certificates valid from `valid_from` to
-//! `expires_at` (notBefore and notAfter, to the second). It must not do I/O or read the clock:
+//! `expires_at` (notBefore and notAfter, to the second). XSUAA's own x509 keys
+//! ([`xsuaa_x509`], [`Shape::XsuaaX509Binding`]) carry an RSA certificate of the key length
+//! asked for, and the matching private key ([`crate::rsa_keys`]). It must not do I/O or read the clock:
 //! the output depends only on the arguments (certificate signatures aside, which are
 //! randomised by ECDSA).
 //!
@@ -24,7 +26,8 @@
 //! ECDSA P-256 leaf certificate per call, 35 to 50 µs, so 20,000 of them take about a second;
 //! debug builds are several times slower. The CA chain and the one key pair every leaf shares
 //! are generated once per process and kept in a [`OnceLock`]; the first certificate call pays
-//! for that (three key generations and two signatures).
+//! for that (three key generations and two signatures). XSUAA x509 leaves take the embedded RSA
+//! key of their length instead, and are signed by the same (ECDSA) CA.
 //!
 //! # Concurrency
 //! Callable from any thread; the cached PKI is immutable once built.
@@ -36,10 +39,12 @@ use std::sync::OnceLock;
 use base64::Engine as _;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SerialNumber,
+    KeyUsagePurpose, PublicKeyData, SerialNumber,
 };
 use serde_json::{json, Value};
 use time::{OffsetDateTime, UtcOffset};
+
+pub use crate::rsa_keys::KeyLength;
 
 /// The kinds of service key the simulated foundation hands out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,6 +58,10 @@ pub enum Shape {
     /// A service key embedding XSUAA x509 credentials: `uaa.certificate` chain, `uaa.key`,
     /// `uaa.credential-type = "x509"`.
     XsuaaX509,
+    /// An XSUAA service key of `credential-type: "x509"` with XSUAA's default key length (RSA
+    /// 2048): `certificate` (leaf and CA chain), `key` (the private key), `certurl`,
+    /// `clientid` and the other XSUAA fields at the top level, as [`xsuaa_x509`] builds it.
+    XsuaaX509Binding,
     /// SAP Cloud ALM API key: `endpoints` and `uaa{clientid, clientsecret, url}`, with the
     /// expiry in `uaa.expiration_date` (RFC 3339 with a numeric offset).
     CloudAlm,
@@ -76,10 +85,11 @@ pub enum Shape {
 
 impl Shape {
     /// Every shape, for tests and demo data that want one of each.
-    pub const ALL: [Shape; 10] = [
+    pub const ALL: [Shape; 11] = [
         Shape::CloudIntegrationFlow,
         Shape::CloudIntegrationApi,
         Shape::XsuaaX509,
+        Shape::XsuaaX509Binding,
         Shape::CloudAlm,
         Shape::Destination,
         Shape::ConnectivityExpiresAt,
@@ -93,7 +103,9 @@ impl Shape {
     pub fn expected_source(self) -> &'static str {
         match self {
             Shape::CloudIntegrationFlow => "certificatedetails.validuntil",
-            Shape::CloudIntegrationApi | Shape::XsuaaX509 => "certificate",
+            Shape::CloudIntegrationApi | Shape::XsuaaX509 | Shape::XsuaaX509Binding => {
+                "certificate"
+            }
             Shape::CloudAlm => "expiration",
             Shape::Destination => "valid_until",
             Shape::ConnectivityExpiresAt => "expires_at",
@@ -141,7 +153,7 @@ pub fn credentials(
             json!({
                 "oauth": {
                     "clientid": ids.clientid,
-                    "certificate": pki.chain(&ids, created, expires_at)?,
+                    "certificate": pki.chain(&ids, &pki.leaf_key, created, expires_at)?,
                     "key": private_key(pki, secret),
                     "url": format!("https://{}.it-cpi018.cfapps.eu10-003.hana.ondemand.com", ids.tenant),
                     "tokenurl": format!("https://{}.authentication.cert.eu10.hana.ondemand.com/oauth/token", ids.tenant),
@@ -151,12 +163,15 @@ pub fn credentials(
         }
         Shape::XsuaaX509 => {
             let pki = pki()?;
-            let certificate = pki.chain(&ids, created, expires_at)?;
-            xsuaa_x509(&ids, certificate, private_key(pki, secret))
+            let certificate = pki.chain(&ids, &pki.leaf_key, created, expires_at)?;
+            embedded_xsuaa_x509(&ids, certificate, private_key(pki, secret))
+        }
+        Shape::XsuaaX509Binding => {
+            xsuaa_x509(valid_from, expires_at, KeyLength::default(), secret)?
         }
         Shape::MalformedCertificate => {
             let pki = pki()?;
-            xsuaa_x509(&ids, pki.truncated_pem.clone(), private_key(pki, secret))
+            embedded_xsuaa_x509(&ids, pki.truncated_pem.clone(), private_key(pki, secret))
         }
         Shape::CloudAlm => json!({
             "endpoints": {
@@ -248,6 +263,46 @@ pub fn credentials(
     })
 }
 
+/// The `credentials` of an XSUAA key created with `"credential-type": "x509"`: a fresh leaf
+/// certificate valid from `valid_from` to `expires_at` for the RSA key of `key_length`, followed
+/// by the CA chain, in `certificate`; that private key in `key` (after a line holding `secret`,
+/// as every simulated private key has); `credential-type: "x509"`, `certurl` and XSUAA's other
+/// fields at the top level, as XSUAA itself hands out x509 keys.
+pub fn xsuaa_x509(
+    valid_from: OffsetDateTime,
+    expires_at: OffsetDateTime,
+    key_length: KeyLength,
+    secret: &str,
+) -> Result<Value, CredentialsError> {
+    let ids = Ids::new(Shape::XsuaaX509Binding, valid_from, expires_at, secret);
+    let pki = pki()?;
+    let certificate = pki.chain(&ids, key_length.public_key(), valid_from, expires_at)?;
+    let key = format!(
+        "Passphrase hint: {secret}\n{}",
+        key_length.private_key_pem()
+    );
+    Ok(json!({
+        "apiurl": "https://api.authentication.eu10.hana.ondemand.com",
+        "certificate": certificate,
+        "certurl": format!("https://{}.authentication.cert.eu10.hana.ondemand.com", ids.tenant),
+        "clientid": format!("sb-{}!b{}", ids.tenant, ids.n % 900_000),
+        "credential-type": "x509",
+        "identityzone": ids.tenant,
+        "identityzoneid": ids.guid2,
+        "key": key,
+        "sburl": "https://internal-xsuaa.authentication.eu10.hana.ondemand.com",
+        "serviceInstanceId": ids.guid,
+        "subaccountid": ids.guid2,
+        "tenantid": ids.guid2,
+        "tenantmode": "dedicated",
+        "uaadomain": "authentication.eu10.hana.ondemand.com",
+        "url": format!("https://{}.authentication.eu10.hana.ondemand.com", ids.tenant),
+        "verificationkey": pki.public_key_pem.clone(),
+        "xsappname": format!("{}!b{}", ids.tenant, ids.n % 900_000),
+        "zoneid": ids.guid2,
+    }))
+}
+
 /// Identifiers derived from the arguments, so one key's JSON is stable across calls and two
 /// keys with different secrets or expiries get different client ids.
 struct Ids {
@@ -326,7 +381,7 @@ fn integration_flow(
     })
 }
 
-fn xsuaa_x509(ids: &Ids, certificate: String, key: String) -> Value {
+fn embedded_xsuaa_x509(ids: &Ids, certificate: String, key: String) -> Value {
     json!({
         "url": format!("https://{}-jobscheduler.cfapps.eu10.hana.ondemand.com", ids.tenant),
         "uaa": {
@@ -448,10 +503,12 @@ impl Pki {
         })
     }
 
-    /// A fresh leaf valid from `not_before` to `not_after`, followed by the CA chain.
+    /// A fresh leaf for `public_key`, valid from `not_before` to `not_after`, followed by the CA
+    /// chain.
     fn chain(
         &self,
         ids: &Ids,
+        public_key: &impl PublicKeyData,
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
     ) -> Result<String, CredentialsError> {
@@ -461,7 +518,7 @@ impl Pki {
         params.not_after = not_after;
         params.serial_number = Some(SerialNumber::from(ids.n));
         params.use_authority_key_identifier_extension = true;
-        let leaf = params.signed_by(&self.leaf_key, &self.intermediate)?;
+        let leaf = params.signed_by(public_key, &self.intermediate)?;
         Ok(format!("{}{}", leaf.pem(), self.ca_chain_pem))
     }
 }

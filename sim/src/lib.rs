@@ -7,8 +7,11 @@
 //! look of each kind of key, [`demo`] the foundation a newcomer sees and a large one for
 //! benchmarks.
 
+pub mod broker;
 pub mod credentials;
 pub mod demo;
+pub mod operations;
+mod rsa_keys;
 pub mod server;
 pub mod world;
 

@@ -11,11 +11,18 @@
 //!
 //! As in the Cloud Controller, labels and annotations live beside a resource, not in it:
 //! [`World::set_label`] and [`World::set_annotation`] never move `updated_at`.
+//!
+//! Each offering carries its simulated broker ([`Broker`], chosen by the offering's name), the
+//! catalog's `bindings_retrievable` and whether the broker works asynchronously; each key the
+//! parameters it was created with, as far as its broker returns them. Keys created or deleted
+//! through the API leave [`Job`]s behind (see [`crate::operations`]).
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 use time::OffsetDateTime;
+
+use crate::broker::Broker;
 
 /// Labels and annotations of a resource, as `metadata` in its V3 representation. Keys are
 /// `prefix/name` or `name`.
@@ -48,6 +55,16 @@ pub struct Space {
 pub struct Offering {
     pub guid: String,
     pub name: String,
+    /// How the offering's broker turns parameters into credentials ([`Broker::for_offering`]).
+    pub broker: Broker,
+    /// `broker_catalog.features.bindings_retrievable`: whether
+    /// `/v3/service_credential_bindings/:guid/parameters` may ask the broker. Defaults to
+    /// [`Broker::bindings_retrievable`].
+    pub bindings_retrievable: bool,
+    /// `None`: the broker creates and deletes keys synchronously (the job completes at once).
+    /// `Some(d)`: it answers asynchronously and the operation finishes `d` later, on the
+    /// simulator's clock.
+    pub async_after: Option<time::Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +81,9 @@ pub struct Instance {
     pub space_guid: String,
     /// `None` for a user-provided instance.
     pub plan_guid: Option<String>,
+    /// The credential type a key gets when its parameters name none (XSUAA's
+    /// `xs-security.json`); `None`: the broker's default (`binding-secret` for XSUAA).
+    pub default_credential_type: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub metadata: Metadata,
@@ -77,9 +97,88 @@ pub struct Key {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub credentials: Value,
-    /// `last_operation.state` of the key's creation (`succeeded`, `in progress`, `failed`).
+    /// `last_operation.type`: `create`, or `delete` once its deletion has started.
+    pub operation: &'static str,
+    /// `last_operation.state` (`succeeded`, `in progress`, `failed`).
     pub state: &'static str,
+    /// `last_operation.description` (why the operation failed, else empty).
+    pub description: String,
+    /// The parameters the key was created with, as its broker returns them; `None`: the broker
+    /// does not return them (OSBAPI lets it leave them out), so the Cloud Controller answers
+    /// `{}`.
+    pub parameters: Option<Value>,
     pub metadata: Metadata,
+}
+
+impl Key {
+    /// Created and not being deleted (the Cloud Controller's `create_succeeded?`): only then
+    /// do `/details` and `/parameters` answer.
+    pub fn create_succeeded(&self) -> bool {
+        self.operation == "create" && self.state == "succeeded"
+    }
+
+    /// Its last operation is still running.
+    pub fn in_progress(&self) -> bool {
+        self.state == "in progress"
+    }
+}
+
+/// What a job does (`operation` in `/v3/jobs/:guid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOperation {
+    CreateKey,
+    DeleteKey,
+}
+
+impl JobOperation {
+    pub fn name(self) -> &'static str {
+        match self {
+            JobOperation::CreateKey => "service_keys.create",
+            JobOperation::DeleteKey => "service_keys.delete",
+        }
+    }
+}
+
+/// `state` of a job: `POLLING` (an asynchronous broker operation is running), `COMPLETE` or
+/// `FAILED`. The simulated worker picks a job up at once, so none is ever seen `PROCESSING`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Polling,
+    Complete,
+    Failed,
+}
+
+impl JobState {
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Polling => "POLLING",
+            JobState::Complete => "COMPLETE",
+            JobState::Failed => "FAILED",
+        }
+    }
+}
+
+/// The error a failed job reports (one entry of its `errors`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    pub code: u32,
+    pub title: &'static str,
+    pub detail: String,
+}
+
+/// A pollable job, as `POST` and `DELETE` of `/v3/service_credential_bindings` start them.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub guid: String,
+    pub operation: JobOperation,
+    /// The key it works on.
+    pub key_guid: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub state: JobState,
+    /// When a `POLLING` job's broker operation finishes.
+    pub due: Option<OffsetDateTime>,
+    pub error: Option<JobError>,
 }
 
 /// A `/details` failure planted in the world: the status answered, and how many more times
@@ -104,6 +203,8 @@ pub struct World {
     key_index: HashMap<String, usize>,
     /// Key guid → the failure its `/details` answers (see [`World::fail_details`]).
     details_failures: HashMap<String, DetailsFailure>,
+    /// Every job started through the API, oldest first.
+    pub jobs: Vec<Job>,
 }
 
 /// A fixed creation time, so listings are reproducible.
@@ -114,7 +215,7 @@ impl World {
         Self::default()
     }
 
-    fn guid(&mut self, kind: u16) -> String {
+    pub(crate) fn guid(&mut self, kind: u16) -> String {
         self.next_guid += 1;
         format!("{kind:08x}-0000-4000-8000-{:012x}", self.next_guid)
     }
@@ -150,9 +251,13 @@ impl World {
             Some(o) => o.guid.clone(),
             None => {
                 let guid = self.guid(0x0ff);
+                let broker = Broker::for_offering(offering);
                 self.offerings.push(Offering {
                     guid: guid.clone(),
                     name: offering.into(),
+                    broker,
+                    bindings_retrievable: broker.bindings_retrievable(),
+                    async_after: None,
                 });
                 guid
             }
@@ -194,6 +299,7 @@ impl World {
             name: name.into(),
             space_guid: space_guid.into(),
             plan_guid: plan,
+            default_credential_type: None,
             created_at: CREATED_AT,
             updated_at: CREATED_AT,
             metadata: Metadata::default(),
@@ -211,7 +317,10 @@ impl World {
             created_at: CREATED_AT,
             updated_at: CREATED_AT,
             credentials,
+            operation: "create",
             state: "succeeded",
+            description: String::new(),
+            parameters: None,
             metadata: Metadata::default(),
         });
         guid
@@ -237,6 +346,26 @@ impl World {
 
     pub fn instance_mut(&mut self, guid: &str) -> Option<&mut Instance> {
         self.instances.iter_mut().find(|i| i.guid == guid)
+    }
+
+    /// The offering named `name` (created by [`World::plan`] or [`World::instance`]).
+    pub fn offering_mut(&mut self, name: &str) -> Option<&mut Offering> {
+        self.offerings.iter_mut().find(|o| o.name == name)
+    }
+
+    /// The offering of a managed instance (`None` for a user-provided or unknown one).
+    pub fn offering_of(&self, instance_guid: &str) -> Option<&Offering> {
+        let instance = self.instances.iter().find(|i| i.guid == instance_guid)?;
+        let plan = self
+            .plans
+            .iter()
+            .find(|p| Some(&p.guid) == instance.plan_guid.as_ref())?;
+        self.offerings.iter().find(|o| o.guid == plan.offering_guid)
+    }
+
+    /// The job with this guid.
+    pub fn job(&self, guid: &str) -> Option<&Job> {
+        self.jobs.iter().find(|j| j.guid == guid)
     }
 
     /// The metadata of the org, space, instance or key with this guid.
