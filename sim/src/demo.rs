@@ -33,10 +33,29 @@
 //! Besides the 7-day x509 keys and the never-expiring secrets, keys live 365 days, except the
 //! filler keys with more than 335 days left, which live 730 days (as older SAP services
 //! allowed), so that no key is created in the future.
+//!
+//! # Parameters, brokers and new keys
+//! The XSUAA keys are XSUAA's own x509 keys ([`Shape::XsuaaX509Binding`]: RSA certificate and
+//! private key at the top level). Each key records the parameters it was created with where
+//! its broker returns them ([`crate::world::Key::parameters`]):
+//!
+//! | key | parameters | `/parameters` answers |
+//! | --- | --- | --- |
+//! | `x509-client` | `{"credential-type": "x509", "x509": {"key-length": 4096, "validity": 365, "validity-type": "DAYS"}}` (its certificate has a 4096-bit key) | them |
+//! | `app-secret`, `legacy-secret` | `{}` (created without: the instance default, a client secret) | `{}` |
+//! | `jobs-x509-*` | `{"credential-type": "x509", "x509": {"key-length": 2048, "validity": 7, "validity-type": "DAYS"}}`; instance `jobs-xsuaa` defaults to `x509` | them |
+//! | `payments-x509` | not returned by its broker; instance `payments-xsuaa` defaults to a client secret, so a key re-created without parameters would not be x509 | `{}` |
+//! | `s4-inbound`, `partner-edi`, `monitoring` | `{"key-type": "certificate", "validity": 365}` | `400`: `it-rt` is not `bindings_retrievable` |
+//! | `calm-key` | `{}` | `400` |
+//!
+//! Offering `xsuaa` is `bindings_retrievable`, `it-rt` and `cloud-alm-api` are not. Keys can be
+//! created and deleted through the API on every instance ([`crate::operations`],
+//! [`crate::broker`]): `xsuaa` and `cloud-alm-api` synchronously, `it-rt` asynchronously, its
+//! operations finishing [`IT_RT_OPERATION`] after they start.
 
 use time::{Duration, OffsetDateTime};
 
-use super::credentials::{credentials, CredentialsError, Shape};
+use super::credentials::{credentials, xsuaa_x509, CredentialsError, KeyLength, Shape};
 use super::world::World;
 
 /// The secret planted in every secret-bearing field of the demo's credentials.
@@ -50,6 +69,9 @@ pub const FLAKY_FAILURES: u32 = 4;
 
 /// How long before the first thing it contains an instance, space or org is created.
 const CONTAINER_LEAD: Duration = Duration::days(1);
+
+/// How long the demo's Cloud Integration broker (`it-rt`) takes to create or delete a key.
+pub const IT_RT_OPERATION: Duration = Duration::seconds(2);
 
 /// Plants a key valid (and created) from `valid_from` until `expires_at`.
 fn planted(
@@ -70,6 +92,21 @@ fn planted(
         k.updated_at = valid_from;
     }
     Ok(guid)
+}
+
+/// Records the parameters a key was created with, as its broker returns them.
+fn created_with(w: &mut World, key: &str, parameters: serde_json::Value) {
+    if let Some(k) = w.key_mut(key) {
+        k.parameters = Some(parameters);
+    }
+}
+
+/// The parameters of an XSUAA x509 key.
+fn x509_parameters(key_length: KeyLength, days: i64) -> serde_json::Value {
+    serde_json::json!({
+        "credential-type": "x509",
+        "x509": {"key-length": key_length.bits(), "validity": days, "validity-type": "DAYS"}
+    })
 }
 
 /// The lifetime of a key with `days_left`: 365 days, or 730 when 365 would date its creation
@@ -108,7 +145,7 @@ pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
     let runtime = w.instance(&integration, "it-rt", "integration-flow", "cpi-runtime");
     w.set_label(&runtime, "team", "integration");
     for (name, left) in [("s4-inbound", 3), ("partner-edi", 20), ("monitoring", 200)] {
-        expiring(
+        let key = expiring(
             &mut w,
             &runtime,
             name,
@@ -116,54 +153,62 @@ pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
             year,
             Duration::days(left),
         )?;
+        let certificate = serde_json::json!({"key-type": "certificate", "validity": 365});
+        created_with(&mut w, &key, certificate);
     }
 
     let security = w.space(&prod, "security");
     let xsuaa = w.instance(&security, "xsuaa", "application", "xsuaa-app");
-    expiring(
-        &mut w,
+    let x509_client = w.key(
         &xsuaa,
         "x509-client",
-        Shape::XsuaaX509,
-        year,
-        Duration::days(60),
-    )?;
-    secret(
+        xsuaa_x509(days(60) - year, days(60), KeyLength::Rsa4096, DEMO_SECRET)?,
+    );
+    if let Some(k) = w.key_mut(&x509_client) {
+        (k.created_at, k.updated_at) = (days(60) - year, days(60) - year);
+    }
+    created_with(
         &mut w,
-        &xsuaa,
-        "app-secret",
-        Shape::XsuaaClientSecret,
-        Duration::days(30),
-    )?;
-    secret(
-        &mut w,
-        &xsuaa,
-        "legacy-secret",
-        Shape::XsuaaClientSecret,
-        Duration::days(400),
-    )?;
+        &x509_client,
+        x509_parameters(KeyLength::Rsa4096, 365),
+    );
+    for (name, age) in [("app-secret", 30), ("legacy-secret", 400)] {
+        let key = secret(
+            &mut w,
+            &xsuaa,
+            name,
+            Shape::XsuaaClientSecret,
+            Duration::days(age),
+        )?;
+        created_with(&mut w, &key, serde_json::json!({}));
+    }
     let jobs = w.instance(&security, "xsuaa", "application", "jobs-xsuaa");
     w.set_label(&jobs, "team", "jobs");
+    if let Some(i) = w.instance_mut(&jobs) {
+        i.default_credential_type = Some("x509".into());
+    }
     for (name, age) in [
         ("jobs-x509-fresh", Duration::days(1)),
         ("jobs-x509-rotated", Duration::days(4)),
         ("jobs-x509-abandoned", Duration::hours(156)),
     ] {
-        planted(
+        let key = planted(
             &mut w,
             &jobs,
             name,
-            Shape::XsuaaX509,
+            Shape::XsuaaX509Binding,
             now - age,
             now - age + week,
         )?;
+        created_with(&mut w, &key, x509_parameters(KeyLength::Rsa2048, 7));
     }
+    // Its broker does not return the parameters of this key (left `None`).
     let payments = w.instance(&security, "xsuaa", "application", "payments-xsuaa");
     let payments_key = planted(
         &mut w,
         &payments,
         "payments-x509",
-        Shape::XsuaaX509,
+        Shape::XsuaaX509Binding,
         hours(-156),
         hours(-156) + week,
     )?;
@@ -171,7 +216,8 @@ pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
 
     let alm = w.space(&prod, "alm");
     let calm = w.instance(&alm, "cloud-alm-api", "standard", "calm-api");
-    planted(&mut w, &calm, "calm-key", Shape::CloudAlm, now, days(365))?;
+    let calm_key = planted(&mut w, &calm, "calm-key", Shape::CloudAlm, now, days(365))?;
+    created_with(&mut w, &calm_key, serde_json::json!({}));
 
     let dev = w.org("acme-dev");
     let sandbox = w.space(&dev, "sandbox");
@@ -248,6 +294,9 @@ pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
                 )?;
             }
         }
+    }
+    if let Some(it_rt) = w.offering_mut("it-rt") {
+        it_rt.async_after = Some(IT_RT_OPERATION);
     }
     w.date_containers(CONTAINER_LEAD, now);
     Ok(w)
@@ -346,7 +395,8 @@ mod tests {
     fn validity(c: &Value) -> (Option<i64>, Option<i64>) {
         let pem = c["uaa"]["certificate"]
             .as_str()
-            .or(c["oauth"]["certificate"].as_str());
+            .or(c["oauth"]["certificate"].as_str())
+            .or(c["certificate"].as_str());
         if let Some(pem) = pem {
             let (from, until) = leaf_validity(pem);
             return (Some(from), Some(until));
@@ -409,7 +459,12 @@ mod tests {
         let c = |name| &key(&w, name).credentials;
         assert_eq!(c("app-secret")["credential-type"], "binding-secret");
         assert_eq!(c("legacy-secret")["credential-type"], "binding-secret");
-        assert_eq!(c("jobs-x509-fresh")["uaa"]["credential-type"], "x509");
+        for x509 in ["x509-client", "jobs-x509-fresh", "payments-x509"] {
+            assert_eq!(c(x509)["credential-type"], "x509", "{x509}");
+            assert!(c(x509)["key"]
+                .as_str()
+                .is_some_and(|k| k.contains("-----BEGIN RSA PRIVATE KEY-----")));
+        }
         assert!(c("s4-inbound")["certificatedetails"]["validuntil"].is_string());
         assert!(c("old-tooling")["oauth"]["certificate"].is_string());
         assert!(c("legacy-basic")["oauth"]["clientsecret"].is_string());
@@ -595,6 +650,75 @@ mod tests {
             .count();
         assert_eq!(qa_keys, 36);
         assert_eq!(w.keys.len(), 15 + 36);
+    }
+
+    /// Whether the leaf certificate of a PEM chain is issued for this RSA key length (its DER
+    /// holds that public key).
+    fn leaf_has_key(pem: &str, length: KeyLength) -> bool {
+        use base64::Engine as _;
+        let b64: String = pem
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with("-----END"))
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("base64");
+        let public = rcgen::PublicKeyData::der_bytes(length.public_key()).to_vec();
+        der.windows(public.len()).any(|w| w == public)
+    }
+
+    #[test]
+    fn the_demo_keys_carry_their_parameters_and_the_offerings_their_brokers() {
+        let w = world(NOW).expect("demo");
+        let parameters = |name| key(&w, name).parameters.clone();
+        let x509 = |bits: u64, days: i64| {
+            serde_json::json!({"credential-type": "x509",
+                "x509": {"key-length": bits, "validity": days, "validity-type": "DAYS"}})
+        };
+        assert_eq!(parameters("x509-client"), Some(x509(4096, 365)));
+        let certificate = |name| key(&w, name).credentials["certificate"].clone();
+        let pem = certificate("x509-client");
+        assert!(leaf_has_key(
+            pem.as_str().expect("a chain"),
+            KeyLength::Rsa4096
+        ));
+        assert!(!leaf_has_key(
+            pem.as_str().expect("a chain"),
+            KeyLength::Rsa2048
+        ));
+        for jobs in [
+            "jobs-x509-fresh",
+            "jobs-x509-rotated",
+            "jobs-x509-abandoned",
+        ] {
+            assert_eq!(parameters(jobs), Some(x509(2048, 7)), "{jobs}");
+            let pem = certificate(jobs);
+            assert!(leaf_has_key(
+                pem.as_str().expect("a chain"),
+                KeyLength::Rsa2048
+            ));
+        }
+        assert_eq!(parameters("payments-x509"), None);
+        for secret in ["app-secret", "legacy-secret", "calm-key"] {
+            assert_eq!(parameters(secret), Some(serde_json::json!({})), "{secret}");
+        }
+        assert_eq!(
+            parameters("s4-inbound"),
+            Some(serde_json::json!({"key-type": "certificate", "validity": 365}))
+        );
+        assert_eq!(parameters("old-tooling"), None);
+        let default = |name| instance(&w, name).default_credential_type.clone();
+        assert_eq!(default("jobs-xsuaa").as_deref(), Some("x509"));
+        assert_eq!(default("payments-xsuaa"), None);
+        assert_eq!(default("xsuaa-app"), None);
+        let offering = |name: &str| {
+            let o = w.offerings.iter().find(|o| o.name == name).expect(name);
+            (o.bindings_retrievable, o.async_after)
+        };
+        assert_eq!(offering("xsuaa"), (true, None));
+        assert_eq!(offering("it-rt"), (false, Some(IT_RT_OPERATION)));
+        assert_eq!(offering("cloud-alm-api"), (false, None));
     }
 
     /// Every instance, space and org is created and updated before what it contains.

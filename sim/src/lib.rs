@@ -10,6 +10,7 @@
 pub mod broker;
 pub mod credentials;
 pub mod demo;
+mod keys_api;
 pub mod operations;
 mod rsa_keys;
 pub mod server;

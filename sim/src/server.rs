@@ -12,7 +12,12 @@
 //! outage switch and request log: `/v3/service_instances`, `/v3/service_credential_bindings`,
 //! `/v3/service_credential_bindings/:guid/details` and `/v3/spaces` (with
 //! `include=organization`, as `spaces_list_message.rb` and the space and organization
-//! presenters define them). Every listed resource carries its `created_at`, `updated_at` and
+//! presenters define them); and, in [`crate::keys_api`], key creation (`POST`), a key
+//! (`GET`, `DELETE`), its `/parameters`, `/v3/jobs/:guid` and `/v3/service_offerings`.
+//! Before any of them runs, the guard finishes the asynchronous broker operations that have
+//! ended by the simulator's clock ([`crate::operations::settle`]), so every answer sees them
+//! done. A key whose creation has not succeeded answers `/details` with the Cloud
+//! Controller's `404` ("Creation of service key in progress"). Every listed resource carries its `created_at`, `updated_at` and
 //! `metadata: {labels, annotations}`; `label_selector` filters the three lists (`=`, `==`,
 //! `!=`, `in`, `notin`, `key`, `!key`, on labels only, as the Cloud Controller does).
 //!
@@ -34,7 +39,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -44,6 +49,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use super::keys_api;
 use super::world::{Metadata, Space, World};
 
 /// Who may log in to the simulated UAA.
@@ -255,6 +261,7 @@ pub struct Logged {
     pub at: Instant,
     /// When the request arrived.
     pub received: Instant,
+    pub method: Method,
     /// Route template, e.g. `/v3/service_credential_bindings/:guid/details`.
     pub route: &'static str,
     pub status: u16,
@@ -278,9 +285,16 @@ impl Stats {
     pub fn log(&self) -> Vec<Logged> {
         lock(&self.log).clone()
     }
-    /// Requests answered on a route.
+    /// Requests answered on a route, whatever their method.
     pub fn count(&self, route: &str) -> usize {
         lock(&self.log).iter().filter(|l| l.route == route).count()
+    }
+    /// Requests with this method (`GET`, `POST`, `DELETE`) answered on a route.
+    pub fn count_method(&self, method: &str, route: &str) -> usize {
+        lock(&self.log)
+            .iter()
+            .filter(|l| l.route == route && l.method.as_str() == method)
+            .count()
     }
     pub fn total(&self) -> usize {
         lock(&self.log).len()
@@ -334,6 +348,24 @@ impl SimState {
     /// Moves the simulator's clock forward ([`Switches::advance_clock`]).
     pub fn advance_clock(&self, by: Duration) {
         self.switches.advance_clock(by);
+    }
+
+    /// The API's base URL, without a trailing slash.
+    pub(crate) fn api_base(&self) -> &str {
+        &self.api_base
+    }
+
+    /// Finishes the asynchronous broker operations that have ended by the simulator's clock.
+    /// The write lock is taken only when one has.
+    fn settle_operations(&self) {
+        let now = crate::keys_api::sim_now(self);
+        let due = {
+            let world = self.world.read().unwrap_or_else(|e| e.into_inner());
+            crate::operations::has_due(&world, now)
+        };
+        if due {
+            self.with_world(|w| crate::operations::settle(w, now));
+        }
     }
 }
 
@@ -405,11 +437,25 @@ impl Drop for Sim {
 fn api_router(state: Arc<SimState>) -> Router {
     let v3 = Router::new()
         .route("/v3/service_instances", get(list_instances))
-        .route("/v3/service_credential_bindings", get(list_bindings))
+        .route(
+            "/v3/service_credential_bindings",
+            get(list_bindings).post(keys_api::create),
+        )
+        .route(
+            "/v3/service_credential_bindings/{guid}",
+            get(keys_api::show).delete(keys_api::delete),
+        )
         .route(
             "/v3/service_credential_bindings/{guid}/details",
             get(details),
         )
+        .route(
+            "/v3/service_credential_bindings/{guid}/parameters",
+            get(keys_api::parameters),
+        )
+        .route("/v3/jobs/{guid}", get(keys_api::job))
+        .route("/v3/service_offerings", get(keys_api::list_offerings))
+        .route("/v3/service_offerings/{guid}", get(keys_api::show_offering))
         .route("/v3/spaces", get(list_spaces))
         .layer(middleware::from_fn_with_state(state.clone(), v3_guard));
     Router::new()
@@ -426,7 +472,7 @@ fn uaa_router(state: Arc<SimState>) -> Router {
 }
 
 /// A V3 error answer.
-fn cf_error(status: u16, code: u32, title: &str, detail: &str) -> Response {
+pub(crate) fn cf_error(status: u16, code: u32, title: &str, detail: &str) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = json!({"errors": [{"code": code, "title": title, "detail": detail}]});
     (status, Json(body)).into_response()
@@ -441,16 +487,22 @@ fn html(status: u16) -> Response {
 }
 
 fn route_of(path: &str) -> &'static str {
-    if path.ends_with("/details") {
-        "/v3/service_credential_bindings/:guid/details"
-    } else if path.starts_with("/v3/service_credential_bindings") {
-        "/v3/service_credential_bindings"
-    } else if path.starts_with("/v3/service_instances") {
-        "/v3/service_instances"
-    } else if path.starts_with("/v3/spaces") {
-        "/v3/spaces"
-    } else {
-        "other"
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
+    match segments.as_slice() {
+        ["service_credential_bindings"] => "/v3/service_credential_bindings",
+        ["service_credential_bindings", _] => "/v3/service_credential_bindings/:guid",
+        ["service_credential_bindings", _, "details"] => {
+            "/v3/service_credential_bindings/:guid/details"
+        }
+        ["service_credential_bindings", _, "parameters"] => {
+            "/v3/service_credential_bindings/:guid/parameters"
+        }
+        ["service_instances", ..] => "/v3/service_instances",
+        ["spaces", ..] => "/v3/spaces",
+        ["jobs", _] => "/v3/jobs/:guid",
+        ["service_offerings"] => "/v3/service_offerings",
+        ["service_offerings", _] => "/v3/service_offerings/:guid",
+        _ => "other",
     }
 }
 
@@ -465,6 +517,7 @@ async fn latency(state: &SimState) {
 async fn v3_guard(State(state): State<Arc<SimState>>, request: Request, next: Next) -> Response {
     let received = Instant::now();
     let route = route_of(request.uri().path());
+    let method = request.method().clone();
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -482,6 +535,7 @@ async fn v3_guard(State(state): State<Arc<SimState>>, request: Request, next: Ne
     lock(&state.stats.log).push(Logged {
         at: Instant::now(),
         received,
+        method,
         route,
         status: response.status().as_u16(),
         authorized: authorization.is_some(),
@@ -559,7 +613,10 @@ async fn guarded(
             )
                 .into_response()
         }
-        None => next.run(request).await,
+        None => {
+            state.settle_operations();
+            next.run(request).await
+        }
     }
 }
 
@@ -618,7 +675,7 @@ async fn v3_root(State(state): State<Arc<SimState>>) -> Json<Value> {
 }
 
 /// Parsed query: the raw pairs, in order.
-struct Query(Vec<(String, String)>);
+pub(crate) struct Query(Vec<(String, String)>);
 
 impl Query {
     fn parse(raw: Option<String>) -> Self {
@@ -629,7 +686,7 @@ impl Query {
         )
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
@@ -637,7 +694,7 @@ impl Query {
     }
 
     /// A comma-separated list filter; each element percent-decoded once more.
-    fn list(&self, name: &str) -> Option<Vec<String>> {
+    pub(crate) fn list(&self, name: &str) -> Option<Vec<String>> {
         self.get(name).map(|v| {
             v.split(',')
                 .map(|s| {
@@ -709,7 +766,7 @@ const PAGING: &[&str] = &[
 ];
 
 /// Builds the `pagination` object with absolute links and returns the page's index range.
-fn paginate(
+pub(crate) fn paginate(
     state: &SimState,
     path: &str,
     query: &Query,
@@ -761,7 +818,7 @@ fn paginate(
     (start..(start + per_page).min(total), pagination)
 }
 
-fn timestamp(t: time::OffsetDateTime) -> String {
+pub(crate) fn timestamp(t: time::OffsetDateTime) -> String {
     let format =
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     t.to_offset(time::UtcOffset::UTC)
@@ -812,7 +869,7 @@ const BINDING_PARAMS: &[&str] = &[
 /// Parses a list request: rejects unknown parameters as the Cloud Controller does and reads
 /// the page and page size (capped by the `page_cap` switch).
 #[allow(clippy::result_large_err)]
-fn list_request(
+pub(crate) fn list_request(
     state: &SimState,
     raw: Option<String>,
     params: &[&str],
@@ -1059,23 +1116,7 @@ async fn list_bindings(State(state): State<Arc<SimState>>, RawQuery(raw): RawQue
     );
     let resources: Vec<Value> = selected[range]
         .iter()
-        .map(|k| {
-            json!({
-                "guid": k.guid,
-                "name": k.name,
-                "type": "key",
-                "created_at": timestamp(k.created_at),
-                "updated_at": timestamp(k.updated_at),
-                "last_operation": {"type": "create", "state": k.state,
-                                   "created_at": timestamp(k.created_at), "updated_at": timestamp(k.updated_at)},
-                "metadata": metadata(&k.metadata),
-                "relationships": {"service_instance": {"data": {"guid": k.instance_guid}}},
-                "links": {
-                    "self": {"href": format!("{}/v3/service_credential_bindings/{}", state.api_base, k.guid)},
-                    "details": {"href": format!("{}/v3/service_credential_bindings/{}/details", state.api_base, k.guid)}
-                }
-            })
-        })
+        .map(|k| keys_api::binding_json(&state.api_base, k))
         .collect();
     Json(json!({"pagination": pagination, "resources": resources})).into_response()
 }
@@ -1087,7 +1128,7 @@ const SPACE_PARAMS: &[&str] = &["names", "guids", "organization_guids", "include
 const DEFAULT_QUOTA_GUID: &str = "00009007-0000-4000-8000-000000000001";
 
 /// The `metadata` object of a V3 resource.
-fn metadata(m: &Metadata) -> Value {
+pub(crate) fn metadata(m: &Metadata) -> Value {
     json!({"labels": m.labels, "annotations": m.annotations})
 }
 
@@ -1258,12 +1299,12 @@ enum Requirement {
 
 /// A parsed `label_selector`: every requirement must hold (labels only, not annotations).
 #[derive(Debug, Default)]
-struct LabelSelector(Vec<Requirement>);
+pub(crate) struct LabelSelector(Vec<Requirement>);
 
 impl LabelSelector {
     /// The query's selector, or the Cloud Controller's 400 for an empty or unreadable one.
     #[allow(clippy::result_large_err)]
-    fn from_query(query: &Query) -> Result<Self, Response> {
+    pub(crate) fn from_query(query: &Query) -> Result<Self, Response> {
         let Some(raw) = query.get("label_selector") else {
             return Ok(Self::default());
         };
@@ -1349,7 +1390,7 @@ impl LabelSelector {
         is_key(r).then(|| Requirement::Exists(r.into()))
     }
 
-    fn matches(&self, metadata: &Metadata) -> bool {
+    pub(crate) fn matches(&self, metadata: &Metadata) -> bool {
         let labels = &metadata.labels;
         self.0.iter().all(|r| match r {
             Requirement::In(k, v) => labels.get(k).is_some_and(|l| v.contains(l)),
@@ -1400,7 +1441,9 @@ fn planted_failure(state: &SimState, guid: &str) -> Option<u16> {
 }
 
 /// `/details`: the failure switched on for this key (the `Switches` one first, then the one
-/// planted in the world), else the key's credentials, else 404.
+/// planted in the world), else the key's credentials once its creation has succeeded, else
+/// 404 (with the Cloud Controller's "Creation of service key in progress" and the like for a
+/// key being created or deleted).
 async fn details(State(state): State<Arc<SimState>>, Path(guid): Path<String>) -> Response {
     let switched = lock(&state.switches.details_failures).get(&guid).copied();
     if let Some(status) = switched.or_else(|| planted_failure(&state, &guid)) {
@@ -1408,7 +1451,15 @@ async fn details(State(state): State<Arc<SimState>>, Path(guid): Path<String>) -
     }
     let world = state.world.read().unwrap_or_else(|e| e.into_inner());
     match world.key_by_guid(&guid) {
-        Some(key) => Json(json!({"credentials": key.credentials})).into_response(),
+        Some(key) if key.create_succeeded() => {
+            Json(json!({"credentials": key.credentials})).into_response()
+        }
+        Some(key) => cf_error(
+            404,
+            10010,
+            "CF-ResourceNotFound",
+            &crate::operations::not_ready(key),
+        ),
         None => details_failure(404),
     }
 }
