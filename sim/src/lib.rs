@@ -4,8 +4,9 @@
 //! the exporter's real code path against the same faithful fake. [`world`] holds the data
 //! (with creation times, labels and annotations, and `/details` failures it carries),
 //! [`server`] the HTTP behaviour, its switches and its settable clock, [`credentials`] the
-//! look of each kind of key, [`demo`] the foundation a newcomer sees and a large one for
-//! benchmarks.
+//! look of each kind of key, [`broker`] how each offering's broker turns a new key's parameters
+//! into credentials, [`operations`] key creation and deletion through jobs (the HTTP side in
+//! `keys_api`), [`demo`] the foundation a newcomer sees and a large one for benchmarks.
 
 pub mod broker;
 pub mod credentials;
