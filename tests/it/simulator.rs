@@ -1002,4 +1002,39 @@ mod keys {
         assert!(f.key_named("k").await.is_none());
         assert!(f.key_named("k2").await.is_some());
     }
+
+    #[tokio::test]
+    async fn the_demo_answers_parameters_as_its_brokers_do() {
+        let now = time::OffsetDateTime::now_utc();
+        let sim = Sim::start(cf_sim::demo::world(now).unwrap(), Accounts::default())
+            .await
+            .unwrap();
+        let t = token(&sim).await;
+        let parameters = |name: &'static str| {
+            let (sim, t) = (&sim, &t);
+            async move {
+                let (_, page) = super::get(
+                    sim,
+                    &format!("/v3/service_credential_bindings?names={name}"),
+                    Some(t),
+                )
+                .await;
+                let guid = page["resources"][0]["guid"].as_str().unwrap().to_owned();
+                super::get(
+                    sim,
+                    &format!("/v3/service_credential_bindings/{guid}/parameters"),
+                    Some(t),
+                )
+                .await
+            }
+        };
+        let (status, body) = parameters("x509-client").await;
+        assert_eq!(status, 200);
+        assert_eq!(body["x509"]["key-length"], 4096);
+        // An x509 key whose broker does not return its parameters.
+        assert_eq!(parameters("payments-x509").await, (200, json!({})));
+        let (status, body) = parameters("s4-inbound").await;
+        assert_eq!(status, 400);
+        assert_eq!(body["errors"][0]["code"], 90007);
+    }
 }
