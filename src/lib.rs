@@ -17,6 +17,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod expiry;
+pub mod lead_time;
 pub mod logging;
 pub mod metrics;
 pub mod refresher;
@@ -59,8 +60,8 @@ impl Default for ServeOptions {
 /// Serves the exporter on `listener` over plain HTTP until `shutdown` completes.
 ///
 /// Refreshers start at once; the HTTP server answers immediately (`/readyz` says 503 until every
-/// foundation has finished its first refresh). With a config file, SIGHUP re-reads it; a bad
-/// file keeps the running configuration.
+/// foundation was seeded from the cache file or has had a refresh that attempted every listed
+/// key). With a config file, SIGHUP re-reads it; a bad file keeps the running configuration.
 pub async fn run(
     config: Config,
     listener: TcpListener,

@@ -27,6 +27,11 @@
 //! `jobs-xsuaa`) or the key itself (`payments-x509`) says otherwise. `acme-dev` and `acme-qa`
 //! carry no metadata.
 //!
+//! Lead times (annotation [`DEMO_LEAD_TIME_ANNOTATION`], for `--lead-time-annotation`):
+//! `60d` on key `x509-client` (60 days left: the owner's lead warns now where the default
+//! would not yet), none on its siblings `app-secret` and `legacy-secret`; `60` (no unit, so
+//! invalid: the default lead applies) on key `monitoring`.
+//!
 //! The failures of `broken-binding` and `flaky-key` are planted in the world
 //! ([`World::fail_details`]), so the demo shows them with no test code.
 //!
@@ -44,6 +49,9 @@ pub const DEMO_SECRET: &str = "demo-client-secret-never-shown";
 
 /// The metadata keys the demo's owners are found under (`--metadata-labels`).
 pub const DEMO_METADATA_LABELS: &str = "team,example.com/owner";
+
+/// The annotation the demo's owners set their warning lead time with (`--lead-time-annotation`).
+pub const DEMO_LEAD_TIME_ANNOTATION: &str = "example.com/warning-lead-time";
 
 /// How many `/details` requests for `flaky-key` answer 502 before it reads normally.
 pub const FLAKY_FAILURES: u32 = 4;
@@ -108,7 +116,7 @@ pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
     let runtime = w.instance(&integration, "it-rt", "integration-flow", "cpi-runtime");
     w.set_label(&runtime, "team", "integration");
     for (name, left) in [("s4-inbound", 3), ("partner-edi", 20), ("monitoring", 200)] {
-        expiring(
+        let key = expiring(
             &mut w,
             &runtime,
             name,
@@ -116,11 +124,15 @@ pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
             year,
             Duration::days(left),
         )?;
+        if name == "monitoring" {
+            // A lead time without its unit: invalid, the default applies.
+            w.set_annotation(&key, DEMO_LEAD_TIME_ANNOTATION, "60");
+        }
     }
 
     let security = w.space(&prod, "security");
     let xsuaa = w.instance(&security, "xsuaa", "application", "xsuaa-app");
-    expiring(
+    let client = expiring(
         &mut w,
         &xsuaa,
         "x509-client",
@@ -128,6 +140,8 @@ pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
         year,
         Duration::days(60),
     )?;
+    // Its partner needs two months to install a new certificate.
+    w.set_annotation(&client, DEMO_LEAD_TIME_ANNOTATION, "60d");
     secret(
         &mut w,
         &xsuaa,
@@ -545,12 +559,24 @@ mod tests {
             labels(&key(&w, "payments-x509").metadata),
             (map(&[("team", "payments")]), map(&[]))
         );
+        // Lead times: on two keys, one of them invalid.
+        let lead = |name: &str| labels(&key(&w, name).metadata);
+        assert_eq!(
+            lead("x509-client"),
+            (map(&[]), map(&[(DEMO_LEAD_TIME_ANNOTATION, "60d")]))
+        );
+        assert_eq!(
+            lead("monitoring"),
+            (map(&[]), map(&[(DEMO_LEAD_TIME_ANNOTATION, "60")]))
+        );
         let owned = [
             w.orgs[0].guid.as_str(),
             space("acme-prod", "integration").guid.as_str(),
             instance(&w, "cpi-runtime").guid.as_str(),
             instance(&w, "jobs-xsuaa").guid.as_str(),
             key(&w, "payments-x509").guid.as_str(),
+            key(&w, "x509-client").guid.as_str(),
+            key(&w, "monitoring").guid.as_str(),
         ];
         let unowned = |guid: &str, m: &crate::world::Metadata| {
             owned.contains(&guid) || (m.labels.is_empty() && m.annotations.is_empty())

@@ -113,6 +113,48 @@ async fn a_key_with_a_newer_updated_at_is_read_again() {
 }
 
 #[tokio::test]
+async fn a_failing_key_whose_updated_at_moves_is_read_at_the_next_refresh_despite_its_backoff() {
+    const INTERVAL: Duration = Duration::from_secs(300);
+    let h = Harness::with(demo::large(30, now()).unwrap(), Accounts::default(), |c| {
+        c.refresh_interval = INTERVAL
+    })
+    .await;
+    // A key that answers 404 while its creation is in progress.
+    let guid = h.sim.state.with_world(|w| {
+        let guid = w.find_key("key-3").unwrap().guid.clone();
+        w.fail_details(&guid, 404, None);
+        guid
+    });
+    // Failing at the first refresh, retried at the next, then two intervals on; after that
+    // third failure it waits four intervals.
+    let mut attempts = Vec::new();
+    for _ in 0..5 {
+        h.sim.state.stats.reset();
+        h.refresh().await;
+        attempts.push(h.sim.state.stats.count(DETAILS));
+        h.clock.advance(INTERVAL);
+    }
+    assert_eq!(attempts, [30, 1, 0, 1, 0]);
+
+    // The creation succeeds: `/details` answers, and the key's `updated_at` moves.
+    h.sim.state.with_world(|w| {
+        w.fail_details(&guid, 404, Some(0));
+        w.key_mut(&guid).unwrap().updated_at += time::Duration::minutes(12);
+    });
+    h.sim.state.stats.reset();
+    let stats = h.refresh().await;
+    assert_eq!((stats.details_read, stats.unread), (1, 0), "{stats:?}");
+    assert_eq!(h.sim.state.stats.count(DETAILS), 1);
+    let scrape = h.scrape().await;
+    assert!(scrape
+        .key_value("cf_service_key_expiry_timestamp_seconds", "key-3")
+        .is_some());
+    assert!(scrape
+        .find("cf_service_key_read_error", &[("service_key", "key-3")])
+        .is_empty());
+}
+
+#[tokio::test]
 async fn every_key_of_an_instance_with_a_newer_updated_at_is_read_again() {
     // Ten keys per instance in the large world.
     let h = Harness::new(demo::large(30, now()).unwrap()).await;
@@ -328,6 +370,21 @@ impl Exporter {
         }
     }
 
+    /// Waits until a refresh has completed.
+    async fn wait_refreshed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let f = [("foundation", "test")];
+        while self
+            .scrape()
+            .await
+            .value("cf_service_key_exporter_refresh_success", &f)
+            != 1.0
+        {
+            assert!(Instant::now() < deadline, "no refresh within 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn stop(self) {
         self.stop.cancel();
         self.task.await.unwrap().unwrap();
@@ -387,9 +444,10 @@ async fn a_restart_with_a_cache_file_serves_the_keys_at_once_and_reads_no_detail
         ),
         0.0
     );
-    assert_eq!(second.get("/readyz").await.status(), 503);
+    // Seeded from the cache file: the last truth a refresh read, so ready at once.
+    assert_eq!(second.get("/readyz").await.status(), 200);
 
-    second.wait_ready().await;
+    second.wait_refreshed().await;
     let after = second.scrape().await;
     assert_eq!(
         after.value(
