@@ -1,8 +1,8 @@
 //! cf-service-key-exporter: a Prometheus exporter for the expiry of Cloud Foundry service keys.
 //!
 //! Data flows one way: [`config`] → [`supervisor`] → [`refresher`] (using [`cf`] to list and
-//! read keys, [`expiry`] to read their credentials) → [`snapshot`] → [`metrics`] and
-//! [`server`]. The store is written by the refreshers, one per foundation, each replacing only
+//! read keys, [`lead_time`] to read their owners' lead times, [`expiry`] to read their
+//! credentials) → [`snapshot`] → [`metrics`] and [`server`]. The store is written by the refreshers, one per foundation, each replacing only
 //! its own foundation's part; before a foundation's first refresh (at start, or when a reload
 //! adds it) by the [`cache`] file seeding it; and by the [`supervisor`], which registers a
 //! foundation it starts watching and removes one a reload dropped once its refresher has
