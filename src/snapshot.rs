@@ -299,6 +299,11 @@ mod tests {
         assert!(!store.load().ready());
         store.publish("a", finished());
         assert!(!store.load().ready());
+        // A refresh finished, but it left keys unread: not yet.
+        let mut half_read = finished();
+        half_read.status.ready = false;
+        store.publish("b", half_read);
+        assert!(!store.load().ready());
         store.publish("b", finished());
         assert!(store.load().ready());
     }

@@ -86,6 +86,16 @@ fn lifetime(days_left: i64) -> Duration {
     Duration::days(if days_left <= 335 { 365 } else { 730 })
 }
 
+/// The owners' lead times (see the module documentation): x509-client's partner needs two
+/// months to install a new certificate; monitoring's owner forgot the unit.
+fn plant_lead_times(w: &mut World) {
+    for (key, value) in [("x509-client", "60d"), ("monitoring", "60")] {
+        if let Some(guid) = w.find_key(key).map(|k| k.guid.clone()) {
+            w.set_annotation(&guid, DEMO_LEAD_TIME_ANNOTATION, value);
+        }
+    }
+}
+
 /// Builds the demo world (see the module documentation) with times counted from `now`.
 pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
     let now = now.replace_nanosecond(0).unwrap_or(now);
@@ -116,7 +126,7 @@ pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
     let runtime = w.instance(&integration, "it-rt", "integration-flow", "cpi-runtime");
     w.set_label(&runtime, "team", "integration");
     for (name, left) in [("s4-inbound", 3), ("partner-edi", 20), ("monitoring", 200)] {
-        let key = expiring(
+        expiring(
             &mut w,
             &runtime,
             name,
@@ -124,15 +134,11 @@ pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
             year,
             Duration::days(left),
         )?;
-        if name == "monitoring" {
-            // A lead time without its unit: invalid, the default applies.
-            w.set_annotation(&key, DEMO_LEAD_TIME_ANNOTATION, "60");
-        }
     }
 
     let security = w.space(&prod, "security");
     let xsuaa = w.instance(&security, "xsuaa", "application", "xsuaa-app");
-    let client = expiring(
+    expiring(
         &mut w,
         &xsuaa,
         "x509-client",
@@ -140,8 +146,6 @@ pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
         year,
         Duration::days(60),
     )?;
-    // Its partner needs two months to install a new certificate.
-    w.set_annotation(&client, DEMO_LEAD_TIME_ANNOTATION, "60d");
     secret(
         &mut w,
         &xsuaa,
@@ -227,6 +231,7 @@ pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
     // the next refresh reads the key.
     w.fail_details(&flaky, 502, Some(FLAKY_FAILURES));
     w.user_provided(&sandbox, "smtp-relay");
+    plant_lead_times(&mut w);
 
     // Filler: a realistic spread of healthy keys beyond the warning window, in every shape
     // that carries an expiry.

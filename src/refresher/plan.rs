@@ -97,37 +97,8 @@ pub fn plan(
             reading: before.and_then(|b| b.reading.clone()),
             failure: before.and_then(|b| b.failure.clone()),
         };
-        let waiting = record
-            .failure
-            .as_ref()
-            .and_then(|f| f.retry_at)
-            .is_some_and(|at| at > policy.now);
-        let changed = before.is_some_and(|b| {
-            b.key_updated_at != record.key_updated_at
-                || b.instance_updated_at != record.instance_updated_at
-        });
-        let why = match before {
-            None => Some(Why::New),
-            // Before the backoff: a change may be what mends a failing key (one answers 404
-            // while its creation runs, and its `updated_at` moves when that succeeds).
-            Some(_) if changed && record.reading.is_none() => Some(Why::New),
-            Some(_) if changed => Some(Why::Changed),
-            _ if waiting => None,
-            Some(_) if record.reading.is_none() => Some(Why::New),
-            Some(_)
-                if record
-                    .failure
-                    .as_ref()
-                    .is_some_and(|f| f.retry_at.is_some()) =>
-            {
-                Some(Why::Retry)
-            }
-            Some(_) => {
-                due.push(record);
-                continue;
-            }
-        };
-        match why {
+        match why(before, &record, policy.now) {
+            Some(Why::Due) => due.push(record),
             Some(why) => wanted.push(Job { record, why }),
             None => out.kept.push(record),
         }
@@ -167,6 +138,34 @@ pub fn plan(
     // budget is still found by age, it need not be carried as credit too.
     out.due_credit = credit.min(share + 2.0);
     out
+}
+
+/// Why a listed key (`record`, with what it had) would be read this refresh; `Due` when only its
+/// age can make it due, `None` while a failure's backoff runs and nothing changed.
+fn why(before: Option<&KeyRecord>, record: &KeyRecord, now: i64) -> Option<Why> {
+    let Some(before) = before else {
+        return Some(Why::New);
+    };
+    let changed = before.key_updated_at != record.key_updated_at
+        || before.instance_updated_at != record.instance_updated_at;
+    let retry_at = record.failure.as_ref().and_then(|f| f.retry_at);
+    // Before the backoff: a change may be what mends a failing key (one answers 404 while its
+    // creation runs, and its `updated_at` moves when that succeeds).
+    if changed {
+        return Some(match record.reading {
+            None => Why::New,
+            Some(_) => Why::Changed,
+        });
+    }
+    if retry_at.is_some_and(|at| at > now) {
+        None
+    } else if record.reading.is_none() {
+        Some(Why::New)
+    } else if retry_at.is_some() {
+        Some(Why::Retry)
+    } else {
+        Some(Why::Due)
+    }
 }
 
 /// How many due reads one refresh owes: `keys × elapsed ÷ full_refresh_interval`, with at most

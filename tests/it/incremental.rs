@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Harness, Scrape};
 use cf_service_key_exporter::cache::Cache;
+use cf_service_key_exporter::clock::ManualClock;
 use cf_service_key_exporter::config::{Config, DemoTarget};
 use cf_service_key_exporter::metrics::ExporterMetrics;
 use cf_service_key_exporter::refresher::Refresher;
@@ -320,6 +321,43 @@ async fn a_corrupt_foreign_or_other_foundation_cache_file_is_ignored_and_rewritt
             20
         );
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_cache_file_written_on_an_injected_clock_seeds_a_restart_on_that_clock() {
+    let dir = temp_dir("clocked");
+    let path = dir.join("cache.json");
+    let sim = Sim::start(demo::large(20, now()).unwrap(), Accounts::default())
+        .await
+        .unwrap();
+    let config = DemoTarget::from(&sim).foundation("test");
+    let configs = std::slice::from_ref(&config);
+    // Two simulated days on, as a test stepping through refreshes gets.
+    let clock = Arc::new(ManualClock::starting_now());
+    clock.advance(Duration::from_secs(2 * 86_400));
+    {
+        let store = Arc::new(Store::new());
+        let cache = Cache::open_with_clock(&path, configs, &store, clock.clone());
+        store.register("test");
+        let refresher = Refresher::new(config.clone(), store, Arc::new(ExporterMetrics::default()))
+            .unwrap()
+            .with_cache(Some(Arc::new(cache)))
+            .with_clock(clock.clone());
+        assert_eq!(refresher.refresh().await.stats.details_read, 20);
+    }
+    // Read back on the same clock, every reading seeds the store.
+    let store = Store::new();
+    Cache::open_with_clock(&path, configs, &store, clock.clone());
+    let seeded = store.foundation("test").expect("seeded");
+    assert_eq!(
+        seeded.keys.iter().filter(|k| k.reading.is_some()).count(),
+        20
+    );
+    // The system clock takes them for readings from the future, and drops them.
+    let store = Store::new();
+    Cache::open(&path, configs, &store);
+    assert!(store.foundation("test").unwrap().keys.is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
