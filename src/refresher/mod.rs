@@ -343,7 +343,8 @@ impl Refresher {
                 annotation,
                 on = invalid.level,
                 reason = invalid.reason,
-                value = %invalid.excerpt,
+                // Escaped already (quotes and backslashes too), so quoting it is unambiguous.
+                value = %format_args!("\"{}\"", invalid.excerpt),
                 "ignoring the key's lead-time annotation; the default lead applies"
             );
         }

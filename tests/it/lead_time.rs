@@ -158,7 +158,7 @@ async fn an_invalid_value_is_logged_once_per_key_escaped_and_never_stops_a_refre
     }
     // The value only as an escaped excerpt: no forged line, no raw control character.
     assert!(
-        line.contains(r"1d\nINFO refresh completed \u{1b}[2J\u{202e}"),
+        line.contains(r#"value="1d\nINFO refresh completed \u{1b}[2J\u{202e}""#),
         "{line}"
     );
     let text = logs.text();
