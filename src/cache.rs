@@ -6,8 +6,8 @@
 //! refresh compares (`updated_at` of the key and of its instance), its last reading (when,
 //! expiry and valid-from in Unix seconds, `expiry_source`, public certificate facts) and the
 //! failure of its latest read, if it failed. Never credentials: the file is written from
-//! [`KeyRecord`]s, which hold none. Owner labels are not kept: they are read from the list pages
-//! at every refresh.
+//! [`KeyRecord`]s, which hold none. Owner labels and lead times are not kept: they are read from
+//! the list pages at every refresh.
 //!
 //! Format: versioned JSON,
 //! `{"format": "cf-service-key-exporter/cache", "version": 2, "foundations": {name: {api_url, keys: [...]}}}`.
@@ -20,7 +20,9 @@
 //! ignored with a warning; a key entry with an unknown `expiry_source` or `reason`, an empty
 //! guid or a `read_at` in the future is dropped. Seeded keys count as read at their `read_at`, so the
 //! periodic full re-read still comes due on time, and they never count as a successful
-//! refresh: `refresh_success`, the last-success timestamp and `/readyz` wait for a real one.
+//! refresh: `refresh_success` and the last-success timestamp wait for a real one. A seeded
+//! foundation is ready at once (`/readyz`): its readings are the last truth a refresh read, so a
+//! restarted exporter serves them instead of a cold, half-read estate.
 //!
 //! Foundations in the file that are not configured are kept in it as they were (a configuration
 //! that leaves one out by mistake loses nothing) and seed the store when a reload adds them; a
@@ -39,14 +41,15 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::Clock as _;
+use crate::clock::{Clock, SystemClock};
 
 use crate::cf::listing::Interner;
 use crate::cf::CfError;
 use crate::config::FoundationConfig;
 use crate::expiry::{CertificateInfo, ReadError, SOURCES, SOURCE_NONE};
 use crate::snapshot::{
-    FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, ReadFailure, Reading, Snapshot, Store,
+    FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, LeadTime, ReadFailure, Reading,
+    RefreshStatus, Snapshot, Store,
 };
 
 /// The `format` field: tells our file from any other JSON.
@@ -204,6 +207,7 @@ impl KeyEntry {
             labels: self.labels.map(|s| names.get(&s)),
             created_at: self.created_at,
             owners: Arc::from([]),
+            lead_time: LeadTime::Unset,
             key_updated_at: self.key_updated_at,
             instance_updated_at: names.get(&self.instance_updated_at),
             reading,
@@ -342,7 +346,8 @@ fn same_url(a: &str, b: &str) -> bool {
     }
 }
 
-/// Publishes cached readings as a foundation that has not refreshed yet.
+/// Publishes cached readings as a foundation that has not refreshed yet, ready to be served:
+/// the last truth a refresh read, rather than nothing or a half-read estate.
 fn publish_seed(store: &Store, name: &str, keys: Vec<KeyRecord>) {
     tracing::info!(foundation = %name, keys = keys.len(), "seeded from the cache file; unchanged keys will not be read again");
     store.publish(
@@ -351,7 +356,10 @@ fn publish_seed(store: &Store, name: &str, keys: Vec<KeyRecord>) {
             keys: Arc::new(keys),
             // Read from the list pages at the first refresh.
             owner_labels: Arc::from([]),
-            status: Default::default(),
+            status: RefreshStatus {
+                ready: true,
+                ..Default::default()
+            },
         },
     );
 }
@@ -389,8 +397,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// Reads and checks a cache file for the given foundations (name → configured API URL).
-fn load(path: &Path, api_urls: &HashMap<&str, &str>) -> Result<Decoded, CacheError> {
+/// Reads and checks a cache file for the given foundations (name → configured API URL); `now`
+/// is Unix seconds.
+fn load(path: &Path, api_urls: &HashMap<&str, &str>, now: i64) -> Result<Decoded, CacheError> {
     let read_error = |source| CacheError::Read {
         path: path.to_owned(),
         source,
@@ -403,7 +412,7 @@ fn load(path: &Path, api_urls: &HashMap<&str, &str>) -> Result<Decoded, CacheErr
         });
     }
     let bytes = std::fs::read(path).map_err(read_error)?;
-    decode(&bytes, path, api_urls, crate::clock::SystemClock.unix_now())
+    decode(&bytes, path, api_urls, now)
 }
 
 /// The cache file of a running exporter: seeds the store at start, rewritten after refreshes.
@@ -418,6 +427,8 @@ pub struct Cache {
     /// One write at a time. The blocking write holds it to its end, even when the refresh
     /// that started it is cancelled, so a later write never shares its temporary file.
     writing: Arc<tokio::sync::Mutex<()>>,
+    /// Tells a reading from the future (see the module doc) when seeding.
+    clock: Arc<dyn Clock>,
 }
 
 impl Cache {
@@ -425,11 +436,22 @@ impl Cache {
     /// not-yet-refreshed [`FoundationSnapshot`] per foundation. A missing file is normal (first
     /// start); anything else unusable is ignored with a warning. Never fails.
     pub fn open(path: &Path, foundations: &[FoundationConfig], store: &Store) -> Cache {
+        Cache::open_with_clock(path, foundations, store, Arc::new(SystemClock))
+    }
+
+    /// [`Cache::open`], reading the wall clock from `clock` (tests step it).
+    pub fn open_with_clock(
+        path: &Path,
+        foundations: &[FoundationConfig],
+        store: &Store,
+        clock: Arc<dyn Clock>,
+    ) -> Cache {
         let cache = Cache {
             path: path.to_owned(),
             api_urls: Mutex::new(BTreeMap::new()),
             carried: Mutex::new(BTreeMap::new()),
             writing: Arc::new(tokio::sync::Mutex::new(())),
+            clock,
         };
         let api_urls: HashMap<&str, &str> = foundations
             .iter()
@@ -438,7 +460,7 @@ impl Cache {
         for f in foundations {
             cache.watch(&f.name, f.api_url.as_str());
         }
-        let decoded = match load(path, &api_urls) {
+        let decoded = match load(path, &api_urls, cache.clock.unix_now()) {
             Ok(d) => d,
             Err(CacheError::Read { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
@@ -483,7 +505,7 @@ impl Cache {
             }
         };
         if let Some(entry) = entry {
-            let now = crate::clock::SystemClock.unix_now();
+            let now = self.clock.unix_now();
             let (keys, _) = entry.records(now, &mut Interner::default());
             publish_seed(store, &foundation.name, keys);
         }
@@ -571,6 +593,7 @@ mod tests {
             },
             created_at: Some(1_690_000_000),
             owners: Arc::from([]),
+            lead_time: Default::default(),
             key_updated_at: "2025-01-01T00:00:00Z".into(),
             instance_updated_at: "2025-01-02T00:00:00Z".into(),
             reading: Some(Reading {

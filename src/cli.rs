@@ -174,6 +174,12 @@ pub struct ConnectionArgs {
     )]
     pub metadata_labels: Option<Vec<String>>,
 
+    /// Cloud Foundry annotation holding an owner's warning lead time (a duration from 1h to 2y,
+    /// e.g. 60d) on a key, its instance, its space or its org (the nearest wins); empty = off.
+    /// With --demo: example.com/warning-lead-time.
+    #[arg(long, env = "LEAD_TIME_ANNOTATION", value_name = "NAME", global = true)]
+    pub lead_time_annotation: Option<String>,
+
     /// Value of the `foundation` label; default: the API URL's host.
     #[arg(long, env = "CF_FOUNDATION", value_name = "NAME", global = true)]
     pub foundation: Option<String>,

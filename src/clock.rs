@@ -1,15 +1,20 @@
-//! The wall clock, injected: refreshers read it through [`Clock`] so tests can step time
-//! (a day of refreshes, a key's backoff, a full re-read coming due) without sleeping.
+//! The wall clock, injected: refreshers, the cache file and the transport read it through
+//! [`Clock`] so tests can step time (a day of refreshes, a key's backoff, a full re-read coming
+//! due, a rate-limit window running out) without sleeping.
 //!
-//! Only wall-clock facts go through it (Unix times written into readings and compared with
-//! them). Waiting (refresh intervals, deadlines, backoff sleeps) uses tokio's timer, which
-//! tests pause and advance on their own.
+//! Wall-clock facts go through it (Unix times written into readings and compared with them,
+//! `X-RateLimit-Reset`), and so do the waits measured against them: the transport's pacer
+//! holds requests until a `Retry-After` or a rate-limit window has passed with
+//! [`Clock::sleep_until`]. Other waiting (refresh intervals, deadlines, the jittered backoff of
+//! a failed request) uses tokio's timer, which tests pause and advance on their own.
 
 use std::fmt::Debug;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A source of "now".
+use futures::future::BoxFuture;
+
+/// A source of "now", and a way to wait for a moment of it.
 pub trait Clock: Send + Sync + Debug {
     fn now(&self) -> SystemTime;
 
@@ -17,6 +22,9 @@ pub trait Clock: Send + Sync + Debug {
     fn unix_now(&self) -> i64 {
         unix_seconds(self.now())
     }
+
+    /// Resolves once this clock has reached `deadline` (at once if it has already).
+    fn sleep_until(&self, deadline: SystemTime) -> BoxFuture<'static, ()>;
 }
 
 /// Whole Unix seconds of `t` (0 before 1970).
@@ -34,15 +42,35 @@ impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
     }
+
+    /// Sleeps on tokio's timer for what is left until `deadline` now.
+    fn sleep_until(&self, deadline: SystemTime) -> BoxFuture<'static, ()> {
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        Box::pin(tokio::time::sleep(left))
+    }
 }
 
-/// A clock that moves only when told to.
+/// A clock that moves only when told to, or when something waits on it: a wait moves it to
+/// the waiter's deadline at once (virtual time, as tokio's paused clock advances itself), so a
+/// test's `Retry-After` costs no real time. [`ManualClock::waited`] says how far waits moved it.
 #[derive(Debug)]
-pub struct ManualClock(Mutex<SystemTime>);
+pub struct ManualClock(Mutex<Manual>);
+
+#[derive(Debug)]
+struct Manual {
+    now: SystemTime,
+    /// How far waits have moved the clock, in all.
+    waited: Duration,
+}
 
 impl ManualClock {
     pub fn at(t: SystemTime) -> Self {
-        ManualClock(Mutex::new(t))
+        ManualClock(Mutex::new(Manual {
+            now: t,
+            waited: Duration::ZERO,
+        }))
     }
 
     /// Starting at this very moment of the system clock.
@@ -51,16 +79,76 @@ impl ManualClock {
     }
 
     pub fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) += by;
+        self.lock().now += by;
     }
 
     pub fn set(&self, t: SystemTime) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = t;
+        self.lock().now = t;
+    }
+
+    /// How far waits ([`Clock::sleep_until`]) have moved this clock so far.
+    pub fn waited(&self) -> Duration {
+        self.lock().waited
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Manual> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.lock().now
+    }
+
+    /// Moves the clock to `deadline` if it is behind it, then yields once (a wait is still a
+    /// point where other tasks run).
+    fn sleep_until(&self, deadline: SystemTime) -> BoxFuture<'static, ()> {
+        {
+            let mut manual = self.lock();
+            if let Ok(ahead) = deadline.duration_since(manual.now) {
+                manual.now = deadline;
+                manual.waited += ahead;
+            }
+        }
+        Box::pin(tokio::task::yield_now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wait_on_a_manual_clock_moves_it_to_the_deadline_and_never_back() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let clock = ManualClock::at(t0);
+        clock.sleep_until(t0 + Duration::from_secs(2)).await;
+        assert_eq!(clock.now(), t0 + Duration::from_secs(2));
+        // A deadline already passed: no move.
+        clock.sleep_until(t0 + Duration::from_secs(1)).await;
+        assert_eq!(clock.now(), t0 + Duration::from_secs(2));
+        assert_eq!(clock.waited(), Duration::from_secs(2));
+        // Moving it by hand is not a wait.
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(clock.waited(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_system_clock_sleeps_on_tokios_timer_for_what_is_left() {
+        let start = tokio::time::Instant::now();
+        SystemClock
+            .sleep_until(SystemTime::now() + Duration::from_secs(30))
+            .await;
+        assert!(
+            start.elapsed() >= Duration::from_secs(29),
+            "{:?}",
+            start.elapsed()
+        );
+        let start = tokio::time::Instant::now();
+        SystemClock
+            .sleep_until(SystemTime::now() - Duration::from_secs(30))
+            .await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }

@@ -1,8 +1,8 @@
 //! cf-service-key-exporter: a Prometheus exporter for the expiry of Cloud Foundry service keys.
 //!
 //! Data flows one way: [`config`] → [`supervisor`] → [`refresher`] (using [`cf`] to list and
-//! read keys, [`expiry`] to read their credentials) → [`snapshot`] → [`metrics`] and
-//! [`server`]. The store is written by the refreshers, one per foundation, each replacing only
+//! read keys, [`lead_time`] to read their owners' lead times, [`expiry`] to read their
+//! credentials) → [`snapshot`] → [`metrics`] and [`server`]. The store is written by the refreshers, one per foundation, each replacing only
 //! its own foundation's part; before a foundation's first refresh (at start, or when a reload
 //! adds it) by the [`cache`] file seeding it; and by the [`supervisor`], which registers a
 //! foundation it starts watching and removes one a reload dropped once its refresher has
@@ -17,6 +17,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod expiry;
+pub mod lead_time;
 pub mod logging;
 pub mod metrics;
 pub mod refresher;
@@ -59,8 +60,8 @@ impl Default for ServeOptions {
 /// Serves the exporter on `listener` over plain HTTP until `shutdown` completes.
 ///
 /// Refreshers start at once; the HTTP server answers immediately (`/readyz` says 503 until every
-/// foundation has finished its first refresh). With a config file, SIGHUP re-reads it; a bad
-/// file keeps the running configuration.
+/// foundation was seeded from the cache file or has had a refresh that attempted every listed
+/// key). With a config file, SIGHUP re-reads it; a bad file keeps the running configuration.
 pub async fn run(
     config: Config,
     listener: TcpListener,

@@ -98,6 +98,7 @@ async fn start_demo() -> anyhow::Result<(Demo, config::DemoTarget)> {
         .split(',')
         .map(str::to_owned)
         .collect();
+    target.lead_time_annotation = Some(cf_sim::demo::DEMO_LEAD_TIME_ANNOTATION.to_owned());
     Ok((sim, target))
 }
 

@@ -587,6 +587,7 @@ mod tests {
                 },
                 created_at: Some(NOW - 100 * DAY),
                 owners: Arc::from([]),
+                lead_time: Default::default(),
                 key_updated_at: name(""),
                 instance_updated_at: name(""),
                 reading: Some(Reading {

@@ -90,8 +90,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/", get(landing))
-        // A 503 from /readyz before the first refresh is expected, not an error worth a log
-        // line per probe; the handlers log their own failures.
+        // A 503 from /readyz before the first complete read is expected, not an error worth a
+        // log line per probe; the handlers log their own failures.
         .layer(
             TraceLayer::new_for_http()
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
@@ -141,20 +141,33 @@ async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> R
         .into_response()
 }
 
+/// 200 once every foundation is ready ([`crate::snapshot::RefreshStatus::ready`]: seeded from
+/// the cache file, or a refresh read every listed key or tried to), so a rollout onto a cold pod
+/// does not publish a half-read estate as the truth; 503 naming what it waits for before.
 async fn ready(State(state): State<AppState>) -> Response {
     let snapshot = state.store.load();
-    let waiting: Vec<&str> = snapshot
+    let waiting: Vec<String> = snapshot
         .foundations
         .iter()
-        .filter(|(_, f)| !f.status.finished_once)
-        .map(|(name, _)| name.as_str())
+        .filter(|(_, f)| !f.status.ready)
+        .map(|(name, f)| {
+            if f.status.finished_once {
+                format!(
+                    "{name} ({} of {} keys not read yet)",
+                    f.unattempted(),
+                    f.keys.len()
+                )
+            } else {
+                format!("{name} (first refresh)")
+            }
+        })
         .collect();
     if waiting.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("waiting for the first refresh of: {}\n", waiting.join(", ")),
+            format!("waiting for a complete read of: {}\n", waiting.join(", ")),
         )
             .into_response()
     }
@@ -171,10 +184,12 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
     let snapshot = state.store.load();
     let mut rows = String::new();
     for (name, f) in &snapshot.foundations {
-        let status = match (f.status.finished_once, f.status.success) {
-            (false, _) => "first refresh running",
-            (true, true) => "ok",
-            (true, false) => "last refresh failed",
+        let status = match (f.status.finished_once, f.status.success, f.status.ready) {
+            (false, _, false) => "first refresh running",
+            (false, _, true) => "seeded from the cache file; first refresh running",
+            (true, true, true) => "ok",
+            (true, true, false) => "reading keys within the rate-limit budget (not ready yet)",
+            (true, false, _) => "last refresh failed",
         };
         let unread = f.keys.iter().filter(|k| k.reading.is_none()).count();
         let failing = f.keys.iter().filter(|k| k.failure.is_some()).count();

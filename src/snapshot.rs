@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::expiry::{CertificateInfo, SOURCE_NONE, SOURCE_UNREAD};
+pub use crate::lead_time::LeadTime;
 
 /// Defines [`KeyLabels`] from one list: each label's name (the struct field, the Prometheus
 /// label, the cache and JSON field) and its column in the report's table (`None`: not shown).
@@ -109,6 +110,9 @@ pub struct KeyRecord {
     /// The owner values found for the foundation's `--metadata-labels`, in the order of
     /// [`FoundationSnapshot::owner_labels`]; read from the list pages at every refresh.
     pub owners: Arc<[Option<Arc<str>>]>,
+    /// The owner's warning lead time (`--lead-time-annotation`); read from the list pages at
+    /// every refresh, as the owners are.
+    pub lead_time: LeadTime,
     /// Change markers of the key and its instance: while both are unchanged, the key's details
     /// need not be read again.
     pub key_updated_at: Arc<str>,
@@ -149,8 +153,13 @@ impl KeyRecord {
 /// How the refreshes of one foundation went.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RefreshStatus {
-    /// At least one refresh finished (successfully or not): the foundation counts as ready.
+    /// At least one refresh finished (successfully or not).
     pub finished_once: bool,
+    /// What is published may be served as the foundation's truth (`/readyz`): it was seeded
+    /// from the cache file, or a refresh listed its keys and left none of them unattempted
+    /// (for want of rate-limit budget or of time; a key whose read failed was attempted). Once
+    /// set it stays set: a later failure shows in `refresh_success`, not in readiness.
+    pub ready: bool,
     /// The last refresh completed.
     pub success: bool,
     pub last_success_at: Option<SystemTime>,
@@ -174,9 +183,20 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Every foundation has finished its first refresh.
+    /// Every foundation is [ready](RefreshStatus::ready).
     pub fn ready(&self) -> bool {
-        self.foundations.values().all(|f| f.status.finished_once)
+        self.foundations.values().all(|f| f.status.ready)
+    }
+}
+
+impl FoundationSnapshot {
+    /// Keys never attempted: no reading and no failed read (deferred by the rate-limit budget,
+    /// or cut off by a refresh's deadline).
+    pub fn unattempted(&self) -> usize {
+        self.keys
+            .iter()
+            .filter(|k| k.reading.is_none() && k.failure.is_none())
+            .count()
     }
 }
 
@@ -248,6 +268,7 @@ pub(crate) fn test_record(guid: &str) -> KeyRecord {
         },
         created_at: Some(1_700_000_000),
         owners: Arc::from([]),
+        lead_time: LeadTime::Unset,
         key_updated_at: "u".into(),
         instance_updated_at: "i-1".into(),
         reading: None,
@@ -263,6 +284,7 @@ mod tests {
         FoundationSnapshot {
             status: RefreshStatus {
                 finished_once: true,
+                ready: true,
                 ..Default::default()
             },
             ..Default::default()
@@ -270,12 +292,17 @@ mod tests {
     }
 
     #[test]
-    fn ready_only_when_every_foundation_finished_once() {
+    fn ready_only_when_every_foundation_is() {
         let store = Store::new();
         store.register("a");
         store.register("b");
         assert!(!store.load().ready());
         store.publish("a", finished());
+        assert!(!store.load().ready());
+        // A refresh finished, but it left keys unread: not yet.
+        let mut half_read = finished();
+        half_read.status.ready = false;
+        store.publish("b", half_read);
         assert!(!store.load().ready());
         store.publish("b", finished());
         assert!(store.load().ready());

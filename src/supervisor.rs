@@ -194,6 +194,7 @@ mod tests {
             client_secret: String::new(),
             origin: None,
             metadata_labels: Vec::new(),
+            lead_time_annotation: None,
         }
         .foundation(name)
     }

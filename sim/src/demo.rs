@@ -27,6 +27,11 @@
 //! `jobs-xsuaa`) or the key itself (`payments-x509`) says otherwise. `acme-dev` and `acme-qa`
 //! carry no metadata.
 //!
+//! Lead times (annotation [`DEMO_LEAD_TIME_ANNOTATION`], for `--lead-time-annotation`):
+//! `60d` on key `x509-client` (60 days left: the owner's lead warns now where the default
+//! would not yet), none on its siblings `app-secret` and `legacy-secret`; `60` (no unit, so
+//! invalid: the default lead applies) on key `monitoring`.
+//!
 //! The failures of `broken-binding` and `flaky-key` are planted in the world
 //! ([`World::fail_details`]), so the demo shows them with no test code.
 //!
@@ -63,6 +68,9 @@ pub const DEMO_SECRET: &str = "demo-client-secret-never-shown";
 
 /// The metadata keys the demo's owners are found under (`--metadata-labels`).
 pub const DEMO_METADATA_LABELS: &str = "team,example.com/owner";
+
+/// The annotation the demo's owners set their warning lead time with (`--lead-time-annotation`).
+pub const DEMO_LEAD_TIME_ANNOTATION: &str = "example.com/warning-lead-time";
 
 /// How many `/details` requests for `flaky-key` answer 502 before it reads normally.
 pub const FLAKY_FAILURES: u32 = 4;
@@ -113,6 +121,16 @@ fn x509_parameters(key_length: KeyLength, days: i64) -> serde_json::Value {
 /// in the last month or the future.
 fn lifetime(days_left: i64) -> Duration {
     Duration::days(if days_left <= 335 { 365 } else { 730 })
+}
+
+/// The owners' lead times (see the module documentation): x509-client's partner needs two
+/// months to install a new certificate; monitoring's owner forgot the unit.
+fn plant_lead_times(w: &mut World) {
+    for (key, value) in [("x509-client", "60d"), ("monitoring", "60")] {
+        if let Some(guid) = w.find_key(key).map(|k| k.guid.clone()) {
+            w.set_annotation(&guid, DEMO_LEAD_TIME_ANNOTATION, value);
+        }
+    }
 }
 
 /// Builds the demo world (see the module documentation) with times counted from `now`.
@@ -259,6 +277,7 @@ pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
     // the next refresh reads the key.
     w.fail_details(&flaky, 502, Some(FLAKY_FAILURES));
     w.user_provided(&sandbox, "smtp-relay");
+    plant_lead_times(&mut w);
 
     // Filler: a realistic spread of healthy keys beyond the warning window, in every shape
     // that carries an expiry.
@@ -600,12 +619,24 @@ mod tests {
             labels(&key(&w, "payments-x509").metadata),
             (map(&[("team", "payments")]), map(&[]))
         );
+        // Lead times: on two keys, one of them invalid.
+        let lead = |name: &str| labels(&key(&w, name).metadata);
+        assert_eq!(
+            lead("x509-client"),
+            (map(&[]), map(&[(DEMO_LEAD_TIME_ANNOTATION, "60d")]))
+        );
+        assert_eq!(
+            lead("monitoring"),
+            (map(&[]), map(&[(DEMO_LEAD_TIME_ANNOTATION, "60")]))
+        );
         let owned = [
             w.orgs[0].guid.as_str(),
             space("acme-prod", "integration").guid.as_str(),
             instance(&w, "cpi-runtime").guid.as_str(),
             instance(&w, "jobs-xsuaa").guid.as_str(),
             key(&w, "payments-x509").guid.as_str(),
+            key(&w, "x509-client").guid.as_str(),
+            key(&w, "monitoring").guid.as_str(),
         ];
         let unowned = |guid: &str, m: &crate::world::Metadata| {
             owned.contains(&guid) || (m.labels.is_empty() && m.annotations.is_empty())

@@ -5,17 +5,22 @@
 //! errors, retries transient failures with jittered exponential backoff, and paces requests when
 //! Cloud Foundry rate-limits us. Callers name each request by its route template, so no guid
 //! ever becomes a label value.
+//!
+//! The pacer's waits (a `Retry-After`, the spacing until `X-RateLimit-Reset`) are measured
+//! against the server's wall clock, so they run on the injected [`Clock`]: a test steps through
+//! a rate-limit window without sleeping. The jittered backoff of other transient failures stays
+//! on tokio's timer.
 
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
-use tokio::time::Instant;
 
 use super::error::{ApiError, CfError, TransportKind};
+use crate::clock::{unix_seconds, Clock, SystemClock};
 use crate::config::{HttpOptions, TlsOptions};
 use crate::metrics::ApiRecorder;
 
@@ -147,13 +152,16 @@ impl Transport {
         self.recorder.sent()
     }
 
-    /// The rate limit Cloud Foundry announced last, if it ever did.
+    /// Measures the pacer's waits on `clock` instead of the system clock (set it before the
+    /// first request).
+    pub fn set_clock(&self, clock: Arc<dyn Clock>) {
+        self.pacer.lock().clock = clock;
+    }
+
+    /// The rate limit Cloud Foundry announced last, while it still describes the current
+    /// window (see [`Pacer::current`]).
     pub fn rate_limit(&self) -> Option<RateLimit> {
-        self.pacer
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .last
+        self.pacer.current()
     }
 
     /// The underlying client, to build requests with.
@@ -173,6 +181,9 @@ impl Transport {
             BodyLimit::List => self.options.list_body_limit,
             BodyLimit::Small => self.options.small_body_limit,
         };
+        // The pacer holds every request of the foundation after a 429 (see [`Pacer`]): a retry
+        // of a paced request needs no delay of its own.
+        let paced = is_paced(endpoint);
         let once = || async {
             let answer = self.send_once(endpoint, limit, make()).await?;
             if is_transient_status(answer.status) {
@@ -189,6 +200,7 @@ impl Transport {
             .when(CfError::is_transient)
             .adjust(|err, delay| match err.retry_after() {
                 Some(wait) if wait > MAX_RETRY_AFTER => None,
+                _ if paced && is_rate_limited(err) => delay.map(|_| Duration::ZERO),
                 Some(wait) => delay.map(|_| wait),
                 None => delay,
             })
@@ -204,9 +216,7 @@ impl Transport {
         limit: usize,
         request: RequestBuilder,
     ) -> Result<Answer, CfError> {
-        // UAA has no Cloud Controller rate limit: a token request neither waits for it nor
-        // reads its headers.
-        let paced = endpoint.starts_with("/v3");
+        let paced = is_paced(endpoint);
         if paced {
             self.pacer.wait().await;
         }
@@ -240,6 +250,16 @@ impl Transport {
             body,
         })
     }
+}
+
+/// UAA has no Cloud Controller rate limit: a token request neither waits for it nor reads its
+/// headers.
+fn is_paced(endpoint: &str) -> bool {
+    endpoint.starts_with("/v3")
+}
+
+fn is_rate_limited(err: &CfError) -> bool {
+    matches!(err, CfError::Status { status: 429, .. })
 }
 
 fn is_transient_status(status: StatusCode) -> bool {
@@ -351,27 +371,63 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
 /// A `429` blocks every request of the foundation until its `Retry-After` has passed.
 /// `X-RateLimit-Remaining` is floored to tenths of the limit, so `0` means under 10 % left: then
 /// the (at most) 10 % left is spread evenly until `X-RateLimit-Reset`, and no longer. An answer
-/// without the headers says nothing about the limit and changes nothing.
+/// without the headers says nothing about the limit and changes nothing. Every wait is measured
+/// on the injected clock.
 #[derive(Debug, Default)]
 struct Pacer {
     // A std Mutex: held for a few instructions, never across an await.
     state: Mutex<PacerState>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PacerState {
-    /// The last rate limit announced.
-    last: Option<RateLimit>,
-    not_before: Option<Instant>,
+    clock: Arc<dyn Clock>,
+    /// The last rate limit announced, and when it came (Unix seconds on `clock`).
+    last: Option<(RateLimit, i64)>,
+    not_before: Option<SystemTime>,
     /// Gap between requests, and when the window it was computed for ends.
-    spacing: Option<(Duration, Instant)>,
+    spacing: Option<(Duration, SystemTime)>,
+}
+
+impl Default for PacerState {
+    fn default() -> Self {
+        PacerState {
+            clock: Arc::new(SystemClock),
+            last: None,
+            not_before: None,
+            spacing: None,
+        }
+    }
 }
 
 impl Pacer {
+    #[cfg(test)]
+    fn with_clock(clock: Arc<dyn Clock>) -> Pacer {
+        let pacer = Pacer::default();
+        pacer.lock().clock = clock;
+        pacer
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PacerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The last rate limit announced, while it describes the current window: once its reset
+    /// has passed, a new window has begun that the reading says nothing about (an API that only
+    /// sends the headers with a 429, or a proxy that drops them, may never say more), so it no
+    /// longer limits anything. A reset that had already passed when the reading came (clock
+    /// skew) still counts for the second it came in.
+    fn current(&self) -> Option<RateLimit> {
+        let state = self.lock();
+        let (rate, seen) = state.last?;
+        let now = state.clock.unix_now();
+        (now < rate.reset || now <= seen).then_some(rate)
+    }
+
     async fn wait(&self) {
-        let until = {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
+        let (until, clock) = {
+            let mut state = self.lock();
+            let now = state.clock.now();
             let start = state.not_before.filter(|t| *t > now).unwrap_or(now);
             match state.spacing {
                 // Reserve the next slot so concurrent requests queue one spacing apart.
@@ -379,26 +435,29 @@ impl Pacer {
                 Some(_) => state.spacing = None,
                 None => {}
             }
-            start
+            (start, state.clock.clone())
         };
-        if until > Instant::now() {
-            tracing::debug!(wait = ?(until - Instant::now()), "pacing requests for the rate limit");
-            tokio::time::sleep_until(until).await;
+        if let Ok(wait) = until.duration_since(clock.now()) {
+            if !wait.is_zero() {
+                tracing::debug!(?wait, "pacing requests for the rate limit");
+                clock.sleep_until(until).await;
+            }
         }
     }
 
     /// Takes note of an answer; returns the rate limit it announced, if any.
     fn observe(&self, status: StatusCode, headers: &HeaderMap) -> Option<RateLimit> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.lock();
+        let now = state.clock.now();
         let announced = RateLimit::from_headers(headers);
-        if announced.is_some() {
-            state.last = announced;
+        if let Some(rate) = announced {
+            state.last = Some((rate, unix_seconds(now)));
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
             let wait = retry_after(headers)
                 .unwrap_or(Duration::from_secs(1))
                 .min(MAX_RETRY_AFTER);
-            let until = Instant::now() + wait;
+            let until = now + wait;
             state.not_before = Some(state.not_before.map_or(until, |t| t.max(until)));
             tracing::warn!(retry_after = ?wait, "Cloud Foundry rate limit reached (429); pausing requests");
             return announced;
@@ -410,17 +469,13 @@ impl Pacer {
                 remaining: 0,
                 reset,
             } if limit > 0 => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs();
-                let reset = u64::try_from(reset).unwrap_or(0);
-                let to_reset = Duration::from_secs(reset.saturating_sub(now)).min(MAX_RETRY_AFTER);
+                let left = u64::try_from(reset.saturating_sub(unix_seconds(now))).unwrap_or(0);
+                let to_reset = Duration::from_secs(left).min(MAX_RETRY_AFTER);
                 let budget = u32::try_from((limit / 10).max(1)).unwrap_or(u32::MAX);
                 if state.spacing.is_none() {
                     tracing::info!(?to_reset, "under 10% of the Cloud Foundry rate limit left; spacing requests until it resets");
                 }
-                Some((to_reset / budget, Instant::now() + to_reset))
+                Some((to_reset / budget, now + to_reset))
             }
             _ => None,
         };
@@ -431,7 +486,9 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use reqwest::header::HeaderValue;
+    use std::time::UNIX_EPOCH;
 
     fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -441,53 +498,74 @@ mod tests {
         map
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_429_holds_every_request_until_retry_after() {
-        let pacer = Pacer::default();
+    const T0: u64 = 1_800_000_000;
+
+    fn manual() -> (Arc<ManualClock>, Pacer) {
+        let clock = Arc::new(ManualClock::at(UNIX_EPOCH + Duration::from_secs(T0)));
+        (clock.clone(), Pacer::with_clock(clock))
+    }
+
+    fn rate(remaining: u64, reset: u64) -> HeaderMap {
+        headers(&[
+            ("x-ratelimit-limit", "100".into()),
+            ("x-ratelimit-remaining", remaining.to_string()),
+            ("x-ratelimit-reset", reset.to_string()),
+        ])
+    }
+
+    #[tokio::test]
+    async fn a_429_holds_every_request_until_retry_after_on_the_injected_clock() {
+        let (clock, pacer) = manual();
         pacer.observe(
             StatusCode::TOO_MANY_REQUESTS,
             &headers(&[("retry-after", "2".into())]),
         );
-        let start = Instant::now();
         pacer.wait().await;
-        assert!(Instant::now() - start >= Duration::from_secs(2));
+        assert_eq!(clock.waited(), Duration::from_secs(2));
+        // Once it has passed, nothing more to wait for.
+        pacer.wait().await;
+        assert_eq!(clock.waited(), Duration::from_secs(2));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn low_remaining_budget_spreads_requests_until_reset() {
-        let pacer = Pacer::default();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let (clock, pacer) = manual();
         // 100 requests per hour, under 10 left, reset in 100 s: one request per 10 s.
-        pacer.observe(
-            StatusCode::OK,
-            &headers(&[
-                ("x-ratelimit-limit", "100".into()),
-                ("x-ratelimit-remaining", "0".into()),
-                ("x-ratelimit-reset", (now + 100).to_string()),
-            ]),
+        pacer.observe(StatusCode::OK, &rate(0, T0 + 100));
+        pacer.wait().await;
+        pacer.wait().await;
+        pacer.wait().await;
+        assert_eq!(clock.waited(), Duration::from_secs(20));
+        // Plenty left again: no more spacing (the slot already reserved is kept).
+        pacer.observe(StatusCode::OK, &rate(50, T0 + 100));
+        pacer.wait().await;
+        pacer.wait().await;
+        assert!(
+            clock.waited() <= Duration::from_secs(30),
+            "{:?}",
+            clock.waited()
         );
-        let start = Instant::now();
-        pacer.wait().await;
-        pacer.wait().await;
-        pacer.wait().await;
-        let waited = Instant::now() - start;
-        assert!(waited >= Duration::from_secs(19), "waited {waited:?}");
-        // Plenty left again: no more spacing.
-        pacer.observe(
-            StatusCode::OK,
-            &headers(&[
-                ("x-ratelimit-limit", "100".into()),
-                ("x-ratelimit-remaining", "50".into()),
-                ("x-ratelimit-reset", (now + 100).to_string()),
-            ]),
-        );
-        let start = Instant::now();
-        pacer.wait().await;
-        pacer.wait().await;
-        assert!(Instant::now() - start <= Duration::from_secs(11));
+    }
+
+    #[test]
+    fn a_reading_limits_nothing_once_its_reset_has_passed() {
+        let (clock, pacer) = manual();
+        assert_eq!(pacer.current(), None);
+        pacer.observe(StatusCode::TOO_MANY_REQUESTS, &rate(0, T0 + 2));
+        let reading = pacer.current().expect("the reading of the 429");
+        assert_eq!((reading.remaining, reading.reset), (0, T0 as i64 + 2));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(pacer.current(), Some(reading));
+        // The window is over; later answers carry no headers and say nothing new.
+        clock.advance(Duration::from_secs(1));
+        pacer.observe(StatusCode::OK, &HeaderMap::new());
+        assert_eq!(pacer.current(), None);
+        // A reset already passed when the reading came (clock skew): it counts for that second.
+        clock.advance(Duration::from_secs(5));
+        pacer.observe(StatusCode::OK, &rate(1800, T0 + 3));
+        assert!(pacer.current().is_some());
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(pacer.current(), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Turns V3 list pages into the keys of one foundation: instances with their org, space, plan
 //! and offering names resolved through `included`, keys with their creation time and change
-//! markers, and each key's owners (the configured metadata keys found on the key, else its
-//! instance, else its space, else its org).
+//! markers, each key's owners (the configured metadata keys found on the key, else its
+//! instance, else its space, else its org) and its owner's lead time (the configured
+//! annotation, nearest first in the same way; see [`crate::lead_time`]).
 //!
 //! Pure: pages in, [`ListedKey`]s out, no I/O and no clock, so the joining is unit-tested with
 //! recorded V3 pages (`fixtures/`). Strings repeated across keys (names, owner values) are
@@ -14,6 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::model::{CredentialBinding, Metadata, Page, ServiceInstance, Space};
+use crate::lead_time::LeadTime;
 use crate::snapshot::KeyLabels;
 
 /// Owner values of one resource or key, in the order of the configured metadata keys.
@@ -34,37 +36,84 @@ impl Interner {
     }
 }
 
-/// The metadata keys whose values become owner labels (`--metadata-labels`), in order.
+/// The metadata keys read from the list pages.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OwnerKeys(pub Vec<String>);
+pub struct MetadataKeys {
+    /// The keys whose values become owner labels (`--metadata-labels`), in order.
+    pub owners: Vec<String>,
+    /// The annotation holding an owner's lead time (`--lead-time-annotation`).
+    pub lead_time: Option<String>,
+}
 
-impl OwnerKeys {
+/// What one resource's metadata says for the [`MetadataKeys`].
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub owners: Owners,
+    /// The lead-time annotation, as written (checked at the join, once the nearest is known).
+    pub lead_time: Option<Arc<str>>,
+}
+
+/// A value of `map`, an empty or null one counting as not found.
+fn found<'m>(
+    map: &'m std::collections::BTreeMap<String, Option<String>>,
+    key: &str,
+) -> Option<&'m str> {
+    map.get(key)?.as_deref().filter(|v| !v.is_empty())
+}
+
+impl MetadataKeys {
+    /// Nothing is read from metadata: the spaces listing is not needed.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.owners.is_empty() && self.lead_time.is_none()
     }
 
-    /// The values of the wanted keys on one resource; a label wins over an annotation of the
-    /// same key (both are the owner's word, labels are the ones meant for selection). An empty
-    /// or null value counts as not found.
-    pub fn values(&self, metadata: &Metadata, names: &mut Interner) -> Owners {
+    /// What one resource says. For owners a label wins over an annotation of the same key
+    /// (both are the owner's word, labels are the ones meant for selection); the lead time is
+    /// an annotation only.
+    pub fn values(&self, metadata: &Metadata, names: &mut Interner) -> Found {
+        Found {
+            owners: self
+                .owners
+                .iter()
+                .map(|key| {
+                    found(&metadata.labels, key)
+                        .or_else(|| found(&metadata.annotations, key))
+                        .map(|value| names.get(value))
+                })
+                .collect(),
+            lead_time: (self.lead_time.as_deref())
+                .and_then(|key| found(&metadata.annotations, key))
+                .map(|value| names.get(value)),
+        }
+    }
+
+    fn none(&self) -> Found {
+        Found {
+            owners: self.owners.iter().map(|_| None).collect(),
+            lead_time: None,
+        }
+    }
+}
+
+/// The levels a key's metadata is looked up at, nearest first (the names log lines use).
+const LEVELS: [&str; 4] = ["key", "service instance", "space", "org"];
+
+/// The lead time of the nearest level that sets one, each distinct value (and level) read
+/// once per refresh: an org's annotation is shared by thousands of keys.
+#[derive(Debug, Default)]
+struct LeadTimes(HashMap<(Arc<str>, usize), LeadTime>);
+
+impl LeadTimes {
+    fn nearest(&mut self, levels: &[&Found; 4]) -> LeadTime {
+        let Some((level, value)) =
+            (levels.iter().enumerate()).find_map(|(i, found)| Some((i, found.lead_time.clone()?)))
+        else {
+            return LeadTime::Unset;
+        };
         self.0
-            .iter()
-            .map(|key| {
-                fn found<'m>(
-                    map: &'m std::collections::BTreeMap<String, Option<String>>,
-                    key: &str,
-                ) -> Option<&'m str> {
-                    map.get(key)?.as_deref().filter(|v| !v.is_empty())
-                }
-                found(&metadata.labels, key)
-                    .or_else(|| found(&metadata.annotations, key))
-                    .map(|value| names.get(value))
-            })
-            .collect()
-    }
-
-    fn none(&self) -> Owners {
-        self.0.iter().map(|_| None).collect()
+            .entry((value, level))
+            .or_insert_with_key(|(value, level)| LeadTime::parse(value, LEVELS[*level]))
+            .clone()
     }
 }
 
@@ -90,7 +139,7 @@ pub struct Instance {
     pub plan: Arc<str>,
     pub updated_at: Arc<str>,
     pub space_guid: String,
-    pub owners: Owners,
+    pub metadata: Found,
 }
 
 /// Collects the pages of `/v3/service_instances?fields[...]` and resolves names at the end
@@ -101,11 +150,16 @@ pub struct InstancePages {
     orgs: HashMap<String, Arc<str>>,
     plans: HashMap<String, (Arc<str>, String)>,
     offerings: HashMap<String, Arc<str>>,
-    instances: Vec<(ServiceInstance, Owners)>,
+    instances: Vec<(ServiceInstance, Found)>,
 }
 
 impl InstancePages {
-    pub fn add(&mut self, page: Page<ServiceInstance>, owners: &OwnerKeys, names: &mut Interner) {
+    pub fn add(
+        &mut self,
+        page: Page<ServiceInstance>,
+        wanted: &MetadataKeys,
+        names: &mut Interner,
+    ) {
         let inc = page.included;
         // A space names its org, a plan its offering: each is kept with its parent's guid.
         let parent = |to: &super::model::ToOne| to.guid().unwrap_or_default().to_owned();
@@ -124,8 +178,8 @@ impl InstancePages {
             self.offerings.insert(o.guid, names.get(&o.name));
         }
         for si in page.resources {
-            let instance_owners = owners.values(&si.metadata, names);
-            self.instances.push((si, instance_owners));
+            let found = wanted.values(&si.metadata, names);
+            self.instances.push((si, found));
         }
     }
 
@@ -134,7 +188,7 @@ impl InstancePages {
     pub fn finish(self, names: &mut Interner) -> HashMap<String, Instance> {
         let unknown = names.get("unknown");
         let mut out = HashMap::with_capacity(self.instances.len());
-        for (si, owners) in self.instances {
+        for (si, metadata) in self.instances {
             let space_guid = si.relationships.space.guid().unwrap_or_default().to_owned();
             let (space, org_guid) = self
                 .spaces
@@ -169,7 +223,7 @@ impl InstancePages {
                     plan,
                     updated_at: names.get(si.updated_at.as_deref().unwrap_or_default()),
                     space_guid,
-                    owners,
+                    metadata,
                 },
             );
         }
@@ -188,11 +242,15 @@ pub struct Key {
     pub updated_at: String,
     /// The key is fully created; one still being created may answer `/details` with 404.
     pub ready: bool,
-    pub owners: Owners,
+    pub metadata: Found,
 }
 
 /// The keys of one `/v3/service_credential_bindings?type=key` page.
-pub fn keys(page: Page<CredentialBinding>, owners: &OwnerKeys, names: &mut Interner) -> Vec<Key> {
+pub fn keys(
+    page: Page<CredentialBinding>,
+    wanted: &MetadataKeys,
+    names: &mut Interner,
+) -> Vec<Key> {
     page.resources
         .into_iter()
         .map(|b| Key {
@@ -204,7 +262,7 @@ pub fn keys(page: Page<CredentialBinding>, owners: &OwnerKeys, names: &mut Inter
             name: b.name.unwrap_or_default(),
             created_at: b.created_at.as_deref().and_then(unix_seconds),
             updated_at: b.updated_at.unwrap_or_default(),
-            owners: owners.values(&b.metadata, names),
+            metadata: wanted.values(&b.metadata, names),
             guid: b.guid,
         })
         .collect()
@@ -217,17 +275,17 @@ pub fn unix_seconds(timestamp: &str) -> Option<i64> {
         .map(OffsetDateTime::unix_timestamp)
 }
 
-/// The owners of spaces and orgs, from `/v3/spaces?include=organization` pages.
+/// The metadata of spaces and orgs, from `/v3/spaces?include=organization` pages.
 #[derive(Debug, Default)]
-pub struct SpaceOwners {
-    spaces: HashMap<String, (String, Owners)>,
-    orgs: HashMap<String, Owners>,
+pub struct SpaceMetadata {
+    spaces: HashMap<String, (String, Found)>,
+    orgs: HashMap<String, Found>,
 }
 
-impl SpaceOwners {
-    pub fn add(&mut self, page: Page<Space>, owners: &OwnerKeys, names: &mut Interner) {
+impl SpaceMetadata {
+    pub fn add(&mut self, page: Page<Space>, wanted: &MetadataKeys, names: &mut Interner) {
         for o in page.included.organizations {
-            let values = owners.values(&o.metadata, names);
+            let values = wanted.values(&o.metadata, names);
             self.orgs.insert(o.guid, values);
         }
         for s in page.resources {
@@ -237,7 +295,7 @@ impl SpaceOwners {
                 .guid()
                 .unwrap_or_default()
                 .to_owned();
-            let values = owners.values(&s.metadata, names);
+            let values = wanted.values(&s.metadata, names);
             self.spaces.insert(s.guid, (org, values));
         }
     }
@@ -251,19 +309,21 @@ pub struct ListedKey {
     pub key_updated_at: Arc<str>,
     pub instance_updated_at: Arc<str>,
     pub owners: Owners,
+    pub lead_time: LeadTime,
 }
 
-/// Joins keys to their instances (and, with owner keys, to their spaces and orgs). A key of an
-/// instance that is not listed (another plan, or created between the two list calls) is left
+/// Joins keys to their instances (and, with metadata keys, to their spaces and orgs). A key of
+/// an instance that is not listed (another plan, or created between the two list calls) is left
 /// for the next refresh, and one still being created is skipped until it is ready.
 pub fn join(
     instances: &HashMap<String, Instance>,
     keys: Vec<Key>,
-    spaces: &SpaceOwners,
-    owners: &OwnerKeys,
+    spaces: &SpaceMetadata,
+    wanted: &MetadataKeys,
     names: &mut Interner,
 ) -> Vec<ListedKey> {
-    let none = owners.none();
+    let none = wanted.none();
+    let mut lead_times = LeadTimes::default();
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
         let Some(instance) = key.instance_guid.as_deref().and_then(|g| instances.get(g)) else {
@@ -272,16 +332,22 @@ pub fn join(
         if !key.ready {
             continue;
         }
-        let owners = if owners.is_empty() {
-            none.clone()
+        let (owners, lead_time) = if wanted.is_empty() {
+            (none.owners.clone(), LeadTime::Unset)
         } else {
-            let (org_guid, space_owners) = spaces
+            let (org_guid, space) = spaces
                 .spaces
                 .get(&instance.space_guid)
                 .map(|(org, values)| (org.as_str(), values))
                 .unwrap_or(("", &none));
-            let org_owners = spaces.orgs.get(org_guid).unwrap_or(&none);
-            nearest(&[&key.owners, &instance.owners, space_owners, org_owners])
+            let org = spaces.orgs.get(org_guid).unwrap_or(&none);
+            let levels = [&key.metadata, &instance.metadata, space, org];
+            let owners = if wanted.owners.is_empty() {
+                none.owners.clone()
+            } else {
+                nearest(&levels.map(|l| &l.owners))
+            };
+            (owners, lead_times.nearest(&levels))
         };
         out.push(ListedKey {
             labels: KeyLabels {
@@ -297,6 +363,7 @@ pub fn join(
             key_updated_at: Arc::from(key.updated_at.as_str()),
             instance_updated_at: instance.updated_at.clone(),
             owners,
+            lead_time,
         });
     }
     out
@@ -315,26 +382,38 @@ mod tests {
     const BINDINGS: &str = include_str!("fixtures/service_credential_bindings.json");
     const SPACES: &str = include_str!("fixtures/spaces_include_organization.json");
 
-    fn owner_keys() -> OwnerKeys {
-        OwnerKeys(vec![
-            "team".into(),
-            "example.com/owner".into(),
-            "cost-center".into(),
-        ])
+    const LEAD: &str = "example.com/warning-lead-time";
+
+    fn owner_keys() -> MetadataKeys {
+        MetadataKeys {
+            owners: vec![
+                "team".into(),
+                "example.com/owner".into(),
+                "cost-center".into(),
+            ],
+            lead_time: None,
+        }
     }
 
-    fn listed(owners: &OwnerKeys) -> Vec<ListedKey> {
+    fn lead_key() -> MetadataKeys {
+        MetadataKeys {
+            owners: Vec::new(),
+            lead_time: Some(LEAD.into()),
+        }
+    }
+
+    fn listed(wanted: &MetadataKeys) -> Vec<ListedKey> {
         let mut names = Interner::default();
         let mut pages = InstancePages::default();
-        pages.add(page(INSTANCES_1), owners, &mut names);
-        pages.add(page(INSTANCES_2), owners, &mut names);
+        pages.add(page(INSTANCES_1), wanted, &mut names);
+        pages.add(page(INSTANCES_2), wanted, &mut names);
         let instances = pages.finish(&mut names);
-        let keys = keys(page(BINDINGS), owners, &mut names);
-        let mut spaces = SpaceOwners::default();
-        if !owners.is_empty() {
-            spaces.add(page(SPACES), owners, &mut names);
+        let keys = keys(page(BINDINGS), wanted, &mut names);
+        let mut spaces = SpaceMetadata::default();
+        if !wanted.is_empty() {
+            spaces.add(page(SPACES), wanted, &mut names);
         }
-        join(&instances, keys, &spaces, owners, &mut names)
+        join(&instances, keys, &spaces, wanted, &mut names)
     }
 
     fn by_name<'a>(keys: &'a [ListedKey], name: &str) -> &'a ListedKey {
@@ -345,7 +424,7 @@ mod tests {
 
     #[test]
     fn names_come_from_included_across_pages() {
-        let keys = listed(&OwnerKeys::default());
+        let keys = listed(&MetadataKeys::default());
         let k = by_name(&keys, "s4-inbound");
         assert_eq!(
             k.labels.values(),
@@ -368,7 +447,7 @@ mod tests {
 
     #[test]
     fn keys_being_created_and_keys_of_unlisted_instances_are_left_out() {
-        let keys = listed(&OwnerKeys::default());
+        let keys = listed(&MetadataKeys::default());
         let names: Vec<&str> = keys.iter().map(|k| &*k.labels.service_key).collect();
         assert!(!names.contains(&"being-created"), "{names:?}");
         assert!(!names.contains(&"other-plan-key"), "{names:?}");
@@ -377,7 +456,7 @@ mod tests {
 
     #[test]
     fn creation_time_and_change_markers_come_from_the_list_page() {
-        let keys = listed(&OwnerKeys::default());
+        let keys = listed(&MetadataKeys::default());
         let k = by_name(&keys, "s4-inbound");
         assert_eq!(k.created_at, Some(1_687_783_827)); // 2023-06-26T12:50:27Z
         assert_eq!(&*k.key_updated_at, "2023-06-29T10:30:27Z");
@@ -422,8 +501,32 @@ mod tests {
 
     #[test]
     fn without_owner_keys_no_owner_is_read() {
-        let keys = listed(&OwnerKeys::default());
+        let keys = listed(&MetadataKeys::default());
         assert!(keys.iter().all(|k| k.owners.is_empty()));
+        assert!(keys.iter().all(|k| k.lead_time == LeadTime::Unset));
+        // Nor with a lead-time annotation alone.
+        assert!(listed(&lead_key()).iter().all(|k| k.owners.is_empty()));
+    }
+
+    #[test]
+    fn the_lead_time_is_the_nearest_annotation_and_an_invalid_one_says_where_it_sits() {
+        let keys = listed(&lead_key());
+        let lead = |name: &str| by_name(&keys, name).lead_time.clone();
+        // On the key itself.
+        assert_eq!(lead("s4-inbound"), LeadTime::Valid(60 * 86_400));
+        // From the org: the instance's label of that name is not the annotation.
+        assert_eq!(lead("partner-edi"), LeadTime::Valid(8 * 7 * 86_400));
+        // The instance's empty value is not found; the space's "60" has no unit.
+        let LeadTime::Invalid(invalid) = lead("x509-client") else {
+            panic!("{:?}", lead("x509-client"))
+        };
+        assert_eq!((invalid.level, invalid.excerpt.as_str()), ("space", "60"));
+        // Without the owners' keys configured, the owners stay unread.
+        assert!(keys.iter().all(|k| k.owners.is_empty()));
+        // Without the annotation configured, no lead time is read.
+        assert!(listed(&owner_keys())
+            .iter()
+            .all(|k| k.lead_time == LeadTime::Unset));
     }
 
     #[test]
@@ -433,10 +536,15 @@ mod tests {
             "annotations": {"team": "from-annotation", "empty": "x", "null": null}
         }))
         .unwrap();
-        let owners = OwnerKeys(vec!["team".into(), "empty".into(), "null".into()]);
-        let values = owners.values(&metadata, &mut Interner::default());
-        assert_eq!(values[0].as_deref(), Some("from-label"));
-        assert_eq!(values[1].as_deref(), Some("x"));
-        assert_eq!(values[2].as_deref(), None);
+        let wanted = MetadataKeys {
+            owners: vec!["team".into(), "empty".into(), "null".into()],
+            lead_time: Some("team".into()),
+        };
+        let found = wanted.values(&metadata, &mut Interner::default());
+        assert_eq!(found.owners[0].as_deref(), Some("from-label"));
+        assert_eq!(found.owners[1].as_deref(), Some("x"));
+        assert_eq!(found.owners[2].as_deref(), None);
+        // The lead time is read from annotations only.
+        assert_eq!(found.lead_time.as_deref(), Some("from-annotation"));
     }
 }

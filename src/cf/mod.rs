@@ -5,8 +5,8 @@
 //!    space, org, plan and offering names resolved through `included` (one request per 5000
 //!    instances, not one per instance);
 //! 2. `GET /v3/service_credential_bindings?type=key` — every service key;
-//! 3. with owner labels configured, `GET /v3/spaces?include=organization` — the metadata of
-//!    every space and org;
+//! 3. with owner labels or a lead-time annotation configured,
+//!    `GET /v3/spaces?include=organization` — the metadata of every space and org;
 //! 4. `GET /v3/service_credential_bindings/:guid/details` — one key's credentials.
 //!
 //! [`listing`] joins the pages (pure); [`http`] is the one transport every request goes
@@ -31,7 +31,7 @@ use crate::metrics::ApiRecorder;
 pub use error::CfError;
 use http::{BodyLimit, Transport};
 pub use listing::ListedKey;
-use listing::{InstancePages, Interner, OwnerKeys, SpaceOwners};
+use listing::{InstancePages, Interner, MetadataKeys, SpaceMetadata};
 use model::{CredentialBinding, Details, Page, ServiceInstance, Space};
 use uaa::Uaa;
 
@@ -54,7 +54,7 @@ pub struct CfClient {
     transport: Arc<Transport>,
     uaa: Uaa,
     api_url: Url,
-    owners: OwnerKeys,
+    metadata: MetadataKeys,
 }
 
 impl CfClient {
@@ -67,19 +67,18 @@ impl CfClient {
             transport,
             uaa,
             api_url: config.api_url.clone(),
-            owners: OwnerKeys(
-                config
-                    .metadata_labels
-                    .iter()
+            metadata: MetadataKeys {
+                owners: (config.metadata_labels.iter())
                     .map(|m| m.key.clone())
                     .collect(),
-            ),
+                lead_time: config.lead_time_annotation.clone(),
+            },
         })
     }
 
     /// Every service key of the foundation (of instances of the given plans), joined with its
-    /// instance's names and its owners: two or three listings, run concurrently, a page of up
-    /// to 5000 resources per request, never a request per key.
+    /// instance's names, its owners and its lead time: two or three listings, run
+    /// concurrently, a page of up to 5000 resources per request, never a request per key.
     pub async fn list_keys(&self, plans: &[String]) -> Result<Vec<ListedKey>, CfError> {
         let (instances, keys, spaces) = tokio::try_join!(
             self.instance_pages(plans),
@@ -92,7 +91,7 @@ impl CfClient {
             &instances,
             keys,
             &spaces,
-            &self.owners,
+            &self.metadata,
             &mut names,
         ))
     }
@@ -113,7 +112,7 @@ impl CfClient {
         let mut pages = InstancePages::default();
         let mut names = Interner::default();
         self.for_each_page(INSTANCES_ENDPOINT, url, |page: Page<ServiceInstance>| {
-            pages.add(page, &self.owners, &mut names)
+            pages.add(page, &self.metadata, &mut names)
         })
         .await?;
         Ok(pages)
@@ -128,17 +127,18 @@ impl CfClient {
         let mut keys = Vec::new();
         let mut names = Interner::default();
         self.for_each_page(BINDINGS_ENDPOINT, url, |page: Page<CredentialBinding>| {
-            keys.extend(listing::keys(page, &self.owners, &mut names))
+            keys.extend(listing::keys(page, &self.metadata, &mut names))
         })
         .await?;
         Ok(keys)
     }
 
-    /// The owners of every space and org: only when owner labels are configured. Metadata edits
-    /// do not move a resource's `updated_at`, so this is read at every refresh.
-    async fn space_pages(&self) -> Result<SpaceOwners, CfError> {
-        let mut owners = SpaceOwners::default();
-        if self.owners.is_empty() {
+    /// The metadata of every space and org: only when owner labels or a lead-time annotation
+    /// are configured. Metadata edits do not move a resource's `updated_at`, so this is read at
+    /// every refresh.
+    async fn space_pages(&self) -> Result<SpaceMetadata, CfError> {
+        let mut owners = SpaceMetadata::default();
+        if self.metadata.is_empty() {
             return Ok(owners);
         }
         let mut url = self.url(SPACES_ENDPOINT);
@@ -147,13 +147,19 @@ impl CfClient {
             .append_pair("per_page", &MAX_PER_PAGE.to_string());
         let mut names = Interner::default();
         self.for_each_page(SPACES_ENDPOINT, url, |page: Page<Space>| {
-            owners.add(page, &self.owners, &mut names)
+            owners.add(page, &self.metadata, &mut names)
         })
         .await?;
         Ok(owners)
     }
 
-    /// The rate limit Cloud Foundry announced last, if it ever did.
+    /// Measures the transport's rate-limit waits on `clock` (set it before the first request).
+    pub fn set_clock(&self, clock: Arc<dyn crate::clock::Clock>) {
+        self.transport.set_clock(clock);
+    }
+
+    /// The rate limit Cloud Foundry announced last, while its window lasts (`None` before any
+    /// announcement and once its reset has passed).
     pub fn rate_limit(&self) -> Option<http::RateLimit> {
         self.transport.rate_limit()
     }

@@ -3,7 +3,7 @@
 //! Owns reading, defaulting and validating the file; it returns the same [`FoundationConfig`]s
 //! the single-foundation flags produce, so nothing downstream knows where a foundation came
 //! from. Top-level keys (`refresh_interval`, `full_refresh_interval`, `service_plans`,
-//! `metadata_labels`, `details_concurrency`,
+//! `metadata_labels`, `lead_time_annotation`, `details_concurrency`,
 //! `client_id`, `origin`, `ca_file`, `skip_tls_verify`) are defaults that each `[[foundation]]`
 //! may override; credentials, `api_url`, `uaa_url` and `name` belong to a foundation only.
 //!
@@ -27,9 +27,10 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::{
-    check_interval, check_readable, check_secret, default_foundation_name, metadata_labels,
-    parse_url, ConfigError, FoundationConfig, Grant, MetadataLabel, SecretSource, TlsOptions,
-    DEFAULT_DETAILS_CONCURRENCY, DEFAULT_FULL_REFRESH_INTERVAL, DEFAULT_REFRESH_INTERVAL,
+    check_interval, check_readable, check_secret, default_foundation_name, lead_time_annotation,
+    metadata_labels, parse_url, ConfigError, FoundationConfig, Grant, MetadataLabel, SecretSource,
+    TlsOptions, DEFAULT_DETAILS_CONCURRENCY, DEFAULT_FULL_REFRESH_INTERVAL,
+    DEFAULT_REFRESH_INTERVAL,
 };
 
 /// The cf CLI's public OAuth client.
@@ -42,6 +43,7 @@ const TOP_KEYS: &[&str] = &[
     "full_refresh_interval",
     "service_plans",
     "metadata_labels",
+    "lead_time_annotation",
     "details_concurrency",
     "client_id",
     "origin",
@@ -78,6 +80,9 @@ struct Shared {
     service_plans: Option<Vec<String>>,
     #[serde(default, deserialize_with = "checked::metadata_labels")]
     metadata_labels: Option<Vec<MetadataLabel>>,
+    /// `Some("")`: explicitly off (a foundation's empty value overrides the top level's).
+    #[serde(default, deserialize_with = "checked::lead_time_annotation")]
+    lead_time_annotation: Option<String>,
     #[serde(default, deserialize_with = "checked::concurrency")]
     details_concurrency: Option<NonZeroUsize>,
     #[serde(default, deserialize_with = "checked::non_empty")]
@@ -107,6 +112,7 @@ impl Shared {
             full_refresh_interval: self.full_refresh_interval.or(d.full_refresh_interval),
             service_plans: self.service_plans.or(d.service_plans),
             metadata_labels: self.metadata_labels.or(d.metadata_labels),
+            lead_time_annotation: self.lead_time_annotation.or(d.lead_time_annotation),
             details_concurrency: self.details_concurrency.or(d.details_concurrency),
             client_id: self.client_id.or(d.client_id),
             origin: self.origin.or(d.origin),
@@ -148,6 +154,18 @@ mod checked {
     ) -> Result<Option<Vec<MetadataLabel>>, D::Error> {
         Option::<Vec<String>>::deserialize(d)?
             .map(|keys| super::metadata_labels("", &keys).map_err(|e| D::Error::custom(message(e))))
+            .transpose()
+    }
+
+    pub fn lead_time_annotation<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<String>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|key| {
+                super::lead_time_annotation("", &key)
+                    .map(Option::unwrap_or_default)
+                    .map_err(|e| D::Error::custom(message(e)))
+            })
             .transpose()
     }
 
@@ -328,6 +346,7 @@ fn build_foundation(
         origin: settings.origin.filter(|o| !o.trim().is_empty()),
         service_plans: settings.service_plans.unwrap_or_default(),
         metadata_labels: settings.metadata_labels.unwrap_or_default(),
+        lead_time_annotation: settings.lead_time_annotation.filter(|k| !k.is_empty()),
         refresh_interval: settings
             .refresh_interval
             .unwrap_or(DEFAULT_REFRESH_INTERVAL),

@@ -45,6 +45,9 @@ pub struct FoundationConfig {
     pub service_plans: Vec<String>,
     /// Cloud Foundry metadata keys exported as owner labels (`--metadata-labels`).
     pub metadata_labels: Vec<MetadataLabel>,
+    /// The Cloud Foundry annotation holding an owner's warning lead time
+    /// (`--lead-time-annotation`); `None` = off.
+    pub lead_time_annotation: Option<String>,
     pub refresh_interval: Duration,
     /// Every key's details are read again at least this often, even when nothing says it
     /// changed (guards against changes `updated_at` does not show).
@@ -144,22 +147,39 @@ impl MetadataLabel {
     }
 }
 
+/// A key must look like a Cloud Foundry metadata key: `name` or `prefix/name`, no spaces.
+fn check_metadata_key(field: &str, key: &str) -> Result<(), ConfigError> {
+    let name = key.rsplit_once('/').map_or(key, |(_, name)| name);
+    if name.is_empty()
+        || key.matches('/').count() > 1
+        || key.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(ConfigError::invalid(
+            field,
+            format!("\"{key}\" is not a Cloud Foundry metadata key (`name` or `prefix/name`)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `--lead-time-annotation` / `lead_time_annotation`: blank is off (`None`), anything
+/// else must look like a Cloud Foundry metadata key, as for `--metadata-labels`.
+pub fn lead_time_annotation(field: &str, key: &str) -> Result<Option<String>, ConfigError> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Ok(None);
+    }
+    check_metadata_key(field, key)?;
+    Ok(Some(key.to_owned()))
+}
+
 /// Checks `--metadata-labels` / `metadata_labels`: blank entries are dropped, a key must look
 /// like a Cloud Foundry metadata key (`name` or `prefix/name`, no spaces), and two keys that
 /// become the same label (or one key listed twice) are an error naming both.
 pub fn metadata_labels(field: &str, keys: &[String]) -> Result<Vec<MetadataLabel>, ConfigError> {
     let mut out: Vec<MetadataLabel> = Vec::new();
     for key in keys.iter().map(|k| k.trim()).filter(|k| !k.is_empty()) {
-        let name = key.rsplit_once('/').map_or(key, |(_, name)| name);
-        if name.is_empty()
-            || key.matches('/').count() > 1
-            || key.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(ConfigError::invalid(
-                field,
-                format!("\"{key}\" is not a Cloud Foundry metadata key (`name` or `prefix/name`)"),
-            ));
-        }
+        check_metadata_key(field, key)?;
         let label = MetadataLabel::sanitise(key);
         if let Some(other) = out.iter().find(|m| m.label == label) {
             return Err(ConfigError::invalid(
@@ -353,6 +373,7 @@ impl Source {
 struct Tuning {
     service_plans: Vec<String>,
     metadata_labels: Vec<MetadataLabel>,
+    lead_time_annotation: Option<String>,
     refresh_interval: Duration,
     full_refresh_interval: Duration,
     details_concurrency: NonZeroUsize,
@@ -366,6 +387,10 @@ impl Tuning {
                 "--metadata-labels",
                 args.metadata_labels.as_deref().unwrap_or_default(),
             )?,
+            lead_time_annotation: lead_time_annotation(
+                "--lead-time-annotation",
+                args.lead_time_annotation.as_deref().unwrap_or_default(),
+            )?,
             refresh_interval: check_interval("--refresh-interval", args.refresh_interval)?,
             full_refresh_interval: check_interval(
                 "--full-refresh-interval",
@@ -378,6 +403,7 @@ impl Tuning {
     fn apply(self, foundation: &mut FoundationConfig) {
         foundation.service_plans = self.service_plans;
         foundation.metadata_labels = self.metadata_labels;
+        foundation.lead_time_annotation = self.lead_time_annotation;
         foundation.refresh_interval = self.refresh_interval;
         foundation.full_refresh_interval = self.full_refresh_interval;
         foundation.details_concurrency = self.details_concurrency;
@@ -397,6 +423,9 @@ pub struct DemoTarget {
     /// The metadata keys the simulated world carries owners under: `--demo` exports them as
     /// owner labels unless `--metadata-labels` says otherwise.
     pub metadata_labels: Vec<String>,
+    /// The annotation the simulated world carries lead times under: `--demo` reads it unless
+    /// `--lead-time-annotation` says otherwise.
+    pub lead_time_annotation: Option<String>,
 }
 
 impl DemoTarget {
@@ -416,6 +445,7 @@ impl DemoTarget {
             origin: self.origin.clone(),
             service_plans: Vec::new(),
             metadata_labels: Vec::new(),
+            lead_time_annotation: None,
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
             full_refresh_interval: DEFAULT_FULL_REFRESH_INTERVAL,
             details_concurrency: DEFAULT_DETAILS_CONCURRENCY,
@@ -437,6 +467,7 @@ impl DemoTarget {
             client_secret: accounts.client_secret.clone(),
             origin: accounts.origin.clone(),
             metadata_labels: Vec::new(),
+            lead_time_annotation: None,
         }
     }
 }
@@ -458,6 +489,12 @@ pub fn demo(args: &ConnectionArgs, target: &DemoTarget) -> Result<Config, Config
     let mut tuning = Tuning::from_args(args)?;
     if args.metadata_labels.is_none() {
         tuning.metadata_labels = metadata_labels("--metadata-labels", &target.metadata_labels)?;
+    }
+    if args.lead_time_annotation.is_none() {
+        tuning.lead_time_annotation = (target.lead_time_annotation.as_deref())
+            .map(|key| lead_time_annotation("--lead-time-annotation", key))
+            .transpose()?
+            .flatten();
     }
     tuning.apply(&mut foundation);
     Ok(Config {
@@ -558,6 +595,7 @@ pub fn from_args(
         origin: args.cf_origin.clone().filter(|o| !o.is_empty()),
         service_plans: Vec::new(),
         metadata_labels: Vec::new(),
+        lead_time_annotation: None,
         refresh_interval: DEFAULT_REFRESH_INTERVAL,
         full_refresh_interval: DEFAULT_FULL_REFRESH_INTERVAL,
         details_concurrency: DEFAULT_DETAILS_CONCURRENCY,

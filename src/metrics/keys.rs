@@ -2,13 +2,13 @@
 //!
 //! The label sets of 20,000 keys change only when a refresh publishes, so each snapshot is
 //! rendered once with the official client's text encoder (its label escaping and number
-//! formatting). The families with extra labels (`info`, `read_error`, `owner_info`) are kept as
-//! finished text that scrapes copy. The four families that carry only a key's labels and a
-//! number (`expiry_timestamp_seconds`, `expiry_seconds`, `created_timestamp_seconds`,
-//! `valid_from_timestamp_seconds`) share one rendered label set per key: a scrape writes the
-//! name, that label set and the value, which for `expiry_seconds` moves with the scrape's
-//! clock. One label set instead of four halves the memory a rendering holds. Pure CPU work, no
-//! I/O.
+//! formatting). The families with extra labels (`info`, `read_error`, `owner_info`), and the
+//! rare `warning_lead_invalid`, are kept as finished text that scrapes copy. The five families
+//! that carry only a key's labels and a number (`expiry_timestamp_seconds`, `expiry_seconds`,
+//! `created_timestamp_seconds`, `valid_from_timestamp_seconds`, `warning_lead_seconds`) share
+//! one rendered label set per key: a scrape writes the name, that label set and the value,
+//! which for `expiry_seconds` moves with the scrape's clock. One label set instead of four
+//! halves the memory a rendering holds. Pure CPU work, no I/O.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -35,10 +35,14 @@ pub enum Family {
     ValidFrom,
     ReadError,
     Owner,
+    /// The owner's lead time, where the annotation is valid.
+    WarningLead,
+    /// 1 where the nearest lead-time annotation is invalid.
+    WarningLeadInvalid,
 }
 
 impl Family {
-    pub const ALL: [Family; 7] = [
+    pub const ALL: [Family; 9] = [
         Family::ExpiryTimestamp,
         Family::Countdown,
         Family::Info,
@@ -46,6 +50,8 @@ impl Family {
         Family::ValidFrom,
         Family::ReadError,
         Family::Owner,
+        Family::WarningLead,
+        Family::WarningLeadInvalid,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +64,8 @@ impl Family {
             Family::ValidFrom => "cf_service_key_valid_from_timestamp_seconds",
             Family::ReadError => "cf_service_key_read_error",
             Family::Owner => "cf_service_key_owner_info",
+            Family::WarningLead => "cf_service_key_warning_lead_seconds",
+            Family::WarningLeadInvalid => "cf_service_key_warning_lead_invalid",
         }
     }
 
@@ -71,6 +79,8 @@ impl Family {
             Family::ValidFrom => "Unix time from which the service key's expiring credentials are valid",
             Family::ReadError => "1 while the latest attempt to fetch or read the service key's details failed, by reason",
             Family::Owner => "The service key's owners, from Cloud Foundry metadata on the key, its instance, its space or its org (nearest wins)",
+            Family::WarningLead => "How long before expiry the service key's owners want to be warned, from the --lead-time-annotation on the key, its instance, its space or its org (nearest wins); only where that value is a valid duration",
+            Family::WarningLeadInvalid => "1 while the nearest --lead-time-annotation of the service key is not a valid duration (from 1h to 2y); the default lead applies",
         }
     }
 
@@ -148,6 +158,16 @@ impl Collector for FamilyOf {
                         ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
                     }
                 }
+                Family::WarningLead => {
+                    if let Some(lead) = key.lead_time.seconds() {
+                        ConstGauge::new(lead as f64).encode(m.encode_family(&base)?)?;
+                    }
+                }
+                Family::WarningLeadInvalid => {
+                    if key.lead_time.is_invalid() {
+                        ConstGauge::new(1i64).encode(m.encode_family(&base)?)?;
+                    }
+                }
                 Family::Owner => {
                     if !owner_labels.is_empty() {
                         // Every owner label on every series, empty where none was found: the
@@ -192,8 +212,8 @@ fn render(foundation: &str, snapshot: &Arc<FoundationSnapshot>, family: Family) 
 }
 
 /// Whether two snapshots of a foundation render to the same per-key series: the same keys with
-/// the same labels, owners, times, expiry sources and failure reasons (when a key was read, or
-/// how often it failed, is not on /metrics).
+/// the same labels, owners, times, expiry sources, failure reasons and lead times (when a key
+/// was read, how often it failed, or why its lead time is invalid, is not on /metrics).
 pub fn same_series(a: &FoundationSnapshot, b: &FoundationSnapshot) -> bool {
     fn same(x: &KeyRecord, y: &KeyRecord) -> bool {
         x.labels == y.labels
@@ -202,6 +222,8 @@ pub fn same_series(a: &FoundationSnapshot, b: &FoundationSnapshot) -> bool {
             && x.expiry() == y.expiry()
             && x.expiry_source() == y.expiry_source()
             && x.failure.as_ref().map(|f| f.reason) == y.failure.as_ref().map(|f| f.reason)
+            && x.lead_time.seconds() == y.lead_time.seconds()
+            && x.lead_time.is_invalid() == y.lead_time.is_invalid()
     }
     a.owner_labels == b.owner_labels
         && a.keys.len() == b.keys.len()
@@ -229,12 +251,17 @@ struct Numbers {
     expires_at: Option<i64>,
     created_at: Option<i64>,
     valid_from: Option<i64>,
+    /// At most 2 years of seconds (see [`crate::lead_time::MAX`]): 4 bytes are enough.
+    lead: Option<u32>,
 }
 
 impl Family {
     /// Kept as finished text (it has labels beyond the key's), rather than written per scrape.
     pub fn carries_text(self) -> bool {
-        matches!(self, Family::Info | Family::ReadError | Family::Owner)
+        matches!(
+            self,
+            Family::Info | Family::ReadError | Family::Owner | Family::WarningLeadInvalid
+        )
     }
 }
 
@@ -259,6 +286,7 @@ impl Rendered {
                 expires_at: expiry.map(|e| e.expires_at),
                 created_at: key.created_at,
                 valid_from: expiry.and_then(|e| e.valid_from),
+                lead: (key.lead_time.seconds()).and_then(|s| u32::try_from(s).ok()),
             });
         }
         labels.shrink_to_fit();
@@ -343,6 +371,7 @@ fn value(family: Family, k: &Numbers, now: f64) -> Option<Value> {
         Family::Countdown => k.expires_at.map(|t| Value::Float(t as f64 - now)),
         Family::Created => k.created_at.map(Value::Whole),
         Family::ValidFrom => k.valid_from.map(Value::Whole),
+        Family::WarningLead => k.lead.map(|s| Value::Whole(i64::from(s))),
         _ => None,
     }
 }

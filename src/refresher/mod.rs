@@ -14,8 +14,14 @@
 //! (and is counted in `details_errors_total{reason}`); a refresh that runs out of time
 //! publishes what it read and keeps the last readings of the rest.
 //!
+//! The first refresh that lists the keys and leaves none of them unattempted (a failed read
+//! counts as an attempt; one the budget deferred does not) marks the foundation
+//! [ready](crate::snapshot::RefreshStatus::ready) for `/readyz`. A key whose lead-time
+//! annotation turns invalid is logged once, here, where the previous records are at hand.
+//!
 //! [`Refresher::refresh`] says how it went ([`RefreshOutcome`]); the wall clock comes from an
-//! injected [`Clock`], so tests step through days of refreshes without sleeping.
+//! injected [`Clock`] (the transport's rate-limit waits too), so tests step through days of
+//! refreshes without sleeping.
 
 pub mod plan;
 pub mod read;
@@ -33,7 +39,7 @@ use crate::cf::{CfClient, CfError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::FoundationConfig;
 use crate::metrics::ExporterMetrics;
-use crate::snapshot::{FoundationSnapshot, KeyRecord, RefreshStatus, Store};
+use crate::snapshot::{FoundationSnapshot, KeyRecord, LeadTime, RefreshStatus, Store};
 
 /// The shortest time a refresh is given before it stops and publishes what it has.
 const MIN_REFRESH_DEADLINE: Duration = Duration::from_secs(300);
@@ -122,8 +128,10 @@ impl Refresher {
         self
     }
 
-    /// Reads the wall clock from `clock` instead of the system.
+    /// Reads the wall clock from `clock` instead of the system (the transport's rate-limit
+    /// waits too).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.client.set_clock(clock.clone());
         self.clock = clock;
         self
     }
@@ -184,6 +192,7 @@ impl Refresher {
         let requests = self.client.requests_sent() - requests_before;
         let mut status = RefreshStatus {
             finished_once: true,
+            ready: previous.status.ready,
             success: false,
             last_success_at: previous.status.last_success_at,
             last_duration: Some(duration),
@@ -213,6 +222,12 @@ impl Refresher {
         }
         self.log(&stats, error.as_ref(), duration);
         let produced_keys = !matches!(error, Some(RefreshError::List(_)));
+        // A listing that failed says nothing of the estate; one that left keys unattempted
+        // (the budget or the deadline stopped it) is not yet the whole truth.
+        status.ready |= produced_keys
+            && keys
+                .iter()
+                .all(|k| k.reading.is_some() || k.failure.is_some());
         let published = self.store.publish(
             name,
             FoundationSnapshot {
@@ -288,6 +303,7 @@ impl Refresher {
         let mut records = plan.kept;
         records.extend(read.records);
         records.sort_by(|a, b| a.labels.service_key_guid.cmp(&b.labels.service_key_guid));
+        self.log_invalid_lead_times(&previous, &records);
         let stats = RefreshStats {
             keys: records.len(),
             details_read: read.fetched,
@@ -298,6 +314,40 @@ impl Refresher {
             requests: 0,
         };
         Ok((records, stats, read.timed_out))
+    }
+
+    /// One warning per key whose lead-time annotation turned invalid (the next refreshes stay
+    /// quiet while it stays so). The key's identity and the reason, and of the value (untrusted
+    /// text) only its escaped excerpt.
+    fn log_invalid_lead_times(&self, previous: &HashMap<&str, &KeyRecord>, records: &[KeyRecord]) {
+        let Some(annotation) = self.config.lead_time_annotation.as_deref() else {
+            return;
+        };
+        for key in records {
+            let LeadTime::Invalid(invalid) = &key.lead_time else {
+                continue;
+            };
+            let before = previous.get(&*key.labels.service_key_guid);
+            if before.is_some_and(|b| b.lead_time.is_invalid()) {
+                continue;
+            }
+            let l = &key.labels;
+            tracing::warn!(
+                foundation = self.config.name.as_str(),
+                // Names are free text: Debug escapes them, as the excerpt is escaped.
+                org = ?l.org,
+                space = ?l.space,
+                service_instance = ?l.service_instance,
+                service_key = ?l.service_key,
+                service_key_guid = %l.service_key_guid,
+                annotation,
+                on = invalid.level,
+                reason = invalid.reason,
+                // Escaped already (quotes and backslashes too), so quoting it is unambiguous.
+                value = %format_args!("\"{}\"", invalid.excerpt),
+                "ignoring the key's lead-time annotation; the default lead applies"
+            );
+        }
     }
 
     fn log(&self, stats: &RefreshStats, error: Option<&RefreshError>, duration: Duration) {

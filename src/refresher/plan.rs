@@ -91,40 +91,14 @@ pub fn plan(
             labels: key.labels,
             created_at: key.created_at,
             owners: key.owners,
+            lead_time: key.lead_time,
             key_updated_at: key.key_updated_at,
             instance_updated_at: key.instance_updated_at,
             reading: before.and_then(|b| b.reading.clone()),
             failure: before.and_then(|b| b.failure.clone()),
         };
-        let waiting = record
-            .failure
-            .as_ref()
-            .and_then(|f| f.retry_at)
-            .is_some_and(|at| at > policy.now);
-        let why = match before {
-            _ if waiting => None,
-            None => Some(Why::New),
-            Some(_) if record.reading.is_none() => Some(Why::New),
-            Some(b)
-                if b.key_updated_at != record.key_updated_at
-                    || b.instance_updated_at != record.instance_updated_at =>
-            {
-                Some(Why::Changed)
-            }
-            Some(_)
-                if record
-                    .failure
-                    .as_ref()
-                    .is_some_and(|f| f.retry_at.is_some()) =>
-            {
-                Some(Why::Retry)
-            }
-            Some(_) => {
-                due.push(record);
-                continue;
-            }
-        };
-        match why {
+        match why(before, &record, policy.now) {
+            Some(Why::Due) => due.push(record),
             Some(why) => wanted.push(Job { record, why }),
             None => out.kept.push(record),
         }
@@ -164,6 +138,34 @@ pub fn plan(
     // budget is still found by age, it need not be carried as credit too.
     out.due_credit = credit.min(share + 2.0);
     out
+}
+
+/// Why a listed key (`record`, with what it had) would be read this refresh; `Due` when only its
+/// age can make it due, `None` while a failure's backoff runs and nothing changed.
+fn why(before: Option<&KeyRecord>, record: &KeyRecord, now: i64) -> Option<Why> {
+    let Some(before) = before else {
+        return Some(Why::New);
+    };
+    let changed = before.key_updated_at != record.key_updated_at
+        || before.instance_updated_at != record.instance_updated_at;
+    let retry_at = record.failure.as_ref().and_then(|f| f.retry_at);
+    // Before the backoff: a change may be what mends a failing key (one answers 404 while its
+    // creation runs, and its `updated_at` moves when that succeeds).
+    if changed {
+        return Some(match record.reading {
+            None => Why::New,
+            Some(_) => Why::Changed,
+        });
+    }
+    if retry_at.is_some_and(|at| at > now) {
+        None
+    } else if record.reading.is_none() {
+        Some(Why::New)
+    } else if retry_at.is_some() {
+        Some(Why::Retry)
+    } else {
+        Some(Why::Due)
+    }
 }
 
 /// How many due reads one refresh owes: `keys × elapsed ÷ full_refresh_interval`, with at most
@@ -239,6 +241,7 @@ mod tests {
             key_updated_at: r.key_updated_at,
             instance_updated_at: r.instance_updated_at,
             owners: r.owners,
+            lead_time: r.lead_time,
         }
     }
 
@@ -304,6 +307,44 @@ mod tests {
         assert_eq!(kept, ["e", "c"]);
         // A kept key keeps its reading and its failure beside it.
         assert!(p.kept[0].failure.is_some() && p.kept[0].reading.is_some());
+    }
+
+    #[test]
+    fn a_failing_key_whose_updated_at_moved_is_read_despite_its_backoff() {
+        // Never read: it answered 404 three times while being created.
+        let mut creating = record("a", "u-1", None);
+        creating.failure = Some(ReadFailure {
+            reason: "not_found",
+            attempts: 3,
+            retry_at: Some(NOW + 1800),
+        });
+        // Read once, failing since; its instance changed.
+        let mut instance_moved = record("b", "u", Some(NOW - 600));
+        instance_moved.failure = Some(ReadFailure {
+            reason: "http_5xx",
+            attempts: 4,
+            retry_at: Some(NOW + 3000),
+        });
+        // The control: failing, nothing moved.
+        let mut unchanged = record("c", "u", None);
+        unchanged.failure = creating.failure.clone();
+        let before = [&creating, &instance_moved, &unchanged];
+        let previous: HashMap<&str, &KeyRecord> = before
+            .iter()
+            .map(|r| (&*r.labels.service_key_guid, *r))
+            .collect();
+        let mut moved = listed("b", "u");
+        moved.instance_updated_at = "i-2".into();
+        let now = vec![listed("a", "u-2"), moved, listed("c", "u")];
+        let p = plan(now, &previous, &policy(None), 0.0);
+        assert_eq!(reasons(&p), [("a", Why::New), ("b", Why::Changed)]);
+        let kept: Vec<&str> = p.kept.iter().map(|r| &*r.labels.service_key_guid).collect();
+        assert_eq!(kept, ["c"]);
+        // The read starts from the failure, so a new one still counts the attempts.
+        assert_eq!(
+            p.read[0].record.failure.as_ref().map(|f| f.attempts),
+            Some(3)
+        );
     }
 
     #[test]

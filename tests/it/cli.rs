@@ -65,6 +65,26 @@ fn demo_validates_its_flags_like_every_other_source() {
     }
 }
 
+#[test]
+fn a_bad_lead_time_annotation_is_refused_from_the_flag_and_from_the_environment() {
+    for (args, env) in [
+        (vec!["--demo", "--lead-time-annotation", "x/y/z"], None),
+        (vec!["--demo"], Some("x/y/z")),
+    ] {
+        let mut command = exporter(&args);
+        if let Some(value) = env {
+            command.env("LEAD_TIME_ANNOTATION", value);
+        }
+        let output = command.output().expect("the binary runs");
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}: {err}");
+        assert!(
+            err.contains(r#"--lead-time-annotation: "x/y/z" is not a Cloud Foundry metadata key"#),
+            "{err}"
+        );
+    }
+}
+
 /// Starts the exporter on the demo with stderr piped (not a terminal, as in a log file,
 /// journald or `kubectl logs`) and returns what it logged up to its first refresh.
 fn demo_log(extra_args: &[&str], env: &[(&str, &str)]) -> String {

@@ -111,6 +111,7 @@ fn every_field_is_parsed_and_overrides_the_top_level() {
     assert_eq!(eu10.service_plans, ["standard"]);
     assert_eq!(eu10.refresh_interval, Duration::from_secs(90 * 60));
     assert_eq!(eu10.details_concurrency.get(), 32);
+    assert_eq!(eu10.lead_time_annotation.as_deref(), Some("lead-time"));
 
     let us10 = &foundations[1];
     assert_eq!(us10.uaa_url, None);
@@ -131,6 +132,10 @@ fn every_field_is_parsed_and_overrides_the_top_level() {
     );
     assert_eq!(us10.refresh_interval, Duration::from_secs(600));
     assert_eq!(us10.details_concurrency.get(), 8);
+    assert_eq!(
+        us10.lead_time_annotation.as_deref(),
+        Some("example.com/warning-lead-time")
+    );
 
     let ap10 = &foundations[2];
     assert!(matches!(ap10.grant, Grant::ClientCredentials));
@@ -142,6 +147,7 @@ fn every_field_is_parsed_and_overrides_the_top_level() {
         ap10.service_plans.is_empty(),
         "an empty list overrides the top-level plans: every plan"
     );
+    assert_eq!(ap10.lead_time_annotation, None, "\"\" turns it off");
 }
 
 #[test]
@@ -571,6 +577,124 @@ fn bad_durations_are_errors() {
         err,
         format!(r#"{PATH}: foundation "eu10": refresh_interval: must be at least 1s"#)
     );
+}
+
+#[test]
+fn the_lead_time_annotation_is_a_top_level_default_a_foundation_may_override_or_turn_off() {
+    let foundations = parse_ok(
+        r#"
+        lead_time_annotation = " example.com/warning-lead-time "
+
+        [[foundation]]
+        name = "a"
+        api_url = "https://api.a.example.com"
+
+        [[foundation]]
+        name = "b"
+        api_url = "https://api.b.example.com"
+        lead_time_annotation = "lead-time"
+
+        [[foundation]]
+        name = "c"
+        api_url = "https://api.c.example.com"
+        lead_time_annotation = ""
+        "#,
+    );
+    let leads: Vec<Option<&str>> = foundations
+        .iter()
+        .map(|f| f.lead_time_annotation.as_deref())
+        .collect();
+    assert_eq!(
+        leads,
+        [
+            Some("example.com/warning-lead-time"),
+            Some("lead-time"),
+            None
+        ]
+    );
+    // Off unless set.
+    assert_eq!(parse_ok(MINIMAL)[0].lead_time_annotation, None);
+    // Checked as a metadata key, like metadata_labels, naming the field.
+    let err = parse_err(&format!("{MINIMAL}lead_time_annotation = \"a/b/c\"\n"));
+    assert_eq!(
+        err,
+        format!(
+            r#"{PATH}: foundation "eu10": lead_time_annotation: "a/b/c" is not a Cloud Foundry metadata key (`name` or `prefix/name`)"#
+        )
+    );
+    let err = parse_err(&format!("lead_time_annotation = [\"x\"]\n{MINIMAL}"));
+    assert!(
+        err.starts_with(&format!("{PATH}: lead_time_annotation: ")),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_lead_time_annotation_flag_and_the_demo_default() {
+    use cf_service_key_exporter::cli::Cli;
+    use cf_service_key_exporter::config::{demo, from_args, DemoTarget};
+    use clap::Parser;
+    let args = |extra: &[&str]| {
+        let base = [
+            "cf-service-key-exporter",
+            "--cf-api-url",
+            "https://api.example.com",
+        ];
+        Cli::try_parse_from(base.iter().chain(extra))
+            .unwrap()
+            .connection
+    };
+    let lead = |extra: &[&str]| {
+        from_args(&args(extra), |_| None).map(|c| c.foundations[0].lead_time_annotation.clone())
+    };
+    assert_eq!(lead(&[]).unwrap(), None);
+    assert_eq!(
+        lead(&["--lead-time-annotation", "example.com/lead"]).unwrap(),
+        Some("example.com/lead".to_owned())
+    );
+    assert_eq!(lead(&["--lead-time-annotation", " "]).unwrap(), None);
+    let err = lead(&["--lead-time-annotation", "a b"]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"--lead-time-annotation: "a b" is not a Cloud Foundry metadata key (`name` or `prefix/name`)"#
+    );
+
+    // --demo reads the simulated world's annotation unless the flag says otherwise.
+    let demo_args = |extra: &[&str]| {
+        let base = ["cf-service-key-exporter", "--demo"];
+        Cli::try_parse_from(base.iter().chain(extra))
+            .unwrap()
+            .connection
+    };
+    let mut target = DemoTarget {
+        api_url: "http://127.0.0.1:9/".parse().unwrap(),
+        username: "u".into(),
+        password: secrecy::SecretString::from("p"),
+        client_id: "cf".into(),
+        client_secret: String::new(),
+        origin: None,
+        metadata_labels: Vec::new(),
+        lead_time_annotation: Some("example.com/warning-lead-time".into()),
+    };
+    let demo_lead = |extra: &[&str], target: &DemoTarget| {
+        demo(&demo_args(extra), target).map(|c| c.foundations[0].lead_time_annotation.clone())
+    };
+    assert_eq!(
+        demo_lead(&[], &target).unwrap().as_deref(),
+        Some("example.com/warning-lead-time")
+    );
+    assert_eq!(
+        demo_lead(&["--lead-time-annotation", ""], &target).unwrap(),
+        None
+    );
+    assert_eq!(
+        demo_lead(&["--lead-time-annotation", "mine"], &target)
+            .unwrap()
+            .as_deref(),
+        Some("mine")
+    );
+    target.lead_time_annotation = None;
+    assert_eq!(demo_lead(&[], &target).unwrap(), None);
 }
 
 #[test]

@@ -462,38 +462,6 @@ async fn a_deleted_key_disappears_at_the_next_refresh() {
 }
 
 #[tokio::test]
-async fn readiness_waits_for_the_first_refresh() {
-    let h = Harness::new(clean_demo(now())).await;
-    assert_eq!(h.get("/readyz").await.status(), 503);
-    assert_eq!(h.get("/healthz").await.status(), 200);
-    h.refresh().await;
-    assert_eq!(h.get("/readyz").await.status(), 200);
-}
-
-#[tokio::test]
-async fn readiness_counts_a_failed_first_refresh_as_finished() {
-    let h = Harness::new(clean_demo(now())).await;
-    h.sim.state.switches.set_outage(Some(Outage::Html(500)));
-    h.refresh().await;
-    assert_eq!(h.get("/readyz").await.status(), 200);
-    let scrape = h.scrape().await;
-    assert_eq!(
-        scrape.value(
-            "cf_service_key_exporter_refresh_success",
-            &[("foundation", "test")]
-        ),
-        0.0
-    );
-    assert_eq!(
-        scrape.value(
-            "cf_service_key_exporter_last_refresh_success_timestamp_seconds",
-            &[("foundation", "test")]
-        ),
-        0.0
-    );
-}
-
-#[tokio::test]
 async fn names_with_quotes_backslashes_newlines_and_unicode_survive_a_round_trip() {
     let odd = [
         "acme \"prod\"",

@@ -1,6 +1,7 @@
 //! The exposition of a fixed snapshot at a fixed clock, byte for byte: names, help texts, label
 //! order and escaping, value formatting, `expiry_source="none"` and `"unread"`, creation and
-//! valid-from times, read errors, owners, the self-metrics. A change to
+//! valid-from times, read errors, owners, lead times (valid and invalid), the self-metrics. A
+//! change to
 //! any of them shows up here as a diff. `UPDATE_GOLDEN=1 cargo test --test it golden` rewrites the
 //! file after a deliberate change (then check it with `promtool check metrics`).
 
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use cf_service_key_exporter::expiry::CertificateInfo;
+use cf_service_key_exporter::lead_time::LeadTime;
 use cf_service_key_exporter::metrics::encode_snapshot_at;
 use cf_service_key_exporter::snapshot::{
     FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, ReadFailure, Reading, RefreshStatus,
@@ -29,6 +31,7 @@ fn key(org: &str, instance: &str, name: &str, guid: &str, expiry: Option<KeyExpi
         },
         created_at: Some(NOW as i64 - 362 * 86_400),
         owners: Arc::from([Some(Arc::from("payments")), None]),
+        lead_time: LeadTime::Unset,
         key_updated_at: Arc::from("2025-01-01T00:00:00Z"),
         instance_updated_at: Arc::from("2025-01-01T00:00:00Z"),
         reading: Some(Reading {
@@ -78,6 +81,9 @@ fn snapshot() -> Snapshot {
         ),
     ];
     let mut keys = keys;
+    // The owner's lead time: 60 days on one key, an invalid value on another.
+    keys[0].lead_time = LeadTime::Valid(60 * 86_400);
+    keys[2].lead_time = LeadTime::parse("60", "space");
     // A key whose latest read failed keeps its reading beside the error; one never read.
     keys[1].failure = Some(ReadFailure {
         reason: "http_5xx",
@@ -107,6 +113,7 @@ fn snapshot() -> Snapshot {
         ]),
         status: RefreshStatus {
             finished_once: true,
+            ready: true,
             success: true,
             last_success_at: Some(UNIX_EPOCH + Duration::from_secs(NOW - 60)),
             last_duration: Some(Duration::from_millis(1500)),
@@ -117,6 +124,7 @@ fn snapshot() -> Snapshot {
         owner_labels: Arc::from([]),
         status: RefreshStatus {
             finished_once: true,
+            ready: true,
             success: false,
             last_success_at: None,
             last_duration: Some(Duration::from_secs(2)),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Harness, Scrape};
 use cf_service_key_exporter::cache::Cache;
+use cf_service_key_exporter::clock::ManualClock;
 use cf_service_key_exporter::config::{Config, DemoTarget};
 use cf_service_key_exporter::metrics::ExporterMetrics;
 use cf_service_key_exporter::refresher::Refresher;
@@ -110,6 +111,48 @@ async fn a_key_with_a_newer_updated_at_is_read_again() {
     let stats = h.refresh().await;
     assert_eq!((stats.details_read, stats.reused), (1, 29));
     assert_eq!(h.sim.state.stats.count(DETAILS), 1);
+}
+
+#[tokio::test]
+async fn a_failing_key_whose_updated_at_moves_is_read_at_the_next_refresh_despite_its_backoff() {
+    const INTERVAL: Duration = Duration::from_secs(300);
+    let h = Harness::with(demo::large(30, now()).unwrap(), Accounts::default(), |c| {
+        c.refresh_interval = INTERVAL
+    })
+    .await;
+    // A key that answers 404 while its creation is in progress.
+    let guid = h.sim.state.with_world(|w| {
+        let guid = w.find_key("key-3").unwrap().guid.clone();
+        w.fail_details(&guid, 404, None);
+        guid
+    });
+    // Failing at the first refresh, retried at the next, then two intervals on; after that
+    // third failure it waits four intervals.
+    let mut attempts = Vec::new();
+    for _ in 0..5 {
+        h.sim.state.stats.reset();
+        h.refresh().await;
+        attempts.push(h.sim.state.stats.count(DETAILS));
+        h.clock.advance(INTERVAL);
+    }
+    assert_eq!(attempts, [30, 1, 0, 1, 0]);
+
+    // The creation succeeds: `/details` answers, and the key's `updated_at` moves.
+    h.sim.state.with_world(|w| {
+        w.fail_details(&guid, 404, Some(0));
+        w.key_mut(&guid).unwrap().updated_at += time::Duration::minutes(12);
+    });
+    h.sim.state.stats.reset();
+    let stats = h.refresh().await;
+    assert_eq!((stats.details_read, stats.unread), (1, 0), "{stats:?}");
+    assert_eq!(h.sim.state.stats.count(DETAILS), 1);
+    let scrape = h.scrape().await;
+    assert!(scrape
+        .key_value("cf_service_key_expiry_timestamp_seconds", "key-3")
+        .is_some());
+    assert!(scrape
+        .find("cf_service_key_read_error", &[("service_key", "key-3")])
+        .is_empty());
 }
 
 #[tokio::test]
@@ -281,6 +324,43 @@ async fn a_corrupt_foreign_or_other_foundation_cache_file_is_ignored_and_rewritt
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[tokio::test]
+async fn a_cache_file_written_on_an_injected_clock_seeds_a_restart_on_that_clock() {
+    let dir = temp_dir("clocked");
+    let path = dir.join("cache.json");
+    let sim = Sim::start(demo::large(20, now()).unwrap(), Accounts::default())
+        .await
+        .unwrap();
+    let config = DemoTarget::from(&sim).foundation("test");
+    let configs = std::slice::from_ref(&config);
+    // Two simulated days on, as a test stepping through refreshes gets.
+    let clock = Arc::new(ManualClock::starting_now());
+    clock.advance(Duration::from_secs(2 * 86_400));
+    {
+        let store = Arc::new(Store::new());
+        let cache = Cache::open_with_clock(&path, configs, &store, clock.clone());
+        store.register("test");
+        let refresher = Refresher::new(config.clone(), store, Arc::new(ExporterMetrics::default()))
+            .unwrap()
+            .with_cache(Some(Arc::new(cache)))
+            .with_clock(clock.clone());
+        assert_eq!(refresher.refresh().await.stats.details_read, 20);
+    }
+    // Read back on the same clock, every reading seeds the store.
+    let store = Store::new();
+    Cache::open_with_clock(&path, configs, &store, clock.clone());
+    let seeded = store.foundation("test").expect("seeded");
+    assert_eq!(
+        seeded.keys.iter().filter(|k| k.reading.is_some()).count(),
+        20
+    );
+    // The system clock takes them for readings from the future, and drops them.
+    let store = Store::new();
+    Cache::open(&path, configs, &store);
+    assert!(store.foundation("test").unwrap().keys.is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 // ---- The whole exporter, restarted ----
 
 struct Exporter {
@@ -324,6 +404,21 @@ impl Exporter {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.get("/readyz").await.status() != 200 {
             assert!(Instant::now() < deadline, "not ready within 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until a refresh has completed.
+    async fn wait_refreshed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let f = [("foundation", "test")];
+        while self
+            .scrape()
+            .await
+            .value("cf_service_key_exporter_refresh_success", &f)
+            != 1.0
+        {
+            assert!(Instant::now() < deadline, "no refresh within 30 s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -387,9 +482,10 @@ async fn a_restart_with_a_cache_file_serves_the_keys_at_once_and_reads_no_detail
         ),
         0.0
     );
-    assert_eq!(second.get("/readyz").await.status(), 503);
+    // Seeded from the cache file: the last truth a refresh read, so ready at once.
+    assert_eq!(second.get("/readyz").await.status(), 200);
 
-    second.wait_ready().await;
+    second.wait_refreshed().await;
     let after = second.scrape().await;
     assert_eq!(
         after.value(

@@ -256,7 +256,8 @@ async fn a_cold_start_larger_than_the_budget_spreads_over_the_hours_without_a_42
 async fn a_429_with_retry_after_2_stops_every_request_for_2_s_and_the_refresh_completes() {
     // One key at a time, so besides the throttled request at most one other (the lists run
     // together) can already be on its way when the 429 arrives.
-    let h = Harness::with(demo::large(40, now()).unwrap(), Accounts::default(), |c| {
+    // On the system clock: the pause itself is the behaviour under test here.
+    let h = Harness::on_system_clock(demo::large(40, now()).unwrap(), |c| {
         c.details_concurrency = std::num::NonZeroUsize::new(1).unwrap()
     })
     .await;
@@ -283,6 +284,62 @@ async fn a_429_with_retry_after_2_stops_every_request_for_2_s_and_the_refresh_co
         .any(|l| l.received >= throttled + Duration::from_secs(2)));
     assert_eq!(log.iter().filter(|l| l.status == 429).count(), 1);
     assert_eq!(h.scrape().await.all("cf_service_key_info").len(), 40);
+}
+
+#[tokio::test]
+async fn a_rate_limit_reading_past_its_reset_no_longer_holds_back_reads() {
+    let t0 = whole_second_now();
+    let h = Harness::with(demo::large(20, now()).unwrap(), Accounts::default(), steady).await;
+    h.clock.set(t0);
+    h.sim.state.switches.set_clock(Some(t0));
+    assert_eq!(h.refresh().await.unread, 0);
+
+    // Five minutes on, the API refuses: 429s carrying `X-RateLimit-Remaining: 0` and a reset
+    // 2 s later. Meanwhile a key is created.
+    h.clock.advance(FIVE_MINUTES);
+    h.sim.state.switches.advance_clock(FIVE_MINUTES);
+    h.sim.state.switches.set_rate_limit(Some(
+        RateLimit::new(100, Duration::from_secs(2)).with_used(100),
+    ));
+    h.sim.state.with_world(|w| {
+        let template = w.keys[0].clone();
+        let guid = w.key(
+            &template.instance_guid,
+            "created-meanwhile",
+            template.credentials,
+        );
+        let key = w.key_mut(&guid).unwrap();
+        key.created_at = time::OffsetDateTime::from(t0 + FIVE_MINUTES);
+        key.updated_at = key.created_at;
+    });
+    h.sim.state.stats.reset();
+    h.refresh().await;
+    let refused = h.sim.state.stats.log();
+    assert!(refused.iter().any(|l| l.status == 429));
+    assert!(refused.iter().all(|l| l.status == 429), "{refused:?}");
+    // The pacer held the retries for `Retry-After` on the injected clock, not in real time.
+    assert!(
+        h.clock.waited() >= Duration::from_secs(2),
+        "{:?}",
+        h.clock.waited()
+    );
+
+    // Its later answers carry no rate-limit headers (a limiter that only speaks when it
+    // refuses, or a proxy that drops them). The first refresh after the reset reads the key.
+    h.sim.state.switches.set_rate_limit(None);
+    h.clock.advance(FIVE_MINUTES);
+    h.sim.state.switches.advance_clock(FIVE_MINUTES);
+    h.sim.state.stats.reset();
+    let stats = h.refresh().await;
+    assert_eq!((stats.deferred, stats.unread), (0, 0), "{stats:?}");
+    assert_eq!(h.sim.state.stats.count(DETAILS), 1);
+    let scrape = h.scrape().await;
+    assert!(scrape
+        .key_value(
+            "cf_service_key_expiry_timestamp_seconds",
+            "created-meanwhile"
+        )
+        .is_some());
 }
 
 fn temp_dir(test: &str) -> PathBuf {

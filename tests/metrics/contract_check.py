@@ -18,7 +18,8 @@ rule lints do not know. This reads the classic text exposition of an exporter ru
   those the rule and dashboard lints accept (tests/alerts/dashboard.py READ_ERROR_REASONS), so
   rule tests cannot use an invented reason nor miss a real one;
 - the demo's planted cases: `broken-binding` is `unread` with `read_error{reason="not_found"}`,
-  owner labels are sanitised (`label_example_com_owner`).
+  owner labels are sanitised (`label_example_com_owner`), `x509-client`'s `60d` lead time is
+  `warning_lead_seconds` 5184000 and `monitoring`'s invalid one `warning_lead_invalid`.
 
 Usage: contract_check.py EXPOSITION_FILE   (prints "ok ..."/"FAIL ..." lines; exit 1 on failure)
 Python 3.11 standard library only.
@@ -43,6 +44,8 @@ PER_KEY = {
     "cf_service_key_valid_from_timestamp_seconds": ("gauge", set()),
     "cf_service_key_read_error": ("gauge", {"reason"}),
     "cf_service_key_owner_info": ("gauge", "owner"),
+    "cf_service_key_warning_lead_seconds": ("gauge", set()),
+    "cf_service_key_warning_lead_invalid": ("gauge", set()),
 }
 EXPORTER = {
     "cf_service_key_exporter_refresh_success": ("gauge", {"foundation"}),
@@ -120,7 +123,8 @@ def main(path):
             else:
                 check(set(labels) == KEY_LABELS | extra,
                       f"{name}: labels {sorted(labels)}, contract says {sorted(KEY_LABELS | extra)}")
-            if name in ("cf_service_key_info", "cf_service_key_read_error", "cf_service_key_owner_info"):
+            if name in ("cf_service_key_info", "cf_service_key_read_error", "cf_service_key_owner_info",
+                        "cf_service_key_warning_lead_invalid"):
                 check(value == 1, f"{name}{labels}: value {value}, contract says always 1")
 
     def key(labels):
@@ -169,6 +173,10 @@ def main(path):
     check(any(lab.get("service_key") == "broken-binding" and lab.get("reason") == "not_found"
               for lab, _ in by_name.get("cf_service_key_read_error", [])),
           "demo: broken-binding has no cf_service_key_read_error{reason=\"not_found\"}")
+    leads = {lab.get("service_key"): v for lab, v in by_name.get("cf_service_key_warning_lead_seconds", [])}
+    check(leads == {"x509-client": 60 * 86400}, f"demo: warning_lead_seconds {leads}, expected x509-client's 60d only")
+    invalid = sorted(lab.get("service_key") for lab, _ in by_name.get("cf_service_key_warning_lead_invalid", []))
+    check(invalid == ["monitoring"], f"demo: warning_lead_invalid for {invalid}, expected monitoring only")
     found = {o for lab, _ in by_name.get("cf_service_key_owner_info", []) for o in lab if o.startswith("label_")}
     check(found == DEMO_OWNER_LABELS, f"demo: owner labels {sorted(found)}, expected {sorted(DEMO_OWNER_LABELS)}")
 

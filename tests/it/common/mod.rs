@@ -129,7 +129,8 @@ pub async fn scrape(client: &reqwest::Client, url: &str) -> Scrape {
 pub struct Harness {
     pub sim: Sim,
     pub refresher: Refresher,
-    /// The refresher's wall clock: starts at the real time and moves only when a test says.
+    /// The refresher's wall clock: starts at the real time and moves only when a test says, or
+    /// when the transport waits on it (a `Retry-After`: see `ManualClock`).
     pub clock: Arc<ManualClock>,
     pub store: Arc<Store>,
     pub addr: SocketAddr,
@@ -148,6 +149,24 @@ impl Harness {
         accounts: Accounts,
         tweak: impl FnOnce(&mut FoundationConfig),
     ) -> Harness {
+        Harness::build(world, accounts, tweak, false).await
+    }
+
+    /// A harness whose refresher reads the system clock, so its rate-limit waits take real
+    /// time (`clock` then moves nothing): for the few tests whose behaviour is a real pause.
+    pub async fn on_system_clock(
+        world: World,
+        tweak: impl FnOnce(&mut FoundationConfig),
+    ) -> Harness {
+        Harness::build(world, Accounts::default(), tweak, true).await
+    }
+
+    async fn build(
+        world: World,
+        accounts: Accounts,
+        tweak: impl FnOnce(&mut FoundationConfig),
+        system_clock: bool,
+    ) -> Harness {
         let sim = Sim::start(world, accounts).await.expect("simulator starts");
         let mut config = DemoTarget::from(&sim).foundation("test");
         tweak(&mut config);
@@ -155,9 +174,12 @@ impl Harness {
         let metrics = Arc::new(ExporterMetrics::default());
         store.register(&config.name);
         let clock = Arc::new(ManualClock::starting_now());
-        let refresher = Refresher::new(config, store.clone(), metrics.clone())
-            .expect("refresher")
-            .with_clock(clock.clone());
+        let refresher = Refresher::new(config, store.clone(), metrics.clone()).expect("refresher");
+        let refresher = if system_clock {
+            refresher
+        } else {
+            refresher.with_clock(clock.clone())
+        };
         let app = server::router(AppState::new(
             metrics.exposition(store.clone()),
             store.clone(),
@@ -263,6 +285,7 @@ pub fn exporter(args: &[&str]) -> std::process::Command {
             "REFRESH_INTERVAL",
             "FULL_REFRESH_INTERVAL",
             "METADATA_LABELS",
+            "LEAD_TIME_ANNOTATION",
             "CACHE_FILE",
             "DETAILS_CONCURRENCY",
             "WEB_MAX_REQUESTS",
