@@ -190,6 +190,8 @@ impl KeyEntry {
                         certificate: e.certificate,
                     }),
                 },
+                // Not kept in the file: the next read of the key finds it again.
+                shape: None,
             }),
         };
         let failure = match self.failure {
@@ -212,6 +214,7 @@ impl KeyEntry {
             instance_updated_at: names.get(&self.instance_updated_at),
             reading,
             failure,
+            facts: Default::default(),
         })
     }
 }
@@ -354,8 +357,10 @@ fn publish_seed(store: &Store, name: &str, keys: Vec<KeyRecord>) {
         name,
         FoundationSnapshot {
             keys: Arc::new(keys),
-            // Read from the list pages at the first refresh.
+            // Read from the list pages at the first refresh, as the successor annotations
+            // that successors are found with.
             owner_labels: Arc::from([]),
+            successors: Default::default(),
             status: RefreshStatus {
                 ready: true,
                 ..Default::default()
@@ -599,8 +604,10 @@ mod tests {
             reading: Some(Reading {
                 read_at: 1_750_000_000,
                 expiry,
+                shape: None,
             }),
             failure: None,
+            facts: Default::default(),
         }
     }
 

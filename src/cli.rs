@@ -73,6 +73,45 @@ pub struct ReportArgs {
     /// last 36.5 days). An expired key always counts.
     #[arg(long, value_name = "DURATION|PERCENT", value_parser = ExpiringWithin::parse)]
     pub expiring_within: Option<ExpiringWithin>,
+
+    /// Print each selected key's rotation plan instead of the table: the `cf` commands and V3
+    /// requests that create its successor with the same parameters, hand it over and delete it
+    /// (with --expiring-within, only the keys within it).
+    #[arg(long)]
+    pub rotate_plan: bool,
+
+    /// Only keys of these foundations (their `foundation` label; comma-separated).
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub only_foundation: Vec<String>,
+
+    /// Only keys whose owner is this: a --metadata-labels key and its value, e.g.
+    /// `team=payments` (repeatable; every one must match).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = OwnerFilter::parse)]
+    pub owner: Vec<OwnerFilter>,
+
+    /// Only this key, by name or guid (repeatable).
+    #[arg(long = "key", value_name = "NAME|GUID")]
+    pub keys: Vec<String>,
+}
+
+/// `report --owner KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerFilter {
+    /// The metadata key, as in Cloud Foundry (`team`, `example.com/owner`).
+    pub key: String,
+    pub value: String,
+}
+
+impl OwnerFilter {
+    pub fn parse(s: &str) -> Result<OwnerFilter, String> {
+        match s.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => Ok(OwnerFilter {
+                key: key.trim().to_owned(),
+                value: value.to_owned(),
+            }),
+            _ => Err(format!("`{s}` is not KEY=VALUE (e.g. team=payments)")),
+        }
+    }
 }
 
 /// The window of `report --expiring-within`.
@@ -179,6 +218,23 @@ pub struct ConnectionArgs {
     /// With --demo: example.com/warning-lead-time.
     #[arg(long, env = "LEAD_TIME_ANNOTATION", value_name = "NAME", global = true)]
     pub lead_time_annotation: Option<String>,
+
+    /// Date suffix of successor key names, a fixed-width `time` format description: a
+    /// successor of `it-sender-20260101` made on 2026-12-04 is `it-sender-20261204` (default
+    /// `-[year][month][day]`).
+    #[arg(
+        long,
+        env = "SUCCESSOR_NAME_SUFFIX",
+        value_name = "FORMAT",
+        global = true
+    )]
+    pub successor_name_suffix: Option<String>,
+
+    /// Cloud Foundry annotation on a new key naming the key it succeeds (by name or guid), so a
+    /// successor is recognised whatever its name; empty = off. With --demo:
+    /// example.com/successor-of.
+    #[arg(long, env = "SUCCESSOR_ANNOTATION", value_name = "NAME", global = true)]
+    pub successor_annotation: Option<String>,
 
     /// Value of the `foundation` label; default: the API URL's host.
     #[arg(long, env = "CF_FOUNDATION", value_name = "NAME", global = true)]

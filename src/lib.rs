@@ -22,6 +22,7 @@ pub mod logging;
 pub mod metrics;
 pub mod refresher;
 pub mod report;
+pub mod rotation;
 pub mod server;
 pub mod snapshot;
 pub mod supervisor;

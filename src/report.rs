@@ -25,6 +25,8 @@
 //!   (an empty table or `[]` would read as "no keys").
 //! - [`EXIT_RUNTIME`] (3): the report could not be written (stdout closed early is not an error).
 
+pub mod select;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
@@ -122,6 +124,13 @@ pub struct Collected {
 
 /// Runs the report: refresh, render to stdout, and return the exit code.
 pub async fn run(config: &Config, args: &ReportArgs) -> u8 {
+    if let Err(e) = select::check(args, config) {
+        eprintln!("error: {e}");
+        return EXIT_NOT_READ;
+    }
+    if args.rotate_plan {
+        return crate::rotation::run::run(config, args).await;
+    }
     let progress = std::io::stderr().is_terminal();
     let collected = collect(config, progress).await;
     let now = SystemClock.unix_now();
@@ -169,6 +178,7 @@ pub fn finish(
     }
 
     let mut rows = collected.rows;
+    rows.retain(|row| select::keeps(args, row));
     sort(&mut rows);
     let expiring: Vec<&Row> = match args.expiring_within {
         Some(within) => rows.iter().filter(|r| is_within(r, now, within)).collect(),
@@ -229,8 +239,38 @@ pub fn finish(
     }
 }
 
+/// Every foundation refreshed once: the store they published into, their refreshers (whose
+/// clients `report --rotate-plan` reads on with) and how each refresh went.
+pub struct Refreshed {
+    pub store: Arc<Store>,
+    pub refreshers: Vec<Refresher>,
+    /// Per foundation, in configuration order.
+    pub outcomes: Vec<(String, Outcome, RefreshStats)>,
+}
+
 /// Refreshes every foundation once, concurrently, and gathers their keys.
 pub async fn collect(config: &Config, progress: bool) -> Collected {
+    let refreshed = refresh(config, progress).await;
+    let snapshot = refreshed.store.load();
+    let mut rows = Vec::new();
+    for refresher in &refreshed.refreshers {
+        if let Some(foundation) = snapshot.foundations.get(refresher.name()) {
+            let label: Arc<str> = Arc::from(refresher.name());
+            rows.extend(foundation.keys.iter().map(|key| Row {
+                foundation: label.clone(),
+                owner_labels: foundation.owner_labels.clone(),
+                key: key.clone(),
+            }));
+        }
+    }
+    Collected {
+        rows,
+        outcomes: refreshed.outcomes,
+    }
+}
+
+/// Refreshes every foundation once, concurrently.
+pub async fn refresh(config: &Config, progress: bool) -> Refreshed {
     let store = Arc::new(Store::new());
     let metrics = Arc::new(ExporterMetrics::default());
     let mut outcomes = Vec::new();
@@ -254,20 +294,9 @@ pub async fn collect(config: &Config, progress: bool) -> Collected {
         refreshes.await
     };
 
-    let snapshot = store.load();
-    let mut rows = Vec::new();
     for (refresher, result) in refreshers.iter().zip(results) {
-        let name = refresher.name();
         let outcome = Outcome::of(&result);
-        if let Some(foundation) = snapshot.foundations.get(name) {
-            let label: Arc<str> = Arc::from(name);
-            rows.extend(foundation.keys.iter().map(|key| Row {
-                foundation: label.clone(),
-                owner_labels: foundation.owner_labels.clone(),
-                key: key.clone(),
-            }));
-        }
-        outcomes.push((name.to_owned(), outcome, result.stats));
+        outcomes.push((refresher.name().to_owned(), outcome, result.stats));
     }
     // Configuration order, whether a foundation failed to start or to refresh.
     outcomes.sort_by_key(|(name, _, _)| {
@@ -277,7 +306,11 @@ pub async fn collect(config: &Config, progress: bool) -> Collected {
             .position(|f| &f.name == name)
             .unwrap_or(usize::MAX)
     });
-    Collected { rows, outcomes }
+    Refreshed {
+        store,
+        refreshers,
+        outcomes,
+    }
 }
 
 /// Awaits `work` while drawing a spinner line on stderr: foundations done, requests sent so far
@@ -335,7 +368,7 @@ pub fn sort(rows: &mut [Row]) {
 
 /// Within the window: time left up to the duration, or up to the fraction of the key's
 /// lifetime. Expired keys always are; keys without an expiry never are.
-fn is_within(row: &Row, now: i64, within: ExpiringWithin) -> bool {
+pub fn is_within(row: &Row, now: i64, within: ExpiringWithin) -> bool {
     let Some(left) = row.seconds_left(now) else {
         return false;
     };
@@ -389,7 +422,7 @@ fn span(seconds: u64) -> String {
 }
 
 /// RFC 3339 in UTC (`2025-03-01T12:00:00Z`); the bare number if the year is out of range.
-fn rfc3339(unix: i64) -> String {
+pub fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| {
@@ -598,8 +631,10 @@ mod tests {
                         source: crate::expiry::SOURCE_EXPIRES_AT,
                         certificate: None,
                     }),
+                    shape: None,
                 }),
                 failure: None,
+                facts: Default::default(),
             },
         }
     }
@@ -634,6 +669,10 @@ mod tests {
         ReportArgs {
             output,
             expiring_within: within,
+            rotate_plan: false,
+            only_foundation: Vec::new(),
+            owner: Vec::new(),
+            keys: Vec::new(),
         }
     }
 

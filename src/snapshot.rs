@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::expiry::{CertificateInfo, SOURCE_NONE, SOURCE_UNREAD};
 pub use crate::lead_time::LeadTime;
+pub use crate::rotation::{KeyFacts, Shape, Successors};
 
 /// Defines [`KeyLabels`] from one list: each label's name (the struct field, the Prometheus
 /// label, the cache and JSON field) and its column in the report's table (`None`: not shown).
@@ -85,6 +86,9 @@ pub struct Reading {
     pub read_at: i64,
     /// `None`: read, and nothing in it expires (`expiry_source="none"`).
     pub expiry: Option<KeyExpiry>,
+    /// What the credentials showed about how the key was created (for `report --rotate-plan`);
+    /// `None` when not known (a reading seeded from the cache file).
+    pub shape: Option<Shape>,
 }
 
 /// The latest attempt to read a key's details failed.
@@ -121,6 +125,8 @@ pub struct KeyRecord {
     pub reading: Option<Reading>,
     /// Set while the latest attempt to read the details failed; the reading is kept beside it.
     pub failure: Option<ReadFailure>,
+    /// Its instance's and offering's guids and the successor annotation, from the list pages.
+    pub facts: KeyFacts,
 }
 
 impl KeyRecord {
@@ -174,6 +180,8 @@ pub struct FoundationSnapshot {
     /// The owner label names (`label_team`, ...) of `--metadata-labels`, in configuration order.
     pub owner_labels: Arc<[String]>,
     pub status: RefreshStatus,
+    /// Which key succeeds which ([`Successors::find`]), by position in `keys`.
+    pub successors: Successors,
 }
 
 /// Everything known, by foundation name.
@@ -273,6 +281,7 @@ pub(crate) fn test_record(guid: &str) -> KeyRecord {
         instance_updated_at: "i-1".into(),
         reading: None,
         failure: None,
+        facts: KeyFacts::default(),
     }
 }
 

@@ -195,6 +195,7 @@ mod tests {
             origin: None,
             metadata_labels: Vec::new(),
             lead_time_annotation: None,
+            successor_annotation: None,
         }
         .foundation(name)
     }

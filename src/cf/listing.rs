@@ -14,8 +14,9 @@ use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::model::{CredentialBinding, Metadata, Page, ServiceInstance, Space};
+use super::model::{CredentialBinding, LastOperation, Metadata, Page, ServiceInstance, Space};
 use crate::lead_time::LeadTime;
+use crate::rotation::KeyFacts;
 use crate::snapshot::KeyLabels;
 
 /// Owner values of one resource or key, in the order of the configured metadata keys.
@@ -43,6 +44,9 @@ pub struct MetadataKeys {
     pub owners: Vec<String>,
     /// The annotation holding an owner's lead time (`--lead-time-annotation`).
     pub lead_time: Option<String>,
+    /// The annotation on a key naming the key it succeeds (`--successor-annotation`), read on
+    /// keys only.
+    pub successor_of: Option<String>,
 }
 
 /// What one resource's metadata says for the [`MetadataKeys`].
@@ -62,7 +66,7 @@ fn found<'m>(
 }
 
 impl MetadataKeys {
-    /// Nothing is read from metadata: the spaces listing is not needed.
+    /// Nothing is read from the metadata of spaces and orgs: the spaces listing is not needed.
     pub fn is_empty(&self) -> bool {
         self.owners.is_empty() && self.lead_time.is_none()
     }
@@ -132,11 +136,13 @@ fn nearest(levels: &[&Owners]) -> Owners {
 /// A managed service instance with its names resolved.
 #[derive(Debug, Clone)]
 pub struct Instance {
+    pub guid: Arc<str>,
     pub name: Arc<str>,
     pub org: Arc<str>,
     pub space: Arc<str>,
     pub offering: Arc<str>,
     pub plan: Arc<str>,
+    pub offering_guid: Arc<str>,
     pub updated_at: Arc<str>,
     pub space_guid: String,
     pub metadata: Found,
@@ -213,14 +219,17 @@ impl InstancePages {
                 .get(offering_guid)
                 .cloned()
                 .unwrap_or_else(|| unknown.clone());
+            let guid: Arc<str> = Arc::from(si.guid.as_str());
             out.insert(
                 si.guid,
                 Instance {
+                    guid,
                     name: names.get(&si.name),
                     org,
                     space,
                     offering,
                     plan,
+                    offering_guid: names.get(offering_guid),
                     updated_at: names.get(si.updated_at.as_deref().unwrap_or_default()),
                     space_guid,
                     metadata,
@@ -240,9 +249,12 @@ pub struct Key {
     /// The binding's `created_at`, Unix seconds.
     pub created_at: Option<i64>,
     pub updated_at: String,
-    /// The key is fully created; one still being created may answer `/details` with 404.
+    /// The key is fully created and not being deleted: one still being created, or being
+    /// deleted, answers `/details` with 404.
     pub ready: bool,
     pub metadata: Found,
+    /// The successor annotation on the key (a key's name or guid).
+    pub successor_of: Option<Arc<str>>,
 }
 
 /// The keys of one `/v3/service_credential_bindings?type=key` page.
@@ -254,10 +266,10 @@ pub fn keys(
     page.resources
         .into_iter()
         .map(|b| Key {
-            ready: b
-                .last_operation
-                .as_ref()
-                .is_none_or(|op| op.state == "succeeded" || op.kind != "create"),
+            ready: b.last_operation.as_ref().is_none_or(readable),
+            successor_of: (wanted.successor_of.as_deref())
+                .and_then(|key| found(&b.metadata.annotations, key))
+                .map(|value| names.get(value)),
             instance_guid: b.relationships.service_instance.guid().map(str::to_owned),
             name: b.name.unwrap_or_default(),
             created_at: b.created_at.as_deref().and_then(unix_seconds),
@@ -266,6 +278,18 @@ pub fn keys(
             guid: b.guid,
         })
         .collect()
+}
+
+/// Whether a key's details can be read after this last operation: not while it is being
+/// created (or its creation failed), nor while it is being deleted (the Cloud Controller
+/// answers 404 "Deletion of service key in progress"). A failed deletion leaves a key that
+/// still exists, so it is read (and its 404 shows as a read error).
+fn readable(op: &LastOperation) -> bool {
+    match op.kind.as_str() {
+        "create" => op.state == "succeeded",
+        "delete" => op.state != "in progress",
+        _ => true,
+    }
 }
 
 /// A V3 timestamp (`2020-03-10T15:49:29Z`) in Unix seconds.
@@ -310,11 +334,13 @@ pub struct ListedKey {
     pub instance_updated_at: Arc<str>,
     pub owners: Owners,
     pub lead_time: LeadTime,
+    pub facts: KeyFacts,
 }
 
 /// Joins keys to their instances (and, with metadata keys, to their spaces and orgs). A key of
 /// an instance that is not listed (another plan, or created between the two list calls) is left
-/// for the next refresh, and one still being created is skipped until it is ready.
+/// for the next refresh; one still being created is skipped until it is ready, and one being
+/// deleted is gone already.
 pub fn join(
     instances: &HashMap<String, Instance>,
     keys: Vec<Key>,
@@ -364,6 +390,11 @@ pub fn join(
             instance_updated_at: instance.updated_at.clone(),
             owners,
             lead_time,
+            facts: KeyFacts {
+                instance_guid: instance.guid.clone(),
+                offering_guid: instance.offering_guid.clone(),
+                successor_of: key.successor_of,
+            },
         });
     }
     out
@@ -392,6 +423,7 @@ mod tests {
                 "cost-center".into(),
             ],
             lead_time: None,
+            successor_of: None,
         }
     }
 
@@ -399,6 +431,7 @@ mod tests {
         MetadataKeys {
             owners: Vec::new(),
             lead_time: Some(LEAD.into()),
+            successor_of: None,
         }
     }
 
@@ -539,6 +572,7 @@ mod tests {
         let wanted = MetadataKeys {
             owners: vec!["team".into(), "empty".into(), "null".into()],
             lead_time: Some("team".into()),
+            successor_of: None,
         };
         let found = wanted.values(&metadata, &mut Interner::default());
         assert_eq!(found.owners[0].as_deref(), Some("from-label"));
@@ -546,5 +580,57 @@ mod tests {
         assert_eq!(found.owners[2].as_deref(), None);
         // The lead time is read from annotations only.
         assert_eq!(found.lead_time.as_deref(), Some("from-annotation"));
+    }
+
+    #[test]
+    fn keys_being_created_or_deleted_are_not_readable_and_a_failed_deletion_is() {
+        let op = |kind: &str, state: &str| LastOperation {
+            kind: kind.into(),
+            state: state.into(),
+        };
+        assert!(readable(&op("create", "succeeded")));
+        assert!(!readable(&op("create", "in progress")));
+        assert!(!readable(&op("create", "failed")));
+        assert!(!readable(&op("delete", "in progress")));
+        assert!(readable(&op("delete", "failed")));
+        assert!(readable(&op("update", "in progress")));
+    }
+
+    #[test]
+    fn a_key_carries_its_instance_offering_and_successor_annotation() {
+        let wanted = MetadataKeys {
+            successor_of: Some("example.com/successor-of".into()),
+            ..MetadataKeys::default()
+        };
+        let mut names = Interner::default();
+        let mut pages = InstancePages::default();
+        pages.add(page(INSTANCES_1), &wanted, &mut names);
+        pages.add(page(INSTANCES_2), &wanted, &mut names);
+        let instances = pages.finish(&mut names);
+        let mut bindings: serde_json::Value = serde_json::from_str(BINDINGS).unwrap();
+        let partner = bindings["resources"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|b| b["name"] == "partner-edi")
+            .unwrap();
+        partner["metadata"]["annotations"]["example.com/successor-of"] = "s4-inbound".into();
+        let keys = keys(
+            serde_json::from_value(bindings).unwrap(),
+            &wanted,
+            &mut names,
+        );
+        let joined = join(
+            &instances,
+            keys,
+            &SpaceMetadata::default(),
+            &wanted,
+            &mut names,
+        );
+        let k = by_name(&joined, "partner-edi");
+        assert_eq!(k.facts.successor_of.as_deref(), Some("s4-inbound"));
+        assert!(!k.facts.instance_guid.is_empty());
+        assert!(!k.facts.offering_guid.is_empty());
+        assert_eq!(by_name(&joined, "s4-inbound").facts.successor_of, None);
     }
 }

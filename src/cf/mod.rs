@@ -7,7 +7,9 @@
 //! 2. `GET /v3/service_credential_bindings?type=key` — every service key;
 //! 3. with owner labels or a lead-time annotation configured,
 //!    `GET /v3/spaces?include=organization` — the metadata of every space and org;
-//! 4. `GET /v3/service_credential_bindings/:guid/details` — one key's credentials.
+//! 4. `GET /v3/service_credential_bindings/:guid/details` — one key's credentials;
+//! 5. for `report --rotate-plan` only, [`rotation`]: `GET /v3/service_offerings` and
+//!    `GET /v3/service_credential_bindings/:guid/parameters`.
 //!
 //! [`listing`] joins the pages (pure); [`http`] is the one transport every request goes
 //! through. Lists filter by `service_plan_names` when plans are configured, follow
@@ -18,6 +20,7 @@ pub mod error;
 pub mod http;
 pub mod listing;
 pub mod model;
+pub mod rotation;
 pub mod uaa;
 
 use std::collections::HashSet;
@@ -72,6 +75,7 @@ impl CfClient {
                     .map(|m| m.key.clone())
                     .collect(),
                 lead_time: config.lead_time_annotation.clone(),
+                successor_of: config.rotation.successor_annotation.clone(),
             },
         })
     }
@@ -274,7 +278,7 @@ impl CfClient {
 
 /// Appends a V3 list filter. The API splits values on commas and percent-decodes each element
 /// once more, so a literal comma (or percent sign) inside a name is pre-encoded here.
-fn append_list(url: &mut Url, name: &str, values: &[String]) {
+pub(crate) fn append_list(url: &mut Url, name: &str, values: &[String]) {
     if values.is_empty() {
         return;
     }

@@ -3,7 +3,8 @@
 //! Owns reading, defaulting and validating the file; it returns the same [`FoundationConfig`]s
 //! the single-foundation flags produce, so nothing downstream knows where a foundation came
 //! from. Top-level keys (`refresh_interval`, `full_refresh_interval`, `service_plans`,
-//! `metadata_labels`, `lead_time_annotation`, `details_concurrency`,
+//! `metadata_labels`, `lead_time_annotation`, `successor_name_suffix`,
+//! `successor_annotation`, `details_concurrency`,
 //! `client_id`, `origin`, `ca_file`, `skip_tls_verify`) are defaults that each `[[foundation]]`
 //! may override; credentials, `api_url`, `uaa_url` and `name` belong to a foundation only.
 //!
@@ -28,9 +29,9 @@ use serde::Deserialize;
 
 use super::{
     check_interval, check_readable, check_secret, default_foundation_name, lead_time_annotation,
-    metadata_labels, parse_url, ConfigError, FoundationConfig, Grant, MetadataLabel, SecretSource,
-    TlsOptions, DEFAULT_DETAILS_CONCURRENCY, DEFAULT_FULL_REFRESH_INTERVAL,
-    DEFAULT_REFRESH_INTERVAL,
+    metadata_labels, parse_url, successor_annotation, successor_name_suffix, ConfigError,
+    FoundationConfig, Grant, MetadataLabel, SecretSource, TlsOptions, DEFAULT_DETAILS_CONCURRENCY,
+    DEFAULT_FULL_REFRESH_INTERVAL, DEFAULT_REFRESH_INTERVAL,
 };
 
 /// The cf CLI's public OAuth client.
@@ -44,6 +45,8 @@ const TOP_KEYS: &[&str] = &[
     "service_plans",
     "metadata_labels",
     "lead_time_annotation",
+    "successor_name_suffix",
+    "successor_annotation",
     "details_concurrency",
     "client_id",
     "origin",
@@ -83,6 +86,11 @@ struct Shared {
     /// `Some("")`: explicitly off (a foundation's empty value overrides the top level's).
     #[serde(default, deserialize_with = "checked::lead_time_annotation")]
     lead_time_annotation: Option<String>,
+    #[serde(default, deserialize_with = "checked::name_suffix")]
+    successor_name_suffix: Option<crate::rotation::NameScheme>,
+    /// `Some("")`: explicitly off, as `lead_time_annotation`.
+    #[serde(default, deserialize_with = "checked::successor_annotation")]
+    successor_annotation: Option<String>,
     #[serde(default, deserialize_with = "checked::concurrency")]
     details_concurrency: Option<NonZeroUsize>,
     #[serde(default, deserialize_with = "checked::non_empty")]
@@ -113,6 +121,8 @@ impl Shared {
             service_plans: self.service_plans.or(d.service_plans),
             metadata_labels: self.metadata_labels.or(d.metadata_labels),
             lead_time_annotation: self.lead_time_annotation.or(d.lead_time_annotation),
+            successor_name_suffix: self.successor_name_suffix.or(d.successor_name_suffix),
+            successor_annotation: self.successor_annotation.or(d.successor_annotation),
             details_concurrency: self.details_concurrency.or(d.details_concurrency),
             client_id: self.client_id.or(d.client_id),
             origin: self.origin.or(d.origin),
@@ -163,6 +173,28 @@ mod checked {
         Option::<String>::deserialize(d)?
             .map(|key| {
                 super::lead_time_annotation("", &key)
+                    .map(Option::unwrap_or_default)
+                    .map_err(|e| D::Error::custom(message(e)))
+            })
+            .transpose()
+    }
+
+    pub fn name_suffix<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<crate::rotation::NameScheme>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| {
+                super::successor_name_suffix("", &text).map_err(|e| D::Error::custom(message(e)))
+            })
+            .transpose()
+    }
+
+    pub fn successor_annotation<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<String>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|key| {
+                super::successor_annotation("", &key)
                     .map(Option::unwrap_or_default)
                     .map_err(|e| D::Error::custom(message(e)))
             })
@@ -347,6 +379,10 @@ fn build_foundation(
         service_plans: settings.service_plans.unwrap_or_default(),
         metadata_labels: settings.metadata_labels.unwrap_or_default(),
         lead_time_annotation: settings.lead_time_annotation.filter(|k| !k.is_empty()),
+        rotation: crate::rotation::RotationConfig {
+            names: settings.successor_name_suffix.unwrap_or_default(),
+            successor_annotation: settings.successor_annotation.filter(|k| !k.is_empty()),
+        },
         refresh_interval: settings
             .refresh_interval
             .unwrap_or(DEFAULT_REFRESH_INTERVAL),

@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::cli::ConnectionArgs;
+use crate::rotation::{NameScheme, RotationConfig};
 
 /// Everything the exporter watches.
 #[derive(Debug, Clone)]
@@ -48,6 +49,9 @@ pub struct FoundationConfig {
     /// The Cloud Foundry annotation holding an owner's warning lead time
     /// (`--lead-time-annotation`); `None` = off.
     pub lead_time_annotation: Option<String>,
+    /// How successors are named and recognised (`--successor-name-suffix`,
+    /// `--successor-annotation`).
+    pub rotation: RotationConfig,
     pub refresh_interval: Duration,
     /// Every key's details are read again at least this often, even when nothing says it
     /// changed (guards against changes `updated_at` does not show).
@@ -171,6 +175,18 @@ pub fn lead_time_annotation(field: &str, key: &str) -> Result<Option<String>, Co
     }
     check_metadata_key(field, key)?;
     Ok(Some(key.to_owned()))
+}
+
+/// Checks `--successor-annotation` / `successor_annotation` as `--lead-time-annotation`:
+/// blank is off, anything else must look like a Cloud Foundry metadata key.
+pub fn successor_annotation(field: &str, key: &str) -> Result<Option<String>, ConfigError> {
+    lead_time_annotation(field, key)
+}
+
+/// Checks `--successor-name-suffix` / `successor_name_suffix`: a fixed-width date format
+/// ([`NameScheme::parse`]).
+pub fn successor_name_suffix(field: &str, text: &str) -> Result<NameScheme, ConfigError> {
+    NameScheme::parse(text.trim()).map_err(|message| ConfigError::invalid(field, message))
 }
 
 /// Checks `--metadata-labels` / `metadata_labels`: blank entries are dropped, a key must look
@@ -374,6 +390,7 @@ struct Tuning {
     service_plans: Vec<String>,
     metadata_labels: Vec<MetadataLabel>,
     lead_time_annotation: Option<String>,
+    rotation: RotationConfig,
     refresh_interval: Duration,
     full_refresh_interval: Duration,
     details_concurrency: NonZeroUsize,
@@ -391,6 +408,16 @@ impl Tuning {
                 "--lead-time-annotation",
                 args.lead_time_annotation.as_deref().unwrap_or_default(),
             )?,
+            rotation: RotationConfig {
+                names: match &args.successor_name_suffix {
+                    Some(text) => successor_name_suffix("--successor-name-suffix", text)?,
+                    None => NameScheme::default(),
+                },
+                successor_annotation: successor_annotation(
+                    "--successor-annotation",
+                    args.successor_annotation.as_deref().unwrap_or_default(),
+                )?,
+            },
             refresh_interval: check_interval("--refresh-interval", args.refresh_interval)?,
             full_refresh_interval: check_interval(
                 "--full-refresh-interval",
@@ -404,6 +431,7 @@ impl Tuning {
         foundation.service_plans = self.service_plans;
         foundation.metadata_labels = self.metadata_labels;
         foundation.lead_time_annotation = self.lead_time_annotation;
+        foundation.rotation = self.rotation;
         foundation.refresh_interval = self.refresh_interval;
         foundation.full_refresh_interval = self.full_refresh_interval;
         foundation.details_concurrency = self.details_concurrency;
@@ -426,6 +454,9 @@ pub struct DemoTarget {
     /// The annotation the simulated world carries lead times under: `--demo` reads it unless
     /// `--lead-time-annotation` says otherwise.
     pub lead_time_annotation: Option<String>,
+    /// The annotation the simulated world names predecessors under: `--demo` reads it unless
+    /// `--successor-annotation` says otherwise.
+    pub successor_annotation: Option<String>,
 }
 
 impl DemoTarget {
@@ -446,6 +477,7 @@ impl DemoTarget {
             service_plans: Vec::new(),
             metadata_labels: Vec::new(),
             lead_time_annotation: None,
+            rotation: RotationConfig::default(),
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
             full_refresh_interval: DEFAULT_FULL_REFRESH_INTERVAL,
             details_concurrency: DEFAULT_DETAILS_CONCURRENCY,
@@ -468,6 +500,7 @@ impl DemoTarget {
             origin: accounts.origin.clone(),
             metadata_labels: Vec::new(),
             lead_time_annotation: None,
+            successor_annotation: None,
         }
     }
 }
@@ -493,6 +526,12 @@ pub fn demo(args: &ConnectionArgs, target: &DemoTarget) -> Result<Config, Config
     if args.lead_time_annotation.is_none() {
         tuning.lead_time_annotation = (target.lead_time_annotation.as_deref())
             .map(|key| lead_time_annotation("--lead-time-annotation", key))
+            .transpose()?
+            .flatten();
+    }
+    if args.successor_annotation.is_none() {
+        tuning.rotation.successor_annotation = (target.successor_annotation.as_deref())
+            .map(|key| successor_annotation("--successor-annotation", key))
             .transpose()?
             .flatten();
     }
@@ -596,6 +635,7 @@ pub fn from_args(
         service_plans: Vec::new(),
         metadata_labels: Vec::new(),
         lead_time_annotation: None,
+        rotation: RotationConfig::default(),
         refresh_interval: DEFAULT_REFRESH_INTERVAL,
         full_refresh_interval: DEFAULT_FULL_REFRESH_INTERVAL,
         details_concurrency: DEFAULT_DETAILS_CONCURRENCY,

@@ -2,8 +2,9 @@
 //!
 //! The label sets of 20,000 keys change only when a refresh publishes, so each snapshot is
 //! rendered once with the official client's text encoder (its label escaping and number
-//! formatting). The families with extra labels (`info`, `read_error`, `owner_info`), and the
-//! rare `warning_lead_invalid`, are kept as finished text that scrapes copy. The five families
+//! formatting). The families with extra labels (`info`, `read_error`, `owner_info`,
+//! `successor_info`), and the rare `warning_lead_invalid`, are kept as finished text that
+//! scrapes copy. The five families
 //! that carry only a key's labels and a number (`expiry_timestamp_seconds`, `expiry_seconds`,
 //! `created_timestamp_seconds`, `valid_from_timestamp_seconds`, `warning_lead_seconds`) share
 //! one rendered label set per key: a scrape writes the name, that label set and the value,
@@ -39,10 +40,12 @@ pub enum Family {
     WarningLead,
     /// 1 where the nearest lead-time annotation is invalid.
     WarningLeadInvalid,
+    /// 1 for a key that has a successor, naming it.
+    Successor,
 }
 
 impl Family {
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 10] = [
         Family::ExpiryTimestamp,
         Family::Countdown,
         Family::Info,
@@ -52,6 +55,7 @@ impl Family {
         Family::Owner,
         Family::WarningLead,
         Family::WarningLeadInvalid,
+        Family::Successor,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +70,7 @@ impl Family {
             Family::Owner => "cf_service_key_owner_info",
             Family::WarningLead => "cf_service_key_warning_lead_seconds",
             Family::WarningLeadInvalid => "cf_service_key_warning_lead_invalid",
+            Family::Successor => "cf_service_key_successor_info",
         }
     }
 
@@ -81,6 +86,7 @@ impl Family {
             Family::Owner => "The service key's owners, from Cloud Foundry metadata on the key, its instance, its space or its org (nearest wins)",
             Family::WarningLead => "How long before expiry the service key's owners want to be warned, from the --lead-time-annotation on the key, its instance, its space or its org (nearest wins); only where that value is a valid duration",
             Family::WarningLeadInvalid => "1 while the nearest --lead-time-annotation of the service key is not a valid duration (from 1h to 2y); the default lead applies",
+            Family::Successor => "1 while the service key has a successor: a newer key of the same instance, read fine, that expires later and is named as its successor (successor_key, successor_key_guid)",
         }
     }
 
@@ -122,7 +128,8 @@ impl Collector for FamilyOf {
         let f = self.family;
         let mut m = encoder.encode_descriptor(f.name(), f.help(), None, MetricType::Gauge)?;
         let owner_labels = &self.snapshot.owner_labels;
-        for key in self.snapshot.keys.iter() {
+        let keys = &self.snapshot.keys;
+        for (i, key) in keys.iter().enumerate() {
             let base = base_labels(&self.foundation, key);
             match f {
                 Family::Labels => {
@@ -166,6 +173,15 @@ impl Collector for FamilyOf {
                 Family::WarningLeadInvalid => {
                     if key.lead_time.is_invalid() {
                         ConstGauge::new(1i64).encode(m.encode_family(&base)?)?;
+                    }
+                }
+                Family::Successor => {
+                    if let Some(next) = self.snapshot.successors.of(i).and_then(|j| keys.get(j)) {
+                        let successor = [
+                            ("successor_key", &*next.labels.service_key),
+                            ("successor_key_guid", &*next.labels.service_key_guid),
+                        ];
+                        ConstGauge::new(1i64).encode(m.encode_family(&(base, successor))?)?;
                     }
                 }
                 Family::Owner => {
@@ -226,6 +242,7 @@ pub fn same_series(a: &FoundationSnapshot, b: &FoundationSnapshot) -> bool {
             && x.lead_time.is_invalid() == y.lead_time.is_invalid()
     }
     a.owner_labels == b.owner_labels
+        && a.successors == b.successors
         && a.keys.len() == b.keys.len()
         && a.keys.iter().zip(b.keys.iter()).all(|(x, y)| same(x, y))
 }
@@ -260,7 +277,11 @@ impl Family {
     pub fn carries_text(self) -> bool {
         matches!(
             self,
-            Family::Info | Family::ReadError | Family::Owner | Family::WarningLeadInvalid
+            Family::Info
+                | Family::ReadError
+                | Family::Owner
+                | Family::WarningLeadInvalid
+                | Family::Successor
         )
     }
 }

@@ -153,6 +153,17 @@ impl Refresher {
         &self.config.name
     }
 
+    /// The foundation's configuration.
+    pub fn config(&self) -> &FoundationConfig {
+        &self.config
+    }
+
+    /// The foundation's client: its transport, pacer and rate-limit reading, which further
+    /// reads (`report --rotate-plan`) share.
+    pub fn client(&self) -> &CfClient {
+        &self.client
+    }
+
     /// How long [`Refresher::run`] waits before the first refresh.
     pub fn start_delay(&self) -> Duration {
         self.start_delay
@@ -228,12 +239,14 @@ impl Refresher {
             && keys
                 .iter()
                 .all(|k| k.reading.is_some() || k.failure.is_some());
+        let successors = crate::rotation::Successors::find(&keys, &self.config.rotation);
         let published = self.store.publish(
             name,
             FoundationSnapshot {
                 keys,
                 owner_labels,
                 status,
+                successors,
             },
         );
         // Render its series now, so the next scrape only copies them (nobody scrapes `report`).

@@ -96,6 +96,7 @@ pub fn plan(
             instance_updated_at: key.instance_updated_at,
             reading: before.and_then(|b| b.reading.clone()),
             failure: before.and_then(|b| b.failure.clone()),
+            facts: key.facts,
         };
         match why(before, &record, policy.now) {
             Some(Why::Due) => due.push(record),
@@ -242,6 +243,7 @@ mod tests {
             instance_updated_at: r.instance_updated_at,
             owners: r.owners,
             lead_time: r.lead_time,
+            facts: r.facts,
         }
     }
 
@@ -251,6 +253,7 @@ mod tests {
             reading: read_at.map(|read_at| Reading {
                 read_at,
                 expiry: None,
+                shape: None,
             }),
             ..crate::snapshot::test_record(guid)
         }

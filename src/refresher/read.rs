@@ -2,7 +2,8 @@
 //!
 //! At most `details_concurrency` requests are in flight; when the refresh's deadline comes,
 //! the reads still running are dropped and their keys keep what they had. Credentials live only
-//! for the moment their expiry is extracted ([`crate::expiry::extract`]), then are dropped.
+//! for the moment their expiry ([`crate::expiry::extract`]) and shape
+//! ([`crate::rotation::shape::read`]) are read, then are dropped.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use super::plan::{self, Job};
 use crate::cf::{CfClient, CfError};
 use crate::expiry::{self, Extraction};
 use crate::metrics::ExporterMetrics;
+use crate::rotation::shape;
 use crate::snapshot::{KeyExpiry, KeyRecord, Reading};
 
 /// What reading the planned keys gave.
@@ -58,8 +60,8 @@ impl Reader<'_> {
         let mut reads = stream::iter(requests)
             .map(|(i, guid)| async move {
                 let result = client.key_details(&guid).await.map(|credentials| {
-                    // The credentials are dropped here, once their expiry is read.
-                    expiry::extract(&credentials)
+                    // The credentials are dropped here, once their expiry and shape are read.
+                    (expiry::extract(&credentials), shape::read(&credentials))
                 });
                 (i, result)
             })
@@ -72,6 +74,10 @@ impl Reader<'_> {
                 _ = &mut sleep => { out.timed_out = true; None }
             };
             let Some((i, result)) = next else { break };
+            let (result, shape) = match result {
+                Ok((extraction, shape)) => (Ok(extraction), Some(shape)),
+                Err(e) => (Err(e), None),
+            };
             let Some(record) = pending.remove(&i) else {
                 continue;
             };
@@ -91,8 +97,12 @@ impl Reader<'_> {
                     tracing::warn!(foundation = self.foundation, key = %guid, %error, "cannot read the key's details");
                 }
             }
-            out.records
-                .push(after_read(record, result, self.now, self.refresh_interval));
+            let mut record = after_read(record, result, self.now, self.refresh_interval);
+            // Only a fetch that succeeded has a shape, and it gave the record a new reading.
+            if let (Some(reading), Some(shape)) = (record.reading.as_mut(), shape) {
+                reading.shape = Some(shape);
+            }
+            out.records.push(record);
         }
         out.records.extend(pending.into_values());
         out
@@ -119,6 +129,7 @@ pub fn after_read(
                     source: found.source,
                     certificate: found.certificate.clone(),
                 }),
+                shape: None,
             });
             record.failure = extraction
                 .errors

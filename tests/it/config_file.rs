@@ -675,6 +675,7 @@ fn the_lead_time_annotation_flag_and_the_demo_default() {
         origin: None,
         metadata_labels: Vec::new(),
         lead_time_annotation: Some("example.com/warning-lead-time".into()),
+        successor_annotation: None,
     };
     let demo_lead = |extra: &[&str], target: &DemoTarget| {
         demo(&demo_args(extra), target).map(|c| c.foundations[0].lead_time_annotation.clone())

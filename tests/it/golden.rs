@@ -1,6 +1,7 @@
 //! The exposition of a fixed snapshot at a fixed clock, byte for byte: names, help texts, label
 //! order and escaping, value formatting, `expiry_source="none"` and `"unread"`, creation and
-//! valid-from times, read errors, owners, lead times (valid and invalid), the self-metrics. A
+//! valid-from times, read errors, owners, lead times (valid and invalid), a successor, the
+//! self-metrics. A
 //! change to
 //! any of them shows up here as a diff. `UPDATE_GOLDEN=1 cargo test --test it golden` rewrites the
 //! file after a deliberate change (then check it with `promtool check metrics`).
@@ -11,6 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use cf_service_key_exporter::expiry::CertificateInfo;
 use cf_service_key_exporter::lead_time::LeadTime;
 use cf_service_key_exporter::metrics::encode_snapshot_at;
+use cf_service_key_exporter::rotation::{RotationConfig, Successors};
 use cf_service_key_exporter::snapshot::{
     FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, ReadFailure, Reading, RefreshStatus,
     Snapshot,
@@ -37,8 +39,10 @@ fn key(org: &str, instance: &str, name: &str, guid: &str, expiry: Option<KeyExpi
         reading: Some(Reading {
             read_at: NOW as i64,
             expiry,
+            shape: None,
         }),
         failure: None,
+        facts: Default::default(),
     }
 }
 
@@ -105,7 +109,24 @@ fn snapshot() -> Snapshot {
         retry_at: Some(NOW as i64 + 150),
     });
     keys.push(unread);
+    // s4-inbound's successor, named under the default scheme: read fine, a year to go.
+    let mut successor = key(
+        "acme",
+        "cpi-runtime",
+        "s4-inbound-20251231",
+        "0000000a-0000-4000-8000-000000000005",
+        Some(KeyExpiry {
+            expires_at: NOW as i64 + 364 * 86_400,
+            valid_from: Some(NOW as i64 - 86_400),
+            source: "certificatedetails.validuntil",
+            certificate: None,
+        }),
+    );
+    successor.created_at = Some(NOW as i64 - 86_400);
+    keys.push(successor);
+    let successors = Successors::find(&keys, &RotationConfig::default());
     let eu10 = FoundationSnapshot {
+        successors,
         keys: Arc::new(keys),
         owner_labels: Arc::from([
             "label_team".to_owned(),
@@ -120,6 +141,7 @@ fn snapshot() -> Snapshot {
         },
     };
     let us10 = FoundationSnapshot {
+        successors: Default::default(),
         keys: Arc::new(Vec::new()),
         owner_labels: Arc::from([]),
         status: RefreshStatus {

@@ -1,0 +1,221 @@
+//! `report --rotate-plan`: one refresh of every foundation (as `report` does), then a plan for
+//! each selected key.
+//!
+//! The keys are those the report's filters keep (`--only-foundation`, `--owner`, `--key`) and,
+//! with `--expiring-within`, only those within it. Per foundation, the offerings and the
+//! parameters of the keys that need a successor are read through that foundation's client
+//! ([`super::fetch`]); everything else comes from the refresh's snapshot: each key's place,
+//! lifetime, owners, shape and successor. Output as [`crate::report`]: the plan on stdout,
+//! errors and warnings on stderr; the exit codes are the report's (1: a key is within
+//! `--expiring-within`; 2: a foundation could not be read).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use super::fetch;
+use super::parameters::{self, Known};
+use super::plan::{self, Context, KeyPlan, Target};
+use super::render;
+use crate::cli::{ReportArgs, ReportOutput};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::report::{self, select, Outcome, Refreshed, Row};
+use crate::snapshot::{FoundationSnapshot, KeyRecord};
+
+/// Every selected key's plan, soonest expiry first, and how each foundation's refresh went.
+#[derive(Debug, Default)]
+pub struct Plans {
+    pub keys: Vec<KeyPlan>,
+    pub outcomes: Vec<(String, Outcome)>,
+    /// When the plans were made (Unix seconds).
+    pub now: i64,
+}
+
+/// Runs `report --rotate-plan`: refresh, plan, print; the exit code.
+pub async fn run(config: &Config, args: &ReportArgs) -> u8 {
+    let refreshed = report::refresh(config, std::io::stderr().is_terminal()).await;
+    let plans = plans(&refreshed, args, SystemClock.unix_now()).await;
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr().lock();
+    finish(&plans, args, &mut stdout, &mut stderr)
+}
+
+/// Prints the plans and decides the exit code; separated from [`run`] for tests.
+pub fn finish(plans: &Plans, args: &ReportArgs, out: &mut impl Write, err: &mut impl Write) -> u8 {
+    let (mut any_read, mut any_failed) = (false, false);
+    for (name, outcome) in &plans.outcomes {
+        match outcome {
+            Outcome::Complete => any_read = true,
+            Outcome::Partial(why) => {
+                any_read = true;
+                let _ = writeln!(err, "warning: foundation {name}: {why}");
+            }
+            Outcome::Failed(why) => {
+                any_failed = true;
+                let _ = writeln!(err, "error: foundation {name} could not be read: {why}");
+            }
+        }
+    }
+    if !any_read {
+        let _ = writeln!(err, "error: no foundation could be read");
+        return report::EXIT_NOT_READ;
+    }
+    let text = match args.output {
+        ReportOutput::Table => Ok(render::text(plans)),
+        ReportOutput::Json => render::json(plans),
+    };
+    let written = text
+        .map_err(std::io::Error::other)
+        .and_then(|t| out.write_all(t.as_bytes()).and_then(|()| out.flush()));
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot write the plan: {e}");
+            return report::EXIT_RUNTIME;
+        }
+    }
+    if any_failed {
+        report::EXIT_NOT_READ
+    } else if args.expiring_within.is_some() && !plans.keys.is_empty() {
+        report::EXIT_EXPIRING
+    } else {
+        report::EXIT_OK
+    }
+}
+
+/// The plans of the keys `args` select, read on from a refresh.
+pub async fn plans(refreshed: &Refreshed, args: &ReportArgs, now: i64) -> Plans {
+    let snapshot = refreshed.store.load();
+    let mut keys = Vec::new();
+    for refresher in &refreshed.refreshers {
+        let Some(foundation) = snapshot.foundations.get(refresher.name()) else {
+            continue;
+        };
+        let selected = select_keys(refresher.name(), foundation, args, now);
+        if selected.is_empty() {
+            continue;
+        }
+        let config = refresher.config();
+        let needing: Vec<&KeyRecord> = selected
+            .iter()
+            .filter(|&&i| foundation.successors.of(i).is_none())
+            .map(|&i| &foundation.keys[i])
+            .collect();
+        let concurrency = config.details_concurrency.get();
+        let mut fetched = fetch::parameters(refresher.client(), &needing, concurrency, now).await;
+        let siblings = siblings(&foundation.keys);
+        let today = OffsetDateTime::from_unix_timestamp(now)
+            .map(OffsetDateTime::date)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH.date());
+        let ctx = Context {
+            rotation: &config.rotation,
+            today,
+            now,
+        };
+        for i in selected {
+            let key = &foundation.keys[i];
+            let successor = foundation.successors.of(i).map(|j| &foundation.keys[j]);
+            let parameters = fetched
+                .remove(&*key.labels.service_key_guid)
+                .map(|f| parameters::decide(f, known(key)));
+            let owners: BTreeMap<String, String> = (config.metadata_labels.iter())
+                .zip(key.owners.iter())
+                .filter_map(|(m, v)| Some((m.key.clone(), v.as_deref()?.to_owned())))
+                .collect();
+            let target = Target {
+                foundation: refresher.name(),
+                key,
+                owners,
+                successor,
+                siblings: siblings
+                    .get(&instance(key))
+                    .map(|names| {
+                        names
+                            .iter()
+                            .copied()
+                            .filter(|n| *n != &*key.labels.service_key)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                parameters,
+            };
+            keys.push(plan::build(target, ctx));
+        }
+    }
+    keys.sort_by(|a, b| {
+        let left = |p: &KeyPlan| (p.seconds_left.is_none(), p.seconds_left);
+        left(a).cmp(&left(b)).then_with(|| {
+            (
+                &a.foundation,
+                &a.org,
+                &a.space,
+                &a.service_instance,
+                &a.service_key,
+            )
+                .cmp(&(
+                    &b.foundation,
+                    &b.org,
+                    &b.space,
+                    &b.service_instance,
+                    &b.service_key,
+                ))
+        })
+    });
+    let outcomes = (refreshed.outcomes.iter())
+        .map(|(name, outcome, _)| (name.clone(), outcome.clone()))
+        .collect();
+    Plans {
+        keys,
+        outcomes,
+        now,
+    }
+}
+
+/// The positions of the keys of one foundation that the filters (and `--expiring-within`)
+/// keep.
+fn select_keys(name: &str, f: &FoundationSnapshot, args: &ReportArgs, now: i64) -> Vec<usize> {
+    let label: Arc<str> = Arc::from(name);
+    (f.keys.iter().enumerate())
+        .filter(|(_, key)| {
+            let row = Row {
+                foundation: label.clone(),
+                owner_labels: f.owner_labels.clone(),
+                key: (*key).clone(),
+            };
+            select::keeps(args, &row)
+                && (args.expiring_within).is_none_or(|w| report::is_within(&row, now, w))
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// What the parameters may be derived from.
+fn known(key: &KeyRecord) -> Known {
+    Known {
+        shape: key.reading.as_ref().and_then(|r| r.shape),
+        days: key
+            .expiry()
+            .and_then(|e| parameters::days(e.valid_from?, e.expires_at)),
+    }
+}
+
+type Instance<'a> = (&'a str, &'a str, &'a str);
+
+fn instance(k: &KeyRecord) -> Instance<'_> {
+    (&k.labels.org, &k.labels.space, &k.labels.service_instance)
+}
+
+/// The names of every instance's keys.
+fn siblings(keys: &[KeyRecord]) -> HashMap<Instance<'_>, Vec<&str>> {
+    let mut out: HashMap<Instance<'_>, Vec<&str>> = HashMap::new();
+    for k in keys {
+        out.entry(instance(k))
+            .or_default()
+            .push(&k.labels.service_key);
+    }
+    out
+}
