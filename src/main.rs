@@ -99,6 +99,7 @@ async fn start_demo() -> anyhow::Result<(Demo, config::DemoTarget)> {
         .map(str::to_owned)
         .collect();
     target.lead_time_annotation = Some(cf_sim::demo::DEMO_LEAD_TIME_ANNOTATION.to_owned());
+    target.successor_annotation = Some(cf_sim::demo::DEMO_SUCCESSOR_ANNOTATION.to_owned());
     Ok((sim, target))
 }
 

@@ -27,6 +27,10 @@
 //! `jobs-xsuaa`) or the key itself (`payments-x509`) says otherwise. `acme-dev` and `acme-qa`
 //! carry no metadata.
 //!
+//! Successors (annotation [`DEMO_SUCCESSOR_ANNOTATION`], for `--successor-annotation`):
+//! `jobs-x509-fresh` names `jobs-x509-rotated` as the key it replaces, so the exporter shows
+//! `jobs-x509-rotated`'s successor.
+//!
 //! Lead times (annotation [`DEMO_LEAD_TIME_ANNOTATION`], for `--lead-time-annotation`):
 //! `60d` on key `x509-client` (60 days left: the owner's lead warns now where the default
 //! would not yet), none on its siblings `app-secret` and `legacy-secret`; `60` (no unit, so
@@ -71,6 +75,9 @@ pub const DEMO_METADATA_LABELS: &str = "team,example.com/owner";
 
 /// The annotation the demo's owners set their warning lead time with (`--lead-time-annotation`).
 pub const DEMO_LEAD_TIME_ANNOTATION: &str = "example.com/warning-lead-time";
+
+/// The annotation a demo key names the key it succeeds with (`--successor-annotation`).
+pub const DEMO_SUCCESSOR_ANNOTATION: &str = "example.com/successor-of";
 
 /// How many `/details` requests for `flaky-key` answer 502 before it reads normally.
 pub const FLAKY_FAILURES: u32 = 4;
@@ -219,6 +226,10 @@ pub fn world(now: OffsetDateTime) -> Result<World, CredentialsError> {
             now - age + week,
         )?;
         created_with(&mut w, &key, x509_parameters(KeyLength::Rsa2048, 7));
+    }
+    // The automation that made jobs-x509-fresh says which key it replaces.
+    if let Some(fresh) = w.find_key("jobs-x509-fresh").map(|k| k.guid.clone()) {
+        w.set_annotation(&fresh, DEMO_SUCCESSOR_ANNOTATION, "jobs-x509-rotated");
     }
     // Its broker does not return the parameters of this key (left `None`).
     let payments = w.instance(&security, "xsuaa", "application", "payments-xsuaa");
@@ -629,6 +640,13 @@ mod tests {
             lead("monitoring"),
             (map(&[]), map(&[(DEMO_LEAD_TIME_ANNOTATION, "60")]))
         );
+        assert_eq!(
+            lead("jobs-x509-fresh"),
+            (
+                map(&[]),
+                map(&[(DEMO_SUCCESSOR_ANNOTATION, "jobs-x509-rotated")])
+            )
+        );
         let owned = [
             w.orgs[0].guid.as_str(),
             space("acme-prod", "integration").guid.as_str(),
@@ -637,6 +655,7 @@ mod tests {
             key(&w, "payments-x509").guid.as_str(),
             key(&w, "x509-client").guid.as_str(),
             key(&w, "monitoring").guid.as_str(),
+            key(&w, "jobs-x509-fresh").guid.as_str(),
         ];
         let unowned = |guid: &str, m: &crate::world::Metadata| {
             owned.contains(&guid) || (m.labels.is_empty() && m.annotations.is_empty())

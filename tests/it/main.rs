@@ -17,6 +17,7 @@ mod load;
 mod multi_foundation;
 mod readiness;
 mod report;
+mod rotation;
 mod secrets;
 mod simulator;
 mod visibility;
