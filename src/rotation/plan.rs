@@ -263,14 +263,14 @@ fn create_step(
 
 fn handover_and_delete(plan: &KeyPlan, successor: &str) -> [Step; 2] {
     let owners = if plan.owners.is_empty() {
-        "no owner is recorded on the key, its instance, space or org".to_owned()
+        "no owner is recorded on the key, its instance, space or org: find its consumers".to_owned()
     } else {
         let list: Vec<String> = plan
             .owners
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        format!("its owners: {}", list.join(", "))
+        format!("ask its owners ({})", list.join(", "))
     };
     let mut lookup =
         url::Url::parse("http://api.invalid/v3/service_credential_bindings").expect("a fixed URL");
@@ -296,7 +296,7 @@ fn handover_and_delete(plan: &KeyPlan, successor: &str) -> [Step; 2] {
             step: "handover",
             title: format!("hand {successor} over to the consumers of {}", plan.service_key),
             note: Some(format!(
-                "Cloud Foundry records no consumers for service keys (only app bindings name an app), so it cannot say who uses {}; ask {owners}. Give them the successor's credentials (the command shows them; this plan never does; the request finds its guid, whose /details holds them)",
+                "Cloud Foundry records no consumers for service keys (only app bindings name an app), so it cannot say who uses {}; {owners}. Give them the successor's credentials (the command shows them; this plan never does; the request finds its guid, whose /details holds them)",
                 plan.service_key
             )),
             cf: command(&["cf", "service-key", &plan.service_instance, successor]),

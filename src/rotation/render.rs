@@ -78,6 +78,7 @@ fn key(out: &mut String, p: &KeyPlan) {
         shown(&p.service_key_guid),
     );
     let expiry = match (&p.expires_at, p.seconds_left) {
+        (Some(at), Some(left)) if left > 0 => format!("expires {at} ({} left)", time_left(left)),
         (Some(at), Some(left)) => format!("expires {at} ({})", time_left(left)),
         _ => "does not expire".to_owned(),
     };
