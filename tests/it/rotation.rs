@@ -365,3 +365,253 @@ fn promtool_quiet(scrape: &Scrape, guids: &HashSet<String>) -> (bool, String) {
     );
     (output.status.success(), text)
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_x509_key_whose_broker_returns_no_parameters_gets_an_x509_successor_of_its_length_and_validity(
+) {
+    let h = Harness::with(
+        clean_demo(time::OffsetDateTime::now_utc()),
+        Accounts::default(),
+        tuned,
+    )
+    .await;
+    let mut only = args(ReportOutput::Json, None);
+    only.keys = vec!["payments-x509".into()];
+    let plan: Value = serde_json::from_str(&plan(&h.sim, &only).await).unwrap();
+    let key = &plan["keys"][0];
+    assert_eq!(plan["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(key["parameters_source"], "derived", "{key}");
+    assert_eq!(
+        key["parameters"],
+        json!({"credential-type": "x509", "x509": {"key-length": 2048, "validity": 7, "validity-type": "DAYS"}})
+    );
+    // What the broker says, and what the instance would give without parameters.
+    let (instance, default) = h.sim.state.with_world(|w| {
+        let k = w.find_key("payments-x509").unwrap();
+        let i = w
+            .instances
+            .iter()
+            .find(|i| i.guid == k.instance_guid)
+            .unwrap();
+        (i.guid.clone(), i.default_credential_type.clone())
+    });
+    assert_eq!(default, None, "the instance defaults to a client secret");
+    assert_eq!(key["service_instance_guid"], instance.as_str());
+
+    execute(&h.sim, &plan).await;
+    let name = key["successor"]["name"].as_str().unwrap();
+    let new = held(&h.sim)
+        .into_values()
+        .find(|k| k.name == name)
+        .expect("the successor");
+    assert_eq!(
+        new.credentials["credential-type"], "x509",
+        "the successor must not be a client-secret key"
+    );
+    assert_eq!(
+        shape::read(&new.credentials),
+        shape::Shape::Typed(shape::CredentialType::X509 {
+            rsa_bits: Some(2048)
+        })
+    );
+    assert_eq!(lifetime_days(&new.credentials, new.created), Some(7));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_credential_value_reaches_a_plan_as_text_or_json() {
+    // Every secret-bearing field of every demo key holds DEMO_SECRET; certificates and private
+    // keys are credentials too.
+    let h = Harness::with(
+        cf_sim::demo::world(time::OffsetDateTime::now_utc()).unwrap(),
+        Accounts::default(),
+        tuned,
+    )
+    .await;
+    let mut secrets: Vec<String> = vec![DEMO_SECRET.into()];
+    h.sim.state.with_world(|w| {
+        for k in &w.keys {
+            collect_strings(&k.credentials, &mut secrets);
+        }
+    });
+    for output in [ReportOutput::Json, ReportOutput::Table] {
+        let text = plan(&h.sim, &args(output, None)).await;
+        assert!(text.contains("payments-x509"), "{text}");
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{output:?} holds a credential value: {secret}"
+            );
+        }
+        assert!(!text.contains("-----BEGIN"), "{output:?} holds a PEM block");
+    }
+}
+
+/// Every string in the credentials long enough to be a secret, a client id, a certificate or
+/// a key (short values such as `x509` or `dedicated` name kinds, not credentials).
+fn collect_strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) if s.len() >= 24 && !s.starts_with("https://") => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|v| collect_strings(v, out)),
+        Value::Object(o) => o.values().for_each(|v| collect_strings(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_successor_shows_on_metrics_until_the_old_key_is_deleted_and_unrelated_keys_never_succeed(
+) {
+    let now = time::OffsetDateTime::now_utc();
+    let mut world = clean_demo(now);
+    // s4-inbound's successor by name, created now for a year.
+    let runtime = world.find_key("s4-inbound").unwrap().instance_guid.clone();
+    let credentials = crate::common::year_key(
+        cf_sim::credentials::Shape::CloudIntegrationFlow,
+        now + time::Duration::days(365),
+        "s",
+    )
+    .unwrap();
+    let new = world.key(&runtime, "s4-inbound-20260101", credentials);
+    let k = world.key_mut(&new).unwrap();
+    (k.created_at, k.updated_at) = (now, now);
+    let h = Harness::with(world, Accounts::default(), tuned).await;
+    h.refresh().await;
+    let scrape = h.scrape().await;
+    let pairs: BTreeMap<String, (String, String)> = scrape
+        .all("cf_service_key_successor_info")
+        .iter()
+        .map(|s| {
+            assert_eq!(s.value, 1.0);
+            (
+                s.labels["service_key"].clone(),
+                (
+                    s.labels["successor_key"].clone(),
+                    s.labels["successor_key_guid"].clone(),
+                ),
+            )
+        })
+        .collect();
+    let guid_of = |name: &str| {
+        h.sim
+            .state
+            .with_world(|w| w.find_key(name).unwrap().guid.clone())
+    };
+    let expected = BTreeMap::from([
+        (
+            "jobs-x509-rotated".to_owned(),
+            ("jobs-x509-fresh".to_owned(), guid_of("jobs-x509-fresh")),
+        ),
+        (
+            "s4-inbound".to_owned(),
+            ("s4-inbound-20260101".to_owned(), new.clone()),
+        ),
+    ]);
+    // partner-edi and monitoring share s4-inbound's instance, the jobs keys theirs: no other
+    // pair is a succession.
+    assert_eq!(pairs, expected);
+    let series = scrape.find(
+        "cf_service_key_successor_info",
+        &[("service_key", "s4-inbound")],
+    );
+    for label in crate::common::KEY_LABELS {
+        assert!(series[0].labels.contains_key(label), "{label}");
+    }
+
+    // The old key deleted: its successor series goes with it.
+    let old = guid_of("s4-inbound");
+    h.sim.state.with_world(|w| w.delete_key(&old));
+    h.refresh().await;
+    let scrape = h.scrape().await;
+    assert!(scrape
+        .find(
+            "cf_service_key_successor_info",
+            &[("service_key", "s4-inbound")]
+        )
+        .is_empty());
+    assert_eq!(scrape.all("cf_service_key_successor_info").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_being_deleted_is_not_read_and_leaves_metrics_without_a_read_error() {
+    let h = Harness::with(
+        clean_demo(time::OffsetDateTime::now_utc()),
+        Accounts::default(),
+        tuned,
+    )
+    .await;
+    h.refresh().await;
+    // it-rt works asynchronously: the deletion stays in progress, /details answers 404.
+    let guid = h
+        .sim
+        .state
+        .with_world(|w| w.find_key("partner-edi").unwrap().guid.clone());
+    let bearer = format!("bearer {}", token(&h.sim).await);
+    let answer = reqwest::Client::new()
+        .delete(format!(
+            "{}/v3/service_credential_bindings/{guid}",
+            h.sim.api_url.as_str().trim_end_matches('/')
+        ))
+        .header("authorization", bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    let in_progress = h.sim.state.with_world(|w| {
+        let k = w.key_by_guid(&guid).unwrap();
+        (k.operation, k.state)
+    });
+    assert_eq!(in_progress, ("delete", "in progress"));
+    let details = h
+        .sim
+        .state
+        .stats
+        .count("/v3/service_credential_bindings/:guid/details");
+    let stats = h.refresh().await;
+    assert_eq!(stats.details_errors, 0);
+    assert_eq!(
+        h.sim
+            .state
+            .stats
+            .count("/v3/service_credential_bindings/:guid/details"),
+        details,
+        "no /details request for a key being deleted"
+    );
+    let scrape = h.scrape().await;
+    assert!(scrape
+        .find("cf_service_key_info", &[("service_key", "partner-edi")])
+        .is_empty());
+    assert!(scrape.all("cf_service_key_read_error").is_empty());
+}
+
+#[test]
+fn the_binary_plans_the_demo_keys_an_owner_has_and_refuses_an_owner_nobody_reads() {
+    let output = exporter(&[
+        "report",
+        "--demo",
+        "--rotate-plan",
+        "--owner",
+        "team=payments",
+        "--output",
+        "json",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        statuses(&plan),
+        BTreeMap::from([("payments-x509".to_owned(), "rotate".to_owned())])
+    );
+    let output = exporter(&[
+        "report",
+        "--demo",
+        "--rotate-plan",
+        "--owner",
+        "cost-center=1",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--owner cost-center"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
