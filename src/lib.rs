@@ -17,6 +17,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod expiry;
+pub mod landing;
 pub mod lead_time;
 pub mod logging;
 pub mod metrics;
@@ -47,6 +48,8 @@ pub struct ServeOptions {
     pub web_config: Option<Arc<web::WebConfigFile>>,
     /// `--web-max-requests`: most scrapes served at once (0: no limit).
     pub max_requests: usize,
+    /// How the landing page shows the rotate-plan command of a key.
+    pub plan_command: landing::PlanCommand,
 }
 
 impl Default for ServeOptions {
@@ -54,6 +57,7 @@ impl Default for ServeOptions {
         ServeOptions {
             web_config: None,
             max_requests: server::DEFAULT_MAX_REQUESTS,
+            plan_command: landing::PlanCommand::default(),
         }
     }
 }
@@ -104,7 +108,9 @@ pub async fn run_with(
     ));
 
     let app = server::router(
-        server::AppState::new(exposition, store, warnings).with_max_requests(options.max_requests),
+        server::AppState::new(exposition, store, warnings)
+            .with_max_requests(options.max_requests)
+            .with_plan_command(options.plan_command),
     );
     let server_cancel = cancel.clone();
     let stop = async move {

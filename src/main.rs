@@ -54,6 +54,7 @@ async fn main() -> ExitCode {
             ServeOptions {
                 web_config,
                 max_requests: cli.web_max_requests,
+                plan_command: plan_command(&cli),
             },
         )
         .await
@@ -109,6 +110,27 @@ type Demo = std::convert::Infallible;
 #[cfg(not(feature = "demo"))]
 async fn start_demo() -> anyhow::Result<(Demo, config::DemoTarget)> {
     anyhow::bail!("--demo: this build has no demo foundation (built without the `demo` feature)")
+}
+
+/// The rotate-plan command the landing page shows: the same source of configuration as this
+/// process (`--demo`, `--config PATH`), else a hint to add the connection flags.
+fn plan_command(cli: &Cli) -> cf_service_key_exporter::landing::PlanCommand {
+    use cf_service_key_exporter::landing::PlanCommand;
+    let args = &cli.connection;
+    match (args.demo, &args.config) {
+        (true, _) => PlanCommand {
+            prefix: "cf-service-key-exporter report --demo".into(),
+            hint: None,
+        },
+        (false, Some(path)) => PlanCommand {
+            prefix: format!(
+                "cf-service-key-exporter report --config {}",
+                cf_service_key_exporter::rotation::plan::command(&[&path.display().to_string()])
+            ),
+            hint: None,
+        },
+        (false, None) => PlanCommand::default(),
+    }
 }
 
 async fn serve(config: Config, cli: &Cli, options: ServeOptions) -> anyhow::Result<()> {

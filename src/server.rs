@@ -1,4 +1,5 @@
-//! The HTTP endpoints: `/metrics`, `/healthz`, `/readyz` and a landing page.
+//! The HTTP endpoints: `/metrics`, `/healthz`, `/readyz` and a landing page (rendered by
+//! [`crate::landing`]).
 //!
 //! Handlers only read the current snapshot; they never call Cloud Foundry and never wait on a
 //! refresh. Rendering a newly published snapshot is CPU work, so it runs on the blocking pool
@@ -20,6 +21,7 @@ use tokio::sync::Semaphore;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
+use crate::clock::Clock as _;
 use crate::metrics::{Exposition, Format};
 use crate::snapshot::Store;
 
@@ -32,6 +34,8 @@ pub struct AppState {
     exposition: Arc<Exposition>,
     store: Arc<Store>,
     warnings: Arc<Vec<String>>,
+    /// How the landing page shows the rotate-plan command.
+    plan_command: Arc<crate::landing::PlanCommand>,
     /// Scrapes being served; `None`: no limit.
     scrapes: Option<Arc<Semaphore>>,
 }
@@ -43,8 +47,15 @@ impl AppState {
             exposition: Arc::new(exposition),
             store,
             warnings: Arc::new(warnings),
+            plan_command: Arc::default(),
             scrapes: Some(Arc::new(Semaphore::new(DEFAULT_MAX_REQUESTS))),
         }
+    }
+
+    /// Shows this rotate-plan command on the landing page.
+    pub fn with_plan_command(mut self, command: crate::landing::PlanCommand) -> Self {
+        self.plan_command = Arc::new(command);
+        self
     }
 
     /// Serves at most `limit` scrapes at once (0: no limit).
@@ -173,48 +184,13 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 async fn landing(State(state): State<AppState>) -> Html<String> {
     let snapshot = state.store.load();
-    let mut rows = String::new();
-    for (name, f) in &snapshot.foundations {
-        let status = match (f.status.finished_once, f.status.success, f.status.ready) {
-            (false, _, false) => "first refresh running",
-            (false, _, true) => "seeded from the cache file; first refresh running",
-            (true, true, true) => "ok",
-            (true, true, false) => "reading keys within the rate-limit budget (not ready yet)",
-            (true, false, _) => "last refresh failed",
-        };
-        let unread = f.keys.iter().filter(|k| k.reading.is_none()).count();
-        let failing = f.keys.iter().filter(|k| k.failure.is_some()).count();
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{unread}</td><td>{failing}</td><td>{status}</td></tr>",
-            escape(name),
-            f.keys.len()
-        ));
-    }
-    let warnings: String = state
-        .warnings
-        .iter()
-        .map(|w| {
-            format!(
-                "<p style=\"color:#b00\"><strong>Warning:</strong> {}</p>",
-                escape(w)
-            )
-        })
-        .collect();
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>cf-service-key-exporter</title></head>\
-<body><h1>cf-service-key-exporter {version}</h1>{warnings}\
-<p><a href=\"/metrics\">/metrics</a> · <a href=\"/healthz\">/healthz</a> · <a href=\"/readyz\">/readyz</a></p>\
-<table border=\"1\" cellpadding=\"4\"><tr><th>foundation</th><th>service keys</th><th>never read</th><th>latest read failed</th><th>status</th></tr>{rows}</table>\
-</body></html>",
-        version = env!("CARGO_PKG_VERSION"),
+    let now = crate::clock::SystemClock.unix_now();
+    Html(crate::landing::page(
+        &snapshot,
+        &state.warnings,
+        &state.plan_command,
+        now,
     ))
 }

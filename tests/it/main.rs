@@ -12,6 +12,7 @@ mod exporter;
 mod faults;
 mod golden;
 mod incremental;
+mod landing;
 mod lead_time;
 mod load;
 mod multi_foundation;
