@@ -56,7 +56,7 @@ pub fn escape(s: &str) -> String {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse;margin:.5em 0 1em}th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}\
 th{background:#f2f2f2}td.left{white-space:nowrap}tr.expired td.left,tr.critical td.left{color:#b00;font-weight:bold}\
-code{font-size:.85em;background:#f6f6f6;padding:.1em .3em;white-space:nowrap}td:first-child{white-space:nowrap}.warning{color:#b00}.more{color:#555}";
+code{font-size:.85em;background:#f6f6f6;padding:.1em .3em}code span{white-space:nowrap}td:first-child{min-width:11em}td small,th small{color:#555;font-weight:normal}.warning{color:#b00}.more{color:#555}";
 
 /// The whole page at `now` (Unix seconds).
 pub fn page(snapshot: &Snapshot, warnings: &[String], command: &PlanCommand, now: i64) -> String {
@@ -129,13 +129,23 @@ fn foundation(
         .filter(|&i| f.keys[i].expiry().is_some())
         .collect();
     expiring.sort_by_key(|&i| (f.keys[i].expiry().map(|e| e.expires_at), i));
+    let rows = Rows {
+        f,
+        command,
+        now,
+        column: Column::TimeLeft,
+    };
     let _ = write!(out, "<h3>Expiring soonest</h3>");
-    table(out, name, f, &expiring, command, now, Column::TimeLeft);
+    rows.table(out, &expiring);
     let unreadable: Vec<usize> = (0..f.keys.len())
         .filter(|&i| f.keys[i].reading.is_none() || f.keys[i].failure.is_some())
         .collect();
     let _ = write!(out, "<h3>Cannot be read</h3>");
-    table(out, name, f, &unreadable, command, now, Column::Reason);
+    Rows {
+        column: Column::Reason,
+        ..rows
+    }
+    .table(out, &unreadable);
 }
 
 /// The column that differs between the two tables.
@@ -145,101 +155,97 @@ enum Column {
     Reason,
 }
 
-fn table(
-    out: &mut String,
-    foundation: &str,
-    f: &FoundationSnapshot,
-    keys: &[usize],
-    command: &PlanCommand,
+/// One table of one foundation's keys.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    f: &'a FoundationSnapshot,
+    command: &'a PlanCommand,
     now: i64,
     column: Column,
-) {
-    if keys.is_empty() {
-        out.push_str("<p class=\"more\">none</p>");
-        return;
-    }
-    let middle = match column {
-        Column::TimeLeft => "<th>time left</th><th>expires</th>",
-        Column::Reason => "<th>why</th><th>time left</th>",
-    };
-    let _ = write!(
-        out,
-        "<table><tr><th>key</th><th>org / space / instance</th><th>owner</th>{middle}<th>lifetime</th><th>successor</th><th>rotate plan</th></tr>"
-    );
-    for &i in keys.iter().take(ROWS) {
-        row(out, foundation, f, i, command, now, column);
-    }
-    out.push_str("</table>");
-    if keys.len() > ROWS {
-        let _ = write!(out, "<p class=\"more\">and {} more</p>", keys.len() - ROWS);
-    }
 }
 
-fn row(
-    out: &mut String,
-    foundation: &str,
-    f: &FoundationSnapshot,
-    i: usize,
-    command: &PlanCommand,
-    now: i64,
-    column: Column,
-) {
-    let k = &f.keys[i];
-    let l = &k.labels;
-    let left = k.expiry().map(|e| e.expires_at - now);
-    let class = match left {
-        Some(s) if s <= 0 => "expired",
-        Some(s) if s < 7 * 86_400 => "critical",
-        _ => "",
-    };
-    let left_text = left.map_or_else(|| "-".to_owned(), time_left);
-    let middle = match column {
-        Column::TimeLeft => format!(
-            "<td class=\"left\">{}</td><td>{}</td>",
-            escape(&left_text),
-            k.expiry()
-                .map_or_else(|| "-".into(), |e| rfc3339(e.expires_at))
-        ),
-        Column::Reason => format!(
-            "<td>{}</td><td class=\"left\">{}</td>",
-            escape(&why_unreadable(k)),
-            escape(&left_text)
-        ),
-    };
-    let owners: Vec<String> = k
-        .owner_pairs(&f.owner_labels)
-        .map(|(label, v)| format!("{}={}", label.strip_prefix("label_").unwrap_or(label), v))
-        .collect();
-    let lifetime = k
-        .expiry()
-        .and_then(|e| Some(e.expires_at - e.valid_from?))
-        .filter(|s| *s > 0)
-        .map_or_else(|| "-".to_owned(), time_left);
-    let successor = f.successors.of(i).and_then(|j| f.keys.get(j)).map_or_else(
-        || "-".to_owned(),
-        |s| {
-            let since = s.created_at.map(rfc3339).unwrap_or_default();
-            format!("{} (since {since})", s.labels.service_key)
-        },
-    );
-    let plan = format!(
-        "{} --rotate-plan --only-foundation {} --key {}",
-        command.prefix,
-        crate::rotation::plan::command(&[foundation]),
-        crate::rotation::plan::command(&[&l.service_key_guid]),
-    );
-    let _ = write!(
-        out,
-        "<tr class=\"{class}\"><td>{}</td><td>{} / {} / {}</td><td>{}</td>{middle}<td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-        escape(&l.service_key),
-        escape(&l.org),
-        escape(&l.space),
-        escape(&l.service_instance),
-        escape(&if owners.is_empty() { "-".to_owned() } else { owners.join(", ") }),
-        escape(&lifetime),
-        escape(&successor),
-        escape(&plan),
-    );
+impl Rows<'_> {
+    fn table(self, out: &mut String, keys: &[usize]) {
+        if keys.is_empty() {
+            out.push_str("<p class=\"more\">none</p>");
+            return;
+        }
+        let middle = match self.column {
+            Column::TimeLeft => "<th>time left</th>",
+            Column::Reason => "<th>why</th><th>time left</th>",
+        };
+        let _ = write!(
+            out,
+            "<table><tr><th>key<br><small>org / space / instance</small></th><th>owner</th>{middle}<th>lifetime</th><th>successor</th><th>rotate plan</th></tr>"
+        );
+        for &i in keys.iter().take(ROWS) {
+            self.row(out, i);
+        }
+        out.push_str("</table>");
+        if keys.len() > ROWS {
+            let _ = write!(out, "<p class=\"more\">and {} more</p>", keys.len() - ROWS);
+        }
+    }
+
+    fn row(self, out: &mut String, i: usize) {
+        let (f, k) = (self.f, &self.f.keys[i]);
+        let l = &k.labels;
+        let left = k.expiry().map(|e| e.expires_at - self.now);
+        let class = match left {
+            Some(s) if s <= 0 => "expired",
+            Some(s) if s < 7 * 86_400 => "critical",
+            _ => "",
+        };
+        let left_text = escape(&left.map_or_else(|| "-".to_owned(), time_left));
+        let expires = k
+            .expiry()
+            .map_or_else(|| "-".into(), |e| rfc3339(e.expires_at));
+        let middle = match self.column {
+            Column::TimeLeft => format!("<td class=\"left\" title=\"{expires}\">{left_text}</td>"),
+            Column::Reason => format!(
+                "<td>{}</td><td class=\"left\" title=\"{expires}\">{left_text}</td>",
+                escape(&why_unreadable(k)),
+            ),
+        };
+        let owners: Vec<String> = k
+            .owner_pairs(&f.owner_labels)
+            .map(|(label, v)| format!("{}={v}", label.strip_prefix("label_").unwrap_or(label)))
+            .collect();
+        let lifetime = k
+            .expiry()
+            .and_then(|e| Some(e.expires_at - e.valid_from?))
+            .filter(|s| *s > 0)
+            .map_or_else(|| "-".to_owned(), time_left);
+        let successor = f.successors.of(i).and_then(|j| f.keys.get(j)).map_or_else(
+            || "-".to_owned(),
+            |s| {
+                let since = s.created_at.map(rfc3339).unwrap_or_default();
+                format!("{} (since {since})", s.labels.service_key)
+            },
+        );
+        // A key's guid is unique across foundations: it alone selects the key.
+        let plan = format!(
+            "{} --rotate-plan --key {}",
+            self.command.prefix,
+            crate::rotation::plan::command(&[&l.service_key_guid]),
+        );
+        let _ = write!(
+            out,
+            "<tr class=\"{class}\"><td>{}<br><small>{} / {} / {}</small></td><td>{}</td>{middle}<td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            escape(&l.service_key),
+            escape(&l.org),
+            escape(&l.space),
+            escape(&l.service_instance),
+            escape(&if owners.is_empty() { "-".to_owned() } else { owners.join(", ") }),
+            escape(&lifetime),
+            escape(&successor),
+            // Lines break between the words only, never inside a guid.
+            plan.split(' ')
+                .map(|w| format!("<span>{}</span>", escape(w)))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
 }
 
 fn why_unreadable(k: &KeyRecord) -> String {
@@ -312,6 +318,6 @@ mod tests {
         // Soonest first: the key with 6 days left leads.
         let first = html.find("key-g24").unwrap();
         assert!(first < html.find("key-g23").unwrap());
-        assert!(html.contains("--only-foundation &#39;eu&lt;10&gt;&#39; --key g24"));
+        assert!(html.contains("<span>--key</span> <span>g24</span>"));
     }
 }

@@ -104,7 +104,7 @@ async fn the_demo_landing_page_lists_its_expiring_and_unreadable_keys_bounded_in
             .with_world(|w| w.find_key(name).unwrap().guid.clone())
     };
     assert!(expiring.contains(&format!(
-        "cf-service-key-exporter report --rotate-plan --only-foundation demo --key {}",
+        "cf-service-key-exporter report --rotate-plan --key {}",
         guid("payments-x509")
     )));
     let rotated = &expiring[positions[3]..positions[4]];
