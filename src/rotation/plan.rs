@@ -279,7 +279,7 @@ fn handover_and_delete(plan: &KeyPlan, successor: &str) -> [Step; 2] {
     crate::cf::append_list(
         &mut lookup,
         "service_instance_guids",
-        &[plan.service_instance_guid.clone()],
+        std::slice::from_ref(&plan.service_instance_guid),
     );
     let path = format!("{}?{}", lookup.path(), lookup.query().unwrap_or_default());
     let left = match plan.seconds_left {
@@ -423,8 +423,10 @@ mod tests {
 
     #[test]
     fn a_key_is_planned_in_four_steps_each_a_command_and_a_request() {
-        let mut rotation = RotationConfig::default();
-        rotation.successor_annotation = Some("example.com/successor-of".into());
+        let rotation = RotationConfig {
+            successor_annotation: Some("example.com/successor-of".into()),
+            ..RotationConfig::default()
+        };
         let k = key("payments-x509");
         let plan = build(target(&k), ctx(&rotation));
         assert_eq!(plan.status, Status::Rotate);

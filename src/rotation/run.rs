@@ -9,7 +9,7 @@
 //! errors and warnings on stderr; the exit codes are the report's (1: a key is within
 //! `--expiring-within`; 2: a foundation could not be read).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
@@ -22,6 +22,7 @@ use super::render;
 use crate::cli::{ReportArgs, ReportOutput};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::refresher::Refresher;
 use crate::report::{self, select, Outcome, Refreshed, Row};
 use crate::snapshot::{FoundationSnapshot, KeyRecord};
 
@@ -92,78 +93,24 @@ pub async fn plans(refreshed: &Refreshed, args: &ReportArgs, now: i64) -> Plans 
     let snapshot = refreshed.store.load();
     let mut keys = Vec::new();
     for refresher in &refreshed.refreshers {
-        let Some(foundation) = snapshot.foundations.get(refresher.name()) else {
-            continue;
-        };
-        let selected = select_keys(refresher.name(), foundation, args, now);
-        if selected.is_empty() {
-            continue;
-        }
-        let config = refresher.config();
-        let needing: Vec<&KeyRecord> = selected
-            .iter()
-            .filter(|&&i| foundation.successors.of(i).is_none())
-            .map(|&i| &foundation.keys[i])
-            .collect();
-        let concurrency = config.details_concurrency.get();
-        let mut fetched = fetch::parameters(refresher.client(), &needing, concurrency, now).await;
-        let siblings = siblings(&foundation.keys);
-        let today = OffsetDateTime::from_unix_timestamp(now)
-            .map(OffsetDateTime::date)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH.date());
-        let ctx = Context {
-            rotation: &config.rotation,
-            today,
-            now,
-        };
-        for i in selected {
-            let key = &foundation.keys[i];
-            let successor = foundation.successors.of(i).map(|j| &foundation.keys[j]);
-            let parameters = fetched
-                .remove(&*key.labels.service_key_guid)
-                .map(|f| parameters::decide(f, known(key)));
-            let owners: BTreeMap<String, String> = (config.metadata_labels.iter())
-                .zip(key.owners.iter())
-                .filter_map(|(m, v)| Some((m.key.clone(), v.as_deref()?.to_owned())))
-                .collect();
-            let target = Target {
-                foundation: refresher.name(),
-                key,
-                owners,
-                successor,
-                siblings: siblings
-                    .get(&instance(key))
-                    .map(|names| {
-                        names
-                            .iter()
-                            .copied()
-                            .filter(|n| *n != &*key.labels.service_key)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                parameters,
-            };
-            keys.push(plan::build(target, ctx));
+        if let Some(foundation) = snapshot.foundations.get(refresher.name()) {
+            keys.extend(foundation_plans(refresher, foundation, args, now).await);
         }
     }
-    keys.sort_by(|a, b| {
-        let left = |p: &KeyPlan| (p.seconds_left.is_none(), p.seconds_left);
-        left(a).cmp(&left(b)).then_with(|| {
-            (
-                &a.foundation,
-                &a.org,
-                &a.space,
-                &a.service_instance,
-                &a.service_key,
-            )
-                .cmp(&(
-                    &b.foundation,
-                    &b.org,
-                    &b.space,
-                    &b.service_instance,
-                    &b.service_key,
-                ))
-        })
+    // Soonest expiry first (keys without one last), then by place and name.
+    keys.sort_by_cached_key(|p| {
+        (
+            p.seconds_left.is_none(),
+            p.seconds_left,
+            [
+                &p.foundation,
+                &p.org,
+                &p.space,
+                &p.service_instance,
+                &p.service_key,
+            ]
+            .map(|s| s.to_owned()),
+        )
     });
     let outcomes = (refreshed.outcomes.iter())
         .map(|(name, outcome, _)| (name.clone(), outcome.clone()))
@@ -173,6 +120,59 @@ pub async fn plans(refreshed: &Refreshed, args: &ReportArgs, now: i64) -> Plans 
         outcomes,
         now,
     }
+}
+
+/// The plans of one foundation's selected keys: their parameters read through its client,
+/// the rest from its snapshot.
+async fn foundation_plans(
+    refresher: &Refresher,
+    foundation: &FoundationSnapshot,
+    args: &ReportArgs,
+    now: i64,
+) -> Vec<KeyPlan> {
+    let selected = select_keys(refresher.name(), foundation, args, now);
+    if selected.is_empty() {
+        return Vec::new();
+    }
+    let config = refresher.config();
+    let needing: Vec<&KeyRecord> = (selected.iter())
+        .filter(|&&i| foundation.successors.of(i).is_none())
+        .map(|&i| &foundation.keys[i])
+        .collect();
+    let concurrency = config.details_concurrency.get();
+    let mut fetched = fetch::parameters(refresher.client(), &needing, concurrency, now).await;
+    let siblings = siblings(&foundation.keys);
+    let today = OffsetDateTime::from_unix_timestamp(now)
+        .map(OffsetDateTime::date)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH.date());
+    let ctx = Context {
+        rotation: &config.rotation,
+        today,
+        now,
+    };
+    let mut out = Vec::with_capacity(selected.len());
+    for i in selected {
+        let key = &foundation.keys[i];
+        let name: &str = &key.labels.service_key;
+        let target = Target {
+            foundation: refresher.name(),
+            key,
+            owners: (config.metadata_labels.iter())
+                .zip(key.owners.iter())
+                .filter_map(|(m, v)| Some((m.key.clone(), v.as_deref()?.to_owned())))
+                .collect(),
+            successor: foundation.successors.of(i).map(|j| &foundation.keys[j]),
+            siblings: (siblings.get(&instance(key)).into_iter().flatten())
+                .copied()
+                .filter(|n| *n != name)
+                .collect(),
+            parameters: fetched
+                .remove(&*key.labels.service_key_guid)
+                .map(|f| parameters::decide(f, known(key))),
+        };
+        out.push(plan::build(target, ctx));
+    }
+    out
 }
 
 /// The positions of the keys of one foundation that the filters (and `--expiring-within`)

@@ -234,8 +234,10 @@ mod tests {
 
     #[test]
     fn an_annotation_names_the_old_key_by_name_or_guid() {
-        let mut config = RotationConfig::default();
-        config.successor_annotation = Some("example.com/successor-of".into());
+        let config = RotationConfig {
+            successor_annotation: Some("example.com/successor-of".into()),
+            ..RotationConfig::default()
+        };
         let mut by_name = key("sender-b", "cpi", -1, Some(364));
         by_name.facts.successor_of = Some("sender-a".into());
         let keys = [key("sender-a", "cpi", -360, Some(5)), by_name];
