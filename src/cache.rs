@@ -49,7 +49,7 @@ use crate::config::FoundationConfig;
 use crate::expiry::{CertificateInfo, ReadError, SOURCES, SOURCE_NONE};
 use crate::snapshot::{
     FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, LeadTime, ReadFailure, Reading,
-    RefreshStatus, Snapshot, Store,
+    RefreshStatus, Shape, Snapshot, Store,
 };
 
 /// The `format` field: tells our file from any other JSON.
@@ -119,6 +119,10 @@ struct ReadingEntry {
     read_at: i64,
     /// `null`: read, and nothing in it expires.
     expiry: Option<ExpiryEntry>,
+    /// What the credentials showed about how the key was created (no credential value);
+    /// absent in files of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shape: Option<Shape>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,6 +163,7 @@ impl KeyEntry {
                     source: e.source.to_owned(),
                     certificate: e.certificate.clone(),
                 }),
+                shape: r.shape,
             }),
             failure: k.failure.as_ref().map(|f| FailureEntry {
                 reason: f.reason.to_owned(),
@@ -190,8 +195,7 @@ impl KeyEntry {
                         certificate: e.certificate,
                     }),
                 },
-                // Not kept in the file: the next read of the key finds it again.
-                shape: None,
+                shape: r.shape,
             }),
         };
         let failure = match self.failure {

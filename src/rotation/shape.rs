@@ -19,6 +19,7 @@
 //!
 //! Pure; a hostile value costs at most one bounded certificate parse.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use x509_parser::pem::Pem;
 use x509_parser::public_key::PublicKey;
@@ -27,7 +28,8 @@ use x509_parser::public_key::PublicKey;
 const MAX_CERTIFICATE_BYTES: usize = 64 * 1024;
 
 /// An XSUAA credential type, as the `credential-type` parameter names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
 pub enum CredentialType {
     /// `x509`: a certificate, with its RSA key length when it could be read.
     X509 {
@@ -48,8 +50,10 @@ impl CredentialType {
     }
 }
 
-/// How a key was created, as far as its credentials show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// How a key was created, as far as its credentials show. Kept in the cache file with the
+/// reading (`{"kind": "typed", "type": "x509", "rsa_bits": 2048}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Shape {
     /// `credential-type` at the top level.
     Typed(CredentialType),

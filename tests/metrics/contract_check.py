@@ -19,7 +19,8 @@ rule lints do not know. This reads the classic text exposition of an exporter ru
   rule tests cannot use an invented reason nor miss a real one;
 - the demo's planted cases: `broken-binding` is `unread` with `read_error{reason="not_found"}`,
   owner labels are sanitised (`label_example_com_owner`), `x509-client`'s `60d` lead time is
-  `warning_lead_seconds` 5184000 and `monitoring`'s invalid one `warning_lead_invalid`.
+  `warning_lead_seconds` 5184000 and `monitoring`'s invalid one `warning_lead_invalid`,
+  `jobs-x509-rotated`'s successor `jobs-x509-fresh` (`successor_info`, naming a listed key).
 
 Usage: contract_check.py EXPOSITION_FILE   (prints "ok ..."/"FAIL ..." lines; exit 1 on failure)
 Python 3.11 standard library only.
@@ -46,6 +47,7 @@ PER_KEY = {
     "cf_service_key_owner_info": ("gauge", "owner"),
     "cf_service_key_warning_lead_seconds": ("gauge", set()),
     "cf_service_key_warning_lead_invalid": ("gauge", set()),
+    "cf_service_key_successor_info": ("gauge", {"successor_key", "successor_key_guid"}),
 }
 EXPORTER = {
     "cf_service_key_exporter_refresh_success": ("gauge", {"foundation"}),
@@ -124,7 +126,7 @@ def main(path):
                 check(set(labels) == KEY_LABELS | extra,
                       f"{name}: labels {sorted(labels)}, contract says {sorted(KEY_LABELS | extra)}")
             if name in ("cf_service_key_info", "cf_service_key_read_error", "cf_service_key_owner_info",
-                        "cf_service_key_warning_lead_invalid"):
+                        "cf_service_key_warning_lead_invalid", "cf_service_key_successor_info"):
                 check(value == 1, f"{name}{labels}: value {value}, contract says always 1")
 
     def key(labels):
@@ -177,6 +179,10 @@ def main(path):
     check(leads == {"x509-client": 60 * 86400}, f"demo: warning_lead_seconds {leads}, expected x509-client's 60d only")
     invalid = sorted(lab.get("service_key") for lab, _ in by_name.get("cf_service_key_warning_lead_invalid", []))
     check(invalid == ["monitoring"], f"demo: warning_lead_invalid for {invalid}, expected monitoring only")
+    successors = {lab.get("service_key"): (lab.get("successor_key"), key({**lab, "service_key_guid": lab.get("successor_key_guid")}) in info)
+                  for lab, _ in by_name.get("cf_service_key_successor_info", [])}
+    check(successors == {"jobs-x509-rotated": ("jobs-x509-fresh", True)},
+          f"demo: successor_info {successors}, expected jobs-x509-rotated's jobs-x509-fresh only (a listed key)")
     found = {o for lab, _ in by_name.get("cf_service_key_owner_info", []) for o in lab if o.startswith("label_")}
     check(found == DEMO_OWNER_LABELS, f"demo: owner labels {sorted(found)}, expected {sorted(DEMO_OWNER_LABELS)}")
 
