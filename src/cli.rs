@@ -56,7 +56,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run one refresh, print every key with its expiry, and exit.
+    /// Run one refresh, print every key with its expiry (or, with --rotate-plan, the steps
+    /// that rotate each key), and exit.
     ///
     /// Exits 1 when --expiring-within is given and a key expires within it.
     Report(ReportArgs),

@@ -7,7 +7,9 @@
 //! adds it) by the [`cache`] file seeding it; and by the [`supervisor`], which registers a
 //! foundation it starts watching and removes one a reload dropped once its refresher has
 //! stopped. A scrape only reads the latest snapshot and never calls Cloud Foundry. [`web`] puts
-//! TLS and basic auth in front of the endpoints (`--web-config-file`). `main` only parses flags,
+//! TLS and basic auth in front of the endpoints (`--web-config-file`); [`landing`] renders the
+//! landing page. [`rotation`] knows which key succeeds which (per snapshot) and builds the
+//! plans of `report --rotate-plan`, which [`report`] runs. `main` only parses flags,
 //! sets up logging, binds and calls [`run`]; tests and `--demo` use the same entry point (the
 //! demo's simulated foundation is the separate `cf-sim` crate).
 

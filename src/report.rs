@@ -6,7 +6,9 @@
 //! refresh went comes from the refresh itself ([`RefreshOutcome`]). Nothing here talks to Cloud
 //! Foundry itself, and nothing here sees a credential: only what the snapshot holds (names,
 //! guids, dates, owners, public certificate facts). Columns and JSON fields come from the one
-//! definition of a key's labels ([`KeyLabels`]).
+//! definition of a key's labels ([`KeyLabels`]). [`select`] holds the filters
+//! (`--only-foundation`, `--owner`, `--key`); with `--rotate-plan` the same refresh feeds
+//! [`crate::rotation::run`] instead of the table.
 //!
 //! Output discipline: the table or JSON goes to stdout and nothing else does; errors, warnings,
 //! the list of expiring keys and the progress line go to stderr. The progress line is drawn only
