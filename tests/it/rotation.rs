@@ -615,3 +615,61 @@ fn the_binary_plans_the_demo_keys_an_owner_has_and_refuses_an_owner_nobody_reads
     assert!(stderr.contains("--owner cost-center"), "{stderr}");
     assert!(output.stdout.is_empty());
 }
+
+/// The XSUAA keys of the demo (its only offering that returns parameters) that need a
+/// successor: all seven but jobs-x509-rotated, whose successor exists.
+const XSUAA_KEYS: usize = 6;
+const PARAMETERS: &str = "/v3/service_credential_bindings/:guid/parameters";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parameter_reads_go_through_the_rate_limit_budget_and_stop_when_it_is_spent() {
+    let h = Harness::with(
+        clean_demo(time::OffsetDateTime::now_utc()),
+        Accounts::default(),
+        tuned,
+    )
+    .await;
+    // Plenty left: one offerings page, and /parameters for each XSUAA key, none for the rest.
+    let planned: Value =
+        serde_json::from_str(&plan(&h.sim, &args(ReportOutput::Json, None)).await).unwrap();
+    assert_eq!(h.sim.state.stats.count(PARAMETERS), XSUAA_KEYS);
+    assert_eq!(h.sim.state.stats.count("/v3/service_offerings"), 1);
+    let fetched = planned["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["parameters_source"] == "fetched")
+        .count();
+    assert!(fetched > 0, "{planned}");
+
+    // The window nearly spent by the time the plans are made (after the refresh): what is
+    // left is under the tenth of the limit that is never spent.
+    h.sim.state.stats.reset();
+    let mut foundation = DemoTarget::from(&h.sim).foundation("demo");
+    tuned(&mut foundation);
+    let config = Config {
+        foundations: vec![foundation],
+        file: None,
+        cache_file: None,
+    };
+    let refreshed = report::refresh(&config, false).await;
+    h.sim.state.switches.set_rate_limit(Some(
+        cf_sim::RateLimit::new(100, Duration::from_secs(3600)).with_used(95),
+    ));
+    let plans = run::plans(&refreshed, &args(ReportOutput::Json, None), unix_now()).await;
+    let planned: Value = serde_json::from_str(&render::json(&plans).unwrap()).unwrap();
+    assert_eq!(h.sim.state.stats.count("/v3/service_offerings"), 1);
+    assert_eq!(h.sim.state.stats.count(PARAMETERS), 0);
+    let xsuaa: Vec<&Value> = planned["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["service_offering"] == "xsuaa" && k["status"] == "rotate")
+        .collect();
+    assert_eq!(xsuaa.len(), XSUAA_KEYS);
+    for k in xsuaa {
+        assert_eq!(k["parameters_source"], "derived", "{k}");
+        let basis = k["parameters_basis"].as_str().unwrap();
+        assert!(basis.contains("the rate-limit budget is spent"), "{basis}");
+    }
+}
