@@ -1,0 +1,241 @@
+//! The accept loop of the HTTP endpoints, plain or TLS, with the limits that keep slow or
+//! hostile clients from starving the scraper.
+//!
+//! Why our own loop rather than `axum::serve`: `axum::serve` builds hyper without a timer, so
+//! hyper's header-read timeout is silently off, and it caps nothing. Here every connection gets:
+//!
+//! - a **header timeout** (`--web-header-timeout`): a connection that has not sent a whole request
+//!   head within it, at its start or between keep-alive requests, is closed (hyper's
+//!   `header_read_timeout`, with a timer);
+//! - a **connection cap** (`--web-max-connections`): past it a new connection is closed at once,
+//!   before anything is read from it, so idle sockets cannot exhaust file descriptors;
+//! - a **write deadline** (`--web-write-timeout`): a response not fully handed to the kernel
+//!   within it closes its connection, which drops the body and with it the
+//!   `--web-max-requests` slot it holds (a client that asks for `/metrics` and never reads must
+//!   not keep the scraper out).
+//!
+//! On TLS the handshake must also finish within the header timeout, and each connection gets the
+//! current certificate (see [`super::tls`]).
+//!
+//! Concurrency: the loop only accepts; each connection runs in its own task, holding one permit
+//! of the connection cap until it ends. A response's deadline is a small task that cancels the
+//! connection's token unless the body is dropped (sent or abandoned) first.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use axum::Router;
+use bytes::Bytes;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tower::ServiceExt as _;
+
+use super::WebConfigFile;
+
+/// Default of `--web-header-timeout`.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of `--web-write-timeout`: three times Prometheus' default scrape timeout; a scrape
+/// slower than that has already failed on Prometheus' side.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of `--web-max-connections`: far more than a few scrapers and browsers need, far less
+/// than the usual file-descriptor limit.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// The per-connection limits (flags `--web-header-timeout`, `--web-write-timeout`,
+/// `--web-max-connections`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest wait for a whole request head (at the start and between keep-alive requests).
+    pub header_timeout: Duration,
+    /// Longest time a response may take to be written out.
+    pub write_timeout: Duration,
+    /// Most connections open at once; 0: no limit.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then waits for open connections to
+/// finish their requests (bounded by the write deadline). With `tls`, every connection is TLS
+/// with the certificate current when it was accepted.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<WebConfigFile>>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let cap =
+        (limits.max_connections > 0).then(|| Arc::new(Semaphore::new(limits.max_connections)));
+    let at_cap = AtomicBool::new(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin (as axum does).
+                    tracing::warn!(error = %e, "cannot accept a connection; retrying in 1s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+        };
+        let permit = match cap.as_ref().map(|c| c.clone().try_acquire_owned()) {
+            None => None,
+            Some(Ok(permit)) => {
+                at_cap.store(false, Ordering::Relaxed);
+                Some(permit)
+            }
+            Some(Err(_)) => {
+                // Once per episode, not once per connection: a flood must not flood the log.
+                if !at_cap.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection cap reached; closing new connections (see --web-max-connections)"
+                    );
+                }
+                drop(stream);
+                continue;
+            }
+        };
+        // Each response chunk at once: a `/metrics` body streams in chunks, and Nagle's
+        // algorithm against the scraper's delayed ACKs would add up to 40 ms to a scrape.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let acceptor = match &tls {
+            None => None,
+            // The config current now, re-read if the file or a certificate changed.
+            Some(web) => match web.tls_acceptor() {
+                Some(acceptor) => Some(acceptor),
+                None => {
+                    // Cannot happen: a reload never turns TLS off while serving TLS. Fail closed.
+                    tracing::error!("no TLS configuration; dropping the connection");
+                    continue;
+                }
+            },
+        };
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let Some(acceptor) = acceptor else {
+                return connection(stream, app, limits, watcher, peer).await;
+            };
+            let handshake = super::tls::handshake(acceptor, stream);
+            match tokio::time::timeout(limits.header_timeout, handshake).await {
+                Ok(Ok(stream)) => connection(stream, app, limits, watcher, peer).await,
+                Ok(Err(e)) => super::tls::log_handshake_error(peer, &e),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Serves HTTP/1.1 on one connection until it ends, the client stalls past a deadline, or
+/// shutdown.
+async fn connection<S>(
+    stream: S,
+    app: Router,
+    limits: Limits,
+    watcher: hyper_util::server::graceful::Watcher,
+    peer: std::net::SocketAddr,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let kill = CancellationToken::new();
+    let on_deadline = kill.clone();
+    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        let kill = on_deadline.clone();
+        async move {
+            let response = app.oneshot(request.map(Body::new)).await?;
+            Ok::<_, std::convert::Infallible>(with_deadline(response, kill, limits.write_timeout))
+        }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        ended = watcher.watch(connection) => {
+            if let Err(e) = ended {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        _ = kill.cancelled() => {
+            tracing::debug!(%peer, "response not written within --web-write-timeout; connection closed");
+        }
+    }
+}
+
+/// Arms the write deadline of `response`: unless its body is dropped first (all of it handed to
+/// hyper, or the connection gone), `kill` closes the connection when `timeout` passes.
+fn with_deadline(response: Response, kill: CancellationToken, timeout: Duration) -> Response {
+    let done = CancellationToken::new();
+    let guard = done.clone().drop_guard();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(timeout) => kill.cancel(),
+            _ = done.cancelled() => {}
+        }
+    });
+    response.map(|body| {
+        Body::new(Guarded {
+            inner: body,
+            _guard: guard,
+        })
+    })
+}
+
+/// A body that disarms its response's deadline when it is dropped.
+struct Guarded {
+    inner: Body,
+    _guard: DropGuard,
+}
+
+impl http_body::Body for Guarded {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
