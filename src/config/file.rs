@@ -501,7 +501,7 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> String {
     } else if what.contains("escape") {
         "invalid escape sequence in a \"...\" string; write text with backslashes in '...' quotes"
     } else if what.contains("string") || what.contains("quote") {
-        "a string is not closed, or is invalid; check the quotes on this line"
+        "invalid value: text needs quotes (\"...\" or '...'), closed on the same line"
     } else {
         "not valid TOML here"
     };

@@ -9,30 +9,27 @@
 //!   `header_read_timeout`, with a timer);
 //! - a **connection cap** (`--web-max-connections`): past it a new connection is closed at once,
 //!   before anything is read from it, so idle sockets cannot exhaust file descriptors;
-//! - a **write deadline** (`--web-write-timeout`): a response not fully handed to the kernel
-//!   within it closes its connection, which drops the body and with it the
-//!   `--web-max-requests` slot it holds (a client that asks for `/metrics` and never reads must
-//!   not keep the scraper out).
+//! - a **write deadline** (`--web-write-timeout`): a connection whose client has not read its
+//!   response (and sent a new request, or hung up) within it is closed, which drops the body and
+//!   with it the `--web-max-requests` slot it holds (a client that asks for `/metrics` and never
+//!   reads must not keep the scraper out). An idle keep-alive connection is so closed at the
+//!   latest that long after its last response.
 //!
 //! On TLS the handshake must also finish within the header timeout, and each connection gets the
 //! current certificate (see [`super::tls`]).
 //!
 //! Concurrency: the loop only accepts; each connection runs in its own task, holding one permit
 //! of the connection cap until it ends. A response's deadline is a small task that cancels the
-//! connection's token unless the body is dropped (sent or abandoned) first.
+//! connection's token unless the next request or the end of the connection disarms it first.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::response::Response;
 use axum::Router;
-use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -170,13 +167,20 @@ async fn connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let kill = CancellationToken::new();
-    let on_deadline = kill.clone();
+    let deadline = Arc::new(Deadline {
+        kill: kill.clone(),
+        timeout: limits.write_timeout,
+        armed: Mutex::new(None),
+    });
     let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
         let app = app.clone();
-        let kill = on_deadline.clone();
+        let deadline = deadline.clone();
         async move {
+            // A new request: the previous response is out.
+            deadline.disarm();
             let response = app.oneshot(request.map(Body::new)).await?;
-            Ok::<_, std::convert::Infallible>(with_deadline(response, kill, limits.write_timeout))
+            deadline.arm();
+            Ok::<_, std::convert::Infallible>(response)
         }
     });
     let connection = http1::Builder::new()
@@ -195,47 +199,36 @@ async fn connection<S>(
     }
 }
 
-/// Arms the write deadline of `response`: unless its body is dropped first (all of it handed to
-/// hyper, or the connection gone), `kill` closes the connection when `timeout` passes.
-fn with_deadline(response: Response, kill: CancellationToken, timeout: Duration) -> Response {
-    let done = CancellationToken::new();
-    let guard = done.clone().drop_guard();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::time::sleep(timeout) => kill.cancel(),
-            _ = done.cancelled() => {}
-        }
-    });
-    response.map(|body| {
-        Body::new(Guarded {
-            inner: body,
-            _guard: guard,
-        })
-    })
+/// The write deadline of a connection: armed when a response starts, disarmed by the next
+/// request or the end of the connection. Hyper does not say when a response has been flushed,
+/// and a body stream ends while its last chunks still sit in hyper's and the kernel's buffers;
+/// the next request is the first sure sign that the client read the whole response.
+struct Deadline {
+    kill: CancellationToken,
+    timeout: Duration,
+    /// Dropping the guard disarms the timer task.
+    armed: Mutex<Option<DropGuard>>,
 }
 
-/// A body that disarms its response's deadline when it is dropped.
-struct Guarded {
-    inner: Body,
-    _guard: DropGuard,
-}
-
-impl http_body::Body for Guarded {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+impl Deadline {
+    fn arm(&self) {
+        let done = CancellationToken::new();
+        let (kill, timeout, cancelled) = (self.kill.clone(), self.timeout, done.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(timeout) => kill.cancel(),
+                _ = cancelled.cancelled() => {}
+            }
+        });
+        *self.lock() = Some(done.drop_guard());
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+    fn disarm(&self) {
+        self.lock().take();
     }
 
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<DropGuard>> {
+        // Only a guard is inside: a panic elsewhere cannot leave it half-written.
+        self.armed.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -360,7 +360,9 @@ fn unreadable_config_file_is_named() {
 fn toml_syntax_error_gives_line_and_column() {
     let err = parse_err("refresh_interval = 5m\n");
     assert!(
-        err.starts_with(&format!("{PATH}: line 1, column 20: not valid TOML here")),
+        err.starts_with(&format!(
+            "{PATH}: line 1, column 20: invalid value: text needs quotes"
+        )),
         "{err}"
     );
 }

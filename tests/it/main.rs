@@ -12,6 +12,7 @@ mod exporter;
 mod faults;
 mod fuzz_corpora;
 mod golden;
+mod hardening;
 mod incremental;
 mod load;
 mod multi_foundation;

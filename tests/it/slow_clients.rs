@@ -267,6 +267,15 @@ async fn idle_and_slow_clients_do_not_starve_the_scraper(tls: bool) {
     for _ in 0..SLOW {
         slow.push(exporter.slow_client(SCRAPE_REQUEST).await);
     }
+    // Each has its answer started (read a few bytes of it, leaving megabytes unread).
+    for (n, stream) in slow.iter_mut().enumerate() {
+        let mut head = [0u8; 12];
+        tokio::time::timeout(PATIENCE, stream.read_exact(&mut head))
+            .await
+            .unwrap_or_else(|_| panic!("slow reader {n} got no answer"))
+            .unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200", "slow reader {n}");
+    }
     let deadline = Instant::now() + PATIENCE;
     while exporter.scrape().await.0 != 503 {
         assert!(
