@@ -14,8 +14,11 @@ use serde_json::{json, Value};
 use crate::cf::listing::{self, InstancePages, Interner, OwnerKeys, SpaceOwners};
 use crate::cf::model::{CredentialBinding, Page, ServiceInstance, Space};
 
+/// An entry point: raw bytes in, nothing out.
+pub type Entry = fn(&[u8]);
+
 /// The targets, by the name of their fuzz target and corpus folder.
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+pub const TARGETS: [(&str, Entry); 7] = [
     ("date", date),
     ("pem", pem),
     ("list_page", list_page),

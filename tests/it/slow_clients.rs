@@ -42,7 +42,7 @@ const PATIENCE: Duration = Duration::from_secs(120);
 
 /// Raises the soft limit of open files towards the hard one: 1,000 idle connections are 2,000
 /// descriptors in this process (client and server ends).
-fn raise_fd_limit(wanted: u64) -> u64 {
+fn raise_fd_limit(wanted: libc::rlim_t) -> libc::rlim_t {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -50,12 +50,12 @@ fn raise_fd_limit(wanted: u64) -> u64 {
     // SAFETY: getrlimit and setrlimit only read and write the struct given.
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        if limit.rlim_cur < wanted as libc::rlim_t {
-            limit.rlim_cur = (wanted as libc::rlim_t).min(limit.rlim_max);
+        if limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted.min(limit.rlim_max);
             assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
         }
     }
-    limit.rlim_cur as u64
+    limit.rlim_cur
 }
 
 /// The exporter under test and how to reach it.
@@ -230,7 +230,7 @@ const SCRAPE_REQUEST: &[u8] =
 async fn idle_and_slow_clients_do_not_starve_the_scraper(tls: bool) {
     let fds = raise_fd_limit(8192);
     assert!(
-        fds >= 2 * IDLE as u64 + 500,
+        fds >= (2 * IDLE + 500) as libc::rlim_t,
         "the open-file limit is {fds}; this test needs about {}",
         2 * IDLE + 500
     );
