@@ -358,7 +358,13 @@ mod tests {
         let mut waiting = futures::future::join_all(waiting);
         // Poll them once so each takes its place in the queue.
         assert!(futures::poll!(&mut waiting).is_pending());
-        assert_eq!(verifier.check(&config, &headers).await, Verdict::Busy);
+        // At once: with an unbounded queue this would wait for the held slot (and time out).
+        let busy = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            verifier.check(&config, &headers),
+        )
+        .await;
+        assert_eq!(busy, Ok(Verdict::Busy));
         drop(held);
         let verdicts = waiting.await;
         assert!(verdicts.iter().all(|v| *v == Verdict::Fail), "{verdicts:?}");
