@@ -127,38 +127,15 @@ async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> R
         )
             .into_response();
     };
-    // Small pieces (zero-copy slices of the shared blocks): hyper takes a whole chunk into its
-    // write queue at once, so with the big blocks the stream, and the slot with it, would end
-    // while most of the body still waited for a client that does not read.
-    let body = scrape
-        .into_stream()
-        .flat_map(|chunk| futures::stream::iter(pieces(chunk)))
-        .map(move |piece| {
-            let _held = &permit;
-            piece
-        });
+    let body = scrape.into_stream().map(move |chunk| {
+        let _held = &permit;
+        chunk
+    });
     (
         [(header::CONTENT_TYPE, format.content_type())],
         Body::from_stream(body),
     )
         .into_response()
-}
-
-/// Largest piece of a `/metrics` body handed to hyper at once.
-const BODY_PIECE: usize = 64 * 1024;
-
-fn pieces<E>(chunk: Result<bytes::Bytes, E>) -> Vec<Result<bytes::Bytes, E>> {
-    match chunk {
-        Err(e) => vec![Err(e)],
-        Ok(mut bytes) => {
-            let mut out = Vec::with_capacity(bytes.len() / BODY_PIECE + 1);
-            while bytes.len() > BODY_PIECE {
-                out.push(Ok(bytes.split_to(BODY_PIECE)));
-            }
-            out.push(Ok(bytes));
-            out
-        }
-    }
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
