@@ -142,37 +142,7 @@ pub fn finish(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> u8 {
-    // Writing to stderr is best effort: if even that fails there is nobody left to tell.
-    let mut any_read = false;
-    let mut any_failed = false;
-    for warning in &collected.warnings {
-        let _ = writeln!(err, "warning: {}", safe(warning));
-    }
-    for (name, outcome, stats) in &collected.outcomes {
-        let name = safe(name);
-        match outcome {
-            Outcome::Complete => any_read = true,
-            Outcome::Partial(why) => {
-                any_read = true;
-                let _ = writeln!(err, "warning: foundation {name}: {}", safe(why));
-            }
-            Outcome::Failed(why) => {
-                any_failed = true;
-                let _ = writeln!(
-                    err,
-                    "error: foundation {name} could not be read: {}",
-                    safe(why)
-                );
-            }
-        }
-        if stats.details_errors > 0 && !matches!(outcome, Outcome::Failed(_)) {
-            let _ = writeln!(
-                err,
-                "warning: foundation {name}: {} errors reading key details (see the log and the ERROR column); such a key keeps its last reading, or shows as unread",
-                stats.details_errors
-            );
-        }
-    }
+    let (any_read, any_failed) = tell(&collected, err);
     if !any_read {
         let _ = writeln!(err, "error: no foundation could be read");
         return EXIT_NOT_READ;
@@ -237,6 +207,44 @@ pub fn finish(
     } else {
         EXIT_OK
     }
+}
+
+/// Writes the configuration warnings and how each foundation went to `err`; returns whether any
+/// foundation was read and whether any failed. Every text is escaped: names and errors come from
+/// Cloud Foundry.
+fn tell(collected: &Collected, err: &mut impl Write) -> (bool, bool) {
+    // Writing to stderr is best effort: if even that fails there is nobody left to tell.
+    let mut any_read = false;
+    let mut any_failed = false;
+    for warning in &collected.warnings {
+        let _ = writeln!(err, "warning: {}", safe(warning));
+    }
+    for (name, outcome, stats) in &collected.outcomes {
+        let name = safe(name);
+        match outcome {
+            Outcome::Complete => any_read = true,
+            Outcome::Partial(why) => {
+                any_read = true;
+                let _ = writeln!(err, "warning: foundation {name}: {}", safe(why));
+            }
+            Outcome::Failed(why) => {
+                any_failed = true;
+                let _ = writeln!(
+                    err,
+                    "error: foundation {name} could not be read: {}",
+                    safe(why)
+                );
+            }
+        }
+        if stats.details_errors > 0 && !matches!(outcome, Outcome::Failed(_)) {
+            let _ = writeln!(
+                err,
+                "warning: foundation {name}: {} errors reading key details (see the log and the ERROR column); such a key keeps its last reading, or shows as unread",
+                stats.details_errors
+            );
+        }
+    }
+    (any_read, any_failed)
 }
 
 /// Refreshes every foundation once, concurrently, and gathers their keys.

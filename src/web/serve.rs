@@ -100,23 +100,9 @@ pub async fn serve(
                 }
             },
         };
-        let permit = match cap.as_ref().map(|c| c.clone().try_acquire_owned()) {
-            None => None,
-            Some(Ok(permit)) => {
-                at_cap.store(false, Ordering::Relaxed);
-                Some(permit)
-            }
-            Some(Err(_)) => {
-                // Once per episode, not once per connection: a flood must not flood the log.
-                if !at_cap.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        max_connections = limits.max_connections,
-                        "connection cap reached; closing new connections (see --web-max-connections)"
-                    );
-                }
-                drop(stream);
-                continue;
-            }
+        let Ok(permit) = admit(cap.as_ref(), &at_cap, limits.max_connections) else {
+            drop(stream);
+            continue;
         };
         // Each response chunk at once: a `/metrics` body streams in chunks, and Nagle's
         // algorithm against the scraper's delayed ACKs would add up to 40 ms to a scrape.
@@ -153,6 +139,34 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// A permit of the connection cap (`None`: no cap), or `Err` past it: the caller closes the
+/// connection at once.
+fn admit(
+    cap: Option<&Arc<Semaphore>>,
+    at_cap: &AtomicBool,
+    max_connections: usize,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ()> {
+    let Some(cap) = cap else {
+        return Ok(None);
+    };
+    match cap.clone().try_acquire_owned() {
+        Ok(permit) => {
+            at_cap.store(false, Ordering::Relaxed);
+            Ok(Some(permit))
+        }
+        Err(_) => {
+            // Once per episode, not once per connection: a flood must not flood the log.
+            if !at_cap.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    max_connections,
+                    "connection cap reached; closing new connections (see --web-max-connections)"
+                );
+            }
+            Err(())
+        }
+    }
 }
 
 /// Serves HTTP/1.1 on one connection until it ends, the client stalls past a deadline, or
