@@ -207,6 +207,28 @@ pub fn load_as(path: &Path, allow_empty: bool) -> Result<WebConfig, WebConfigErr
     parse(&text, dir).map_err(fail)
 }
 
+/// A parser message with every quoted value (`invalid type: string "…"`) blanked: a password
+/// pasted in the wrong place must not reach the log. Places and key names stay.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                out.push_str("\"…");
+                quoted = true;
+            }
+            ('"', true) => {
+                out.push('"');
+                quoted = false;
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
+}
+
 /// Whether YAML text holds nothing but blank lines and comments.
 fn is_blank(text: &str) -> bool {
     text.lines()
@@ -217,7 +239,8 @@ fn is_blank(text: &str) -> bool {
 /// Parses and validates the text of a web config file; `dir` anchors relative paths.
 pub fn parse(text: &str, dir: &Path) -> Result<WebConfig, Problem> {
     // An empty file (or one of comments only) means "no TLS, no auth", as in the toolkit.
-    let raw: RawFile = serde_yaml_ng::from_str(text).map_err(|e| Problem::Syntax(e.to_string()))?;
+    let raw: RawFile = serde_yaml_ng::from_str(text)
+        .map_err(|e| Problem::Syntax(without_values(&e.to_string())))?;
     if raw.rate_limit.is_some() {
         return Err(Problem::Unsupported {
             field: "rate_limit".into(),
@@ -654,6 +677,19 @@ basic_auth_users:
     fn the_debug_form_hides_the_hashes() {
         let c = parse_ok(&format!("basic_auth_users:\n  prometheus: '{HASH}'\n"));
         assert!(!format!("{c:?}").contains(HASH));
+    }
+
+    #[test]
+    fn a_value_in_the_wrong_place_is_not_echoed() {
+        for text in [
+            "basic_auth_users: hunter2-MARKER\n",
+            "basic_auth_users:\n  prometheus: [hunter2-MARKER]\n",
+            "tls_server_config: \"hunter2-MARKER\"\n",
+        ] {
+            let e = error(text);
+            assert!(!e.contains("MARKER"), "{e}");
+            assert!(e.contains("line"), "{e}");
+        }
     }
 
     #[test]
