@@ -160,7 +160,12 @@ cp "$binary" "$conf/context/$name"
     | sed "s|^COPY --from=build /out/$name |COPY $name |"; } > "$conf/Containerfile"
 image="ghcr.io/cf-service-key-exporter/$name:$version"
 build_args=(--build-arg "VERSION=$version" --build-arg "REVISION=$revision" --build-arg "CREATED=$created")
-[ -n "$runtime_image" ] && build_args+=(--build-arg "RUNTIME_IMAGE=$runtime_image")
+if [ -n "$runtime_image" ]; then
+  # The Dockerfile's base labels name its pinned default: say which base this image has.
+  build_args+=(--build-arg "RUNTIME_IMAGE=$runtime_image"
+               --label "org.opencontainers.image.base.name=$runtime_image"
+               --label "org.opencontainers.image.base.digest=$(podman image inspect -f '{{.Digest}}' "$runtime_image")")
+fi
 podman --runtime runc build --quiet --network=host --layers=false --timestamp "$source_date_epoch" \
   -f "$conf/Containerfile" "${build_args[@]}" -t "$image" "$conf/context" > /dev/null
 podman save --quiet --format oci-archive -o "$out/$name-$version-image.oci.tar" "$image"
