@@ -94,3 +94,41 @@ async fn main() -> ExitCode {
     std::future::pending::<()>().await;
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Args, String> {
+        parse(list.iter().map(|s| s.to_string()))
+    }
+
+    /// The error of a refused command line (Args has no Debug: it holds a password).
+    fn refused(list: &[&str]) -> String {
+        args(list).err().expect("refused")
+    }
+
+    #[test]
+    fn flags_set_the_foundation_and_the_account() {
+        let Ok(a) = args(&["--keys", "2000", "--username", "u", "--password", "p"]) else {
+            panic!("refused")
+        };
+        assert_eq!(a.keys, Some(2000));
+        assert_eq!(
+            (a.accounts.username.as_str(), a.accounts.password.as_str()),
+            ("u", "p")
+        );
+        let Ok(default) = args(&[]) else {
+            panic!("refused")
+        };
+        assert_eq!(default.keys, None);
+        assert_eq!(default.accounts.username, Accounts::default().username);
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_with_their_name() {
+        assert!(refused(&["--keys", "many"]).contains("many"));
+        assert!(refused(&["--keys"]).contains("--keys needs a value"));
+        assert!(refused(&["--demo"]).contains("--demo"));
+    }
+}
