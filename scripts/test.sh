@@ -12,10 +12,13 @@ cd "$root"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 
+# Each step's wall time, to keep the whole under CI's budget.
 step() {
+  local started=$SECONDS
   echo
   echo "==> $*"
   "$@" 2>&1 | tee -a "$log"
+  echo "<== $* ($((SECONDS - started)) s)"
 }
 
 step scripts/install-test-deps.sh

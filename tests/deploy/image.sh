@@ -12,7 +12,8 @@
 #    cc-debian13 carries, from this machine's Debian packages (libc6, libgcc-s1, libgomp1,
 #    libstdc++6, libssl3, tzdata, netbase, the CA bundle, the nonroot user 65532). Without
 #    --builder the final stage is the Dockerfile's own, but for its `COPY --from=build`, which
-#    takes the host's `cargo build --release --no-default-features` instead (printed as a diff).
+#    takes the binary of the build stage's own `cargo build` command (`--release --locked
+#    --no-default-features`), run on the host (the one-line diff is printed).
 # 2. Reads the image: user, OCI labels, port, entrypoint, the binary (root-owned, 0755, with no
 #    simulator in it) and the image's size, which must stay under 40 MB.
 # 3. `--demo` must exit 2 with a clear error: the production image has no simulator.
@@ -137,8 +138,18 @@ if [ "$builder" = 1 ]; then
   containerfile="$root/Dockerfile"
   context="$root"
 else
-  phase "the exporter: cargo build --release --no-default-features (the Dockerfile's build)"
-  cargo build --release --locked --quiet --no-default-features --bin cf-service-key-exporter
+  # The build stage's own `cargo build` command (up to its `&&`), run on the host.
+  read -r -a cargo_build < <(python3 - Dockerfile <<'EOF'
+import re, shlex, sys
+text = re.sub(r"\\\n", " ", open(sys.argv[1]).read())
+(run,) = [l for l in text.splitlines() if l.startswith("RUN ") and "cargo build" in l]
+words = shlex.split(run[4:].split("&&")[0])
+assert words[:2] == ["cargo", "build"], words
+print(" ".join(words))
+EOF
+  )
+  phase "the exporter: ${cargo_build[*]} (the Dockerfile's build stage, on the host)"
+  "${cargo_build[@]}" --quiet
   cp target/release/cf-service-key-exporter "$context/"
   containerfile="$work/Containerfile"
   { cat "$work/args"; echo; sed 's|^COPY --from=build /out/cf-service-key-exporter |COPY cf-service-key-exporter |' "$work/final-stage"; } > "$containerfile"
@@ -147,7 +158,10 @@ else
 fi
 
 phase "podman build"
-"${podman[@]}" build --quiet --network=host --layers=false -f "$containerfile" "${build_args[@]}" -t "$tag" "$context" >/dev/null
+# --builder keeps its layers, so a second run reuses cargo-chef and the cooked dependencies.
+layers=false
+if [ "$builder" = 1 ]; then layers=true; fi
+"${podman[@]}" build --quiet --network=host --layers="$layers" -f "$containerfile" "${build_args[@]}" -t "$tag" "$context" >/dev/null
 
 # ---- 2. what the image is ----------------------------------------------------------------------
 phase "the image"
@@ -170,8 +184,10 @@ check "--demo exits 2 with 'this build has no demo foundation'" demo_refused
 
 # ---- 4. run it as the pod runs ------------------------------------------------------------------
 phase "the simulated Cloud Foundry on the host"
+# A foundation of keys that all read cleanly (the demo's has keys whose reads fail on purpose):
+# ready means every key has its reading.
 : > "$work/sim.json"
-"$sim_bin" > "$work/sim.json" 2>"$work/sim.err" &
+"$sim_bin" --keys 300 > "$work/sim.json" 2>"$work/sim.err" &
 sim_pid=$!
 wait_for 60 grep -q api_url "$work/sim.json"
 sim_keys="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["keys"])' "$work/sim.json")"
