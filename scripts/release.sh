@@ -168,14 +168,23 @@ if [ -n "$runtime_image" ]; then
 fi
 podman --runtime runc build --quiet --network=host --layers=false --timestamp "$source_date_epoch" \
   -f "$conf/Containerfile" "${build_args[@]}" -t "$image" "$conf/context" > /dev/null
-podman save --quiet --format oci-archive -o "$out/$name-$version-image.oci.tar" "$image"
+# The OCI layout, packed as an OCI archive as `podman save --format oci-archive` packs it, but
+# with the commit's date on every entry (podman's own archive carries the time of the save).
+podman save --quiet --format oci-dir -o "$conf/oci" "$image"
+tar --sort=name --mtime="@$source_date_epoch" --owner=0 --group=0 --numeric-owner \
+  -C "$conf/oci" -cf "$out/$name-$version-image.oci.tar" oci-layout index.json blobs
 # What the image test checks of an image (user, labels, port, entrypoint, the binary, size).
 podman image inspect "$image" > "$conf/inspect.json"
-podman save --quiet --format oci-dir -o "$conf/oci" "$image"
 podman image inspect -f '{{range $k, $v := .Config.Labels}}{{$k}}={{$v}}{{println}}{{end}}' "$image" \
   | grep '^org.opencontainers.image' > "$conf/labels"
 podman rmi "$image" > /dev/null
 python3 tests/deploy/image_checks.py "$conf/inspect.json" "$conf/oci" "$root" 40000000
+# The archive loads back as the image it was saved from.
+loaded="$(podman load --quiet -i "$out/$name-$version-image.oci.tar")"
+echo "$loaded"
+[ "$(podman image inspect -f '{{.Id}}' "$image")" = "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[0]["Id"])' "$conf/inspect.json")" ] \
+  || { echo "the OCI archive does not load back as the image it was saved from" >&2; exit 1; }
+podman rmi "$image" > /dev/null
 
 step "the monitoring outputs (the mixin's, as generated)"
 mkdir -p "$conf/monitoring/$name-$version-monitoring"
