@@ -20,6 +20,9 @@
 //! - `--budget-limit N` (`BENCH_BUDGET_LIMIT`, 2000): requests per hour of the budgeted start;
 //! - `--multi-owners` (`BENCH_MULTI_OWNERS=1`): the many-foundations run with
 //!   `--metadata-labels team` too;
+//! - `--cache` (`BENCH_CACHE=1`): every exporter process keeps a cache file (in the temporary
+//!   directory), as `CACHE_FILE` does in the Kubernetes deployment, so its writes count in the
+//!   peak RSS; the file's size after the refreshes is printed (docs/performance.md, "Sizing");
 //! - `--only LIST` (`BENCH_ONLY`): some of `single,concurrent,multi,day,budget,manual`.
 //!
 //! Processes: the simulated foundations run in one child process (`--serve-sim`), the exporter
@@ -68,6 +71,7 @@ pub struct Options {
     pub manual_keys: usize,
     pub budget_limit: u64,
     pub multi_owners: bool,
+    pub cache: bool,
     pub only: BTreeSet<String>,
 }
 
@@ -112,6 +116,7 @@ fn options() -> Options {
         manual_keys: num("BENCH_MANUAL_KEYS", 1000) as usize,
         budget_limit: num("BENCH_BUDGET_LIMIT", 2000),
         multi_owners: env("BENCH_MULTI_OWNERS").is_some_and(|v| v == "1"),
+        cache: env("BENCH_CACHE").is_some_and(|v| v == "1"),
         only: env("BENCH_ONLY")
             .map(|s| parts(&s))
             .unwrap_or_else(|| PARTS.iter().map(|p| p.to_string()).collect()),
@@ -140,6 +145,11 @@ fn options() -> Options {
             "--only" => o.only = parts(&value),
             "--multi-owners" => {
                 o.multi_owners = true;
+                i += 1;
+                continue;
+            }
+            "--cache" => {
+                o.cache = true;
                 i += 1;
                 continue;
             }
@@ -202,6 +212,8 @@ pub struct Single {
     pub plain: Latencies,
     pub gzip: Latencies,
     pub rss: u64,
+    /// The cache file's size after the refreshes (bytes), with `--cache`.
+    pub cache_bytes: Option<u64>,
 }
 
 /// One exporter process, one foundation, a crowd of concurrent scrapers.
@@ -253,13 +265,15 @@ fn spec(sim: &SimProcess, o: &Options, owners: bool) -> ExporterSpec {
         apis: sim.api_urls.clone(),
         owners,
         concurrency: o.concurrency,
+        cache: o.cache.then(children::cache_path),
     }
 }
 
 /// Cold, warm and rotation refreshes, then sequential scrapes, in a fresh exporter process.
 async fn run_single(sim: &mut SimProcess, o: &Options, owners: bool) -> Single {
     let tag = if owners { "owners" } else { "no owners" };
-    let mut exporter = ExporterProcess::start(&spec(sim, o, owners));
+    let spec = spec(sim, o, owners);
+    let mut exporter = ExporterProcess::start(&spec);
     sim.reset();
     let cpu = (exporter.process.cpu_secs(), sim.process.cpu_secs());
     let cold = exporter.refresh().remove(0);
@@ -280,6 +294,7 @@ async fn run_single(sim: &mut SimProcess, o: &Options, owners: bool) -> Single {
     let rotate_seen = sim.stats()[0];
     let rotated_published = exporter.has(0, &guid);
     let rss_refreshes = exporter.process.peak_rss_kib();
+    let cache_bytes = spec.cache.as_deref().map(children::file_bytes);
 
     let url = exporter.serve();
     let first_scrape = scrape::scrape(&scrape::client(), &url, false, true).await;
@@ -308,6 +323,7 @@ async fn run_single(sim: &mut SimProcess, o: &Options, owners: bool) -> Single {
         plain,
         gzip,
         rss,
+        cache_bytes,
     }
 }
 

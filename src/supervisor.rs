@@ -191,7 +191,7 @@ mod tests {
             username: "u".into(),
             password: SecretString::from("p"),
             client_id: "cf".into(),
-            client_secret: String::new(),
+            client_secret: String::new().into(),
             origin: None,
             metadata_labels: Vec::new(),
             lead_time_annotation: None,

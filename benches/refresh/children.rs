@@ -13,12 +13,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::num::NonZeroUsize;
+use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cf_service_key_exporter::cache::Cache;
 use cf_service_key_exporter::clock::ManualClock;
-use cf_service_key_exporter::config::{self, DemoTarget};
+use cf_service_key_exporter::config::{self, DemoTarget, FoundationConfig};
 use cf_service_key_exporter::metrics::ExporterMetrics;
 use cf_service_key_exporter::refresher::{RefreshOutcome, Refresher};
 use cf_service_key_exporter::server::{self, AppState};
@@ -47,6 +49,23 @@ pub struct ExporterSpec {
     /// `--metadata-labels team`.
     pub owners: bool,
     pub concurrency: usize,
+    /// The cache file (`CACHE_FILE`), if the exporter keeps one.
+    pub cache: Option<String>,
+}
+
+/// A fresh cache file path for one exporter process, in the temporary directory.
+pub fn cache_path() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir()
+        .join(format!("cfske-bench-cache-{}-{n}.json", std::process::id()))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A file's size in bytes (0 if it cannot be read).
+pub fn file_bytes(path: &str) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
 /// One foundation's refresh, as the exporter child reports it.
@@ -316,7 +335,7 @@ pub fn serve_exporter() {
         } else {
             Vec::new()
         };
-        let refreshers: Vec<Arc<Refresher>> = spec
+        let configs: Vec<FoundationConfig> = spec
             .apis
             .iter()
             .enumerate()
@@ -329,10 +348,22 @@ pub fn serve_exporter() {
                 config.details_concurrency =
                     NonZeroUsize::new(spec.concurrency).expect("concurrency > 0");
                 config.metadata_labels = owners.clone();
+                config
+            })
+            .collect();
+        // As `run` opens it: before the first refresh (a fresh file: nothing to seed).
+        let cache = spec.cache.as_ref().map(|path| {
+            let _ = std::fs::remove_file(path);
+            Arc::new(Cache::open(Path::new(path), &configs, &store))
+        });
+        let refreshers: Vec<Arc<Refresher>> = configs
+            .into_iter()
+            .map(|config| {
                 store.register(&config.name);
                 let refresher = Refresher::new(config, store.clone(), metrics.clone())
                     .expect("refresher")
-                    .with_clock(clock.clone());
+                    .with_clock(clock.clone())
+                    .with_cache(cache.clone());
                 Arc::new(refresher)
             })
             .collect();
@@ -394,6 +425,9 @@ pub fn serve_exporter() {
             }
         }
         servers.iter().for_each(|s| s.abort());
+        if let Some(path) = &spec.cache {
+            let _ = std::fs::remove_file(path);
+        }
     });
 }
 

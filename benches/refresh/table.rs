@@ -219,6 +219,13 @@ fn single_rows(t: &mut Table, o: &Options, s: &Single, setting: &str) {
         ),
         latencies(&s.gzip),
     );
+    if let Some(bytes) = s.cache_bytes {
+        t.figure(
+            setting,
+            "cache file after the refreshes",
+            format!("{} KiB", n(bytes as u128 / 1024)),
+        );
+    }
 }
 
 pub fn print(o: &Options, r: &Results) {

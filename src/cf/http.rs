@@ -110,11 +110,21 @@ pub struct Transport {
 }
 
 /// An answer with its status, headers and (capped) body.
-#[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: bytes::Bytes,
+}
+
+/// Status and body length only: the body holds credentials (`/details`) or tokens (UAA), and
+/// headers may carry cookies.
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Answer {

@@ -163,11 +163,18 @@ pub struct BindingRelationships {
     pub service_instance: ToOne,
 }
 
-/// `GET /v3/service_credential_bindings/:guid/details`.
-#[derive(Debug, Deserialize)]
+/// `GET /v3/service_credential_bindings/:guid/details`. Its `Debug` never shows the
+/// credentials.
+#[derive(Deserialize)]
 pub struct Details {
     #[serde(default)]
     pub credentials: serde_json::Value,
+}
+
+impl std::fmt::Debug for Details {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Details").finish_non_exhaustive()
+    }
 }
 
 /// `GET /`: where the login server is.

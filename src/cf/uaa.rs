@@ -87,6 +87,8 @@ pub struct Uaa {
     client_secret: Option<SecretSource>,
     origin: Option<String>,
     login_retry_after: Duration,
+    /// `--cf-allow-http-login`: an `http://` login server under an `https://` API is used.
+    allow_http_login: bool,
     state: Mutex<State>,
 }
 
@@ -108,6 +110,45 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
+/// Longest UAA error text kept: enough for any real `error_description`.
+const MAX_ERROR_TEXT: usize = 300;
+
+/// UAA's error text made safe to log: every secret that was sent (password, client secret,
+/// refresh token) replaced, control characters dropped, words that look like tokens (JWTs, long
+/// opaque strings) replaced, and the length capped. UAA can echo what it received.
+pub(crate) fn scrub(text: &str, sent: &[&str]) -> String {
+    let mut out = text.to_owned();
+    for secret in sent.iter().filter(|s| s.len() >= 4) {
+        out = out.replace(secret, "<redacted>");
+    }
+    let out: String = out
+        .split(' ')
+        .map(|word| {
+            if looks_like_token(word) {
+                "<redacted>"
+            } else {
+                word
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut out: String = out.chars().filter(|c| !c.is_control()).collect();
+    if out.chars().count() > MAX_ERROR_TEXT {
+        out = out.chars().take(MAX_ERROR_TEXT).collect::<String>() + "…";
+    }
+    out
+}
+
+/// A JWT (three base64url parts) or a long unbroken run of token characters.
+fn looks_like_token(word: &str) -> bool {
+    let word = word.trim_matches(|c: char| "\"'.,;:()[]{}<>".contains(c));
+    let token_chars = word
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.=+/".contains(c));
+    let jwt = word.starts_with("eyJ") && word.matches('.').count() == 2;
+    token_chars && (jwt || word.len() >= 32)
+}
+
 #[derive(Deserialize)]
 struct OauthError {
     error: String,
@@ -126,6 +167,7 @@ impl Uaa {
             client_secret: config.client_secret.clone(),
             origin: config.origin.clone(),
             login_retry_after: config.http.login_retry_after,
+            allow_http_login: config.tls.allow_http_login,
             state: Mutex::new(State::default()),
         }
     }
@@ -268,6 +310,17 @@ impl Uaa {
         let path = format!("{}/oauth/token", url.path().trim_end_matches('/'));
         url.set_path(&path);
         url.set_query(None);
+        if url.scheme() == "http" && self.api_url.scheme() == "https" && !self.allow_http_login {
+            // A tampered or misconfigured API root must not make us send the password in clear.
+            return Err(CfError::Login {
+                who: self.who(),
+                uaa: url.to_string(),
+                message: "the login server is plain http under an https API; refusing to send \
+                          credentials in clear (allow with --cf-allow-http-login or \
+                          allow_http_login = true)"
+                    .into(),
+            });
+        }
         if url.scheme() == "http" && !crate::config::is_loopback(&url) {
             tracing::warn!(uaa = %url, "UAA is reached over plain http: credentials are not encrypted in transit");
         }
@@ -358,6 +411,9 @@ impl Uaa {
                     None => e.error,
                 })
                 .unwrap_or_else(|_| "no OAuth error in the body".to_owned());
+            let mut sent: Vec<&str> = vec![client_secret.expose_secret()];
+            sent.extend(secret_field.map(|(_, v)| v.expose_secret()));
+            let said = scrub(&said, &sent);
             return Err(self.login_error(
                 token_url,
                 format!("HTTP {}: {said}", answer.status.as_u16()),
@@ -369,10 +425,45 @@ impl Uaa {
     }
 
     fn login_error(&self, token_url: &Url, message: String) -> CfError {
+        let message = scrub(&message, &[]);
         CfError::Login {
             who: self.who(),
             uaa: token_url.to_string(),
             message,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uaa_error_text_loses_what_was_sent_and_anything_token_like() {
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+        let said = format!(
+            "invalid_grant: Bad credentials for hunter2-pw (refresh {jwt}) \x1b]0;pwned\x07 \
+             opaque-0123456789abcdef0123456789abcdef"
+        );
+        let out = scrub(&said, &["hunter2-pw", "client-s3cret"]);
+        for leaked in [
+            "hunter2-pw",
+            jwt,
+            "0123456789abcdef0123456789abcdef",
+            "\x1b",
+            "\x07",
+        ] {
+            assert!(!out.contains(leaked), "{out:?} contains {leaked:?}");
+        }
+        assert!(
+            out.starts_with("invalid_grant: Bad credentials for <redacted>"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn uaa_error_text_is_capped() {
+        let out = scrub(&"word ".repeat(500), &[]);
+        assert!(out.chars().count() <= MAX_ERROR_TEXT + 1, "{}", out.len());
     }
 }

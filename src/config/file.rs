@@ -3,9 +3,9 @@
 //! Owns reading, defaulting and validating the file; it returns the same [`FoundationConfig`]s
 //! the single-foundation flags produce, so nothing downstream knows where a foundation came
 //! from. Top-level keys (`refresh_interval`, `full_refresh_interval`, `service_plans`,
-//! `metadata_labels`, `lead_time_annotation`, `successor_name_suffix`,
-//! `successor_annotation`, `details_concurrency`,
-//! `client_id`, `origin`, `ca_file`, `skip_tls_verify`) are defaults that each `[[foundation]]`
+//! `metadata_labels`, `lead_time_annotation`, `successor_name_suffix`, `successor_annotation`,
+//! `details_concurrency`, `client_id`, `origin`, `ca_file`, `skip_tls_verify`,
+//! `allow_http_login`) are defaults that each `[[foundation]]`
 //! may override; credentials, `api_url`, `uaa_url` and `name` belong to a foundation only.
 //!
 //! Every error is a [`ConfigError::File`] whose message names the foundation (by `name`, or by
@@ -52,6 +52,7 @@ const TOP_KEYS: &[&str] = &[
     "origin",
     "ca_file",
     "skip_tls_verify",
+    "allow_http_login",
 ];
 
 /// Keys only a `[[foundation]]` table has, besides the [`Shared`] ones: [`RawFoundation`]'s
@@ -99,6 +100,7 @@ struct Shared {
     /// Relative to the config file's directory; checked for readability by [`Shared::resolve`].
     ca_file: Option<PathBuf>,
     skip_tls_verify: Option<bool>,
+    allow_http_login: Option<bool>,
 }
 
 impl Shared {
@@ -128,6 +130,7 @@ impl Shared {
             origin: self.origin.or(d.origin),
             ca_file: self.ca_file.or(d.ca_file),
             skip_tls_verify: self.skip_tls_verify.or(d.skip_tls_verify),
+            allow_http_login: self.allow_http_login.or(d.allow_http_login),
         }
     }
 }
@@ -249,7 +252,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<FoundationConfig>, ConfigErr
     };
     let base = path.parent().unwrap_or_else(|| Path::new(""));
 
-    let mut top: toml::Table = toml::from_str(text).map_err(|e| in_file(toml_error(&e)))?;
+    let mut top: toml::Table = toml::from_str(text).map_err(|e| in_file(syntax_error(text, &e)))?;
+    check_secret_types(text).map_err(in_file)?;
     let tables = take_foundation_tables(&mut top).map_err(|e| in_file(e.to_string()))?;
 
     check_keys(&top, TOP_KEYS, true).map_err(in_file)?;
@@ -395,6 +399,7 @@ fn build_foundation(
         tls: TlsOptions {
             ca_file: settings.ca_file,
             skip_verify: settings.skip_tls_verify.unwrap_or(false),
+            allow_http_login: settings.allow_http_login.unwrap_or(false),
         },
         http: super::HttpOptions::default(),
     })
@@ -542,9 +547,77 @@ fn non_empty(field: &str, value: String) -> Result<String, ConfigError> {
     Ok(trimmed.to_owned())
 }
 
-/// toml's own rendering (line, column and a caret) without the trailing newline.
-fn toml_error(e: &toml::de::Error) -> String {
-    e.to_string().trim_end().to_owned()
+/// A syntax error as `line L, column C: <fixed message>`. Never toml's own rendering: it quotes
+/// the offending line, which may hold an inline secret (`password = "s3cr3t\q"`).
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message();
+    let message = if what.contains("duplicate key") {
+        "a key is set twice in the same table; keep one"
+    } else if what.contains("escape") {
+        "invalid escape sequence in a \"...\" string; write text with backslashes in '...' quotes"
+    } else if what.contains("string") || what.contains("quote") {
+        "invalid value: text needs quotes (\"...\" or '...'), closed on the same line"
+    } else {
+        "not valid TOML here"
+    };
+    match e.span() {
+        Some(span) => {
+            let (line, column) = line_column(text, span.start);
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_owned(),
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[start..].chars().count() + 1)
+}
+
+/// The secret fields of one `[[foundation]]`, with where their values are written.
+#[derive(Deserialize)]
+struct SecretSpans {
+    password: Option<toml::Spanned<toml::Value>>,
+    client_secret: Option<toml::Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+struct SecretSpansFile {
+    #[serde(default)]
+    foundation: Vec<SecretSpans>,
+}
+
+/// An inline secret must be a string. Checked with positions before anything else reads the
+/// values, because serde's type error would quote the value (``invalid type: integer
+/// `12345678` ``). A file whose shape is wrong otherwise is left to the checks that follow.
+fn check_secret_types(text: &str) -> Result<(), String> {
+    let Ok(file) = toml::from_str::<SecretSpansFile>(text) else {
+        return Ok(());
+    };
+    for (index, foundation) in file.foundation.iter().enumerate() {
+        for (field, value) in [
+            ("password", &foundation.password),
+            ("client_secret", &foundation.client_secret),
+        ] {
+            let Some(value) = value.as_ref().filter(|v| !v.get_ref().is_str()) else {
+                continue;
+            };
+            let (line, column) = line_column(text, value.span().start);
+            return Err(format!(
+                "line {line}, column {column}: foundation #{}: {field}: must be a string in quotes; \
+                 prefer {field}_file or {field}_env",
+                index + 1
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The allowed key nearest to a misspelt one, if it is plausibly a typo.
@@ -621,5 +694,50 @@ mod tests {
             err.to_string(),
             "/etc/x.toml: full_refresh_interval: must be at least 1s"
         );
+    }
+
+    /// Broken files with an inline secret in them: (what, text, the fixed message).
+    pub(crate) const BROKEN: [(&str, &str, &str); 5] = [
+        (
+            "a backslash in an inline password",
+            "[[foundation]]\nname = \"a\"\napi_url = \"https://api.a.example\"\nusername = \"u\"\npassword = \"s3cr3t-MARKER\\q\"\n",
+            "line 5, column 27: invalid escape sequence",
+        ),
+        (
+            "a bare-number password",
+            "[[foundation]]\nname = \"a\"\napi_url = \"https://api.a.example\"\nusername = \"u\"\npassword = 90817263545\n",
+            "line 5, column 12: foundation #1: password: must be a string in quotes",
+        ),
+        (
+            "a bare-number client secret",
+            "[[foundation]]\nname = \"a\"\napi_url = \"https://api.a.example\"\nclient_secret = 90817263545\n",
+            "line 4, column 17: foundation #1: client_secret: must be a string in quotes",
+        ),
+        (
+            "a duplicated password",
+            "[[foundation]]\nname = \"a\"\napi_url = \"https://api.a.example\"\nusername = \"u\"\npassword = \"s3cr3t-MARKER\"\npassword = \"s3cr3t-MARKER\"\n",
+            "line 6, column 1: a key is set twice",
+        ),
+        (
+            "an unterminated password",
+            "[[foundation]]\nname = \"a\"\napi_url = \"https://api.a.example\"\nusername = \"u\"\npassword = \"s3cr3t-MARKER\nrefresh_interval = \"5m\"\n",
+            "line 5, column ",
+        ),
+    ];
+
+    #[test]
+    fn broken_files_with_a_secret_fail_with_a_place_and_a_fixed_message_never_the_secret() {
+        for (what, text, expected) in BROKEN {
+            let err = parse(text, Path::new("/etc/x.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("/etc/x.toml: {expected}")),
+                "{what}: {err}"
+            );
+            for secret in ["MARKER", "90817263545", "s3cr3t"] {
+                assert!(!err.contains(secret), "{what}: {err}");
+            }
+        }
     }
 }

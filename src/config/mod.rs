@@ -85,6 +85,8 @@ pub enum Grant {
 pub struct TlsOptions {
     pub ca_file: Option<PathBuf>,
     pub skip_verify: bool,
+    /// Log in to an `http://` login server named by an `https://` API (`--cf-allow-http-login`).
+    pub allow_http_login: bool,
 }
 
 /// Limits of every request to CF and UAA.
@@ -240,7 +242,7 @@ impl SecretSource {
     /// Reads the secret now. A trailing newline (as `echo` writes) is not part of it.
     pub fn read(&self) -> Result<SecretString, ConfigError> {
         match self {
-            SecretSource::File(path) => std::fs::read_to_string(path)
+            SecretSource::File(path) => read_secret_file(path)
                 .map(|s| SecretString::from(s.trim_end_matches(['\r', '\n']).to_owned()))
                 .map_err(|source| ConfigError::SecretFile {
                     path: path.clone(),
@@ -252,6 +254,24 @@ impl SecretSource {
             SecretSource::Inline(s) => Ok(s.clone()),
         }
     }
+}
+
+/// Longest secret file read: a password or client secret is short; a path naming a device or a
+/// huge file by mistake must not hang or exhaust memory.
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+fn read_secret_file(path: &Path) -> std::io::Result<secrecy::zeroize::Zeroizing<String>> {
+    use std::io::Read as _;
+    let mut text = secrecy::zeroize::Zeroizing::new(String::new());
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "more than {MAX_SECRET_FILE_BYTES} bytes; not a secret file"
+        )));
+    }
+    Ok(text)
 }
 
 /// A configuration that cannot be used, naming what is wrong.
@@ -439,14 +459,14 @@ impl Tuning {
 }
 
 /// Where a simulated foundation listens and who may log in to it: what `--demo` (and the tests
-/// and benchmarks) learn from the simulator they started.
-#[derive(Debug, Clone)]
+/// and benchmarks) learn from the simulator they started. Its `Debug` shows no secret.
+#[derive(Clone)]
 pub struct DemoTarget {
     pub api_url: Url,
     pub username: String,
     pub password: SecretString,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: SecretString,
     pub origin: Option<String>,
     /// The metadata keys the simulated world carries owners under: `--demo` exports them as
     /// owner labels unless `--metadata-labels` says otherwise.
@@ -471,8 +491,8 @@ impl DemoTarget {
                 password: SecretSource::Inline(self.password.clone()),
             },
             client_id: self.client_id.clone(),
-            client_secret: (!self.client_secret.is_empty())
-                .then(|| SecretSource::Inline(SecretString::from(self.client_secret.clone()))),
+            client_secret: (!self.client_secret.expose_secret().is_empty())
+                .then(|| SecretSource::Inline(self.client_secret.clone())),
             origin: self.origin.clone(),
             service_plans: Vec::new(),
             metadata_labels: Vec::new(),
@@ -487,6 +507,16 @@ impl DemoTarget {
     }
 }
 
+impl std::fmt::Debug for DemoTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoTarget")
+            .field("api_url", &self.api_url)
+            .field("username", &self.username)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(feature = "demo")]
 impl DemoTarget {
     /// A simulator at `api_url` (possibly in another process) with these accounts.
@@ -496,7 +526,7 @@ impl DemoTarget {
             username: accounts.username.clone(),
             password: SecretString::from(accounts.password.clone()),
             client_id: accounts.client_id.clone(),
-            client_secret: accounts.client_secret.clone(),
+            client_secret: SecretString::from(accounts.client_secret.clone()),
             origin: accounts.origin.clone(),
             metadata_labels: Vec::new(),
             lead_time_annotation: None,
@@ -642,6 +672,7 @@ pub fn from_args(
         tls: TlsOptions {
             ca_file: args.cf_ca_file.clone(),
             skip_verify: args.cf_skip_tls_verify,
+            allow_http_login: args.cf_allow_http_login,
         },
         http: HttpOptions::default(),
     };

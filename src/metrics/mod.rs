@@ -105,6 +105,11 @@ struct DetailsErrorLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    config: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FoundationLabel {
     foundation: String,
 }
@@ -120,6 +125,7 @@ pub struct ExporterMetrics {
     ratelimit_limit: MetricFamily<FoundationLabel, Gauge>,
     ratelimit_remaining: MetricFamily<FoundationLabel, Gauge>,
     ratelimit_reset: MetricFamily<FoundationLabel, Gauge>,
+    config_reload_failures: MetricFamily<ReloadLabels, Counter>,
     /// Per foundation, its `api_requests_total` counters by endpoint and code: a request finds
     /// its counter there without building a label set, and [`ExporterMetrics::forget`] finds
     /// the series to remove (the client's families cannot be listed).
@@ -164,12 +170,25 @@ impl ExporterMetrics {
             "The last X-RateLimit-Reset Cloud Foundry sent: Unix time at which the window resets",
             self.ratelimit_reset.clone(),
         );
+        live.register(
+            "cf_service_key_exporter_config_reload_failures",
+            "Reloads refused, keeping the running configuration: config=\"file\" the --config file (SIGHUP), config=\"web\" the --web-config-file",
+            self.config_reload_failures.clone(),
+        );
         Exposition {
             live,
             store,
             clock: Arc::new(SystemClock),
             metrics: self.clone(),
         }
+    }
+
+    /// The counter of refused reloads of one configuration (`"file"`: `--config`; `"web"`:
+    /// `--web-config-file`), created at zero so the series exists before the first failure.
+    pub fn reload_failures(&self, config: &'static str) -> Counter {
+        self.config_reload_failures
+            .get_or_create(&ReloadLabels { config })
+            .clone()
     }
 
     /// Renders a foundation's just-published snapshot, so no scrape waits for it. CPU work

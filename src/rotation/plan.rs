@@ -338,7 +338,8 @@ fn shell_word(word: &str) -> String {
     if !word.is_empty() && word.chars().all(plain) {
         return word.to_owned();
     }
-    if !word.chars().any(char::is_control) {
+    let unsafe_char = crate::report::is_unsafe;
+    if !word.chars().any(unsafe_char) {
         return format!("'{}'", word.replace('\'', r"'\''"));
     }
     let mut out = String::from("$'");
@@ -348,7 +349,7 @@ fn shell_word(word: &str) -> String {
             '\\' => out.push_str(r"\\"),
             '\n' => out.push_str(r"\n"),
             '\t' => out.push_str(r"\t"),
-            c if c.is_control() => {
+            c if unsafe_char(c) => {
                 let mut buf = [0u8; 4];
                 for b in c.encode_utf8(&mut buf).bytes() {
                     out.push_str(&format!("\\x{b:02x}"));
@@ -522,6 +523,7 @@ mod tests {
             command(&["bad\nname", "\x1b[31m"]),
             r"$'bad\nname' $'\x1b[31m'"
         );
+        assert_eq!(command(&["a\u{202e}b"]), r"$'a\xe2\x80\xaeb'");
         assert_eq!(command(&[""]), "''");
     }
 }

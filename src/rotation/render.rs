@@ -4,7 +4,8 @@
 //! (`method`, `path`, `body`), so a script can run them. The text shows the same: per key its
 //! place, expiry, owners and parameters (and where they came from), then the numbered steps,
 //! each with its `cf` command (shell-quoted) and its request. Names are free text: in the text
-//! their control characters are escaped, so a name cannot move the cursor or forge a line.
+//! and the JSON, control characters and bidirectional overrides are escaped as the report
+//! escapes them, so a name cannot move the cursor, forge a line or reorder what is shown.
 //! Neither holds a credential value: a plan is built from names, guids, dates, owners,
 //! parameters and the key's shape only.
 
@@ -14,7 +15,7 @@ use serde::Serialize;
 
 use super::plan::{KeyPlan, Status};
 use super::run::Plans;
-use crate::report::{rfc3339, time_left};
+use crate::report::{rfc3339, safe, safe_json, time_left};
 
 #[derive(Serialize)]
 struct Document<'a> {
@@ -24,29 +25,16 @@ struct Document<'a> {
 
 /// Pretty-printed JSON.
 pub fn json(plans: &Plans) -> Result<String, serde_json::Error> {
-    let mut text = serde_json::to_string_pretty(&Document {
+    safe_json(&Document {
         generated_at: rfc3339(plans.now),
         keys: &plans.keys,
-    })?;
-    text.push('\n');
-    Ok(text)
+    })
 }
 
-/// Free text with its control characters escaped (`\n`, `\u{1b}`).
+/// Free text with every character that must not reach a terminal raw escaped (control
+/// characters, bidirectional overrides: [`crate::report::safe`]).
 fn shown(s: &str) -> String {
-    if s.chars().any(char::is_control) {
-        s.chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect()
-    } else {
-        s.to_owned()
-    }
+    safe(s).into_owned()
 }
 
 /// The plans for people.
@@ -142,7 +130,10 @@ mod tests {
 
     #[test]
     fn control_characters_in_names_are_escaped() {
-        assert_eq!(shown("a\nb\x1b[31m"), "a\\nb\\u{1b}[31m");
+        assert_eq!(
+            shown("a\nb\x1b[31m\u{202e}"),
+            "a\\u{a}b\\u{1b}[31m\\u{202e}"
+        );
         assert_eq!(shown("plain"), "plain");
     }
 

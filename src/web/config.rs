@@ -76,6 +76,26 @@ pub struct TlsSettings {
     pub prefer_server_cipher_suites: bool,
 }
 
+impl WebConfig {
+    /// How `new` protects the endpoints less than `self` does, if it does: basic auth removed,
+    /// client-certificate checking lowered, or a lower TLS minimum. `None`: no weaker.
+    pub fn weakened_by(&self, new: &WebConfig) -> Option<&'static str> {
+        if !self.users.is_empty() && new.users.is_empty() {
+            return Some("it removes basic auth (basic_auth_users is empty)");
+        }
+        let (Some(old), Some(new)) = (&self.tls, &new.tls) else {
+            return None;
+        };
+        if new.client_auth.strength() < old.client_auth.strength() {
+            return Some("it lowers client-certificate checking (client_auth_type)");
+        }
+        if new.min_version < old.min_version {
+            return Some("it lowers the TLS minimum version (min_version)");
+        }
+        None
+    }
+}
+
 impl TlsSettings {
     /// The files a TLS config is built from, to notice when one of them is replaced.
     pub fn files(&self) -> Vec<PathBuf> {
@@ -116,6 +136,17 @@ impl ClientAuth {
         ),
     ];
 
+    /// How much a policy demands of a client: a reload may not lower it unless allowed.
+    pub fn strength(self) -> u8 {
+        match self {
+            ClientAuth::NoClientCert => 0,
+            ClientAuth::RequestClientCert => 1,
+            ClientAuth::RequireAnyClientCert => 2,
+            ClientAuth::VerifyClientCertIfGiven => 3,
+            ClientAuth::RequireAndVerifyClientCert => 4,
+        }
+    }
+
     /// Whether certificates are checked against `client_ca_file`.
     pub fn verifies(self) -> bool {
         matches!(
@@ -149,13 +180,26 @@ impl fmt::Debug for PasswordHash {
 }
 
 /// Reads and validates `path`. Relative file names inside are relative to `path`'s directory, as
-/// in the toolkit.
+/// in the toolkit. An empty file (or one of comments only) means "no TLS, no auth".
 pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+    load_as(path, true)
+}
+
+/// [`load`]; with `allow_empty` false, an empty file is an error (a reload: an empty file is
+/// more likely one being rewritten than a wish to drop every protection).
+pub fn load_as(path: &Path, allow_empty: bool) -> Result<WebConfig, WebConfigError> {
     let fail = |problem| WebConfigError {
         path: path.to_owned(),
         problem,
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(Problem::Read(e)))?;
+    if !allow_empty && is_blank(&text) {
+        return Err(fail(Problem::invalid(
+            "(the whole file)",
+            "empty on reload; refused (a file being rewritten would open the endpoints); \
+             to serve without protection, restart with the empty file",
+        )));
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -163,10 +207,40 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
     parse(&text, dir).map_err(fail)
 }
 
+/// A parser message with every quoted value (`invalid type: string "…"`) blanked: a password
+/// pasted in the wrong place must not reach the log. Places and key names stay.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                out.push_str("\"…");
+                quoted = true;
+            }
+            ('"', true) => {
+                out.push('"');
+                quoted = false;
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether YAML text holds nothing but blank lines and comments.
+fn is_blank(text: &str) -> bool {
+    text.lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || l.starts_with('#') || l == "---" || l == "...")
+}
+
 /// Parses and validates the text of a web config file; `dir` anchors relative paths.
 pub fn parse(text: &str, dir: &Path) -> Result<WebConfig, Problem> {
     // An empty file (or one of comments only) means "no TLS, no auth", as in the toolkit.
-    let raw: RawFile = serde_yaml_ng::from_str(text).map_err(|e| Problem::Syntax(e.to_string()))?;
+    let raw: RawFile = serde_yaml_ng::from_str(text)
+        .map_err(|e| Problem::Syntax(without_values(&e.to_string())))?;
     if raw.rate_limit.is_some() {
         return Err(Problem::Unsupported {
             field: "rate_limit".into(),
@@ -603,6 +677,19 @@ basic_auth_users:
     fn the_debug_form_hides_the_hashes() {
         let c = parse_ok(&format!("basic_auth_users:\n  prometheus: '{HASH}'\n"));
         assert!(!format!("{c:?}").contains(HASH));
+    }
+
+    #[test]
+    fn a_value_in_the_wrong_place_is_not_echoed() {
+        for text in [
+            "basic_auth_users: hunter2-MARKER\n",
+            "basic_auth_users:\n  prometheus: [hunter2-MARKER]\n",
+            "tls_server_config: \"hunter2-MARKER\"\n",
+        ] {
+            let e = error(text);
+            assert!(!e.contains("MARKER"), "{e}");
+            assert!(e.contains("line"), "{e}");
+        }
     }
 
     #[test]

@@ -10,7 +10,12 @@
 //! config and is logged once per change.
 //!
 //! Whether the port speaks TLS is fixed at start: a reload that would switch between TLS and plain
-//! HTTP is refused (a typo must never silently drop TLS), so that switch needs a restart.
+//! HTTP is refused (a typo must never silently drop TLS), so that switch needs a restart. So is a
+//! reload that weakens protection (removes basic auth, lowers client-certificate checking or the
+//! TLS minimum) unless `--web-config-allow-weakening` says so, and a file that is empty on reload
+//! (more likely a non-atomic rewrite under way than a wish to drop every protection). A refused
+//! reload keeps the last good config, logs an error and counts in
+//! `cf_service_key_exporter_config_reload_failures_total{config="web"}`.
 //!
 //! HTTP/2 is not served: `http_server_config.http2` is accepted and ignored, ALPN offers
 //! `http/1.1`, which every Prometheus speaks.
@@ -21,10 +26,11 @@
 
 pub mod auth;
 pub mod config;
+pub mod serve;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -46,6 +52,10 @@ pub struct WebConfigFile {
     active: ArcSwap<Active>,
     watch: Mutex<Watch>,
     verifier: auth::Verifier,
+    /// `--web-config-allow-weakening`.
+    allow_weakening: bool,
+    /// Counts refused reloads once the exporter's metrics exist.
+    failures: OnceLock<prometheus_client::metrics::counter::Counter>,
 }
 
 impl std::fmt::Debug for WebConfigFile {
@@ -91,9 +101,9 @@ fn stamps(files: &[PathBuf]) -> Vec<Option<Stamp>> {
 
 /// Reads the file and everything it names. Returns the files to watch whatever the outcome, so
 /// a later fix of a missing certificate is noticed too.
-fn read(path: &Path) -> (Vec<PathBuf>, Result<Active, WebConfigError>) {
+fn read(path: &Path, allow_empty: bool) -> (Vec<PathBuf>, Result<Active, WebConfigError>) {
     let mut files = vec![path.to_owned()];
-    let config = match config::load(path) {
+    let config = match config::load_as(path, allow_empty) {
         Ok(c) => c,
         Err(e) => return (files, Err(e)),
     };
@@ -125,7 +135,7 @@ impl WebConfigFile {
         let path = path.into();
         // Stamp before reading: a change during the read is seen at the next check.
         let before = stamps(std::slice::from_ref(&path));
-        let (files, active) = read(&path);
+        let (files, active) = read(&path, true);
         let active = active?;
         let mut file_stamps = before;
         file_stamps.extend(stamps(&files[1..]));
@@ -138,7 +148,20 @@ impl WebConfigFile {
                 stamps: file_stamps,
             }),
             verifier: auth::Verifier::default(),
+            allow_weakening: false,
+            failures: OnceLock::new(),
         })
+    }
+
+    /// Accepts reloads that weaken protection (`--web-config-allow-weakening`).
+    pub fn allow_weakening(mut self, allow: bool) -> Self {
+        self.allow_weakening = allow;
+        self
+    }
+
+    /// Counts every refused reload in `counter` (set once, when the metrics exist).
+    pub fn count_failures_in(&self, counter: prometheus_client::metrics::counter::Counter) {
+        let _ = self.failures.set(counter);
     }
 
     pub fn path(&self) -> &Path {
@@ -184,30 +207,46 @@ impl WebConfigFile {
 
     fn reload(&self, watch: &mut Watch) {
         let before = stamps(std::slice::from_ref(&self.path));
-        let (files, result) = read(&self.path);
+        let (files, result) = read(&self.path, false);
         let mut file_stamps = before;
         file_stamps.extend(stamps(&files[1..]));
         watch.files = files;
         watch.stamps = file_stamps;
-        match result {
-            Ok(active) if active.tls.is_some() != self.tls_enabled => {
-                tracing::error!(
-                    file = %self.path.display(),
-                    "web config reload refused: switching between TLS and plain HTTP needs a restart; keeping the last good web config"
-                );
+        let active = match result {
+            Ok(active) => active,
+            Err(e) => return self.refuse(&e.to_string()),
+        };
+        if active.tls.is_some() != self.tls_enabled {
+            return self.refuse("switching between TLS and plain HTTP needs a restart");
+        }
+        let weakened = self.active.load().config.weakened_by(&active.config);
+        match weakened {
+            Some(how) if !self.allow_weakening => {
+                return self.refuse(&format!(
+                    "{how}; restart, or allow it with --web-config-allow-weakening"
+                ))
             }
-            Ok(active) => {
-                tracing::info!(
-                    file = %self.path.display(),
-                    tls = active.tls.is_some(),
-                    basic_auth_users = active.config.users.len(),
-                    "web config reloaded"
-                );
-                self.active.store(Arc::new(active));
+            Some(how) => {
+                tracing::warn!(file = %self.path.display(), "web config reload weakens protection: {how}")
             }
-            Err(e) => {
-                tracing::error!(error = %e, "web config reload refused; keeping the last good web config");
-            }
+            None => {}
+        }
+        tracing::info!(
+            file = %self.path.display(),
+            tls = active.tls.is_some(),
+            basic_auth_users = active.config.users.len(),
+            "web config reloaded"
+        );
+        self.active.store(Arc::new(active));
+    }
+
+    fn refuse(&self, why: &str) {
+        tracing::error!(
+            file = %self.path.display(),
+            "web config reload refused: {why}; keeping the last good web config"
+        );
+        if let Some(counter) = self.failures.get() {
+            counter.inc();
         }
     }
 }

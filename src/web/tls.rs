@@ -1,27 +1,17 @@
-//! TLS for the HTTP endpoints: builds a `rustls::ServerConfig` from `tls_server_config` and runs
-//! the accept loop that serves the router over it.
+//! TLS for the HTTP endpoints: builds a `rustls::ServerConfig` from `tls_server_config` and does
+//! the handshake of each connection that [`super::serve`] accepts.
 //!
-//! Why a small accept loop of our own rather than the `axum-server` crate: `axum::serve` cannot
-//! do TLS, and what we need beyond it is small and specific: take the *current* TLS config for
-//! every new connection (so a rotated certificate is used without a restart), answer a plain-HTTP
-//! request on the TLS port with a clear 400 instead of a garbled handshake, and shut down
-//! gracefully like `axum::serve`. That is ~100 lines over hyper-util and tokio-rustls, which are
-//! already in the tree under reqwest, with the ring provider the rest of the exporter uses;
-//! axum-server would add a dependency with its own rustls feature set and reload handle.
-//!
-//! Concurrency: the loop only accepts; each connection (peek, handshake, HTTP/1.1) runs in its own
-//! task, so a slow or hostile client cannot hold up others. Handshakes time out.
+//! Why our own accept loop rather than the `axum-server` crate: what we need is small and
+//! specific: take the *current* TLS config for every new connection (so a rotated certificate is
+//! used without a restart), answer a plain-HTTP request on the TLS port with a clear 400 instead
+//! of a garbled handshake, and the same connection limits as plain HTTP. That is a few lines over
+//! hyper-util and tokio-rustls, which are already in the tree under reqwest, with the ring
+//! provider the rest of the exporter uses; axum-server would add a dependency with its own rustls
+//! feature set and reload handle.
 
-use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::Router;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -32,16 +22,10 @@ use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use super::config::{ClientAuth, Problem, TlsSettings, TlsVersion};
-use super::WebConfigFile;
-
-/// A client that has not finished the handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Same bound on the request head of each request.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds the rustls config, reading the certificate, key and client CA files now.
 pub fn server_config(settings: &TlsSettings) -> Result<ServerConfig, Problem> {
@@ -205,72 +189,10 @@ impl ClientCertVerifier for AnyClientCert {
     }
 }
 
-/// Serves `app` over TLS on `listener` until `shutdown` completes, then waits for open
-/// connections to finish their requests (as `axum::serve(..).with_graceful_shutdown`).
-pub(crate) async fn serve(
-    listener: TcpListener,
-    app: Router,
-    web: Arc<WebConfigFile>,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait rather than spin (as axum does).
-                    tracing::warn!(error = %e, "cannot accept a connection; retrying in 1s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            },
-        };
-        // Each response chunk at once, as `server::serve` does: Nagle would delay scrapes.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-        // The config current now, re-read if the file or a certificate changed.
-        let Some(acceptor) = web.tls_acceptor() else {
-            // Cannot happen: a reload never turns TLS off while serving TLS. Fail closed.
-            tracing::error!("no TLS configuration; dropping the connection");
-            continue;
-        };
-        let service = TowerToHyperService::new(app.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(acceptor, stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => {
-                        log_handshake_error(peer, &e);
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
-}
-
 /// What a plain-HTTP client gets on the TLS port (Go's servers answer the same).
 const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 48\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
 
-async fn handshake(
+pub(super) async fn handshake(
     acceptor: tokio_rustls::TlsAcceptor,
     mut stream: TcpStream,
 ) -> io::Result<TlsStream<TcpStream>> {
@@ -292,7 +214,7 @@ async fn handshake(
     acceptor.accept(stream).await
 }
 
-fn log_handshake_error(peer: std::net::SocketAddr, error: &io::Error) {
+pub(super) fn log_handshake_error(peer: std::net::SocketAddr, error: &io::Error) {
     // A TLS-level refusal (no or a bad client certificate, no shared version) is worth a warning
     // to the operator; a client that just went away is not.
     let tls = error

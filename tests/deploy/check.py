@@ -16,10 +16,20 @@ PrometheusRule, the main ServiceMonitor scrapes it, and no Deployment, Service,
 PodDisruptionBudget or spread constraint selects another shard's pods.
 
 The Dockerfile is checked against the pod: a numeric non-root USER equal to the pod's runAsUser,
-every base image pinned by digest, the dependency layer (cargo chef cook) built before the
+every base image a build argument whose default is pinned by digest, the binary built without
+the demo feature, the dependency layer (cargo chef cook) built before the
 sources are copied, the OCI labels (version equal to Cargo.toml's), port 9769 and the binary as
 entrypoint; .dockerignore must send the workspace (sim/ included) and nothing else; hadolint
 lints it.
+
+The main kustomization also brings a ServiceAccount of its own without a token (each shard its
+own), a NetworkPolicy that selects every shard's pods (ingress only from Prometheus' pods in a
+namespace chosen by label, on the metrics port; egress only to DNS and to the port of every
+foundation's API and UAA in every config.toml), and the dashboard ConfigMap for Grafana's
+sidecar (dashboards/cf-service-keys.json byte for byte, no name hash, within kubectl apply's
+annotation limit). sizing.py checks the memory request and limit, the ServiceMonitor's
+sampleLimit, the cache volumes, the resources comment and the README's sizing section against
+docs/performance.md's sizing table.
 
 Run through tests/deploy/run.sh, which checks the tools first. Prints one line per check and
 closes with `deploy: N passed, M failed`; exits 1 if any check failed.
@@ -34,10 +44,13 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+import urllib.parse
 
 import kubernetes_validate
 import kubernetes_validate.utils as kv_utils
 import yaml
+
+import sizing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -52,8 +65,17 @@ APP_LABEL = ("app.kubernetes.io/name", "cf-service-key-exporter")
 # The oldest Kubernetes minor still common in managed offerings, and the newest the schemas know.
 KUBERNETES_VERSIONS = ["1.29", kv_utils.latest_version()]
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
-MAIN_KINDS = {"ConfigMap", "Service", "Deployment", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule"}
-SHARD_KINDS = MAIN_KINDS - {"ServiceMonitor", "PrometheusRule"}
+# What each kustomization renders. A shard takes only ../../exporter (and its own config); the
+# NetworkPolicy, ServiceMonitor, PrometheusRule and dashboard of the main one cover every shard.
+SHARD_KINDS = ["ConfigMap", "Service", "ServiceAccount", "Deployment", "PodDisruptionBudget"]
+MAIN_KINDS = SHARD_KINDS + ["ConfigMap", "NetworkPolicy", "ServiceMonitor", "PrometheusRule"]
+# The dashboard ConfigMap (Grafana's sidecar label); by_kind keeps it apart from the config's.
+DASHBOARD_LABEL = ("grafana_dashboard", "1")
+DASHBOARD_KEY = "ConfigMap/dashboard"
+DASHBOARD_FILE = os.path.join(ROOT, "dashboards", "cf-service-keys.json")
+# kubectl apply (client side) keeps the whole object in an annotation, and annotations may hold
+# 256 KiB in all.
+APPLY_ANNOTATION_LIMIT = 256 * 1024
 # The example Secret beside each kustomization: applied by hand, never by the kustomization.
 SECRET_EXAMPLE = "secret.example.yaml"
 REPLICAS = 2
@@ -161,7 +183,7 @@ def validate_crds(checks, objects):
 def check_objects(checks, objects, expected_kinds):
     kinds = [o["kind"] for o in objects]
     checks.check(
-        "it renders exactly one of each: " + ", ".join(sorted(expected_kinds)),
+        "it renders exactly: " + ", ".join(sorted(expected_kinds)),
         sorted(kinds) == sorted(expected_kinds),
         f"got {sorted(kinds)}",
     )
@@ -175,7 +197,10 @@ def check_objects(checks, objects, expected_kinds):
     checks.check(f"every object carries {APP_LABEL[0]}={APP_LABEL[1]}", not unlabelled, ", ".join(unlabelled))
     by_kind = {}
     for obj in objects:
-        by_kind.setdefault(obj["kind"], obj)
+        key = obj["kind"]
+        if key == "ConfigMap" and dig(obj, "metadata", "labels", DASHBOARD_LABEL[0]) == DASHBOARD_LABEL[1]:
+            key = DASHBOARD_KEY
+        by_kind.setdefault(key, obj)
     return by_kind
 
 
@@ -514,7 +539,105 @@ def check_tree(checks, scope, directory, expected_kinds, component=None):
             check_cache(checks, deployment, pod, container)
         check_availability(checks, by_kind, deployment)
         check_service(checks, by_kind, deployment)
+        check_service_account(checks, by_kind, deployment)
     return by_kind, foundations
+
+
+def check_service_account(checks, by_kind, deployment):
+    """The pod runs as a ServiceAccount of its own, which mounts no token."""
+    account = by_kind.get("ServiceAccount", {})
+    pod = dig(deployment, "spec", "template", "spec", default={})
+    checks.check(
+        "the pod runs as the kustomization's own ServiceAccount",
+        bool(account) and pod.get("serviceAccountName") == dig(account, "metadata", "name"),
+        f"serviceAccountName {pod.get('serviceAccountName')} vs {kn(account)}",
+    )
+    checks.check("the ServiceAccount mounts no token (automountServiceAccountToken: false)", account.get("automountServiceAccountToken") is False)
+
+
+def url_port(url):
+    parsed = urllib.parse.urlsplit(url)
+    return parsed.port or {"https": 443, "http": 80}.get(parsed.scheme)
+
+
+def rule_ports(rule):
+    """{(port, protocol)} a NetworkPolicy rule allows ("any" when it names no ports)."""
+    ports = rule.get("ports")
+    if not ports:
+        return {"any"}
+    return {(p.get("port", "any"), p.get("protocol", "TCP")) for p in ports}
+
+
+def check_network_policy(checks, policy, workloads, foundations):
+    """Scrapes only from Prometheus in a labelled namespace, on the metrics port; egress only to
+    DNS and to the ports of every foundation's API and UAA. `workloads`: the Deployment or
+    StatefulSet of the main kustomization and of each shard, all of which it must select."""
+    spec = policy.get("spec", {})
+    selector = dig(spec, "podSelector", "matchLabels", default={})
+    for w in workloads:
+        labels = dig(w, "spec", "template", "metadata", "labels", default={})
+        checks.check(f"the NetworkPolicy selects the pods of {kn(w)} ({labels.get('app.kubernetes.io/instance')})", selects(selector, labels), f"{selector} vs {labels}")
+    checks.check("the NetworkPolicy governs ingress and egress", sorted(spec.get("policyTypes", [])) == ["Egress", "Ingress"], str(spec.get("policyTypes")))
+    ingress = spec.get("ingress", [])
+    sources = [peer for rule in ingress for peer in rule.get("from", [])]
+    checks.check(
+        "ingress: only from pods of a namespace chosen by label (namespaceSelector and podSelector, both with matchLabels)",
+        len(ingress) == 1 and sources and all(
+            dig(p, "namespaceSelector", "matchLabels") and dig(p, "podSelector", "matchLabels") and "ipBlock" not in p
+            for p in sources
+        ),
+        str(ingress),
+    )
+    checks.check(
+        "ingress: only to the metrics port",
+        len(ingress) == 1 and rule_ports(ingress[0]) in ({("metrics", "TCP")}, {(PORT, "TCP")}),
+        str(ingress),
+    )
+    egress = spec.get("egress", [])
+    allowed = set().union(*(rule_ports(r) for r in egress)) if egress else set()
+    checks.check("egress: never every port (each rule names its ports)", "any" not in allowed, str(egress))
+    dns = [r for r in egress if rule_ports(r) == {(53, "UDP"), (53, "TCP")}]
+    checks.check(
+        "egress: DNS (53/UDP and 53/TCP) to the cluster resolver's pods only",
+        len(dns) == 1 and all(dig(p, "podSelector", "matchLabels") and "ipBlock" not in p for p in dns[0].get("to", [])),
+        str(dns),
+    )
+    needed = set()
+    for f in foundations:
+        for field in ("api_url", "uaa_url"):
+            if f.get(field):
+                needed.add((url_port(f[field]), "TCP"))
+    missing = needed - allowed
+    checks.check(
+        f"egress: the port of every foundation's API and UAA ({sorted(p for p, _ in needed)}) in config.toml and the shards'",
+        bool(needed) and not missing,
+        f"missing {sorted(missing)}",
+    )
+    others = [r for r in egress if r not in dns and not rule_ports(r) <= needed]
+    checks.check("egress: nothing but DNS and those ports", not others, str(others))
+
+
+def check_dashboard(checks, by_kind):
+    """The dashboard ConfigMap for Grafana's sidecar: the dashboard file as it is."""
+    cm = by_kind.get(DASHBOARD_KEY, {})
+    if not checks.check(f"a ConfigMap carries Grafana's sidecar label {DASHBOARD_LABEL[0]}: \"{DASHBOARD_LABEL[1]}\"", bool(cm)):
+        return
+    with open(DASHBOARD_FILE, encoding="utf-8") as f:
+        dashboard = f.read()
+    name = os.path.basename(DASHBOARD_FILE)
+    checks.check(f"its {name} is dashboards/{name}, byte for byte (generated from the file, never copied)", cm.get("data", {}).get(name) == dashboard)
+    checks.check("it holds nothing else", list(cm.get("data", {})) == [name], str(list(cm.get("data", {}))))
+    checks.check(
+        "its name has no content hash (a changed dashboard replaces it; two would show the same dashboard twice)",
+        dig(cm, "metadata", "name") == "cf-service-key-exporter-dashboard",
+        dig(cm, "metadata", "name"),
+    )
+    size = len(json.dumps(cm).encode())
+    checks.check(
+        f"it fits kubectl apply's last-applied annotation ({APPLY_ANNOTATION_LIMIT // 1024} KiB)",
+        size < APPLY_ANNOTATION_LIMIT,
+        f"{size} bytes",
+    )
 
 
 def pod_labels(by_kind):
@@ -549,8 +672,9 @@ def check_shard_isolation(checks, main, shard):
 
 
 def dockerfile_stages(path):
-    """[(image, stage name or None, [(INSTRUCTION, arguments), ...])] of a Dockerfile, continuation
-    lines joined and comments dropped."""
+    """([(image, stage name or None, [(INSTRUCTION, arguments), ...])], {global ARG: default}) of
+    a Dockerfile, continuation lines joined and comments dropped. `image` is as written (a
+    `${ARG}` stays one)."""
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
     logical, current = [], ""
@@ -565,17 +689,27 @@ def dockerfile_stages(path):
         logical.append((current + line).strip())
         current = ""
     stages = []
+    global_args = {}
     for line in logical:
         word, _, rest = line.partition(" ")
         word = word.upper()
-        if word == "FROM":
+        if word == "ARG" and not stages:
+            name, _, default = rest.strip().partition("=")
+            global_args[name] = default.strip('"')
+        elif word == "FROM":
             parts = rest.split()
             image = [p for p in parts if not p.startswith("--")][0]
             name = parts[-1] if len(parts) >= 3 and parts[-2].upper() == "AS" else None
             stages.append((image, name, []))
         elif stages:
             stages[-1][2].append((word, rest.strip()))
-    return stages
+    return stages, global_args
+
+
+def build_arg(image):
+    """The build argument a FROM names (`${NAME}` or `$NAME`), or None."""
+    match = re.fullmatch(r"\$\{?(\w+)\}?", image)
+    return match.group(1) if match else None
 
 
 def label_pairs(text):
@@ -620,7 +754,7 @@ def check_dockerfile(checks, pod):
     OCI labels, and a build context that holds the whole workspace."""
     checks.scope = "Dockerfile"
     try:
-        stages = dockerfile_stages(DOCKERFILE)
+        stages, global_args = dockerfile_stages(DOCKERFILE)
     except OSError as e:
         checks.check("the Dockerfile exists", False, str(e))
         return
@@ -628,12 +762,23 @@ def check_dockerfile(checks, pod):
         return
     names = set()
     for image, name, _ in stages:
-        pinned = image == "scratch" or image in names or re.search(r"@sha256:[0-9a-f]{64}$", image) is not None
-        checks.check(f"FROM {image} is an earlier stage or pinned by digest (@sha256:...)", pinned)
+        if image in names:
+            checks.check(f"FROM {image} is an earlier stage", True)
+        else:
+            # A base image is a build argument whose default is pinned, so a machine that cannot
+            # pull it substitutes its own (tests/deploy/image.sh) without editing this file.
+            arg = build_arg(image)
+            default = global_args.get(arg, "") if arg else ""
+            checks.check(
+                f"FROM {image} is a global build argument whose default is pinned by digest (@sha256:...)",
+                re.search(r"@sha256:[0-9a-f]{64}$", default) is not None,
+                f"ARG {arg}={default!r}" if arg else "not a build argument",
+            )
         if name:
             names.add(name)
 
     final_image, _, final = stages[-1]
+    final_image = global_args.get(build_arg(final_image) or "", final_image)
     users = [args for word, args in final if word == "USER"]
     user = users[-1] if users else ""
     numeric = re.fullmatch(r"(\d+)(?::(\d+))?", user)
@@ -671,6 +816,14 @@ def check_dockerfile(checks, pod):
             f"cargo build is --release --locked and builds the {BINARY} binary",
             all(flag in cargo_build for flag in ("--release", "--locked", f"--bin {BINARY}")),
             cargo_build,
+        )
+        # The production image has no simulator: `--demo` is the default `demo` feature.
+        checks.check("cargo build builds without the demo feature (--no-default-features)", "--no-default-features" in cargo_build, cargo_build)
+        cook_args = [a for w, a in body if w == "RUN" and "cargo chef cook" in a]
+        checks.check(
+            "cargo chef cook cooks the same features (--no-default-features)",
+            bool(cook_args) and "--no-default-features" in cook_args[0],
+            str(cook_args),
         )
     planners = [name for _, name, body in stages if any("cargo chef prepare" in a for w, a in body if w == "RUN")]
     checks.check("a planner stage prepares the recipe (cargo chef prepare)", len(planners) == 1, str(planners))
@@ -758,9 +911,14 @@ def main():
     )
     if "ServiceMonitor" in main_objects:
         check_monitor(checks, main_objects["ServiceMonitor"], main_objects.get("Service", {}), "the")
+    check_dashboard(checks, main_objects)
+    if "Deployment" in main_objects and "ServiceMonitor" in main_objects:
+        checks.scope = "sizing"
+        sizing.check(checks, main_objects["Deployment"], main_objects["ServiceMonitor"], quantity)
 
     owner = {f.get("name"): "deploy/kubernetes" for f in main_foundations}
     shards = sorted(d for d in os.listdir(SHARDS) if os.path.isfile(os.path.join(SHARDS, d, "kustomization.yaml")))
+    workloads, foundations_all = [workload(main_objects)], list(main_foundations)
     for shard in shards:
         scope = f"shards/{shard}"
         objects, foundations = check_tree(checks, scope, os.path.join(SHARDS, shard), SHARD_KINDS)
@@ -768,18 +926,24 @@ def main():
         shared = [f"{f.get('name')} (also in {owner[f.get('name')]})" for f in foundations if f.get("name") in owner]
         checks.check("each foundation is watched by one shard only", not shared, ", ".join(shared))
         owner.update({f.get("name"): scope for f in foundations})
+        workloads.append(workload(objects))
+        foundations_all += foundations
     checks.scope = ""
     checks.check("there is a shard example", bool(shards))
+    checks.scope = "deploy/kubernetes NetworkPolicy"
+    if checks.check("the main kustomization has a NetworkPolicy", "NetworkPolicy" in main_objects):
+        check_network_policy(checks, main_objects["NetworkPolicy"], [w for w in workloads if w], foundations_all)
 
     # The opt-in persistent cache: the same pod, as a StatefulSet with a claim per replica.
     persistent, _ = check_tree(
         checks, "deploy/kubernetes + persistent-cache", KUSTOMIZATION,
-        MAIN_KINDS - {"Deployment"} | {"StatefulSet"}, component=PERSISTENT_CACHE,
+        [k for k in MAIN_KINDS if k != "Deployment"] + ["StatefulSet"], component=PERSISTENT_CACHE,
     )
     if persistent:
         same = {k: v for k, v in dig(workload(main_objects), "spec", "template", "spec", default={}).items() if k != "volumes"}
         other = {k: v for k, v in dig(workload(persistent), "spec", "template", "spec", default={}).items() if k != "volumes"}
         checks.check("the StatefulSet's pod is the Deployment's (but for the cache volume)", same == other)
+        sizing.check_claim(checks, workload(persistent), quantity)
 
     main_pod = dig(main_objects.get("Deployment", {}), "spec", "template", "spec", default={})
     check_dockerfile(checks, main_pod)

@@ -366,7 +366,9 @@ fn unreadable_config_file_is_named() {
 fn toml_syntax_error_gives_line_and_column() {
     let err = parse_err("refresh_interval = 5m\n");
     assert!(
-        err.starts_with(&format!("{PATH}: TOML parse error at line 1, column 20")),
+        err.starts_with(&format!(
+            "{PATH}: line 1, column 20: invalid value: text needs quotes"
+        )),
         "{err}"
     );
 }
@@ -671,7 +673,7 @@ fn the_lead_time_annotation_flag_and_the_demo_default() {
         username: "u".into(),
         password: secrecy::SecretString::from("p"),
         client_id: "cf".into(),
-        client_secret: String::new(),
+        client_secret: secrecy::SecretString::from(""),
         origin: None,
         metadata_labels: Vec::new(),
         lead_time_annotation: Some("example.com/warning-lead-time".into()),

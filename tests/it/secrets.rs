@@ -367,3 +367,188 @@ async fn the_demo_binary_at_trace_shows_no_secret_or_token() {
         "PRIVATE KEY".to_owned(),
     ]);
 }
+
+/// The inline secret of the broken config files below; the bare-number case uses the digits.
+const CONFIG_SECRET: &str = "cfgpw-MARKER-4c2d";
+const CONFIG_NUMBER: &str = "90817263545";
+
+/// Config files broken around an inline secret: (what, text, the fixed message expected).
+fn broken_configs() -> Vec<(&'static str, String, &'static str)> {
+    let head = "[[foundation]]\nname = \"a\"\napi_url = \"http://127.0.0.1:9\"\nusername = \"u\"\n";
+    vec![
+        (
+            "a backslash in the password",
+            format!("{head}password = \"{CONFIG_SECRET}\\q\"\n"),
+            "line 5, column ",
+        ),
+        (
+            "a bare-number password",
+            format!("{head}password = {CONFIG_NUMBER}\n"),
+            "line 5, column 12: foundation #1: password: must be a string in quotes",
+        ),
+        (
+            "a duplicated password",
+            format!("{head}password = \"{CONFIG_SECRET}\"\npassword = \"{CONFIG_SECRET}\"\n"),
+            "line 6, column 1: a key is set twice",
+        ),
+        (
+            "an unterminated password",
+            format!("{head}password = \"{CONFIG_SECRET}\nrefresh_interval = \"5m\"\n"),
+            "line 5, column ",
+        ),
+    ]
+}
+
+fn config_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cf-ske-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn a_broken_config_file_at_start_names_the_place_never_the_secret() {
+    let dir = config_dir("broken-start");
+    let path = dir.join("config.toml");
+    for (what, text, expected) in broken_configs() {
+        std::fs::write(&path, &text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_cf-service-key-exporter"))
+            .args([
+                "--config",
+                path.to_str().unwrap(),
+                "--listen-address",
+                "127.0.0.1:0",
+            ])
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{}: {expected}", path.display())),
+            "{what}: {stderr}"
+        );
+        for secret in [CONFIG_SECRET, CONFIG_NUMBER] {
+            assert!(
+                !stderr.contains(secret),
+                "{what}: stderr has the secret: {stderr}"
+            );
+            assert!(
+                !stdout.contains(secret),
+                "{what}: stdout has the secret: {stdout}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_broken_config_file_on_sighup_is_refused_counted_and_never_logs_the_secret() {
+    let dir = config_dir("broken-reload");
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        "[[foundation]]\nname = \"a\"\napi_url = \"http://127.0.0.1:9\"\nusername = \"u\"\npassword_env = \"CFG_PW\"\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let log_path = dir.join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cf-service-key-exporter"))
+        .args(["--config", path.to_str().unwrap()])
+        .args(["--listen-address", &format!("127.0.0.1:{port}")])
+        .env("CFG_PW", "from-the-environment")
+        .env("RUST_LOG", "trace")
+        .env_remove("LOG_FORMAT")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    let failures = |text: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with(
+                    "cf_service_key_exporter_config_reload_failures_total{config=\"file\"}",
+                )
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let client = reqwest::Client::new();
+    let scrape = || async {
+        match client.get(&metrics_url).send().await {
+            Ok(r) => r.text().await.ok(),
+            Err(_) => None,
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while scrape().await.as_deref().and_then(failures) != Some(0.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the exporter did not serve the failure counter"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cases = broken_configs();
+    for (n, (what, text, expected)) in cases.iter().enumerate() {
+        std::fs::write(&path, text).unwrap();
+        let status = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while scrape().await.as_deref().and_then(failures) != Some((n + 1) as f64) {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the reload was not counted as refused"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        assert_eq!(
+            log.matches("reload refused").count(),
+            n + 1,
+            "{what}: {log}"
+        );
+        assert!(log.contains(expected), "{what}: {log}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut out = Outputs::default();
+    out.add("stderr across the refused reloads", log);
+    out.assert_free_of(&[CONFIG_SECRET.to_owned(), CONFIG_NUMBER.to_owned()]);
+}
+
+#[test]
+fn debug_of_an_answer_a_details_body_and_the_demo_target_shows_no_secret() {
+    use cf_service_key_exporter::cf::http::Answer;
+    let answer = Answer {
+        status: reqwest::StatusCode::OK,
+        headers: Default::default(),
+        body: bytes::Bytes::from(format!("{{\"access_token\":\"{CREDENTIAL}\"}}")),
+    };
+    let target = DemoTarget {
+        api_url: "http://127.0.0.1:1".parse().unwrap(),
+        username: "u".into(),
+        password: SecretString::from(PASSWORD),
+        client_id: "c".into(),
+        client_secret: SecretString::from(CLIENT_SECRET),
+        origin: None,
+        metadata_labels: Vec::new(),
+        lead_time_annotation: None,
+        successor_annotation: None,
+    };
+    let details: cf_service_key_exporter::cf::model::Details = serde_json::from_str(&format!(
+        "{{\"credentials\":{{\"password\":\"{CREDENTIAL}\"}}}}"
+    ))
+    .unwrap();
+    let mut out = Outputs::default();
+    out.add("Debug of Details", format!("{details:?}"));
+    out.add("Debug of an Answer", format!("{answer:?}"));
+    out.add("Debug of a DemoTarget", format!("{target:?}"));
+    out.assert_free_of(&[CREDENTIAL.into(), PASSWORD.into(), CLIENT_SECRET.into()]);
+}

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cf_service_key_exporter::config::{Config, DemoTarget};
+use cf_service_key_exporter::web::config::{ClientAuth, TlsVersion};
 use cf_service_key_exporter::web::WebConfigFile;
 use cf_service_key_exporter::{run_with, ServeOptions};
 use cf_sim::{Accounts, Sim, World};
@@ -20,13 +21,13 @@ use rcgen::{
 use tokio::sync::oneshot;
 
 /// A test CA that signs server and client certificates.
-struct Ca {
-    pem: String,
+pub(crate) struct Ca {
+    pub(crate) pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
 /// A certificate and its private key, PEM.
-struct Leaf {
+pub(crate) struct Leaf {
     cert: String,
     key: String,
 }
@@ -39,7 +40,7 @@ impl Leaf {
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, name);
@@ -66,7 +67,7 @@ impl Ca {
         }
     }
 
-    fn server(&self) -> Leaf {
+    pub(crate) fn server(&self) -> Leaf {
         self.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth)
     }
 
@@ -76,10 +77,10 @@ impl Ca {
 }
 
 /// A scratch directory, removed on drop.
-struct Dir(PathBuf);
+pub(crate) struct Dir(pub(crate) PathBuf);
 
 impl Dir {
-    fn new() -> Dir {
+    pub(crate) fn new() -> Dir {
         static N: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "cf-ske-web-config-{}-{}",
@@ -90,14 +91,14 @@ impl Dir {
         Dir(path)
     }
 
-    fn write(&self, name: &str, text: &str) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.0.join(name);
         std::fs::write(&path, text).unwrap();
         path
     }
 
     /// Writes a server certificate and key as `server.crt` / `server.key`.
-    fn server_files(&self, leaf: &Leaf) {
+    pub(crate) fn server_files(&self, leaf: &Leaf) {
         self.write("server.crt", &leaf.cert);
         self.write("server.key", &leaf.key);
     }
@@ -165,7 +166,7 @@ impl Exporter {
 }
 
 /// A client trusting only `ca`, optionally presenting a client certificate.
-fn client(ca: &Ca, identity: Option<&Leaf>) -> reqwest::Client {
+pub(crate) fn client(ca: &Ca, identity: Option<&Leaf>) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
@@ -181,7 +182,8 @@ fn hash(password: &str) -> String {
     bcrypt::hash(password, 4).unwrap()
 }
 
-const TLS: &str = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+pub(crate) const TLS: &str =
+    "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
 
 #[tokio::test]
 async fn a_tls_scrape_with_the_test_ca_succeeds() {
@@ -528,4 +530,130 @@ fn the_example_web_config_is_valid_once_its_files_exist() {
     dir.write("client-ca.pem", &ca.pem);
     let path = dir.write("web.yml", &rewritten);
     WebConfigFile::load(&path).expect("the example loads");
+}
+
+/// A watched web config file with a reload-failure counter, for the reload rules.
+struct Watched {
+    dir: Dir,
+    path: PathBuf,
+    web: WebConfigFile,
+    failures: prometheus_client::metrics::counter::Counter,
+}
+
+impl Watched {
+    fn new(text: &str, allow_weakening: bool) -> Watched {
+        let dir = Dir::new();
+        let ca = Ca::new("reload CA");
+        dir.server_files(&ca.server());
+        dir.write("client-ca.crt", &ca.pem);
+        let path = dir.write("web.yml", text);
+        let web = WebConfigFile::load(&path)
+            .unwrap()
+            .allow_weakening(allow_weakening);
+        let failures = prometheus_client::metrics::counter::Counter::default();
+        web.count_failures_in(failures.clone());
+        Watched {
+            dir,
+            path,
+            web,
+            failures,
+        }
+    }
+
+    /// Rewrites the file (a new inode, as Kubernetes does) and lets the next request see it.
+    fn rewrite(&self, text: &str) -> Arc<cf_service_key_exporter::web::Active> {
+        let next = self.dir.write("web.yml.new", text);
+        std::fs::rename(next, &self.path).unwrap();
+        self.web.current()
+    }
+}
+
+const MTLS13: &str = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.crt\n  min_version: TLS13\n";
+
+#[test]
+fn a_weakening_reload_is_refused_counted_and_the_old_config_kept() {
+    let (logs, _guard) = crate::common::logs::Logs::capture();
+    let users = format!("basic_auth_users:\n  prometheus: '{}'\n", hash("s3cret"));
+    let start = format!("{MTLS13}{users}");
+    let w = Watched::new(&start, false);
+    let cases = [
+        (
+            "basic auth removed",
+            format!("{MTLS13}http_server_config:\n  headers:\n    X-Frame-Options: deny\n"),
+            "it removes basic auth",
+        ),
+        (
+            "client certificates no longer required",
+            format!(
+                "{}{users}",
+                MTLS13.replace("RequireAndVerifyClientCert", "VerifyClientCertIfGiven")
+            ),
+            "it lowers client-certificate checking",
+        ),
+        (
+            "client_auth_type dropped",
+            format!(
+                "{}{users}",
+                MTLS13
+                    .replace("  client_auth_type: RequireAndVerifyClientCert\n", "")
+                    .replace("  client_ca_file: client-ca.crt\n", "")
+            ),
+            "it lowers client-certificate checking",
+        ),
+        (
+            "TLS minimum lowered",
+            format!("{}{users}", MTLS13.replace("TLS13", "TLS12")),
+            "it lowers the TLS minimum version",
+        ),
+    ];
+    for (n, (what, text, why)) in cases.iter().enumerate() {
+        let active = w.rewrite(text);
+        let tls = active.config.tls.as_ref().unwrap();
+        assert!(active.config.users.contains_key("prometheus"), "{what}");
+        assert_eq!(
+            tls.client_auth,
+            ClientAuth::RequireAndVerifyClientCert,
+            "{what}"
+        );
+        assert_eq!(tls.min_version, TlsVersion::Tls13, "{what}");
+        assert_eq!(w.failures.get(), n as u64 + 1, "{what}: not counted");
+        logs.assert_line(&["ERROR", "web config reload refused", why]);
+    }
+    // A change that weakens nothing is still taken.
+    let active = w.rewrite(&format!(
+        "{start}http_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+    ));
+    assert_eq!(active.config.headers.len(), 1);
+    assert_eq!(w.failures.get(), cases.len() as u64);
+}
+
+#[test]
+fn an_empty_file_on_reload_is_refused() {
+    let (logs, _guard) = crate::common::logs::Logs::capture();
+    let w = Watched::new(
+        &format!("basic_auth_users:\n  prometheus: '{}'\n", hash("s3cret")),
+        true,
+    );
+    // Empty, even with weakening allowed: a file being rewritten must not open the endpoints.
+    for empty in ["", "# being rewritten\n\n"] {
+        let active = w.rewrite(empty);
+        assert!(active.config.users.contains_key("prometheus"), "{empty:?}");
+    }
+    assert_eq!(w.failures.get(), 2);
+    logs.assert_line(&["ERROR", "web config reload refused", "empty on reload"]);
+}
+
+#[test]
+fn weakening_is_accepted_when_allowed() {
+    let (logs, _guard) = crate::common::logs::Logs::capture();
+    let users = format!("basic_auth_users:\n  prometheus: '{}'\n", hash("s3cret"));
+    let w = Watched::new(&format!("{MTLS13}{users}"), true);
+    let active = w.rewrite(&MTLS13.replace("TLS13", "TLS12"));
+    assert!(active.config.users.is_empty());
+    assert_eq!(
+        active.config.tls.as_ref().unwrap().min_version,
+        TlsVersion::Tls12
+    );
+    assert_eq!(w.failures.get(), 0);
+    logs.assert_line(&["WARN", "weakens protection", "it removes basic auth"]);
 }

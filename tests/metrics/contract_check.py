@@ -58,7 +58,9 @@ EXPORTER = {
     "cf_service_key_exporter_details_errors_total": ("counter", {"foundation", "reason"}),
     "cf_service_key_exporter_build_info": ("gauge", {"version"}),
 }
-OPTIONAL = {  # absent until Cloud Foundry sent X-RateLimit-* headers
+OPTIONAL = {  # absent until Cloud Foundry sent X-RateLimit-* headers (the reload counter: without
+    # --config or --web-config-file, as in the demo)
+    "cf_service_key_exporter_config_reload_failures_total": ("counter", {"config"}),
     "cf_service_key_exporter_ratelimit_limit": ("gauge", {"foundation"}),
     "cf_service_key_exporter_ratelimit_remaining": ("gauge", {"foundation"}),
     "cf_service_key_exporter_ratelimit_reset_timestamp_seconds": ("gauge", {"foundation"}),

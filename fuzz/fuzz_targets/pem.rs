@@ -1,0 +1,4 @@
+#![no_main]
+//! Fuzzes `cf_service_key_exporter::fuzzing::pem` (see that function for what it feeds).
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cf_service_key_exporter::fuzzing::pem(data));
