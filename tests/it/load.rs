@@ -4,7 +4,7 @@
 //! never by sleeping, except where a real `Retry-After` pause is the behaviour under test.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -355,6 +355,21 @@ fn named(sim: &Sim, name: &str) -> FoundationConfig {
     f
 }
 
+/// Waits (bounded) until the cache file at `path` holds `keys` keys of foundation `name`.
+async fn saved(path: &Path, name: &str, keys: usize) {
+    for _ in 0..200 {
+        let held = std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["foundations"][name]["keys"].as_array().map(Vec::len));
+        if held == Some(keys) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the cache file never held {keys} keys of {name}");
+}
+
 /// Waits (bounded) until `name` has finished a refresh in `store`.
 async fn refreshed(store: &Store, name: &str) {
     for _ in 0..200 {
@@ -392,6 +407,9 @@ async fn a_foundation_added_by_a_reload_starts_from_the_cache_file() {
         .with_cache(Some(cache));
         supervisor.apply(vec![named(&b, "b")]).await.unwrap();
         refreshed(&store, "b").await;
+        // A refresh publishes, renders, then writes the file: stopping between the two would
+        // leave the file without b.
+        saved(&path, "b", 30).await;
         supervisor.shutdown().await;
     }
 
