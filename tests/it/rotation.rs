@@ -310,11 +310,14 @@ fn promtool_quiet(scrape: &Scrape, guids: &HashSet<String>) -> (bool, String) {
     let t0 = unix_now() as f64;
     let mut series = String::new();
     for s in &scrape.series {
-        if !s
-            .labels
-            .get("service_key_guid")
-            .is_some_and(|g| guids.contains(g))
-        {
+        // The keys' series, and the exporter's own gauges of their foundation (the rules count
+        // a replica's keys only while its refreshes are recent).
+        let key = s.labels.get("service_key_guid");
+        let exporter = key.is_none()
+            && s.labels.contains_key("foundation")
+            && s.name.starts_with("cf_service_key_exporter_")
+            && !s.name.ends_with("_total");
+        if !exporter && !key.is_some_and(|g| guids.contains(g)) {
             continue;
         }
         let labels: Vec<String> = s
@@ -327,9 +330,14 @@ fn promtool_quiet(scrape: &Scrape, guids: &HashSet<String>) -> (bool, String) {
         } else {
             s.value
         };
+        // The last refresh stays as recent as it was at the scrape, minute after minute.
+        let step = match s.name.as_str() {
+            "cf_service_key_exporter_last_refresh_success_timestamp_seconds" => 60,
+            _ => 0,
+        };
         let selector = format!("{}{{{}}}", s.name, labels.join(",")).replace('\'', "''");
         series.push_str(&format!(
-            "      - series: '{selector}'\n        values: '{value}+0x180'\n"
+            "      - series: '{selector}'\n        values: '{value}+{step}x180'\n"
         ));
     }
     assert!(!series.is_empty(), "no series of {guids:?} in the scrape");
