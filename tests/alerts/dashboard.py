@@ -19,6 +19,7 @@ PER_KEY_METRICS = frozenset({
     "cf_service_key_valid_from_timestamp_seconds",
     "cf_service_key_read_error",
     "cf_service_key_owner_info",
+    "cf_service_key_successor_info",
 })
 EXPORTED_METRICS = PER_KEY_METRICS | frozenset({
     "cf_service_key_exporter_refresh_success",
