@@ -253,7 +253,9 @@ pub struct ConnectionArgs {
         long,
         env = "SUCCESSOR_NAME_SUFFIX",
         value_name = "FORMAT",
-        global = true
+        global = true,
+        // The usual suffix starts with `-`: it is a value, not a flag.
+        allow_hyphen_values = true
     )]
     pub successor_name_suffix: Option<String>,
 

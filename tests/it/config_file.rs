@@ -851,3 +851,84 @@ fn empty_client_id_is_an_error() {
     let err = parse_err(&format!("client_id = \"\"\n{MINIMAL}"));
     assert_eq!(err, format!("{PATH}: client_id: must not be empty"));
 }
+
+#[test]
+fn the_successor_settings_come_from_the_file_with_top_level_defaults_and_from_the_flags() {
+    let foundations = parse_ok(
+        r#"
+        successor_annotation = "example.com/successor-of"
+        successor_name_suffix = "_v[year]-[month]-[day]"
+
+        [[foundation]]
+        name = "a"
+        api_url = "https://api.a.example.com"
+
+        [[foundation]]
+        name = "b"
+        api_url = "https://api.b.example.com"
+        successor_annotation = ""
+        successor_name_suffix = "-[year][month][day]"
+        "#,
+    );
+    let day = time::macros::date!(2026 - 12 - 04);
+    let settings: Vec<(Option<&str>, String)> = foundations
+        .iter()
+        .map(|f| {
+            (
+                f.rotation.successor_annotation.as_deref(),
+                f.rotation.names.successor_name("k", day),
+            )
+        })
+        .collect();
+    assert_eq!(
+        settings,
+        [
+            (Some("example.com/successor-of"), "k_v2026-12-04".to_owned()),
+            (None, "k-20261204".to_owned())
+        ]
+    );
+    // The default scheme, and no annotation, unless set.
+    let minimal = &parse_ok(MINIMAL)[0].rotation;
+    assert_eq!(minimal.successor_annotation, None);
+    assert_eq!(minimal.names.successor_name("k", day), "k-20261204");
+    // A suffix that names no day, naming the field.
+    let err = parse_err(&format!("{MINIMAL}successor_name_suffix = \"-[year]\"\n"));
+    assert!(
+        err.starts_with(&format!(
+            r#"{PATH}: foundation "eu10": successor_name_suffix: `-[year]` must name the year, month and day"#
+        )),
+        "{err}"
+    );
+
+    use cf_service_key_exporter::cli::Cli;
+    use cf_service_key_exporter::config::from_args;
+    use clap::Parser;
+    let flags = |extra: &[&str]| {
+        let base = [
+            "cf-service-key-exporter",
+            "--cf-api-url",
+            "https://api.example.com",
+        ];
+        let args = Cli::try_parse_from(base.iter().chain(extra))
+            .unwrap()
+            .connection;
+        from_args(&args, |_| None).map(|c| c.foundations[0].rotation.clone())
+    };
+    let set = flags(&[
+        "--successor-annotation",
+        "example.com/successor-of",
+        "--successor-name-suffix",
+        "-[year]-[month]-[day]",
+    ])
+    .unwrap();
+    assert_eq!(
+        set.successor_annotation.as_deref(),
+        Some("example.com/successor-of")
+    );
+    assert_eq!(set.names.successor_name("k", day), "k-2026-12-04");
+    let err = flags(&["--successor-name-suffix", "[month repr:long]"]).unwrap_err();
+    assert!(
+        err.to_string().starts_with("--successor-name-suffix: "),
+        "{err}"
+    );
+}
