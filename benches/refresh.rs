@@ -2,8 +2,8 @@
 //!
 //! Prints one table with PASS/FAIL and the measured figure for every target (at 20,000 keys
 //! without and with `--metadata-labels team`, at 10 foundations × 20,000 keys, over a simulated
-//! day, and for a cold start against a rate limit), then a table of the other figures. About
-//! 12 minutes on 2 CPUs with the defaults (plus the build).
+//! day, and for a cold start against a rate limit), then a table of the other figures. How long
+//! a run takes with the defaults: docs/performance.md.
 //!
 //! Options, as arguments after `--` (`cargo bench --bench refresh -- --keys 2000`) or
 //! environment variables:

@@ -45,19 +45,20 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{Clock, SystemClock};
 
 use crate::cf::listing::Interner;
-use crate::cf::CfError;
 use crate::config::FoundationConfig;
-use crate::expiry::{CertificateInfo, ReadError, SOURCES, SOURCE_NONE};
+use crate::expiry::{CertificateInfo, SOURCES, SOURCE_NONE};
 use crate::snapshot::{
     FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, LeadTime, ReadFailure, Reading,
     RefreshStatus, Shape, Snapshot, Store,
 };
+use crate::vocab::Reason;
 
 /// The `format` field: tells our file from any other JSON.
 pub const FORMAT: &str = "cf-service-key-exporter/cache";
 /// The `version` field; a file of another version is ignored (and rewritten).
 pub const VERSION: u32 = 2;
-/// A cache file larger than this is not read (20,000 keys take about 8 MB).
+/// A cache file larger than this is not read (file sizes per key count: docs/performance.md,
+/// "Sizing").
 pub const MAX_FILE_SIZE: u64 = 64 * 1024 * 1024;
 /// A `read_at` this far in the future (clock skew between restarts) is still accepted.
 const FUTURE_TOLERANCE_SECS: i64 = 300;
@@ -167,7 +168,7 @@ impl KeyEntry {
                 shape: r.shape,
             }),
             failure: k.failure.as_ref().map(|f| FailureEntry {
-                reason: f.reason.to_owned(),
+                reason: f.reason.as_str().to_owned(),
                 attempts: f.attempts,
                 retry_at: f.retry_at,
             }),
@@ -202,10 +203,7 @@ impl KeyEntry {
         let failure = match self.failure {
             None => None,
             Some(f) => Some(ReadFailure {
-                reason: CfError::REASONS
-                    .iter()
-                    .chain(&ReadError::REASONS)
-                    .find(|r| **r == f.reason)?,
+                reason: Reason::parse(&f.reason)?,
                 attempts: f.attempts,
                 retry_at: f.retry_at,
             }),
@@ -648,7 +646,7 @@ mod tests {
         let mut unread = record("d", None);
         unread.reading = None;
         unread.failure = Some(ReadFailure {
-            reason: "not_found",
+            reason: Reason::NotFound,
             attempts: 3,
             retry_at: Some(1_750_000_600),
         });

@@ -227,7 +227,7 @@ impl Rows<'_> {
         let plan = format!(
             "{} --rotate-plan --key {}",
             self.command.prefix,
-            crate::rotation::plan::command(&[&l.service_key_guid]),
+            crate::report::rotate::plan::command(&[&l.service_key_guid]),
         );
         let _ = write!(
             out,

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use cf_service_key_exporter::cli::{Cli, Command};
+use cf_service_key_exporter::cli::{self, Cli, Command};
 use cf_service_key_exporter::config::{self, Config};
 use cf_service_key_exporter::web::serve::Limits;
 use cf_service_key_exporter::web::WebConfigFile;
@@ -80,14 +80,11 @@ async fn main() -> ExitCode {
 /// handle must live as long as the exporter that reads it.
 async fn load_config(cli: &Cli) -> anyhow::Result<(Config, Option<Demo>)> {
     let args = &cli.connection;
-    if config::Source::of(args)? != config::Source::Demo {
-        return Ok((
-            config::from_args(args, |var| std::env::var(var).ok())?,
-            None,
-        ));
+    if cli::Source::of(args)? != cli::Source::Demo {
+        return Ok((cli::from_args(args, |var| std::env::var(var).ok())?, None));
     }
     let (demo, target) = start_demo().await?;
-    let config = config::demo(args, &target)?;
+    let config = cli::demo(args, &target)?;
     tracing::info!(api = %target.api_url, "demo mode: serving a simulated Cloud Foundry foundation on loopback");
     Ok((config, Some(demo)))
 }
@@ -133,7 +130,9 @@ fn plan_command(cli: &Cli) -> cf_service_key_exporter::landing::PlanCommand {
         (false, Some(path)) => PlanCommand {
             prefix: format!(
                 "cf-service-key-exporter report --config {}",
-                cf_service_key_exporter::rotation::plan::command(&[&path.display().to_string()])
+                cf_service_key_exporter::report::rotate::plan::command(&[&path
+                    .display()
+                    .to_string()])
             ),
             hint: None,
         },

@@ -8,7 +8,7 @@
 //! guids, dates, owners, public certificate facts). Columns and JSON fields come from the one
 //! definition of a key's labels ([`KeyLabels`]). [`select`] holds the filters
 //! (`--only-foundation`, `--owner`, `--key`); with `--rotate-plan` the same refresh feeds
-//! [`crate::rotation::run`] instead of the table.
+//! [`rotate::run`] instead of the table.
 //!
 //! Output discipline: the table or JSON goes to stdout and nothing else does; errors, warnings,
 //! the list of expiring keys and the progress line go to stderr. The progress line is drawn only
@@ -27,6 +27,7 @@
 //!   (an empty table or `[]` would read as "no keys").
 //! - [`EXIT_RUNTIME`] (3): the report could not be written (stdout closed early is not an error).
 
+pub mod rotate;
 pub mod select;
 
 use std::collections::BTreeMap;
@@ -122,7 +123,7 @@ pub struct Collected {
     pub rows: Vec<Row>,
     /// Per foundation, in configuration order.
     pub outcomes: Vec<(String, Outcome, RefreshStats)>,
-    /// What the operator should know about the configuration (see [`crate::warnings`]).
+    /// What the operator should know about the configuration (see [`Config::warnings`]).
     pub warnings: Vec<String>,
 }
 
@@ -133,7 +134,7 @@ pub async fn run(config: &Config, args: &ReportArgs) -> u8 {
         return EXIT_NOT_READ;
     }
     if args.rotate_plan {
-        return crate::rotation::run::run(config, args).await;
+        return rotate::run::run(config, args).await;
     }
     let progress = std::io::stderr().is_terminal();
     let collected = collect(config, progress).await;
@@ -286,7 +287,7 @@ pub async fn collect(config: &Config, progress: bool) -> Collected {
     Collected {
         rows,
         outcomes: refreshed.outcomes,
-        warnings: crate::warnings(config),
+        warnings: config.warnings(),
     }
 }
 
@@ -310,7 +311,10 @@ pub async fn refresh(config: &Config, progress: bool) -> Refreshed {
     }
     let refreshes = futures::future::join_all(refreshers.iter().map(|r| r.refresh()));
     let results = if progress {
-        with_progress(refreshes, &store, &metrics).await
+        with_progress(refreshes, &store, || {
+            refreshers.iter().map(Refresher::requests_sent).sum()
+        })
+        .await
     } else {
         refreshes.await
     };
@@ -339,7 +343,7 @@ pub async fn refresh(config: &Config, progress: bool) -> Refreshed {
 async fn with_progress<F: Future>(
     work: F,
     store: &Store,
-    metrics: &Arc<ExporterMetrics>,
+    requests_sent: impl Fn() -> u64,
 ) -> F::Output {
     const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
     let started = tokio::time::Instant::now();
@@ -357,7 +361,7 @@ async fn with_progress<F: Future>(
                 let snapshot = store.load();
                 let total = snapshot.foundations.len();
                 let done = snapshot.foundations.values().filter(|f| f.status.finished_once).count();
-                let sent = metrics.requests_sent();
+                let sent = requests_sent();
                 eprint!(
                     "\r\x1b[2K{} reading {total} {}: {done} done, {sent} requests, {}s",
                     FRAMES[frame % FRAMES.len()],
@@ -516,7 +520,7 @@ pub fn table(rows: &[Row], now: i64, colour: bool, warn_within: Option<ExpiringW
                 row.seconds_left(now)
                     .map_or_else(|| "-".to_owned(), time_left),
                 row.key.expiry_source().to_owned(),
-                dash(row.key.failure.as_ref().map(|f| f.reason)),
+                dash(row.key.failure.as_ref().map(|f| f.reason.as_str())),
             ]);
             line.extend(owners.iter().map(|l| dash(row.owner(l))));
             line.extend([
@@ -606,7 +610,7 @@ pub fn json(rows: &[Row], now: i64) -> Result<String, serde_json::Error> {
                 expires_at_unix: e.map(|e| e.expires_at),
                 seconds_left: row.seconds_left(now),
                 expiry_source: row.key.expiry_source(),
-                read_error: row.key.failure.as_ref().map(|f| f.reason),
+                read_error: row.key.failure.as_ref().map(|f| f.reason.as_str()),
                 owners: row.key.owner_pairs(&row.owner_labels).collect(),
                 certificate: e.and_then(|e| e.certificate.as_ref()),
             }

@@ -61,14 +61,16 @@
 //! caller should still cap the size of the `/details` body it parses.
 //!
 //! # Cost
-//! Measured in a release build: about 1 µs for a key without certificates, 25 to 40 µs for a key
-//! holding a chain of three certificates (most of it DER parsing).
+//! A key holding certificates costs far more than one without (most of it DER parsing); the
+//! figures are in docs/performance.md.
 
 mod date;
 mod pem;
 
 use serde_json::Value;
 use time::OffsetDateTime;
+
+use crate::vocab::Reason;
 
 pub use pem::{MAX_CERTIFICATES_PER_STRING, MAX_PEM_STRING_BYTES};
 
@@ -178,13 +180,11 @@ pub enum ReadError {
 
 impl ReadError {
     /// Every value [`ReadError::reason`] returns.
-    pub const REASONS: [&'static str; 2] = ["invalid_certificate", "invalid_date"];
-
     /// The `reason` label of `cf_service_key_exporter_details_errors_total`.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            ReadError::InvalidCertificate { .. } => "invalid_certificate",
-            ReadError::InvalidDate { .. } => "invalid_date",
+            ReadError::InvalidCertificate { .. } => Reason::InvalidCertificate,
+            ReadError::InvalidDate { .. } => Reason::InvalidDate,
         }
     }
 

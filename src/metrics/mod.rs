@@ -14,7 +14,6 @@ pub mod keys;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::ops::Range;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -28,11 +27,9 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::cf::http::RateLimit;
-use crate::cf::CfError;
 use crate::clock::{Clock, SystemClock};
-use crate::expiry::ReadError;
 use crate::snapshot::{FoundationSnapshot, Snapshot, Store};
+use crate::vocab::{ApiEvent, RateLimit, Reason, Telemetry};
 use keys::{Family, Rendered};
 
 /// The exposition format of one scrape.
@@ -119,8 +116,6 @@ struct FoundationLabel {
 #[derive(Debug, Default)]
 pub struct ExporterMetrics {
     api_requests: MetricFamily<ApiLabels, Counter>,
-    /// Every request of every foundation, for progress lines.
-    requests_sent: std::sync::atomic::AtomicU64,
     details_errors: MetricFamily<DetailsErrorLabels, Counter>,
     ratelimit_limit: MetricFamily<FoundationLabel, Gauge>,
     ratelimit_remaining: MetricFamily<FoundationLabel, Gauge>,
@@ -192,7 +187,7 @@ impl ExporterMetrics {
     }
 
     /// Renders a foundation's just-published snapshot, so no scrape waits for it. CPU work
-    /// (tens of milliseconds at 20,000 keys): call it off the async workers. A snapshot whose
+    /// (docs/performance.md): call it off the async workers. A snapshot whose
     /// series are those of the last rendering (most refreshes: nothing changed, or only when
     /// keys were read) keeps that rendering. Otherwise the old one is dropped before the new one
     /// is built, under the lock, so a refresh never holds two renderings of a foundation and a
@@ -237,12 +232,12 @@ impl ExporterMetrics {
     /// A handle that counts one foundation's requests; also creates the foundation's
     /// `details_errors_total` series at 0, one per reason, so `increase()` sees the first error.
     pub fn recorder(self: &Arc<Self>, foundation: &str) -> ApiRecorder {
-        for reason in CfError::REASONS.into_iter().chain(ReadError::REASONS) {
+        for reason in Reason::ALL {
             // `inc_by(0)` only to create the series; the guard is dropped at once.
             self.details_errors
                 .get_or_create(&DetailsErrorLabels {
                     foundation: foundation.to_owned(),
-                    reason,
+                    reason: reason.as_str(),
                 })
                 .inc_by(0);
         }
@@ -257,7 +252,6 @@ impl ExporterMetrics {
         ApiRecorder {
             metrics: self.clone(),
             foundation: foundation.to_owned(),
-            sent: Default::default(),
             series,
         }
     }
@@ -272,10 +266,10 @@ impl ExporterMetrics {
         self.ratelimit_limit.remove(&label);
         self.ratelimit_remaining.remove(&label);
         self.ratelimit_reset.remove(&label);
-        for reason in CfError::REASONS.into_iter().chain(ReadError::REASONS) {
+        for reason in Reason::ALL {
             self.details_errors.remove(&DetailsErrorLabels {
                 foundation: foundation.to_owned(),
-                reason,
+                reason: reason.as_str(),
             });
         }
         let series = self
@@ -296,17 +290,12 @@ impl ExporterMetrics {
         }
     }
 
-    /// Requests sent to every foundation since start.
-    pub fn requests_sent(&self) -> u64 {
-        self.requests_sent.load(Ordering::Relaxed)
-    }
-
     /// Counts one failed attempt to fetch or read a key's details.
-    pub fn details_error(&self, foundation: &str, reason: &'static str) {
+    pub fn details_error(&self, foundation: &str, reason: Reason) {
         self.details_errors
             .get_or_create(&DetailsErrorLabels {
                 foundation: foundation.to_owned(),
-                reason,
+                reason: reason.as_str(),
             })
             .inc();
     }
@@ -317,16 +306,12 @@ impl ExporterMetrics {
 pub struct ApiRecorder {
     metrics: Arc<ExporterMetrics>,
     foundation: String,
-    /// Requests sent by this foundation since start, for the refresh log line.
-    sent: Arc<std::sync::atomic::AtomicU64>,
     /// The series counted for this foundation (shared with [`ExporterMetrics`]).
     series: Arc<Mutex<ApiSeries>>,
 }
 
 impl ApiRecorder {
-    pub fn request(&self, endpoint: &'static str, code: &str) {
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        self.metrics.requests_sent.fetch_add(1, Ordering::Relaxed);
+    fn request(&self, endpoint: &'static str, code: &str) {
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
         let codes = series.entry(endpoint).or_default();
         // A handful of codes per endpoint: a scan beats hashing.
@@ -351,7 +336,7 @@ impl ApiRecorder {
     }
 
     /// Records the rate limit an answer announced.
-    pub fn rate_limit(&self, rate: RateLimit) {
+    fn rate_limit(&self, rate: RateLimit) {
         let label = FoundationLabel {
             foundation: self.foundation.clone(),
         };
@@ -365,14 +350,14 @@ impl ApiRecorder {
             .set(as_i64(rate.remaining));
         m.ratelimit_reset.get_or_create(&label).set(rate.reset);
     }
+}
 
-    pub fn foundation(&self) -> &str {
-        &self.foundation
-    }
-
-    /// Requests sent so far.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
+impl Telemetry for ApiRecorder {
+    fn record(&self, event: ApiEvent<'_>) {
+        match event {
+            ApiEvent::Request { endpoint, code } => self.request(endpoint, code),
+            ApiEvent::RateLimit(rate) => self.rate_limit(rate),
+        }
     }
 }
 
@@ -477,7 +462,7 @@ impl Scrape {
         match part {
             Part::Text(bytes) => bytes,
             Part::Valued(rendered, family, keys) => {
-                buf.reserve(keys.len() * 280);
+                buf.reserve(keys.len() * keys::LINE_CAPACITY);
                 rendered.write(family, keys, now, buf);
                 buf.split().freeze()
             }
@@ -617,20 +602,24 @@ mod tests {
         let exposition = metrics.exposition(Arc::new(Store::new()));
         for name in ["gone", "kept"] {
             let recorder = metrics.recorder(name);
-            recorder.request("/v3/service_instances", "200");
-            recorder.request("/v3/service_instances", "429");
-            recorder.request("/oauth/token", "error");
-            recorder.rate_limit(RateLimit {
+            for (endpoint, code) in [
+                ("/v3/service_instances", "200"),
+                ("/v3/service_instances", "429"),
+                ("/oauth/token", "error"),
+            ] {
+                recorder.record(ApiEvent::Request { endpoint, code });
+            }
+            recorder.record(ApiEvent::RateLimit(RateLimit {
                 limit: 2_000,
                 remaining: 1_800,
                 reset: 1_750_000_000,
-            });
-            metrics.details_error(name, CfError::REASONS[0]);
+            }));
+            metrics.details_error(name, Reason::Timeout);
         }
         metrics.forget("gone");
         let text = exposition.encode(Format::Text);
         assert!(!text.contains("foundation=\"gone\""), "{text}");
-        let reasons = CfError::REASONS.len() + ReadError::REASONS.len();
+        let reasons = Reason::ALL.len();
         // Three request series, three rate-limit gauges, every error reason.
         assert_eq!(
             text.matches("foundation=\"kept\"").count(),

@@ -149,6 +149,11 @@ impl Refresher {
         self
     }
 
+    /// Requests this refresher's client sent so far.
+    pub fn requests_sent(&self) -> u64 {
+        self.client.requests_sent()
+    }
+
     pub fn name(&self) -> &str {
         &self.config.name
     }
@@ -239,7 +244,7 @@ impl Refresher {
             && keys
                 .iter()
                 .all(|k| k.reading.is_some() || k.failure.is_some());
-        let successors = crate::rotation::Successors::find(&keys, &self.config.rotation);
+        let successors = crate::snapshot::Successors::find(&keys, &self.config.rotation);
         let published = self.store.publish(
             name,
             FoundationSnapshot {
@@ -390,7 +395,7 @@ impl Refresher {
             ),
             Some(RefreshError::List(error)) => tracing::error!(
                 error = %Chain(error),
-                reason = error.reason(),
+                reason = error.reason().as_str(),
                 "refresh failed; keeping the last known keys"
             ),
         }

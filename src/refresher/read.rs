@@ -153,6 +153,7 @@ pub fn after_read(
 mod tests {
     use super::*;
     use crate::snapshot::ReadFailure;
+    use crate::vocab::Reason;
     use serde_json::json;
 
     const NOW: i64 = 1_800_000_000;
@@ -177,7 +178,7 @@ mod tests {
         assert!(r.reading.is_none());
         assert_eq!(r.expiry_source(), "unread");
         let f = r.failure.unwrap();
-        assert_eq!((f.reason, f.attempts), ("not_found", 1));
+        assert_eq!((f.reason, f.attempts), (Reason::NotFound, 1));
         assert_eq!(f.retry_at, Some(NOW + 150));
     }
 
@@ -222,7 +223,7 @@ mod tests {
         assert_eq!(
             r.failure,
             Some(ReadFailure {
-                reason: "invalid_date",
+                reason: Reason::InvalidDate,
                 attempts: 1,
                 retry_at: None
             })

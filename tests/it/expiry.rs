@@ -130,7 +130,7 @@ fn a_malformed_validuntil_is_an_invalid_date_not_a_date() {
             }],
             "{v}"
         );
-        assert_eq!(x.errors[0].reason(), "invalid_date");
+        assert_eq!(x.errors[0].reason().as_str(), "invalid_date");
         assert_eq!(x.source(), SOURCE_NONE);
     }
 }
@@ -242,7 +242,7 @@ fn malformed_pem_is_an_invalid_certificate_with_its_path() {
             }],
             "{name}"
         );
-        assert_eq!(x.errors[0].reason(), "invalid_certificate");
+        assert_eq!(x.errors[0].reason().as_str(), "invalid_certificate");
         assert_eq!(
             only(&x).path,
             "other",
@@ -318,7 +318,7 @@ fn a_valid_expiry_and_a_read_error_are_both_kept() {
     }));
     assert_eq!(x.source(), SOURCE_CERTIFICATE);
     assert_eq!(x.errors.len(), 1);
-    assert_eq!(x.errors[0].reason(), "invalid_date");
+    assert_eq!(x.errors[0].reason().as_str(), "invalid_date");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use cf_service_key_exporter::expiry::CertificateInfo;
 use cf_service_key_exporter::lead_time::LeadTime;
 use cf_service_key_exporter::metrics::encode_snapshot_at;
-use cf_service_key_exporter::rotation::{RotationConfig, Successors};
+use cf_service_key_exporter::rotation::RotationConfig;
+use cf_service_key_exporter::snapshot::Successors;
 use cf_service_key_exporter::snapshot::{
     FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, ReadFailure, Reading, RefreshStatus,
     Snapshot,
@@ -90,7 +91,7 @@ fn snapshot() -> Snapshot {
     keys[2].lead_time = LeadTime::parse("60", "space");
     // A key whose latest read failed keeps its reading beside the error; one never read.
     keys[1].failure = Some(ReadFailure {
-        reason: "http_5xx",
+        reason: cf_service_key_exporter::vocab::Reason::Http5xx,
         attempts: 2,
         retry_at: Some(NOW as i64 + 600),
     });
@@ -104,7 +105,7 @@ fn snapshot() -> Snapshot {
     unread.reading = None;
     unread.owners = Arc::from([None, Some(Arc::from("ops@example.com"))]);
     unread.failure = Some(ReadFailure {
-        reason: "not_found",
+        reason: cf_service_key_exporter::vocab::Reason::NotFound,
         attempts: 1,
         retry_at: Some(NOW as i64 + 150),
     });

@@ -234,7 +234,7 @@ mod credentials_read_as_planted {
                     "{shape:?}"
                 );
             }
-            let reasons: Vec<_> = x.errors.iter().map(ReadError::reason).collect();
+            let reasons: Vec<_> = x.errors.iter().map(|e| e.reason().as_str()).collect();
             assert_eq!(
                 reasons,
                 shape

@@ -7,6 +7,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod flags;
+pub use flags::{demo, from_args, Source};
+
 /// Prometheus exporter for the expiry of Cloud Foundry service keys.
 ///
 /// Polls the Cloud Foundry V3 API in the background (service instances, their keys and each
@@ -40,7 +43,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "WEB_MAX_REQUESTS",
-        default_value_t = crate::server::DEFAULT_MAX_REQUESTS,
+        default_value_t = crate::web::serve::DEFAULT_MAX_REQUESTS,
         value_name = "N"
     )]
     pub web_max_requests: usize,

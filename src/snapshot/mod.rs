@@ -19,7 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::expiry::{CertificateInfo, SOURCE_NONE, SOURCE_UNREAD};
 pub use crate::lead_time::LeadTime;
-pub use crate::rotation::{KeyFacts, Shape, Successors};
+pub use crate::rotation::{KeyFacts, Shape};
+use crate::vocab::Reason;
+pub use successor::Successors;
+
+mod successor;
 
 /// Defines [`KeyLabels`] from one list: each label's name (the struct field, the Prometheus
 /// label, the cache and JSON field) and its column in the report's table (`None`: not shown).
@@ -94,9 +98,8 @@ pub struct Reading {
 /// The latest attempt to read a key's details failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadFailure {
-    /// The `reason` label (one of [`crate::cf::CfError::REASONS`] or
-    /// [`crate::expiry::ReadError::REASONS`]).
-    pub reason: &'static str,
+    /// The `reason` label.
+    pub reason: Reason,
     /// Failed attempts in a row.
     pub attempts: u32,
     /// When the next attempt is due (Unix seconds); `None` for credentials that were fetched

@@ -1,0 +1,135 @@
+//! The vocabulary the producers ([`crate::cf`], [`crate::expiry`]) and the consumers
+//! ([`crate::metrics`], [`crate::cache`], [`crate::report`]) share: why a key's details could not
+//! be read ([`Reason`]), what Cloud Foundry's rate limit said ([`RateLimit`]), and the events the
+//! transport reports ([`ApiEvent`], [`Telemetry`]). It depends on nothing else in the crate, so
+//! the producers need not know who listens and the listeners need not know the producers.
+
+use std::fmt;
+
+/// Why fetching or reading a key's details failed: the `reason` label of
+/// `cf_service_key_exporter_details_errors_total`, the cache file's failure reason and the
+/// report's error column. [`Reason::as_str`] is the only place the label text is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Timeout,
+    Connection,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Http5xx,
+    Http4xx,
+    InvalidJson,
+    BodyTooLarge,
+    ForeignOrigin,
+    Pagination,
+    Login,
+    Config,
+    Tls,
+    /// A credential field that looked like a certificate but is none.
+    InvalidCertificate,
+    /// A credential field that looked like a date but is none.
+    InvalidDate,
+}
+
+impl Reason {
+    /// Every reason, in the order the series are created.
+    pub const ALL: [Reason; 17] = [
+        Reason::Timeout,
+        Reason::Connection,
+        Reason::Unauthorized,
+        Reason::Forbidden,
+        Reason::NotFound,
+        Reason::RateLimited,
+        Reason::Http5xx,
+        Reason::Http4xx,
+        Reason::InvalidJson,
+        Reason::BodyTooLarge,
+        Reason::ForeignOrigin,
+        Reason::Pagination,
+        Reason::Login,
+        Reason::Config,
+        Reason::Tls,
+        Reason::InvalidCertificate,
+        Reason::InvalidDate,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Timeout => "timeout",
+            Reason::Connection => "connection",
+            Reason::Unauthorized => "unauthorized",
+            Reason::Forbidden => "forbidden",
+            Reason::NotFound => "not_found",
+            Reason::RateLimited => "rate_limited",
+            Reason::Http5xx => "http_5xx",
+            Reason::Http4xx => "http_4xx",
+            Reason::InvalidJson => "invalid_json",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::ForeignOrigin => "foreign_origin",
+            Reason::Pagination => "pagination",
+            Reason::Login => "login",
+            Reason::Config => "config",
+            Reason::Tls => "tls",
+            Reason::InvalidCertificate => "invalid_certificate",
+            Reason::InvalidDate => "invalid_date",
+        }
+    }
+
+    /// The reason whose label value is `text`.
+    pub fn parse(text: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What Cloud Foundry's rate limit said last (`X-RateLimit-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub limit: u64,
+    /// Floored to tenths of the limit by Cloud Foundry.
+    pub remaining: u64,
+    /// When the window resets, Unix seconds.
+    pub reset: i64,
+}
+
+/// What the transport of one foundation reports as it talks to Cloud Foundry and UAA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiEvent<'a> {
+    /// One request ended: `code` is the HTTP status, or `error` when no usable answer came.
+    /// `endpoint` is a route template, never a URL with guids.
+    Request {
+        endpoint: &'static str,
+        code: &'a str,
+    },
+    /// An answer announced the rate limit.
+    RateLimit(RateLimit),
+}
+
+/// Who listens to a foundation's [`ApiEvent`]s (the metrics, or nobody).
+pub trait Telemetry: Send + Sync + fmt::Debug {
+    fn record(&self, event: ApiEvent<'_>);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every reason has its own label value, and reads back from it (the cache file stores it).
+    #[test]
+    fn reasons_have_distinct_labels_that_parse_back() {
+        let labels: std::collections::HashSet<&str> =
+            Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(labels.len(), Reason::ALL.len());
+        for reason in Reason::ALL {
+            assert_eq!(Reason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(Reason::parse("tea"), None);
+    }
+}
