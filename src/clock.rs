@@ -34,6 +34,13 @@ pub fn unix_seconds(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
+/// Unix seconds of `t` with their fraction (0 before 1970), as exposition values are.
+pub fn unix_seconds_f64(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// The system's clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;

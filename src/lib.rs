@@ -4,18 +4,21 @@
 //! `tests/it/structure.rs` checks it): [`cli`] turns the flags into a [`config::Config`] →
 //! [`supervisor`] → [`refresher`] (using [`cf`] to list and read keys, [`lead_time`] to read
 //! their owners' lead times, [`expiry`] to read their credentials, [`rotation`] for their shape)
-//! → [`snapshot`] → [`metrics`] and [`server`]. The store is written by the refreshers, one per
-//! foundation, each replacing only its own foundation's part; before a foundation's first
-//! refresh (at start, or when a reload adds it) by the [`cache`] file seeding it; and by the
-//! [`supervisor`], which registers a foundation it starts watching and removes one a reload
-//! dropped once its refresher has stopped. A scrape only reads the latest snapshot and never
-//! calls Cloud Foundry. What producers and consumers share (read-failure reasons, the rate
+//! → [`snapshot`] → [`metrics`] and [`server`]. The store is the one meeting point: the
+//! refreshers, one per foundation, only publish their foundation's part to it; the
+//! [`supervisor`] registers a foundation it starts watching (seeded from the [`cache`] file when
+//! that has its readings) and removes one a reload dropped once its refresher has stopped. Who
+//! needs to know follows the store's changes: the metrics render each published snapshot
+//! ahead of the scrapes, and the cache file is rewritten when a refresh published new keys. A
+//! scrape only reads the latest snapshot and never calls Cloud Foundry. What producers and consumers share (read-failure reasons, the rate
 //! limit, the transport's telemetry events) is in [`vocab`], which depends on nothing. [`web`]
 //! puts TLS and basic auth in front of the endpoints (`--web-config-file`); [`landing`] renders
 //! the landing page. [`report`] runs the `report` command, and its `rotate` module the plans of
 //! `report --rotate-plan`. `main` only parses flags, sets up logging, binds and calls [`run`];
 //! tests and `--demo` use the same entry point (the demo's simulated foundation is the separate
 //! `cf-sim` crate).
+
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 pub mod cache;
 pub mod cf;
@@ -99,6 +102,8 @@ pub async fn run_with(
     let metrics = Arc::new(ExporterMetrics::default());
     let exposition = metrics.exposition(store.clone());
     let cancel = CancellationToken::new();
+    // Renders each published snapshot ahead of the scrapes.
+    let renderer = tokio::spawn(metrics.clone().follow(store.clone(), cancel.clone()));
 
     let warnings = Arc::new(arc_swap::ArcSwap::from_pointee(config.warnings()));
     for warning in warnings.load().iter() {
@@ -164,6 +169,7 @@ pub async fn run_with(
     };
     cancel.cancel();
     let _ = reloads.await;
+    let _ = renderer.await;
     served.context("the HTTP server failed")
 }
 

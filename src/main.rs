@@ -1,5 +1,7 @@
 //! The `cf-service-key-exporter` binary: parse flags, set up logging, bind, run.
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -80,8 +82,10 @@ async fn main() -> ExitCode {
 /// handle must live as long as the exporter that reads it.
 async fn load_config(cli: &Cli) -> anyhow::Result<(Config, Option<Demo>)> {
     let args = &cli.connection;
-    if cli::Source::of(args)? != cli::Source::Demo {
-        return Ok((cli::from_args(args, |var| std::env::var(var).ok())?, None));
+    let source = cli::Source::of(args)?;
+    if source != cli::Source::Demo {
+        let env = |var: &str| std::env::var(var).ok();
+        return Ok((cli::from_source(args, source, env)?, None));
     }
     let (demo, target) = start_demo().await?;
     let config = cli::demo(args, &target)?;

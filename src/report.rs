@@ -43,9 +43,9 @@ use crate::cf::error::Chain;
 use crate::cli::{ExpiringWithin, ReportArgs, ReportOutput};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::metrics::ExporterMetrics;
 use crate::refresher::{RefreshError, RefreshOutcome, RefreshStats, Refresher};
 use crate::snapshot::{KeyLabels, KeyRecord, Store, KEY_LABEL_COUNT};
+use crate::vocab::NoTelemetry;
 
 /// Every foundation read, nothing expiring within the window.
 pub const EXIT_OK: u8 = 0;
@@ -294,14 +294,13 @@ pub async fn collect(config: &Config, progress: bool) -> Collected {
 /// Refreshes every foundation once, concurrently.
 pub async fn refresh(config: &Config, progress: bool) -> Refreshed {
     let store = Arc::new(Store::new());
-    let metrics = Arc::new(ExporterMetrics::default());
     let mut outcomes = Vec::new();
     let mut refreshers = Vec::new();
     for foundation in &config.foundations {
         store.register(&foundation.name);
-        match Refresher::new(foundation.clone(), store.clone(), metrics.clone()) {
+        match Refresher::new(foundation.clone(), store.clone(), Arc::new(NoTelemetry)) {
             // One refresh, not a series: it may spend the whole rate-limit budget left.
-            Ok(r) => refreshers.push(r.one_shot()),
+            Ok(r) => refreshers.push(r.with_budget_window(Duration::MAX)),
             Err(e) => outcomes.push((
                 foundation.name.clone(),
                 Outcome::Failed(Chain(&e).to_string()),

@@ -67,6 +67,8 @@ pub struct Supervisor {
     running: HashMap<String, Running>,
     parent: CancellationToken,
     cache: Option<Arc<Cache>>,
+    /// Stops the cache file's writer ([`Cache::follow`]), and its task.
+    cache_writer: Option<(CancellationToken, JoinHandle<()>)>,
     runner: Runner,
 }
 
@@ -82,12 +84,19 @@ impl Supervisor {
             running: HashMap::new(),
             parent,
             cache: None,
+            cache_writer: None,
             runner: Arc::new(|refresher, cancel| Box::pin(refresher.run(cancel))),
         }
     }
 
-    /// Keeps the readings of every foundation in this cache file.
+    /// Keeps the readings of every foundation in this cache file: it follows the store from
+    /// now on, until [`Supervisor::shutdown`]. Call it within the runtime.
     pub fn with_cache(mut self, cache: Option<Arc<Cache>>) -> Self {
+        self.cache_writer = cache.as_ref().map(|cache| {
+            let stop = CancellationToken::new();
+            let writer = cache.clone().follow(self.store.clone(), stop.clone());
+            (stop, tokio::spawn(writer))
+        });
         self.cache = cache;
         self
     }
@@ -109,10 +118,9 @@ impl Supervisor {
                 .is_some_and(|r| r.config == *config);
             if !unchanged {
                 let delay = stagger(index, foundations.len(), config.refresh_interval);
-                let refresher =
-                    Refresher::new(config.clone(), self.store.clone(), self.metrics.clone())?
-                        .with_cache(self.cache.clone())
-                        .with_start_delay(delay);
+                let telemetry = self.metrics.recorder(&config.name);
+                let refresher = Refresher::new(config.clone(), self.store.clone(), telemetry)?
+                    .with_start_delay(delay);
                 fresh.push((config.clone(), refresher));
             }
         }
@@ -172,8 +180,12 @@ impl Supervisor {
         for (_, r) in self.running {
             r.stop().await;
         }
-        if let Some(cache) = &self.cache {
-            cache.idle().await;
+        // The refreshers are stopped: the writer writes what they published last, and ends.
+        if let Some((stop, writer)) = self.cache_writer {
+            stop.cancel();
+            if let Err(e) = writer.await {
+                tracing::error!(error = %e, "cache file writer failed");
+            }
         }
     }
 }

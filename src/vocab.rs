@@ -99,7 +99,8 @@ pub struct RateLimit {
     pub reset: i64,
 }
 
-/// What the transport of one foundation reports as it talks to Cloud Foundry and UAA.
+/// What the transport of one foundation reports as it talks to Cloud Foundry and UAA, and its
+/// refresher as it reads keys' details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiEvent<'a> {
     /// One request ended: `code` is the HTTP status, or `error` when no usable answer came.
@@ -110,11 +111,21 @@ pub enum ApiEvent<'a> {
     },
     /// An answer announced the rate limit.
     RateLimit(RateLimit),
+    /// Fetching or reading a key's details failed.
+    DetailsError(Reason),
 }
 
 /// Who listens to a foundation's [`ApiEvent`]s (the metrics, or nobody).
 pub trait Telemetry: Send + Sync + fmt::Debug {
     fn record(&self, event: ApiEvent<'_>);
+}
+
+/// Nobody listens: a single refresh (`report`) serves no metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTelemetry;
+
+impl Telemetry for NoTelemetry {
+    fn record(&self, _: ApiEvent<'_>) {}
 }
 
 #[cfg(test)]

@@ -83,7 +83,8 @@ pub async fn simulated_day(keys: usize, concurrency: usize) -> Day {
     let metrics = Arc::new(ExporterMetrics::default());
     let config = foundation(&sim, "day", concurrency);
     store.register(&config.name);
-    let refresher = Refresher::new(config, store.clone(), metrics)
+    let telemetry = metrics.recorder(&config.name);
+    let refresher = Refresher::new(config, store.clone(), telemetry)
         .expect("refresher")
         .with_clock(clock.clone());
     let cold = refresher.refresh().await;
@@ -185,7 +186,8 @@ pub async fn budgeted_cold_start(
     let exposition = metrics.exposition(store.clone()).with_clock(clock.clone());
     let config = foundation(&sim, "budget", concurrency);
     store.register(&config.name);
-    let refresher = Refresher::new(config, store.clone(), metrics.clone())
+    let telemetry = metrics.recorder(&config.name);
+    let refresher = Refresher::new(config, store.clone(), telemetry)
         .expect("refresher")
         .with_clock(clock.clone());
     let mut out = Budget {

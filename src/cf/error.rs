@@ -152,7 +152,7 @@ impl CfError {
     pub fn is_transient(&self) -> bool {
         match self {
             CfError::Transport { .. } => true,
-            CfError::Status { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+            CfError::Status { status, .. } => is_transient_status(*status),
             _ => false,
         }
     }
@@ -164,6 +164,11 @@ impl CfError {
             _ => None,
         }
     }
+}
+
+/// A status worth another try soon: 429, or a gateway/unavailable error.
+pub(crate) fn is_transient_status(status: u16) -> bool {
+    matches!(status, 429 | 502 | 503 | 504)
 }
 
 /// Displays an error with every cause after it (`a: b: c`), for log lines and messages that

@@ -20,7 +20,7 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
-use super::error::{ApiError, CfError, TransportKind};
+use super::error::{is_transient_status, ApiError, CfError, TransportKind};
 use crate::clock::{unix_seconds, Clock, SystemClock};
 use crate::config::{HttpOptions, TlsOptions};
 use crate::vocab::{ApiEvent, RateLimit, Telemetry};
@@ -188,7 +188,7 @@ impl Transport {
         let paced = is_paced(endpoint);
         let once = || async {
             let answer = self.send_once(endpoint, limit, make()).await?;
-            if is_transient_status(answer.status) {
+            if is_transient_status(answer.status.as_u16()) {
                 return Err(status_error(endpoint, &answer));
             }
             Ok(answer)
@@ -268,10 +268,6 @@ fn is_paced(endpoint: &str) -> bool {
 
 fn is_rate_limited(err: &CfError) -> bool {
     matches!(err, CfError::Status { status: 429, .. })
-}
-
-fn is_transient_status(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 429 | 502 | 503 | 504)
 }
 
 /// Reads a body up to `limit` bytes; a longer one is cut off with an error, never buffered whole.

@@ -62,16 +62,9 @@ pub struct CfClient {
 
 impl CfClient {
     /// Builds the client (TLS settings, connection pool) for one foundation.
-    pub fn new(
-        config: &FoundationConfig,
-        telemetry: impl Telemetry + 'static,
-    ) -> Result<Self, CfError> {
+    pub fn new(config: &FoundationConfig, telemetry: Arc<dyn Telemetry>) -> Result<Self, CfError> {
         let client = http::build_client(&config.tls, &config.http)?;
-        let transport = Arc::new(Transport::new(
-            client,
-            Arc::new(telemetry),
-            config.http.clone(),
-        ));
+        let transport = Arc::new(Transport::new(client, telemetry, config.http.clone()));
         let uaa = Uaa::new(transport.clone(), config);
         Ok(CfClient {
             transport,

@@ -129,10 +129,8 @@ impl Tuning {
 
 /// The configuration of `--demo`: one foundation named `demo` on the simulator at `target`,
 /// tuned by the same flags (and checked by the same rules) as a real one.
+/// The caller has found the flags' [`Source`] to be [`Source::Demo`].
 pub fn demo(args: &ConnectionArgs, target: &DemoTarget) -> Result<Config, ConfigError> {
-    if Source::of(args)? != Source::Demo {
-        return Err(ConfigError::invalid("--demo", "not given"));
-    }
     let mut foundation = target.foundation("demo");
     let mut tuning = Tuning::from_args(args)?;
     if args.metadata_labels.is_none() {
@@ -166,7 +164,16 @@ pub fn from_args(
     args: &ConnectionArgs,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    match Source::of(args)? {
+    from_source(args, Source::of(args)?, env)
+}
+
+/// [`from_args`], for the flags' `source` found already.
+pub fn from_source(
+    args: &ConnectionArgs,
+    source: Source,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    match source {
         Source::File(path) => {
             let foundations = file::load(&path)?;
             return Ok(Config {
@@ -178,11 +185,23 @@ pub fn from_args(
         Source::Demo => {
             return Err(ConfigError::invalid(
                 "--demo",
-                "needs its simulator running first (see config::demo)",
+                "needs its simulator running first (see cli::demo)",
             ))
         }
         Source::Flags => {}
     }
+    Ok(Config {
+        foundations: vec![flags_foundation(args, env)?],
+        file: None,
+        cache_file: args.cache_file.clone(),
+    })
+}
+
+/// The one foundation the single-foundation flags describe.
+fn flags_foundation(
+    args: &ConnectionArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<FoundationConfig, ConfigError> {
     let tuning = Tuning::from_args(args)?;
 
     let api = args.cf_api_url.as_deref().ok_or_else(|| {
@@ -262,9 +281,5 @@ pub fn from_args(
         http: HttpOptions::default(),
     };
     tuning.apply(&mut foundation);
-    Ok(Config {
-        foundations: vec![foundation],
-        file: None,
-        cache_file: args.cache_file.clone(),
-    })
+    Ok(foundation)
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod flags;
-pub use flags::{demo, from_args, Source};
+pub use flags::{demo, from_args, from_source, Source};
 
 /// Prometheus exporter for the expiry of Cloud Foundry service keys.
 ///

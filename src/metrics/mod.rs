@@ -2,9 +2,9 @@
 //! [`Snapshot`] at scrape time.
 //!
 //! Per-key series are not stored as metric objects: each published foundation snapshot is
-//! rendered once ([`keys::Rendered`]), by its refresher right after publishing
-//! ([`ExporterMetrics::prepare`]) or else by the first scrape that sees it, and a key deleted
-//! from Cloud Foundry simply is not in the next snapshot. A scrape ([`Exposition::scrape`]) is a list
+//! rendered once ([`keys::Rendered`]), right after it is published ([`ExporterMetrics::follow`]
+//! follows the store) or else by the first scrape that sees it, and a key deleted from Cloud
+//! Foundry simply is not in the next snapshot. A scrape ([`Exposition::scrape`]) is a list
 //! of shared byte blocks plus the values of `cf_service_key_expiry_seconds`, computed against
 //! the scrape's own clock and written as the body streams out, so concurrent scrapes share the
 //! rendered text instead of each building its own copy. No I/O on this path.
@@ -26,8 +26,9 @@ use prometheus_client::metrics::family::Family as MetricFamily;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{unix_seconds_f64, Clock, SystemClock};
 use crate::snapshot::{FoundationSnapshot, Snapshot, Store};
 use crate::vocab::{ApiEvent, RateLimit, Reason, Telemetry};
 use keys::{Family, Rendered};
@@ -186,52 +187,62 @@ impl ExporterMetrics {
             .clone()
     }
 
-    /// Renders a foundation's just-published snapshot, so no scrape waits for it. CPU work
-    /// (docs/performance.md): call it off the async workers. A snapshot whose
-    /// series are those of the last rendering (most refreshes: nothing changed, or only when
-    /// keys were read) keeps that rendering. Otherwise the old one is dropped before the new one
-    /// is built, under the lock, so a refresh never holds two renderings of a foundation and a
-    /// scrape meanwhile waits for this one instead of building its own.
-    pub fn prepare(&self, foundation: &str, snapshot: &Arc<FoundationSnapshot>) {
-        let mut cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
-        let reusable = cache
-            .get(foundation)
-            .filter(|(seen, _)| keys::same_series(seen, snapshot))
-            .map(|(_, rendered)| rendered.clone());
-        let rendered = match reusable {
-            Some(rendered) => rendered,
-            None => {
-                cache.remove(foundation);
-                Arc::new(Rendered::new(foundation, snapshot))
+    /// Follows the store until `stop`: renders each published snapshot at once, off the async
+    /// workers (CPU work: docs/performance.md), so no scrape waits for it.
+    pub fn follow(
+        self: Arc<Self>,
+        store: Arc<Store>,
+        stop: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut changes = store.subscribe();
+        async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return,
+                    changed = changes.changed() => if changed.is_err() { return },
+                }
+                let (metrics, snapshot) = (self.clone(), store.load());
+                let rendered = tokio::task::spawn_blocking(move || {
+                    metrics.rendered_for(&snapshot);
+                });
+                if let Err(e) = rendered.await {
+                    tracing::error!(error = %e, "rendering the metrics failed");
+                }
             }
-        };
-        cache.insert(foundation.to_owned(), (snapshot.clone(), rendered));
+        }
     }
 
-    /// Each foundation's rendered series, rendering what is not yet and forgetting foundations
-    /// that are gone.
+    /// Each foundation's rendered series, rendering what changed and forgetting foundations
+    /// that are gone. The one decision of "changed or not": a foundation's rendering is kept
+    /// while its snapshot is the one rendered, or one with the same series (most refreshes:
+    /// nothing changed, or only when keys were read). Otherwise the old rendering is dropped
+    /// before the new one is built, under the lock: never two renderings of a foundation, and
+    /// concurrent scrapes of a snapshot nobody has rendered yet wait for one rendering instead
+    /// of each making its own.
     fn rendered_for(&self, snapshot: &Snapshot) -> Vec<Arc<Rendered>> {
         let mut cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|name, _| snapshot.foundations.contains_key(name));
-        snapshot
-            .foundations
-            .iter()
-            .map(|(name, f)| match cache.get(name) {
-                Some((seen, rendered)) if Arc::ptr_eq(seen, f) => rendered.clone(),
-                _ => {
-                    // Under the lock on purpose: concurrent scrapes of a snapshot nobody has
-                    // rendered yet wait for one rendering instead of each making its own.
-                    let rendered = Arc::new(Rendered::new(name, f));
-                    cache.insert(name.clone(), (f.clone(), rendered.clone()));
-                    rendered
+        let mut out = Vec::with_capacity(snapshot.foundations.len());
+        for (name, f) in &snapshot.foundations {
+            if let Some((seen, rendered)) = cache.get_mut(name) {
+                if Arc::ptr_eq(seen, f) || keys::same_series(seen, f) {
+                    *seen = f.clone();
+                    out.push(rendered.clone());
+                    continue;
                 }
-            })
-            .collect()
+            }
+            cache.remove(name);
+            let rendered = Arc::new(Rendered::new(name, f));
+            cache.insert(name.clone(), (f.clone(), rendered.clone()));
+            out.push(rendered);
+        }
+        out
     }
 
     /// A handle that counts one foundation's requests; also creates the foundation's
     /// `details_errors_total` series at 0, one per reason, so `increase()` sees the first error.
-    pub fn recorder(self: &Arc<Self>, foundation: &str) -> ApiRecorder {
+    pub fn recorder(self: &Arc<Self>, foundation: &str) -> Arc<ApiRecorder> {
         for reason in Reason::ALL {
             // `inc_by(0)` only to create the series; the guard is dropped at once.
             self.details_errors
@@ -249,11 +260,11 @@ impl ExporterMetrics {
             .entry(foundation.to_owned())
             .or_default()
             .clone();
-        ApiRecorder {
+        Arc::new(ApiRecorder {
             metrics: self.clone(),
             foundation: foundation.to_owned(),
             series,
-        }
+        })
     }
 
     /// Removes every series of a foundation that is no longer watched (a reload removed it):
@@ -357,6 +368,7 @@ impl Telemetry for ApiRecorder {
         match event {
             ApiEvent::Request { endpoint, code } => self.request(endpoint, code),
             ApiEvent::RateLimit(rate) => self.rate_limit(rate),
+            ApiEvent::DetailsError(reason) => self.metrics.details_error(&self.foundation, reason),
         }
     }
 }
@@ -368,7 +380,7 @@ pub struct Exposition {
     live: Registry,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
-    /// Holds the renderings (shared with the refreshers, which prepare them).
+    /// Holds the renderings (shared with [`ExporterMetrics::follow`], which renders ahead).
     metrics: Arc<ExporterMetrics>,
 }
 
@@ -559,12 +571,6 @@ fn status_text(snapshot: &Snapshot) -> String {
     prometheus_client::encoding::text::encode_registry(&mut out, &registry)
         .expect("encoding into a String cannot fail");
     out
-}
-
-fn unix_seconds_f64(t: SystemTime) -> f64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// Renders one snapshot alone at a fixed clock, as Prometheus asks for it (OpenMetrics; golden

@@ -14,9 +14,9 @@ use tokio::time::Instant;
 use super::plan::{self, Job};
 use crate::cf::{CfClient, CfError};
 use crate::expiry::{self, Extraction};
-use crate::metrics::ExporterMetrics;
 use crate::rotation::shape;
 use crate::snapshot::{KeyExpiry, KeyRecord, Reading};
+use crate::vocab::{ApiEvent, Telemetry};
 
 /// What reading the planned keys gave.
 #[derive(Debug, Default)]
@@ -34,7 +34,7 @@ pub struct Read {
 /// Reads the jobs' details for one foundation.
 pub struct Reader<'a> {
     pub client: &'a CfClient,
-    pub metrics: &'a ExporterMetrics,
+    pub telemetry: &'a dyn Telemetry,
     pub foundation: &'a str,
     pub concurrency: usize,
     /// Unix seconds: the time written into each reading.
@@ -87,13 +87,15 @@ impl Reader<'_> {
                     out.fetched += 1;
                     for error in &extraction.errors {
                         out.errors += 1;
-                        self.metrics.details_error(self.foundation, error.reason());
+                        self.telemetry
+                            .record(ApiEvent::DetailsError(error.reason()));
                         tracing::warn!(foundation = self.foundation, key = %guid, %error, "expiry not readable");
                     }
                 }
                 Err(error) => {
                     out.errors += 1;
-                    self.metrics.details_error(self.foundation, error.reason());
+                    self.telemetry
+                        .record(ApiEvent::DetailsError(error.reason()));
                     tracing::warn!(foundation = self.foundation, key = %guid, %error, "cannot read the key's details");
                 }
             }

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::expiry::{CertificateInfo, SOURCE_NONE, SOURCE_UNREAD};
 pub use crate::lead_time::LeadTime;
@@ -211,16 +212,39 @@ impl FoundationSnapshot {
     }
 }
 
-/// The published snapshot. Writers are the refreshers (and, before they start, the cache file
-/// seeding them); readers never block them.
-#[derive(Debug, Default)]
+/// The published snapshot: the one meeting point. Writers are the refreshers ([`Store::publish`])
+/// and the supervisor, which registers, seeds (from the cache file) and removes foundations
+/// through this API; readers never block them. Every change is announced to the subscribers
+/// ([`Store::subscribe`]: the metrics renderer and the cache-file writer), which then read the
+/// current snapshot.
+#[derive(Debug)]
 pub struct Store {
     current: ArcSwap<Snapshot>,
+    changes: watch::Sender<()>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            current: ArcSwap::default(),
+            changes: watch::Sender::new(()),
+        }
+    }
 }
 
 impl Store {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Announces each later change of the snapshot (changes in quick succession may be
+    /// announced once: read [`Store::load`] after each).
+    pub fn subscribe(&self) -> watch::Receiver<()> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_replace(());
     }
 
     /// The current snapshot.
@@ -242,7 +266,26 @@ impl Store {
             next.foundations.insert(name.to_owned(), foundation.clone());
             next
         });
+        self.changed();
         foundation
+    }
+
+    /// Publishes readings kept from an earlier run (the cache file) for a foundation that has
+    /// not refreshed yet, ready to be served: the last truth a refresh read, rather than nothing
+    /// or a half-read estate. Owner labels and successors come with its first refresh.
+    pub fn seed(&self, name: &str, keys: Vec<KeyRecord>) {
+        self.publish(
+            name,
+            FoundationSnapshot {
+                keys: Arc::new(keys),
+                owner_labels: Arc::from([]),
+                successors: Successors::default(),
+                status: RefreshStatus {
+                    ready: true,
+                    ..Default::default()
+                },
+            },
+        );
     }
 
     /// Adds a foundation that has not refreshed yet (keeps its state if it is already known).
@@ -252,6 +295,7 @@ impl Store {
             next.foundations.entry(name.to_owned()).or_default();
             next
         });
+        self.changed();
     }
 
     /// Forgets a foundation (removed from the config).
@@ -261,6 +305,7 @@ impl Store {
             next.foundations.remove(name);
             next
         });
+        self.changed();
     }
 }
 

@@ -174,7 +174,8 @@ impl Harness {
         let metrics = Arc::new(ExporterMetrics::default());
         store.register(&config.name);
         let clock = Arc::new(ManualClock::starting_now());
-        let refresher = Refresher::new(config, store.clone(), metrics.clone()).expect("refresher");
+        let telemetry = metrics.recorder(&config.name);
+        let refresher = Refresher::new(config, store.clone(), telemetry).expect("refresher");
         let refresher = if system_clock {
             refresher
         } else {
