@@ -47,11 +47,11 @@ use crate::clock::{Clock, SystemClock};
 
 use crate::cf::listing::Interner;
 use crate::config::FoundationConfig;
-use crate::expiry::{CertificateInfo, SOURCES, SOURCE_NONE};
+use crate::expiry::CertificateInfo;
 use crate::snapshot::{
     KeyExpiry, KeyLabels, KeyRecord, LeadTime, ReadFailure, Reading, Shape, Snapshot, Store,
 };
-use crate::vocab::Reason;
+use crate::vocab::{ExpirySource, Reason};
 
 /// The `format` field: tells our file from any other JSON.
 pub const FORMAT: &str = "cf-service-key-exporter/cache";
@@ -162,7 +162,7 @@ impl KeyEntry {
                 expiry: r.expiry.as_ref().map(|e| ExpiryEntry {
                     expires_at: e.expires_at,
                     valid_from: e.valid_from,
-                    source: e.source.to_owned(),
+                    source: e.source.as_str().to_owned(),
                     certificate: e.certificate.clone(),
                 }),
                 shape: r.shape,
@@ -191,9 +191,7 @@ impl KeyEntry {
                     Some(e) => Some(KeyExpiry {
                         expires_at: e.expires_at,
                         valid_from: e.valid_from,
-                        source: SOURCES
-                            .iter()
-                            .find(|s| **s == e.source && **s != SOURCE_NONE)?,
+                        source: ExpirySource::parse_read(&e.source)?,
                         certificate: e.certificate,
                     }),
                 },
@@ -654,7 +652,6 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expiry::{SOURCE_CERTIFICATE, SOURCE_CERTIFICATEDETAILS_VALIDUNTIL};
     use crate::snapshot::{FoundationSnapshot, RefreshStatus};
     use std::time::Duration;
 
@@ -698,7 +695,7 @@ mod tests {
                 Some(KeyExpiry {
                     expires_at: 1_800_000_000,
                     valid_from: Some(1_700_000_000),
-                    source: SOURCE_CERTIFICATE,
+                    source: ExpirySource::Certificate,
                     certificate: Some(CertificateInfo {
                         subject: "CN=a".into(),
                         issuer: "CN=ca".into(),
@@ -711,7 +708,7 @@ mod tests {
                 Some(KeyExpiry {
                     expires_at: 1_700_000_000,
                     valid_from: None,
-                    source: SOURCE_CERTIFICATEDETAILS_VALIDUNTIL,
+                    source: ExpirySource::CertificateDetailsValidUntil,
                     certificate: None,
                 }),
             ),

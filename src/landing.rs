@@ -282,7 +282,7 @@ mod tests {
             expiry: Some(KeyExpiry {
                 expires_at: NOW + days * 86_400,
                 valid_from: Some(NOW - 86_400),
-                source: "certificate",
+                source: crate::vocab::ExpirySource::Certificate,
                 certificate: None,
             }),
             shape: None,

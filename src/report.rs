@@ -744,7 +744,7 @@ mod tests {
                     expiry: expires_in.map(|s| KeyExpiry {
                         expires_at: NOW + s,
                         valid_from: Some(NOW - 100 * DAY),
-                        source: crate::expiry::SOURCE_EXPIRES_AT,
+                        source: crate::vocab::ExpirySource::ExpiresAt,
                         certificate: None,
                     }),
                     shape: None,

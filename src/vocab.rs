@@ -89,6 +89,64 @@ impl fmt::Display for Reason {
     }
 }
 
+/// Where a key's expiry was read: the `expiry_source` label, the cache file's and the report's
+/// `expiry_source`. [`ExpirySource::as_str`] is the only place the label text is written (the
+/// fields each is read from: [`crate::expiry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpirySource {
+    /// `validuntil` inside `certificatedetails`, as SAP Cloud Integration writes it.
+    CertificateDetailsValidUntil,
+    /// The notAfter of a PEM certificate found anywhere in the credentials.
+    Certificate,
+    /// A field named `expires_at` / `expiresAt` / `expires_on`.
+    ExpiresAt,
+    /// A field named `expiration` / `expiration_date` / `expiration_time`.
+    Expiration,
+    /// A field named `expiry` / `expiry_date` / `expiry_time`.
+    Expiry,
+    /// A field named `valid_until` / `validUntil` / `valid_to` outside `certificatedetails`.
+    ValidUntil,
+    /// A field named `not_after` / `notAfter`.
+    NotAfter,
+    /// Read, and nothing readable in it expires.
+    None,
+    /// The details were never read successfully.
+    Unread,
+}
+
+impl ExpirySource {
+    /// The sources an expiry can be read from (neither `none` nor `unread`).
+    pub const READ: [ExpirySource; 7] = [
+        ExpirySource::CertificateDetailsValidUntil,
+        ExpirySource::Certificate,
+        ExpirySource::ExpiresAt,
+        ExpirySource::Expiration,
+        ExpirySource::Expiry,
+        ExpirySource::ValidUntil,
+        ExpirySource::NotAfter,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpirySource::CertificateDetailsValidUntil => "certificatedetails.validuntil",
+            ExpirySource::Certificate => "certificate",
+            ExpirySource::ExpiresAt => "expires_at",
+            ExpirySource::Expiration => "expiration",
+            ExpirySource::Expiry => "expiry",
+            ExpirySource::ValidUntil => "valid_until",
+            ExpirySource::NotAfter => "not_after",
+            ExpirySource::None => "none",
+            ExpirySource::Unread => "unread",
+        }
+    }
+
+    /// The source an expiry read from the label value `text` has.
+    pub fn parse_read(text: &str) -> Option<ExpirySource> {
+        ExpirySource::READ.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
 /// What Cloud Foundry's rate limit said last (`X-RateLimit-*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -142,5 +200,19 @@ mod tests {
             assert_eq!(Reason::parse(reason.as_str()), Some(reason));
         }
         assert_eq!(Reason::parse("tea"), None);
+    }
+
+    /// Every source an expiry is read from has its own label value, and reads back from it;
+    /// `none` and `unread` are no such source.
+    #[test]
+    fn read_sources_have_distinct_labels_that_parse_back() {
+        let labels: std::collections::HashSet<&str> =
+            ExpirySource::READ.iter().map(|s| s.as_str()).collect();
+        assert_eq!(labels.len(), ExpirySource::READ.len());
+        for source in ExpirySource::READ {
+            assert_eq!(ExpirySource::parse_read(source.as_str()), Some(source));
+        }
+        assert_eq!(ExpirySource::parse_read("none"), None);
+        assert_eq!(ExpirySource::parse_read("unread"), None);
     }
 }

@@ -18,10 +18,10 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::expiry::{CertificateInfo, SOURCE_NONE, SOURCE_UNREAD};
+use crate::expiry::CertificateInfo;
 pub use crate::lead_time::LeadTime;
 pub use crate::rotation::{KeyFacts, Shape};
-use crate::vocab::Reason;
+use crate::vocab::{ExpirySource, Reason};
 pub use successor::Successors;
 
 mod successor;
@@ -78,8 +78,8 @@ pub struct KeyExpiry {
     /// From when the expiring credential is valid (Unix seconds): see
     /// [`crate::expiry::valid_from`]. `None` only when even the key's creation time is unknown.
     pub valid_from: Option<i64>,
-    /// The `expiry_source` label value.
-    pub source: &'static str,
+    /// The `expiry_source` label.
+    pub source: ExpirySource,
     /// Set when the expiry is a certificate's notAfter.
     pub certificate: Option<CertificateInfo>,
 }
@@ -142,8 +142,12 @@ impl KeyRecord {
     /// The `expiry_source` label value: the reading's source, `none`, or `unread`.
     pub fn expiry_source(&self) -> &'static str {
         match &self.reading {
-            None => SOURCE_UNREAD,
-            Some(r) => r.expiry.as_ref().map_or(SOURCE_NONE, |e| e.source),
+            None => ExpirySource::Unread.as_str(),
+            Some(r) => r
+                .expiry
+                .as_ref()
+                .map_or(ExpirySource::None, |e| e.source)
+                .as_str(),
         }
     }
 

@@ -150,7 +150,7 @@ mod tests {
             expiry: expires.map(|d| KeyExpiry {
                 expires_at: NOW + d * DAY,
                 valid_from: Some(NOW + created * DAY),
-                source: "certificate",
+                source: crate::vocab::ExpirySource::Certificate,
                 certificate: None,
             }),
             shape: None,

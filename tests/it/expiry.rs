@@ -1,11 +1,8 @@
 //! Specification of `expiry::extract` over every credential shape, with real certificates made by
 //! rcgen, plus property tests that feed it hostile JSON and check it neither panics nor leaks.
 
-use cf_service_key_exporter::expiry::{
-    extract, Extraction, ReadError, SOURCE_CERTIFICATE, SOURCE_CERTIFICATEDETAILS_VALIDUNTIL,
-    SOURCE_EXPIRATION, SOURCE_EXPIRES_AT, SOURCE_EXPIRY, SOURCE_NONE, SOURCE_NOT_AFTER,
-    SOURCE_VALID_UNTIL,
-};
+use cf_service_key_exporter::expiry::{extract, Extraction, ReadError};
+use cf_service_key_exporter::vocab::ExpirySource;
 use proptest::prelude::*;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
@@ -89,7 +86,7 @@ fn the_seed_integration_flow_key_reports_validuntil() {
     let x = extract(&creds);
     let f = only(&x);
     assert_eq!(f.expires_at, datetime!(2023-06-24 12:56:52 UTC));
-    assert_eq!(f.source, SOURCE_CERTIFICATEDETAILS_VALIDUNTIL);
+    assert_eq!(f.source, ExpirySource::CertificateDetailsValidUntil);
     assert_eq!(f.path, "certificatedetails.validuntil");
     assert!(f.certificate.is_none());
     assert!(x.errors.is_empty());
@@ -131,7 +128,7 @@ fn a_malformed_validuntil_is_an_invalid_date_not_a_date() {
             "{v}"
         );
         assert_eq!(x.errors[0].reason().as_str(), "invalid_date");
-        assert_eq!(x.source(), SOURCE_NONE);
+        assert_eq!(x.source(), ExpirySource::None);
     }
 }
 
@@ -144,7 +141,7 @@ fn a_certificate_field_reports_its_notafter_and_public_facts() {
     let x = extract(&json!({"clientid": "a", "certificate": pem}));
     let f = only(&x);
     assert_eq!(f.expires_at, LEAF_AT);
-    assert_eq!(f.source, SOURCE_CERTIFICATE);
+    assert_eq!(f.source, ExpirySource::Certificate);
     assert_eq!(f.path, "certificate");
     let c = f.certificate.as_ref().expect("certificate info");
     assert!(c.subject.contains("CN=client-a"), "{c:?}");
@@ -297,13 +294,13 @@ fn validuntil_and_certificate_both_present_the_earliest_wins_and_is_named() {
         &json!({"oauth": {"certificate": cert}, "certificatedetails": {"validuntil": later}}),
     );
     assert_eq!(x.found.len(), 2);
-    assert_eq!(x.source(), SOURCE_CERTIFICATE);
+    assert_eq!(x.source(), ExpirySource::Certificate);
     assert_eq!(x.earliest().map(|f| f.expires_at), Some(LEAF_AT));
 
     let x = extract(
         &json!({"oauth": {"certificate": cert}, "certificatedetails": {"validuntil": earlier}}),
     );
-    assert_eq!(x.source(), SOURCE_CERTIFICATEDETAILS_VALIDUNTIL);
+    assert_eq!(x.source(), ExpirySource::CertificateDetailsValidUntil);
     assert_eq!(
         x.earliest().map(|f| f.expires_at),
         Some(datetime!(2026-01-01 0:00 UTC))
@@ -316,7 +313,7 @@ fn a_valid_expiry_and_a_read_error_are_both_kept() {
         "certificate": self_signed("ok", LEAF_AT),
         "certificatedetails": {"validuntil": "not a date"},
     }));
-    assert_eq!(x.source(), SOURCE_CERTIFICATE);
+    assert_eq!(x.source(), ExpirySource::Certificate);
     assert_eq!(x.errors.len(), 1);
     assert_eq!(x.errors[0].reason().as_str(), "invalid_date");
 }
@@ -328,14 +325,14 @@ fn a_valid_expiry_and_a_read_error_are_both_kept() {
 fn every_field_family_has_its_own_source() {
     let at = datetime!(2026-02-03 04:05:06 UTC);
     let cases = [
-        ("expires_at", SOURCE_EXPIRES_AT),
-        ("expiresAt", SOURCE_EXPIRES_AT),
-        ("expiration", SOURCE_EXPIRATION),
-        ("expiration_date", SOURCE_EXPIRATION),
-        ("expiry", SOURCE_EXPIRY),
-        ("valid_until", SOURCE_VALID_UNTIL),
-        ("validUntil", SOURCE_VALID_UNTIL),
-        ("notAfter", SOURCE_NOT_AFTER),
+        ("expires_at", ExpirySource::ExpiresAt),
+        ("expiresAt", ExpirySource::ExpiresAt),
+        ("expiration", ExpirySource::Expiration),
+        ("expiration_date", ExpirySource::Expiration),
+        ("expiry", ExpirySource::Expiry),
+        ("valid_until", ExpirySource::ValidUntil),
+        ("validUntil", ExpirySource::ValidUntil),
+        ("notAfter", ExpirySource::NotAfter),
     ];
     for (field, source) in cases {
         let x = extract(&json!({"uaa": {"clientid": "c", field: "2026-02-03T04:05:06Z"}}));
@@ -394,7 +391,7 @@ fn nothing_readable_gives_an_empty_extraction() {
     ] {
         let x = extract(&creds);
         assert_eq!(x, Extraction::default(), "{creds}");
-        assert_eq!(x.source(), SOURCE_NONE);
+        assert_eq!(x.source(), ExpirySource::None);
         assert!(x.earliest().is_none());
     }
 }
@@ -547,7 +544,7 @@ proptest! {
         assert_no_leak(&x);
         // Whatever is found is self-consistent.
         for f in &x.found {
-            prop_assert_eq!(f.certificate.is_some(), f.source == SOURCE_CERTIFICATE);
+            prop_assert_eq!(f.certificate.is_some(), f.source == ExpirySource::Certificate);
         }
     }
 

@@ -155,6 +155,19 @@ def wait_until(what, predicate, timeout, procs=None, interval=0.2):
                        + (f" (last error: {last_error})" if last_error else ""))
 
 
+def vocabulary(root=ROOT):
+    """The label values the exporter writes, by label (`reason`, `expiry_source`), in its order:
+    from tests/golden/vocabulary.txt, which a Rust test keeps equal to the exporter's enums."""
+    out = {}
+    with open(os.path.join(root, "tests", "golden", "vocabulary.txt"), encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                label, value = line.split(" ", 1)
+                out.setdefault(label, []).append(value)
+    return out
+
+
 def binary(name, package=None, root=ROOT):
     """The path of the binary `name` (of the workspace's `package`, by default the exporter's),
     built by `cargo build` if needed, wherever the target directory is (CARGO_TARGET_DIR, a

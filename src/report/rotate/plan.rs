@@ -381,7 +381,7 @@ mod tests {
             expiry: Some(KeyExpiry {
                 expires_at: NOW + 43_200,
                 valid_from: Some(NOW - 6 * 86_400 - 43_200),
-                source: "certificate",
+                source: crate::vocab::ExpirySource::Certificate,
                 certificate: None,
             }),
             shape: Some(Shape::Typed(CredentialType::X509 {
