@@ -30,12 +30,9 @@ use serde::Deserialize;
 use super::{
     check_interval, check_readable, check_secret, default_foundation_name, lead_time_annotation,
     metadata_labels, parse_url, successor_annotation, successor_name_suffix, ConfigError,
-    FoundationConfig, Grant, MetadataLabel, SecretSource, TlsOptions, DEFAULT_DETAILS_CONCURRENCY,
-    DEFAULT_FULL_REFRESH_INTERVAL, DEFAULT_REFRESH_INTERVAL,
+    FoundationConfig, Grant, MetadataLabel, SecretSource, TlsOptions, DEFAULT_CLIENT_ID,
+    DEFAULT_DETAILS_CONCURRENCY, DEFAULT_FULL_REFRESH_INTERVAL, DEFAULT_REFRESH_INTERVAL,
 };
-
-/// The cf CLI's public OAuth client.
-const DEFAULT_CLIENT_ID: &str = "cf";
 
 /// Keys allowed at the top level, besides `foundation`: the [`Shared`] settings (the tests
 /// parse a file that uses every one).

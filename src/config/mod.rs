@@ -98,6 +98,9 @@ pub struct FoundationConfig {
 }
 
 /// Default of `--refresh-interval` / `refresh_interval`.
+/// The cf CLI's public OAuth client: the default `client_id`.
+pub const DEFAULT_CLIENT_ID: &str = "cf";
+/// The default refresh interval.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 /// Default of `--full-refresh-interval` / `full_refresh_interval`.
 pub const DEFAULT_FULL_REFRESH_INTERVAL: Duration = Duration::from_secs(24 * 3600);
