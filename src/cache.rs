@@ -28,8 +28,9 @@
 //! that leaves one out by mistake loses nothing) and seed the store when a reload adds them; a
 //! foundation removed by a reload is dropped from the file.
 //!
-//! Writing: after each refresh that produced a key set, the whole file is rewritten from the
-//! store's current snapshot, atomically (a temporary file of random name in the same directory,
+//! Writing: the cache follows the store ([`Cache::follow`]): after each refresh that published a
+//! key set, and once more when the exporter stops, the whole file is rewritten from the store's
+//! current snapshot, atomically (a temporary file of random name in the same directory,
 //! created new without following links, fsync, rename, fsync of the directory), on a blocking
 //! thread. Reading is capped at [`MAX_FILE_SIZE`] whatever the file system says the size is. Writes are serialised by an async mutex, so
 //! two foundations finishing at once write one after the other. A failed write is logged and
@@ -445,7 +446,8 @@ fn load(path: &Path, api_urls: &HashMap<&str, &str>, now: i64) -> Result<Decoded
     decode(&bytes, path, api_urls, now)
 }
 
-/// The cache file of a running exporter: seeds the store at start, rewritten after refreshes.
+/// The cache file of a running exporter: seeds the store at start, rewritten as refreshes
+/// publish.
 #[derive(Debug)]
 pub struct Cache {
     path: PathBuf,
@@ -539,10 +541,6 @@ impl Cache {
             let (keys, _) = entry.records(now, &mut Interner::default());
             publish_seed(store, &foundation.name, keys);
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Keeps this foundation's keys in the file from now on.

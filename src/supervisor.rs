@@ -9,8 +9,9 @@
 //!
 //! Stopping a refresher means cancelling it *and waiting for its task to end* before its entry
 //! leaves the store: a refresh that was publishing at that moment must not put a removed
-//! foundation back. With a cache file, the supervisor tells the [`Cache`] which foundations it
-//! holds and hands it to every refresher.
+//! foundation back. The supervisor changes the store only through its API (register, seed,
+//! remove). With a cache file, it tells the [`Cache`] which foundations it holds and runs its
+//! writer, which follows the store, until [`Supervisor::shutdown`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
