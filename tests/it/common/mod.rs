@@ -1,7 +1,6 @@
 //! Shared test harness: a simulated foundation, a refresher the test drives step by step, and
 //! the exporter's real HTTP server on a loopback port, scraped over HTTP and parsed with an
 //! OpenMetrics parser.
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod logs;
 
