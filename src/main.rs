@@ -16,7 +16,8 @@ use clap::Parser;
 /// (or `report` could not read a foundation), 3 a runtime failure (cannot bind, server error,
 /// cannot write the report). `report`'s own codes are documented in its module.
 const EXIT_CONFIG: u8 = 2;
-const EXIT_RUNTIME: u8 = 3;
+/// Serving failed: the report's code for a run that could not finish.
+const EXIT_RUNTIME: u8 = report::EXIT_RUNTIME;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -139,7 +139,7 @@ pub async fn run(config: &Config, args: &ReportArgs) -> u8 {
     let progress = std::io::stderr().is_terminal();
     let collected = collect(config, progress).await;
     let now = SystemClock.unix_now();
-    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let colour = crate::logging::colour_allowed(std::io::stdout().is_terminal());
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
     finish(collected, args, now, colour, &mut stdout, &mut stderr)

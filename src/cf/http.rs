@@ -20,7 +20,7 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
-use super::error::{is_transient_status, ApiError, CfError, TransportKind};
+use super::error::{is_transient_status, ApiError, CfError, Chain, TransportKind};
 use crate::clock::{unix_seconds, Clock, SystemClock};
 use crate::config::{HttpOptions, TlsOptions};
 use crate::vocab::{ApiEvent, RateLimit, Telemetry};
@@ -306,13 +306,7 @@ fn transport_error(endpoint: &'static str, e: &reqwest::Error) -> CfError {
         TransportKind::Other
     };
     // reqwest's Display names the URL (no secrets: tokens only travel in headers) and the cause.
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    let message = Chain(e).to_string();
     CfError::Transport {
         endpoint,
         kind,
