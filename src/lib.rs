@@ -38,6 +38,8 @@ pub mod rotation;
 pub mod server;
 pub mod snapshot;
 pub mod supervisor;
+#[doc(hidden)]
+pub mod testing;
 pub mod vocab;
 pub mod web;
 

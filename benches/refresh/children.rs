@@ -19,12 +19,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cf_service_key_exporter::cache::Cache;
-use cf_service_key_exporter::clock::ManualClock;
 use cf_service_key_exporter::config::{self, DemoTarget, FoundationConfig};
 use cf_service_key_exporter::metrics::ExporterMetrics;
 use cf_service_key_exporter::refresher::{RefreshOutcome, Refresher};
 use cf_service_key_exporter::server::{self, AppState};
 use cf_service_key_exporter::snapshot::Store;
+use cf_service_key_exporter::testing::ManualClock;
 use cf_sim::{demo, Accounts, Sim};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;

@@ -11,11 +11,12 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cf_service_key_exporter::clock::{Clock, ManualClock};
+use cf_service_key_exporter::clock::Clock;
 use cf_service_key_exporter::config::{DemoTarget, FoundationConfig};
 use cf_service_key_exporter::metrics::{ExporterMetrics, Format};
 use cf_service_key_exporter::refresher::Refresher;
 use cf_service_key_exporter::snapshot::Store;
+use cf_service_key_exporter::testing::ManualClock;
 use cf_sim::{demo, Accounts, RateLimit, Sim};
 
 use crate::children::SimStats;

@@ -484,7 +484,7 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::testing::ManualClock;
     use crate::vocab::Reason;
     use reqwest::header::HeaderValue;
     use std::time::UNIX_EPOCH;

@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
@@ -573,20 +572,15 @@ fn status_text(snapshot: &Snapshot) -> String {
     out
 }
 
-/// Renders one snapshot alone at a fixed clock, as Prometheus asks for it (OpenMetrics; golden
-/// tests and benchmarks).
-pub fn encode_snapshot_at(snapshot: Snapshot, now: SystemTime) -> String {
-    let store = Arc::new(Store::new());
-    for (name, f) in snapshot.foundations {
-        store.publish(&name, FoundationSnapshot::clone(&f));
-    }
-    let exposition = Exposition {
+/// An exposition of `store` alone (no live metrics) at `clock`: see
+/// [`crate::testing::encode_snapshot_at`].
+pub(crate) fn snapshot_only(store: Arc<Store>, clock: Arc<dyn Clock>) -> Exposition {
+    Exposition {
         live: Registry::default(),
         store,
-        clock: Arc::new(crate::clock::ManualClock::at(now)),
+        clock,
         metrics: Arc::new(ExporterMetrics::default()),
-    };
-    exposition.encode(Format::OpenMetrics)
+    }
 }
 
 #[cfg(test)]

@@ -11,13 +11,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use cf_service_key_exporter::expiry::CertificateInfo;
 use cf_service_key_exporter::lead_time::LeadTime;
-use cf_service_key_exporter::metrics::encode_snapshot_at;
 use cf_service_key_exporter::rotation::RotationConfig;
 use cf_service_key_exporter::snapshot::Successors;
 use cf_service_key_exporter::snapshot::{
     FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, ReadFailure, Reading, RefreshStatus,
     Snapshot,
 };
+use cf_service_key_exporter::testing::encode_snapshot_at;
 
 const NOW: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 

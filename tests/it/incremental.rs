@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Harness, Scrape};
 use cf_service_key_exporter::cache::Cache;
-use cf_service_key_exporter::clock::ManualClock;
 use cf_service_key_exporter::config::{Config, DemoTarget};
 use cf_service_key_exporter::refresher::Refresher;
 use cf_service_key_exporter::snapshot::{KeyRecord, Store};
+use cf_service_key_exporter::testing::ManualClock;
 use cf_service_key_exporter::vocab::NoTelemetry;
 use cf_sim::{demo, Accounts, Sim};
 use time::OffsetDateTime;

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use cf_service_key_exporter::clock::ManualClock;
 use cf_service_key_exporter::config::{DemoTarget, FoundationConfig};
 use cf_service_key_exporter::metrics::ExporterMetrics;
 use cf_service_key_exporter::refresher::{RefreshOutcome, RefreshStats, Refresher};
 use cf_service_key_exporter::server::{self, AppState};
 use cf_service_key_exporter::snapshot::Store;
+use cf_service_key_exporter::testing::ManualClock;
 use cf_sim::{Accounts, Sim, World};
 use tokio_util::sync::CancellationToken;
 
