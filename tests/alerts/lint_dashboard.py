@@ -29,8 +29,6 @@ import dashboard as dash  # noqa: E402
 MIN_SCHEMA_VERSION = 36  # Grafana 9+: datasource references by uid
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 RULES = os.path.join(ROOT, "alerts", "rules.yml")
-# Rules the dashboard needs that alerts/rules.yml does not record yet (read when present).
-PENDING_RULES = os.path.join(ROOT, "tests", "dashboard", "rules.yml")
 MIN_REFRESH_SECONDS = 300  # the exporter refreshes every 5 minutes by default
 
 
@@ -140,11 +138,8 @@ def main(paths):
     if not paths:
         print(__doc__, file=sys.stderr)
         return 2
-    rules_text = ""
-    for rules in (RULES, PENDING_RULES):
-        if os.path.exists(rules) or rules == RULES:
-            with open(rules, encoding="utf-8") as f:
-                rules_text += f.read() + "\n"
+    with open(RULES, encoding="utf-8") as f:
+        rules_text = f.read()
     recorded = dash.recorded_metrics(rules_text)
     per_key_recorded = dash.per_key_recorded(rules_text)
     problems = [p for path in paths for p in lint(path, recorded, per_key_recorded)]

@@ -15,8 +15,7 @@ How the Prometheus is filled:
 1. The rules' recorded series, as the real rules make them. A first Prometheus scrapes the
    synthetic exposition of tests/alerts/synthetic_exposition.py (KEYS keys over FOUNDATIONS
    foundations) from REPLICAS targets, plus the exporter series it lacks (rate-limit gauges,
-   API request and details error counters), and evaluates alerts/rules.yml with the rules the
-   dashboard still waits for (tests/dashboard/rules.yml, while it exists). The group
+   API request and details error counters), and evaluates alerts/rules.yml. The group
    intervals are set to 15 s in its copy of the rules so that it settles in a minute or two.
    Every recorded series (a name with a colon) is then read at one instant.
 2. The blocks: OpenMetrics files, one per 2-hour block, turned into TSDB blocks with
@@ -207,7 +206,7 @@ def recorded_now(args, workdir, now):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Exposition)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     rule_files = []
-    for path in (os.path.join(ROOT, "alerts", "rules.yml"), os.path.join(HERE, "rules.yml")):
+    for path in (os.path.join(ROOT, "alerts", "rules.yml"),):
         if os.path.exists(path):
             copy = os.path.join(workdir, f"rules-{len(rule_files)}.yml")
             with open(path, encoding="utf-8") as f:
