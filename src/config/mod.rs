@@ -6,7 +6,10 @@
 //! Secrets are not read into memory at start: a [`SecretSource`] is read each time a login
 //! needs it, so a rotated password file works without a restart.
 
+mod draft;
 pub mod file;
+
+pub(crate) use draft::{FoundationDraft, LoginWording};
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -408,30 +411,29 @@ pub struct DemoTarget {
 impl DemoTarget {
     /// A foundation that logs in to the simulator, with the default tuning.
     pub fn foundation(&self, name: &str) -> FoundationConfig {
-        FoundationConfig {
-            name: name.to_owned(),
-            api_url: self.api_url.clone(),
-            uaa_url: None,
-            grant: Grant::Password {
-                username: self.username.clone(),
-                password: SecretSource::Inline(self.password.clone()),
-            },
-            client_id: self.client_id.clone(),
-            client_secret: (!self.client_secret.expose_secret().is_empty())
-                .then(|| SecretSource::Inline(self.client_secret.clone())),
-            origin: self.origin.clone(),
-            service_plans: Vec::new(),
-            metadata_labels: Vec::new(),
-            lead_time_annotation: None,
-            rotation: RotationConfig::default(),
-            refresh_interval: DEFAULT_REFRESH_INTERVAL,
-            full_refresh_interval: DEFAULT_FULL_REFRESH_INTERVAL,
-            details_concurrency: DEFAULT_DETAILS_CONCURRENCY,
-            tls: TlsOptions::default(),
-            http: HttpOptions::default(),
-        }
+        self.draft(name)
+            .build()
+            .expect("a simulator's login is complete and its secrets are inline")
+    }
+
+    /// [`DemoTarget::foundation`] before defaults, for `--demo` to tune.
+    pub(crate) fn draft(&self, name: &str) -> FoundationDraft {
+        let mut draft = FoundationDraft::new(name.to_owned(), self.api_url.clone(), &DEMO_LOGIN);
+        draft.username = Some(self.username.clone());
+        draft.password = Some(("--demo", SecretSource::Inline(self.password.clone())));
+        draft.client_id = Some(self.client_id.clone());
+        draft.client_secret = (!self.client_secret.expose_secret().is_empty())
+            .then(|| ("--demo", SecretSource::Inline(self.client_secret.clone())));
+        draft.origin = self.origin.clone();
+        draft
     }
 }
+
+/// The demo always has both a username and a password.
+const DEMO_LOGIN: LoginWording = LoginWording {
+    no_password: ("--demo", "the simulator has no password"),
+    no_username: (None, "the simulator has no username"),
+};
 
 impl std::fmt::Debug for DemoTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
