@@ -41,7 +41,7 @@ use serde::Serialize;
 
 use crate::cf::error::Chain;
 use crate::cli::{ExpiringWithin, ReportArgs, ReportOutput};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::refresher::{RefreshError, RefreshOutcome, RefreshStats, Refresher};
 use crate::snapshot::{KeyLabels, KeyRecord, Store, KEY_LABEL_COUNT};
@@ -127,18 +127,19 @@ pub struct Collected {
     pub warnings: Vec<String>,
 }
 
-/// Runs the report: refresh, render to stdout, and return the exit code.
-pub async fn run(config: &Config, args: &ReportArgs) -> u8 {
+/// Runs the report: refresh, render to stdout, and return the exit code. The refreshers and the
+/// time left read the wall clock from `clock`.
+pub async fn run(config: &Config, args: &ReportArgs, clock: Arc<dyn Clock>) -> u8 {
     if let Err(e) = select::check(args, config) {
         eprintln!("error: {}", safe(&e));
         return EXIT_NOT_READ;
     }
     if args.rotate_plan {
-        return rotate::run::run(config, args).await;
+        return rotate::run::run(config, args, clock).await;
     }
     let progress = std::io::stderr().is_terminal();
-    let collected = collect(config, progress).await;
-    let now = SystemClock.unix_now();
+    let collected = collect(config, progress, clock.clone()).await;
+    let now = clock.unix_now();
     let colour = crate::logging::colour_allowed(std::io::stdout().is_terminal());
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
@@ -267,11 +268,13 @@ pub struct Refreshed {
     pub refreshers: Vec<Refresher>,
     /// Per foundation, in configuration order.
     pub outcomes: Vec<(String, Outcome, RefreshStats)>,
+    /// The wall clock the refreshers read (and what comes after them reads).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Refreshes every foundation once, concurrently, and gathers their keys.
-pub async fn collect(config: &Config, progress: bool) -> Collected {
-    let refreshed = refresh(config, progress).await;
+pub async fn collect(config: &Config, progress: bool, clock: Arc<dyn Clock>) -> Collected {
+    let refreshed = refresh(config, progress, clock).await;
     let snapshot = refreshed.store.load();
     let mut rows = Vec::new();
     for refresher in &refreshed.refreshers {
@@ -291,8 +294,8 @@ pub async fn collect(config: &Config, progress: bool) -> Collected {
     }
 }
 
-/// Refreshes every foundation once, concurrently.
-pub async fn refresh(config: &Config, progress: bool) -> Refreshed {
+/// Refreshes every foundation once, concurrently, on `clock`.
+pub async fn refresh(config: &Config, progress: bool, clock: Arc<dyn Clock>) -> Refreshed {
     let store = Arc::new(Store::new());
     let mut outcomes = Vec::new();
     let mut refreshers = Vec::new();
@@ -300,7 +303,10 @@ pub async fn refresh(config: &Config, progress: bool) -> Refreshed {
         store.register(&foundation.name);
         match Refresher::new(foundation.clone(), store.clone(), Arc::new(NoTelemetry)) {
             // One refresh, not a series: it may spend the whole rate-limit budget left.
-            Ok(r) => refreshers.push(r.with_budget_window(Duration::MAX)),
+            Ok(r) => refreshers.push(
+                r.with_clock(clock.clone())
+                    .with_budget_window(Duration::MAX),
+            ),
             Err(e) => outcomes.push((
                 foundation.name.clone(),
                 Outcome::Failed(Chain(&e).to_string()),
@@ -334,6 +340,7 @@ pub async fn refresh(config: &Config, progress: bool) -> Refreshed {
         store,
         refreshers,
         outcomes,
+        clock,
     }
 }
 
