@@ -399,7 +399,7 @@ pub fn sort(rows: &mut [Row]) {
 
 /// Within the window: time left up to the duration, or up to the fraction of the key's
 /// lifetime. Expired keys always are; keys without an expiry never are.
-pub fn is_within(row: &Row, now: i64, within: ExpiringWithin) -> bool {
+pub(crate) fn is_within(row: &Row, now: i64, within: ExpiringWithin) -> bool {
     let Some(left) = row.seconds_left(now) else {
         return false;
     };
@@ -416,7 +416,7 @@ pub fn is_within(row: &Row, now: i64, within: ExpiringWithin) -> bool {
 
 /// Time left as people say it: the two largest units (`2d 3h`, `5h 12m`, `40s`), and
 /// `expired 2d ago` once the key has expired (at its expiry second it counts as expired).
-pub fn time_left(seconds_left: i64) -> String {
+pub(crate) fn time_left(seconds_left: i64) -> String {
     if seconds_left > 0 {
         span(seconds_left.unsigned_abs())
     } else if seconds_left == 0 {
@@ -626,7 +626,7 @@ pub fn json(rows: &[Row], now: i64) -> Result<String, serde_json::Error> {
 }
 
 /// Pretty-printed JSON with every unsafe character escaped ([`SafeJson`]), and a final newline.
-pub fn safe_json(value: &impl Serialize) -> Result<String, serde_json::Error> {
+pub(crate) fn safe_json(value: &impl Serialize) -> Result<String, serde_json::Error> {
     let mut bytes = Vec::new();
     let mut serializer = serde_json::Serializer::with_formatter(&mut bytes, SafeJson::default());
     value.serialize(&mut serializer)?;
@@ -638,13 +638,13 @@ pub fn safe_json(value: &impl Serialize) -> Result<String, serde_json::Error> {
 /// Characters that must not reach a terminal raw: C0 and C1 controls (escape sequences, OSC
 /// titles and hyperlinks), DEL, and the bidirectional overrides that reorder what is shown.
 /// Any space developer can put them in a name or an annotation.
-pub fn is_unsafe(c: char) -> bool {
+pub(crate) fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `text` with every unsafe character written as a visible `\u{..}` escape.
-pub fn safe(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn safe(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(is_unsafe) {
         return std::borrow::Cow::Borrowed(text);
     }

@@ -135,18 +135,10 @@ pub fn demo(args: &ConnectionArgs, target: &DemoTarget) -> Result<Config, Config
     })
 }
 
-/// The configuration from the single-foundation flags or the `--config` file (see
-/// [`Source`]); `--demo` goes through [`demo`]. Single-foundation secrets come from
-/// `--cf-password-file` or the `CF_PASSWORD` value itself. `env` is injected so tests need not
-/// touch the process environment.
-pub fn from_args(
-    args: &ConnectionArgs,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigError> {
-    from_source(args, Source::of(args)?, env)
-}
-
-/// [`from_args`], for the flags' `source` found already.
+/// The configuration from the single-foundation flags or the `--config` file, for the flags'
+/// `source` ([`Source::of`]); `--demo` goes through [`demo`]. Single-foundation secrets come
+/// from `--cf-password-file` or the `CF_PASSWORD` value itself. `env` is injected so tests need
+/// not touch the process environment.
 pub fn from_source(
     args: &ConnectionArgs,
     source: Source,

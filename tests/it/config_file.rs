@@ -14,6 +14,16 @@ use secrecy::ExposeSecret;
 /// Where error tests pretend the file lives; `parse` never reads it.
 const PATH: &str = "/etc/cfske/config.toml";
 
+/// The configuration the flags (and the environment `env` gives) describe, found as the binary
+/// finds it.
+fn from_args(
+    args: &cf_service_key_exporter::cli::ConnectionArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<cf_service_key_exporter::config::Config, cf_service_key_exporter::config::ConfigError> {
+    use cf_service_key_exporter::cli::{from_source, Source};
+    from_source(args, Source::of(args)?, env)
+}
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config")
 }
@@ -633,8 +643,8 @@ fn the_lead_time_annotation_is_a_top_level_default_a_foundation_may_override_or_
 
 #[test]
 fn the_lead_time_annotation_flag_and_the_demo_default() {
+    use cf_service_key_exporter::cli::demo;
     use cf_service_key_exporter::cli::Cli;
-    use cf_service_key_exporter::cli::{demo, from_args};
     use cf_service_key_exporter::config::DemoTarget;
     use clap::Parser;
     let args = |extra: &[&str]| {
@@ -901,7 +911,6 @@ fn the_successor_settings_come_from_the_file_with_top_level_defaults_and_from_th
         "{err}"
     );
 
-    use cf_service_key_exporter::cli::from_args;
     use cf_service_key_exporter::cli::Cli;
     use clap::Parser;
     let flags = |extra: &[&str]| {
@@ -939,7 +948,7 @@ fn the_successor_settings_come_from_the_file_with_top_level_defaults_and_from_th
 /// same default; an incomplete login is refused by the same rule, worded for each source.
 #[test]
 fn the_flags_and_the_file_build_the_same_foundation() {
-    use cf_service_key_exporter::cli::{from_args, Cli};
+    use cf_service_key_exporter::cli::Cli;
     use clap::Parser;
     let dir = TempDir::new("same-foundation");
     let password = dir.file("password", "s3cr3t\n");
