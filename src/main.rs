@@ -3,9 +3,11 @@
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use cf_service_key_exporter::cli::{self, Cli, Command};
+use cf_service_key_exporter::clock::SystemClock;
 use cf_service_key_exporter::config::{self, Config};
 use cf_service_key_exporter::web::serve::Limits;
 use cf_service_key_exporter::web::WebConfigFile;
@@ -53,7 +55,9 @@ async fn main() -> ExitCode {
     };
 
     match &cli.command {
-        Some(Command::Report(args)) => ExitCode::from(report::run(&config, args).await),
+        Some(Command::Report(args)) => {
+            ExitCode::from(report::run(&config, args, Arc::new(SystemClock)).await)
+        }
         None => match serve(
             config,
             &cli,

@@ -41,7 +41,7 @@ use serde::Serialize;
 
 use crate::cf::error::Chain;
 use crate::cli::{ExpiringWithin, ReportArgs, ReportOutput};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::refresher::{RefreshError, RefreshOutcome, RefreshStats, Refresher};
 use crate::snapshot::{KeyLabels, KeyRecord, Store, KEY_LABEL_COUNT};
@@ -127,18 +127,19 @@ pub struct Collected {
     pub warnings: Vec<String>,
 }
 
-/// Runs the report: refresh, render to stdout, and return the exit code.
-pub async fn run(config: &Config, args: &ReportArgs) -> u8 {
+/// Runs the report: refresh, render to stdout, and return the exit code. The refreshers and the
+/// time left read the wall clock from `clock`.
+pub async fn run(config: &Config, args: &ReportArgs, clock: Arc<dyn Clock>) -> u8 {
     if let Err(e) = select::check(args, config) {
         eprintln!("error: {}", safe(&e));
         return EXIT_NOT_READ;
     }
     if args.rotate_plan {
-        return rotate::run::run(config, args).await;
+        return rotate::run::run(config, args, clock).await;
     }
     let progress = std::io::stderr().is_terminal();
-    let collected = collect(config, progress).await;
-    let now = SystemClock.unix_now();
+    let collected = collect(config, progress, clock.clone()).await;
+    let now = clock.unix_now();
     let colour = crate::logging::colour_allowed(std::io::stdout().is_terminal());
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
@@ -267,11 +268,13 @@ pub struct Refreshed {
     pub refreshers: Vec<Refresher>,
     /// Per foundation, in configuration order.
     pub outcomes: Vec<(String, Outcome, RefreshStats)>,
+    /// The wall clock the refreshers read (and what comes after them reads).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Refreshes every foundation once, concurrently, and gathers their keys.
-pub async fn collect(config: &Config, progress: bool) -> Collected {
-    let refreshed = refresh(config, progress).await;
+pub async fn collect(config: &Config, progress: bool, clock: Arc<dyn Clock>) -> Collected {
+    let refreshed = refresh(config, progress, clock).await;
     let snapshot = refreshed.store.load();
     let mut rows = Vec::new();
     for refresher in &refreshed.refreshers {
@@ -291,8 +294,8 @@ pub async fn collect(config: &Config, progress: bool) -> Collected {
     }
 }
 
-/// Refreshes every foundation once, concurrently.
-pub async fn refresh(config: &Config, progress: bool) -> Refreshed {
+/// Refreshes every foundation once, concurrently, on `clock`.
+pub async fn refresh(config: &Config, progress: bool, clock: Arc<dyn Clock>) -> Refreshed {
     let store = Arc::new(Store::new());
     let mut outcomes = Vec::new();
     let mut refreshers = Vec::new();
@@ -300,7 +303,10 @@ pub async fn refresh(config: &Config, progress: bool) -> Refreshed {
         store.register(&foundation.name);
         match Refresher::new(foundation.clone(), store.clone(), Arc::new(NoTelemetry)) {
             // One refresh, not a series: it may spend the whole rate-limit budget left.
-            Ok(r) => refreshers.push(r.with_budget_window(Duration::MAX)),
+            Ok(r) => refreshers.push(
+                r.with_clock(clock.clone())
+                    .with_budget_window(Duration::MAX),
+            ),
             Err(e) => outcomes.push((
                 foundation.name.clone(),
                 Outcome::Failed(Chain(&e).to_string()),
@@ -334,6 +340,7 @@ pub async fn refresh(config: &Config, progress: bool) -> Refreshed {
         store,
         refreshers,
         outcomes,
+        clock,
     }
 }
 
@@ -392,7 +399,7 @@ pub fn sort(rows: &mut [Row]) {
 
 /// Within the window: time left up to the duration, or up to the fraction of the key's
 /// lifetime. Expired keys always are; keys without an expiry never are.
-pub fn is_within(row: &Row, now: i64, within: ExpiringWithin) -> bool {
+pub(crate) fn is_within(row: &Row, now: i64, within: ExpiringWithin) -> bool {
     let Some(left) = row.seconds_left(now) else {
         return false;
     };
@@ -409,7 +416,7 @@ pub fn is_within(row: &Row, now: i64, within: ExpiringWithin) -> bool {
 
 /// Time left as people say it: the two largest units (`2d 3h`, `5h 12m`, `40s`), and
 /// `expired 2d ago` once the key has expired (at its expiry second it counts as expired).
-pub fn time_left(seconds_left: i64) -> String {
+pub(crate) fn time_left(seconds_left: i64) -> String {
     if seconds_left > 0 {
         span(seconds_left.unsigned_abs())
     } else if seconds_left == 0 {
@@ -619,7 +626,7 @@ pub fn json(rows: &[Row], now: i64) -> Result<String, serde_json::Error> {
 }
 
 /// Pretty-printed JSON with every unsafe character escaped ([`SafeJson`]), and a final newline.
-pub fn safe_json(value: &impl Serialize) -> Result<String, serde_json::Error> {
+pub(crate) fn safe_json(value: &impl Serialize) -> Result<String, serde_json::Error> {
     let mut bytes = Vec::new();
     let mut serializer = serde_json::Serializer::with_formatter(&mut bytes, SafeJson::default());
     value.serialize(&mut serializer)?;
@@ -631,13 +638,13 @@ pub fn safe_json(value: &impl Serialize) -> Result<String, serde_json::Error> {
 /// Characters that must not reach a terminal raw: C0 and C1 controls (escape sequences, OSC
 /// titles and hyperlinks), DEL, and the bidirectional overrides that reorder what is shown.
 /// Any space developer can put them in a name or an annotation.
-pub fn is_unsafe(c: char) -> bool {
+pub(crate) fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `text` with every unsafe character written as a visible `\u{..}` escape.
-pub fn safe(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn safe(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(is_unsafe) {
         return std::borrow::Cow::Borrowed(text);
     }

@@ -1,20 +1,15 @@
 //! The flags (and their environment variables) turned into a validated [`Config`]: which
 //! source the configuration comes from, and the single-foundation and demo configurations.
 
-use std::num::NonZeroUsize;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::ConnectionArgs;
 use crate::config::file;
 use crate::config::{
-    check_interval, check_readable, check_secret, clean_plans, default_foundation_name,
-    lead_time_annotation, metadata_labels, parse_url, successor_annotation, successor_name_suffix,
-    Config, ConfigError, DemoTarget, FoundationConfig, Grant, HttpOptions, MetadataLabel,
-    SecretSource, TlsOptions, DEFAULT_DETAILS_CONCURRENCY, DEFAULT_FULL_REFRESH_INTERVAL,
-    DEFAULT_REFRESH_INTERVAL,
+    check_interval, check_readable, clean_plans, default_foundation_name, lead_time_annotation,
+    metadata_labels, parse_url, successor_annotation, successor_name_suffix, Config, ConfigError,
+    DemoTarget, FoundationConfig, FoundationDraft, LoginWording, SecretSource, TlsOptions,
 };
-use crate::rotation::{NameScheme, RotationConfig};
 
 /// The flags that name one foundation and how to log in to it: exclusive with `--config` and
 /// with `--demo`, which bring their own.
@@ -72,102 +67,78 @@ impl Source {
     }
 }
 
-/// How often and how hard to poll, from the flags: shared by the flags and the demo, so both
+/// How the flags word an incomplete login.
+const FLAGS_LOGIN: LoginWording = LoginWording {
+    no_password: (
+        "--cf-password-file",
+        "a password is required with --cf-username (or set CF_PASSWORD)",
+    ),
+    no_username: (
+        Some("--cf-username"),
+        "a password was given but no username; set --cf-username (or CF_USERNAME)",
+    ),
+};
+
+/// Puts the flags that tune polling into `draft`: shared by the flags and the demo, so both
 /// are checked by the same rules as the config file.
-#[derive(Debug, Clone)]
-struct Tuning {
-    service_plans: Vec<String>,
-    metadata_labels: Vec<MetadataLabel>,
-    lead_time_annotation: Option<String>,
-    rotation: RotationConfig,
-    refresh_interval: Duration,
-    full_refresh_interval: Duration,
-    details_concurrency: NonZeroUsize,
-}
-
-impl Tuning {
-    fn from_args(args: &ConnectionArgs) -> Result<Tuning, ConfigError> {
-        Ok(Tuning {
-            service_plans: clean_plans(&args.service_plans),
-            metadata_labels: metadata_labels(
-                "--metadata-labels",
-                args.metadata_labels.as_deref().unwrap_or_default(),
-            )?,
-            lead_time_annotation: lead_time_annotation(
-                "--lead-time-annotation",
-                args.lead_time_annotation.as_deref().unwrap_or_default(),
-            )?,
-            rotation: RotationConfig {
-                names: match &args.successor_name_suffix {
-                    Some(text) => successor_name_suffix("--successor-name-suffix", text)?,
-                    None => NameScheme::default(),
-                },
-                successor_annotation: successor_annotation(
-                    "--successor-annotation",
-                    args.successor_annotation.as_deref().unwrap_or_default(),
-                )?,
-            },
-            refresh_interval: check_interval("--refresh-interval", args.refresh_interval)?,
-            full_refresh_interval: check_interval(
-                "--full-refresh-interval",
-                args.full_refresh_interval,
-            )?,
-            details_concurrency: args.details_concurrency,
-        })
-    }
-
-    fn apply(self, foundation: &mut FoundationConfig) {
-        foundation.service_plans = self.service_plans;
-        foundation.metadata_labels = self.metadata_labels;
-        foundation.lead_time_annotation = self.lead_time_annotation;
-        foundation.rotation = self.rotation;
-        foundation.refresh_interval = self.refresh_interval;
-        foundation.full_refresh_interval = self.full_refresh_interval;
-        foundation.details_concurrency = self.details_concurrency;
-    }
+fn tune(args: &ConnectionArgs, draft: &mut FoundationDraft) -> Result<(), ConfigError> {
+    draft.service_plans = clean_plans(&args.service_plans);
+    draft.metadata_labels = metadata_labels(
+        "--metadata-labels",
+        args.metadata_labels.as_deref().unwrap_or_default(),
+    )?;
+    draft.lead_time_annotation = lead_time_annotation(
+        "--lead-time-annotation",
+        args.lead_time_annotation.as_deref().unwrap_or_default(),
+    )?;
+    draft.successor_name_suffix = (args.successor_name_suffix.as_deref())
+        .map(|text| successor_name_suffix("--successor-name-suffix", text))
+        .transpose()?;
+    draft.successor_annotation = successor_annotation(
+        "--successor-annotation",
+        args.successor_annotation.as_deref().unwrap_or_default(),
+    )?;
+    draft.refresh_interval = Some(check_interval("--refresh-interval", args.refresh_interval)?);
+    draft.full_refresh_interval = Some(check_interval(
+        "--full-refresh-interval",
+        args.full_refresh_interval,
+    )?);
+    draft.details_concurrency = Some(args.details_concurrency);
+    Ok(())
 }
 
 /// The configuration of `--demo`: one foundation named `demo` on the simulator at `target`,
 /// tuned by the same flags (and checked by the same rules) as a real one.
 /// The caller has found the flags' [`Source`] to be [`Source::Demo`].
 pub fn demo(args: &ConnectionArgs, target: &DemoTarget) -> Result<Config, ConfigError> {
-    let mut foundation = target.foundation("demo");
-    let mut tuning = Tuning::from_args(args)?;
+    let mut draft = target.draft("demo");
+    tune(args, &mut draft)?;
     if args.metadata_labels.is_none() {
-        tuning.metadata_labels = metadata_labels("--metadata-labels", &target.metadata_labels)?;
+        draft.metadata_labels = metadata_labels("--metadata-labels", &target.metadata_labels)?;
     }
     if args.lead_time_annotation.is_none() {
-        tuning.lead_time_annotation = (target.lead_time_annotation.as_deref())
+        draft.lead_time_annotation = (target.lead_time_annotation.as_deref())
             .map(|key| lead_time_annotation("--lead-time-annotation", key))
             .transpose()?
             .flatten();
     }
     if args.successor_annotation.is_none() {
-        tuning.rotation.successor_annotation = (target.successor_annotation.as_deref())
+        draft.successor_annotation = (target.successor_annotation.as_deref())
             .map(|key| successor_annotation("--successor-annotation", key))
             .transpose()?
             .flatten();
     }
-    tuning.apply(&mut foundation);
     Ok(Config {
-        foundations: vec![foundation],
+        foundations: vec![draft.build()?],
         file: None,
         cache_file: args.cache_file.clone(),
     })
 }
 
-/// The configuration from the single-foundation flags or the `--config` file (see
-/// [`Source`]); `--demo` goes through [`demo`]. Single-foundation secrets come from
-/// `--cf-password-file` or the `CF_PASSWORD` value itself. `env` is injected so tests need not
-/// touch the process environment.
-pub fn from_args(
-    args: &ConnectionArgs,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigError> {
-    from_source(args, Source::of(args)?, env)
-}
-
-/// [`from_args`], for the flags' `source` found already.
+/// The configuration from the single-foundation flags or the `--config` file, for the flags'
+/// `source` ([`Source::of`]); `--demo` goes through [`demo`]. Single-foundation secrets come
+/// from `--cf-password-file` or the `CF_PASSWORD` value itself. `env` is injected so tests need
+/// not touch the process environment.
 pub fn from_source(
     args: &ConnectionArgs,
     source: Source,
@@ -202,8 +173,6 @@ fn flags_foundation(
     args: &ConnectionArgs,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<FoundationConfig, ConfigError> {
-    let tuning = Tuning::from_args(args)?;
-
     let api = args.cf_api_url.as_deref().ok_or_else(|| {
         ConfigError::invalid(
             "--cf-api-url",
@@ -211,75 +180,40 @@ fn flags_foundation(
         )
     })?;
     let api_url = parse_url("--cf-api-url", api)?;
-    let uaa_url = args
-        .cf_uaa_url
-        .as_deref()
+    let name = (args.foundation.clone()).unwrap_or_else(|| default_foundation_name(&api_url));
+    let mut draft = FoundationDraft::new(name, api_url, &FLAGS_LOGIN);
+    tune(args, &mut draft)?;
+    draft.uaa_url = (args.cf_uaa_url.as_deref())
         .map(|u| parse_url("--cf-uaa-url", u))
         .transpose()?;
-
-    let password = match (&args.cf_password_file, env("CF_PASSWORD")) {
-        (Some(path), _) => Some(SecretSource::File(path.clone())),
-        (None, Some(_)) => Some(SecretSource::Env("CF_PASSWORD".to_owned())),
-        (None, None) => None,
+    draft.username = args.cf_username.clone();
+    draft.password = secret_flag(&args.cf_password_file, "CF_PASSWORD", &env)
+        .map(|secret| ("--cf-password-file", secret));
+    draft.client_id = Some(args.cf_client_id.clone());
+    draft.client_secret = secret_flag(&args.cf_client_secret_file, "CF_CLIENT_SECRET", &env)
+        .map(|secret| ("--cf-client-secret-file", secret));
+    draft.origin = args.cf_origin.clone();
+    draft.tls = TlsOptions {
+        ca_file: args.cf_ca_file.clone(),
+        skip_verify: args.cf_skip_tls_verify,
+        allow_http_login: args.cf_allow_http_login,
     };
-    let grant = match (&args.cf_username, password) {
-        (Some(username), Some(password)) => {
-            check_secret("--cf-password-file", &password)?;
-            Grant::Password {
-                username: username.clone(),
-                password,
-            }
-        }
-        (Some(_), None) => {
-            return Err(ConfigError::invalid(
-                "--cf-password-file",
-                "a password is required with --cf-username (or set CF_PASSWORD)",
-            ))
-        }
-        (None, Some(_)) => {
-            return Err(ConfigError::invalid(
-                "--cf-username",
-                "a password was given but no username; set --cf-username (or CF_USERNAME)",
-            ))
-        }
-        (None, None) => Grant::ClientCredentials,
-    };
-    let client_secret = match (&args.cf_client_secret_file, env("CF_CLIENT_SECRET")) {
-        (Some(path), _) => Some(SecretSource::File(path.clone())),
-        (None, Some(_)) => Some(SecretSource::Env("CF_CLIENT_SECRET".to_owned())),
-        (None, None) => None,
-    };
-    if let Some(secret) = &client_secret {
-        check_secret("--cf-client-secret-file", secret)?;
-    }
-    if let Some(ca) = &args.cf_ca_file {
+    let foundation = draft.build()?;
+    if let Some(ca) = &foundation.tls.ca_file {
         check_readable("--cf-ca-file", ca)?;
     }
-    let mut foundation = FoundationConfig {
-        name: args
-            .foundation
-            .clone()
-            .unwrap_or_else(|| default_foundation_name(&api_url)),
-        api_url,
-        uaa_url,
-        grant,
-        client_id: args.cf_client_id.clone(),
-        client_secret,
-        origin: args.cf_origin.clone().filter(|o| !o.is_empty()),
-        service_plans: Vec::new(),
-        metadata_labels: Vec::new(),
-        lead_time_annotation: None,
-        rotation: RotationConfig::default(),
-        refresh_interval: DEFAULT_REFRESH_INTERVAL,
-        full_refresh_interval: DEFAULT_FULL_REFRESH_INTERVAL,
-        details_concurrency: DEFAULT_DETAILS_CONCURRENCY,
-        tls: TlsOptions {
-            ca_file: args.cf_ca_file.clone(),
-            skip_verify: args.cf_skip_tls_verify,
-            allow_http_login: args.cf_allow_http_login,
-        },
-        http: HttpOptions::default(),
-    };
-    tuning.apply(&mut foundation);
     Ok(foundation)
+}
+
+/// A secret from its file flag, else from the environment variable holding the value itself.
+fn secret_flag(
+    file: &Option<PathBuf>,
+    var: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<SecretSource> {
+    match (file, env(var)) {
+        (Some(path), _) => Some(SecretSource::File(path.clone())),
+        (None, Some(_)) => Some(SecretSource::Env(var.to_owned())),
+        (None, None) => None,
+    }
 }

@@ -30,7 +30,7 @@ fn duration_text(d: std::time::Duration) -> String {
         _ => format!("{s}s"),
     }
 }
-pub use flags::{demo, from_args, from_source, Source};
+pub use flags::{demo, from_source, Source};
 
 /// Prometheus exporter for the expiry of Cloud Foundry service keys.
 ///
@@ -345,7 +345,7 @@ pub struct ConnectionArgs {
 }
 
 /// A duration above zero (a zero timeout would close every connection).
-pub fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
     match parse_duration(s)? {
         d if d.is_zero() => Err(format!("`{s}` must be above zero")),
         d => Ok(d),
@@ -353,7 +353,7 @@ pub fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Parses a humantime duration (`30s`, `5m`, `1h 30m`, `30d`).
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("`{s}` is not a duration ({e}); use e.g. 30s, 5m, 1h"))
 }

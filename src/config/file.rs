@@ -28,10 +28,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::{
-    check_interval, check_readable, check_secret, default_foundation_name, lead_time_annotation,
-    metadata_labels, parse_url, successor_annotation, successor_name_suffix, ConfigError,
-    FoundationConfig, Grant, MetadataLabel, SecretSource, TlsOptions, DEFAULT_CLIENT_ID,
-    DEFAULT_DETAILS_CONCURRENCY, DEFAULT_FULL_REFRESH_INTERVAL, DEFAULT_REFRESH_INTERVAL,
+    check_interval, check_readable, default_foundation_name, lead_time_annotation, metadata_labels,
+    parse_url, successor_annotation, successor_name_suffix, ConfigError, FoundationConfig,
+    FoundationDraft, LoginWording, MetadataLabel, SecretSource, TlsOptions,
 };
 
 /// Keys allowed at the top level, besides `foundation`: the [`Shared`] settings (the tests
@@ -289,8 +288,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<FoundationConfig>, ConfigErr
     Ok(foundations)
 }
 
-/// Applies the defaults to one foundation and checks it. Errors are [`ConfigError::Invalid`]
-/// naming the field; the caller adds the file and the foundation.
+/// One foundation's draft, with the file's defaults where it says nothing, built by
+/// [`FoundationDraft::build`]. Errors are [`ConfigError::Invalid`] naming the field; the caller
+/// adds the file and the foundation.
 fn build_foundation(
     raw: RawFoundation,
     defaults: &Shared,
@@ -313,66 +313,61 @@ fn build_foundation(
         .map(|u| parse_url("uaa_url", u))
         .transpose()?;
 
-    let password = secret_source(
+    let mut draft = FoundationDraft::new(name, api_url, &FILE_LOGIN);
+    draft.uaa_url = uaa_url;
+    draft.password = secret_source(
         "password",
         raw.password_file.map(|p| base.join(p)),
         raw.password_env,
         raw.password,
-        &name,
+        &draft.name,
         file,
     )?;
-    let grant = grant(raw.username, password)?;
-
-    let client_secret = secret_source(
+    draft.username = (raw.username)
+        .map(|username| non_empty("username", username))
+        .transpose()?;
+    draft.client_secret = secret_source(
         "client_secret",
         raw.client_secret_file.map(|p| base.join(p)),
         raw.client_secret_env,
         raw.client_secret,
-        &name,
+        &draft.name,
         file,
     )?;
-    if let Some((field, secret)) = &client_secret {
-        check_secret(field, secret)?;
-    }
 
     let settings = raw.shared.resolve(base)?.or(defaults);
-    Ok(FoundationConfig {
-        name,
-        api_url,
-        uaa_url,
-        grant,
-        client_id: settings
-            .client_id
-            .unwrap_or_else(|| DEFAULT_CLIENT_ID.to_owned()),
-        client_secret: client_secret.map(|(_, s)| s),
-        origin: settings.origin.filter(|o| !o.trim().is_empty()),
-        service_plans: settings.service_plans.unwrap_or_default(),
-        metadata_labels: settings.metadata_labels.unwrap_or_default(),
-        lead_time_annotation: settings.lead_time_annotation.filter(|k| !k.is_empty()),
-        rotation: crate::rotation::RotationConfig {
-            names: settings.successor_name_suffix.unwrap_or_default(),
-            successor_annotation: settings.successor_annotation.filter(|k| !k.is_empty()),
-        },
-        refresh_interval: settings
-            .refresh_interval
-            .unwrap_or(DEFAULT_REFRESH_INTERVAL),
-        full_refresh_interval: settings
-            .full_refresh_interval
-            .unwrap_or(DEFAULT_FULL_REFRESH_INTERVAL),
-        details_concurrency: settings
-            .details_concurrency
-            .unwrap_or(DEFAULT_DETAILS_CONCURRENCY),
-        tls: TlsOptions {
-            ca_file: settings.ca_file,
-            skip_verify: settings.skip_tls_verify.unwrap_or(false),
-            allow_http_login: settings.allow_http_login.unwrap_or(false),
-        },
-        http: super::HttpOptions::default(),
-    })
+    draft.client_id = settings.client_id;
+    draft.origin = settings.origin;
+    draft.service_plans = settings.service_plans.unwrap_or_default();
+    draft.metadata_labels = settings.metadata_labels.unwrap_or_default();
+    draft.lead_time_annotation = settings.lead_time_annotation;
+    draft.successor_name_suffix = settings.successor_name_suffix;
+    draft.successor_annotation = settings.successor_annotation;
+    draft.refresh_interval = settings.refresh_interval;
+    draft.full_refresh_interval = settings.full_refresh_interval;
+    draft.details_concurrency = settings.details_concurrency;
+    draft.tls = TlsOptions {
+        ca_file: settings.ca_file,
+        skip_verify: settings.skip_tls_verify.unwrap_or_default(),
+        allow_http_login: settings.allow_http_login.unwrap_or_default(),
+    };
+    draft.build()
 }
 
-/// Picks the one source of a secret among `<what>_file`, `<what>_env` and inline `<what>`,
-/// returning it with the name of the field it came from. An inline value is accepted with a
+/// How the file words an incomplete login.
+const FILE_LOGIN: LoginWording = LoginWording {
+    no_password: (
+        "username",
+        "set without a password; add password_file, password_env or password \
+         (or remove username for the client-credentials grant)",
+    ),
+    no_username: (
+        None,
+        "a password was given without a username; add username \
+         (or remove the password for the client-credentials grant)",
+    ),
+};
+
 /// A foundation's `name`: required, not empty.
 fn foundation_name(name: Option<String>, api_url: &url::Url) -> Result<String, ConfigError> {
     match name {
@@ -388,35 +383,8 @@ fn foundation_name(name: Option<String>, api_url: &url::Url) -> Result<String, C
     }
 }
 
-/// The login a foundation's `username` and password settings ask for.
-fn grant(
-    username: Option<String>,
-    password: Option<(&'static str, SecretSource)>,
-) -> Result<Grant, ConfigError> {
-    Ok(match (username, password) {
-        (Some(username), Some((field, password))) => {
-            let username = non_empty("username", username)?;
-            check_secret(field, &password)?;
-            Grant::Password { username, password }
-        }
-        (Some(_), None) => {
-            return Err(ConfigError::invalid(
-                "username",
-                "set without a password; add password_file, password_env or password \
-                 (or remove username for the client-credentials grant)",
-            ))
-        }
-        (None, Some((field, _))) => {
-            return Err(ConfigError::invalid(
-                field,
-                "a password was given without a username; add username \
-                 (or remove the password for the client-credentials grant)",
-            ))
-        }
-        (None, None) => Grant::ClientCredentials,
-    })
-}
-
+/// Picks the one source of a secret among `<what>_file`, `<what>_env` and inline `<what>`,
+/// returning it with the name of the field it came from. An inline value is accepted with a
 /// warning that names the foundation, never the value.
 fn secret_source(
     what: &'static str,

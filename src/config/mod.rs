@@ -6,7 +6,10 @@
 //! Secrets are not read into memory at start: a [`SecretSource`] is read each time a login
 //! needs it, so a rotated password file works without a restart.
 
+mod draft;
 pub mod file;
+
+pub(crate) use draft::{FoundationDraft, LoginWording};
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -207,7 +210,7 @@ fn check_metadata_key(field: &str, key: &str) -> Result<(), ConfigError> {
 
 /// Checks `--lead-time-annotation` / `lead_time_annotation`: blank is off (`None`), anything
 /// else must look like a Cloud Foundry metadata key, as for `--metadata-labels`.
-pub fn lead_time_annotation(field: &str, key: &str) -> Result<Option<String>, ConfigError> {
+pub(crate) fn lead_time_annotation(field: &str, key: &str) -> Result<Option<String>, ConfigError> {
     let key = key.trim();
     if key.is_empty() {
         return Ok(None);
@@ -218,13 +221,13 @@ pub fn lead_time_annotation(field: &str, key: &str) -> Result<Option<String>, Co
 
 /// Checks `--successor-annotation` / `successor_annotation` as `--lead-time-annotation`:
 /// blank is off, anything else must look like a Cloud Foundry metadata key.
-pub fn successor_annotation(field: &str, key: &str) -> Result<Option<String>, ConfigError> {
+pub(crate) fn successor_annotation(field: &str, key: &str) -> Result<Option<String>, ConfigError> {
     lead_time_annotation(field, key)
 }
 
 /// Checks `--successor-name-suffix` / `successor_name_suffix`: a fixed-width date format
 /// ([`NameScheme::parse`]).
-pub fn successor_name_suffix(field: &str, text: &str) -> Result<NameScheme, ConfigError> {
+pub(crate) fn successor_name_suffix(field: &str, text: &str) -> Result<NameScheme, ConfigError> {
     NameScheme::parse(text.trim()).map_err(|message| ConfigError::invalid(field, message))
 }
 
@@ -338,7 +341,7 @@ impl ConfigError {
 
 /// Parses and checks a CF API or UAA URL. `http://` is accepted (tests, in-cluster proxies)
 /// but the caller warns about it.
-pub fn parse_url(field: &str, value: &str) -> Result<Url, ConfigError> {
+pub(crate) fn parse_url(field: &str, value: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(value.trim())
         .map_err(|e| ConfigError::invalid(field, format!("`{value}` is not a URL ({e})")))?;
     match url.scheme() {
@@ -366,19 +369,19 @@ pub fn parse_url(field: &str, value: &str) -> Result<Url, ConfigError> {
 }
 
 /// The default `foundation` label: the API URL's host.
-pub fn default_foundation_name(api_url: &Url) -> String {
+pub(crate) fn default_foundation_name(api_url: &Url) -> String {
     api_url.host_str().unwrap_or("cf").to_owned()
 }
 
 /// Checks that a secret source can be read now, so a typo fails at start, not at first login.
-pub fn check_secret(field: &str, source: &SecretSource) -> Result<(), ConfigError> {
+pub(crate) fn check_secret(field: &str, source: &SecretSource) -> Result<(), ConfigError> {
     source
         .read()
         .map(|_| ())
         .map_err(|e| ConfigError::invalid(field, e.to_string()))
 }
 
-pub fn check_readable(field: &str, path: &Path) -> Result<(), ConfigError> {
+pub(crate) fn check_readable(field: &str, path: &Path) -> Result<(), ConfigError> {
     std::fs::File::open(path)
         .map(|_| ())
         .map_err(|e| ConfigError::invalid(field, format!("cannot read {}: {e}", path.display())))
@@ -408,30 +411,29 @@ pub struct DemoTarget {
 impl DemoTarget {
     /// A foundation that logs in to the simulator, with the default tuning.
     pub fn foundation(&self, name: &str) -> FoundationConfig {
-        FoundationConfig {
-            name: name.to_owned(),
-            api_url: self.api_url.clone(),
-            uaa_url: None,
-            grant: Grant::Password {
-                username: self.username.clone(),
-                password: SecretSource::Inline(self.password.clone()),
-            },
-            client_id: self.client_id.clone(),
-            client_secret: (!self.client_secret.expose_secret().is_empty())
-                .then(|| SecretSource::Inline(self.client_secret.clone())),
-            origin: self.origin.clone(),
-            service_plans: Vec::new(),
-            metadata_labels: Vec::new(),
-            lead_time_annotation: None,
-            rotation: RotationConfig::default(),
-            refresh_interval: DEFAULT_REFRESH_INTERVAL,
-            full_refresh_interval: DEFAULT_FULL_REFRESH_INTERVAL,
-            details_concurrency: DEFAULT_DETAILS_CONCURRENCY,
-            tls: TlsOptions::default(),
-            http: HttpOptions::default(),
-        }
+        self.draft(name)
+            .build()
+            .expect("a simulator's login is complete and its secrets are inline")
+    }
+
+    /// [`DemoTarget::foundation`] before defaults, for `--demo` to tune.
+    pub(crate) fn draft(&self, name: &str) -> FoundationDraft {
+        let mut draft = FoundationDraft::new(name.to_owned(), self.api_url.clone(), &DEMO_LOGIN);
+        draft.username = Some(self.username.clone());
+        draft.password = Some(("--demo", SecretSource::Inline(self.password.clone())));
+        draft.client_id = Some(self.client_id.clone());
+        draft.client_secret = (!self.client_secret.expose_secret().is_empty())
+            .then(|| ("--demo", SecretSource::Inline(self.client_secret.clone())));
+        draft.origin = self.origin.clone();
+        draft
     }
 }
+
+/// The demo always has both a username and a password.
+const DEMO_LOGIN: LoginWording = LoginWording {
+    no_password: ("--demo", "the simulator has no password"),
+    no_username: (None, "the simulator has no username"),
+};
 
 impl std::fmt::Debug for DemoTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -469,7 +471,7 @@ impl From<&cf_sim::Sim> for DemoTarget {
 }
 
 /// Trims plan names and drops empty ones (`CF_SERVICE_PLANS=""` means every plan).
-pub fn clean_plans(plans: &[String]) -> Vec<String> {
+pub(crate) fn clean_plans(plans: &[String]) -> Vec<String> {
     plans
         .iter()
         .map(|p| p.trim().to_owned())
@@ -478,7 +480,7 @@ pub fn clean_plans(plans: &[String]) -> Vec<String> {
 }
 
 /// A refresh interval below one second would hammer Cloud Foundry; refuse it.
-pub fn check_interval(field: &str, interval: Duration) -> Result<Duration, ConfigError> {
+pub(crate) fn check_interval(field: &str, interval: Duration) -> Result<Duration, ConfigError> {
     if interval < Duration::from_secs(1) {
         return Err(ConfigError::invalid(field, "must be at least 1s"));
     }
@@ -486,7 +488,7 @@ pub fn check_interval(field: &str, interval: Duration) -> Result<Duration, Confi
 }
 
 /// The URL points at this machine (tests, the demo, a local proxy): plain http is no risk there.
-pub fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),

@@ -14,6 +14,16 @@ use secrecy::ExposeSecret;
 /// Where error tests pretend the file lives; `parse` never reads it.
 const PATH: &str = "/etc/cfske/config.toml";
 
+/// The configuration the flags (and the environment `env` gives) describe, found as the binary
+/// finds it.
+fn from_args(
+    args: &cf_service_key_exporter::cli::ConnectionArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<cf_service_key_exporter::config::Config, cf_service_key_exporter::config::ConfigError> {
+    use cf_service_key_exporter::cli::{from_source, Source};
+    from_source(args, Source::of(args)?, env)
+}
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config")
 }
@@ -633,8 +643,8 @@ fn the_lead_time_annotation_is_a_top_level_default_a_foundation_may_override_or_
 
 #[test]
 fn the_lead_time_annotation_flag_and_the_demo_default() {
+    use cf_service_key_exporter::cli::demo;
     use cf_service_key_exporter::cli::Cli;
-    use cf_service_key_exporter::cli::{demo, from_args};
     use cf_service_key_exporter::config::DemoTarget;
     use clap::Parser;
     let args = |extra: &[&str]| {
@@ -901,7 +911,6 @@ fn the_successor_settings_come_from_the_file_with_top_level_defaults_and_from_th
         "{err}"
     );
 
-    use cf_service_key_exporter::cli::from_args;
     use cf_service_key_exporter::cli::Cli;
     use clap::Parser;
     let flags = |extra: &[&str]| {
@@ -931,5 +940,79 @@ fn the_successor_settings_come_from_the_file_with_top_level_defaults_and_from_th
     assert!(
         err.to_string().starts_with("--successor-name-suffix: "),
         "{err}"
+    );
+}
+
+/// The flags (with their environment variables) and a `[[foundation]]` saying the same thing
+/// build the same foundation: one constructor, one set of defaults. What neither says takes the
+/// same default; an incomplete login is refused by the same rule, worded for each source.
+#[test]
+fn the_flags_and_the_file_build_the_same_foundation() {
+    use cf_service_key_exporter::cli::Cli;
+    use clap::Parser;
+    let dir = TempDir::new("same-foundation");
+    let password = dir.file("password", "s3cr3t\n");
+    let client_secret = dir.file("client-secret", "c");
+    let ca = dir.file("ca.pem", "not checked for content here");
+    let flags = |extra: &[&str]| {
+        let base = [
+            "cf-service-key-exporter",
+            "--cf-api-url",
+            "https://api.eu10.example",
+        ];
+        Cli::try_parse_from(base.iter().chain(extra))
+            .unwrap()
+            .connection
+    };
+    let from_flags = from_args(
+        &flags(&[
+            "--foundation",
+            "eu10",
+            "--cf-username",
+            "ops",
+            "--cf-password-file",
+            password.to_str().unwrap(),
+            "--cf-client-secret-file",
+            client_secret.to_str().unwrap(),
+            "--cf-ca-file",
+            ca.to_str().unwrap(),
+            "--cf-origin",
+            "corp",
+            "--service-plans",
+            "standard",
+            "--refresh-interval",
+            "2m",
+        ]),
+        |_| None,
+    )
+    .unwrap()
+    .foundations;
+    let text = format!(
+        "refresh_interval = \"2m\"\n[[foundation]]\nname = \"eu10\"\napi_url = \"https://api.eu10.example\"\n\
+         username = \"ops\"\npassword_file = {password:?}\nclient_secret_file = {client_secret:?}\n\
+         ca_file = {ca:?}\norigin = \"corp\"\nservice_plans = [\"standard\"]\n"
+    );
+    let from_file = parse(&text, &dir.0.join("config.toml")).unwrap();
+    assert_eq!(from_flags, from_file);
+    let f = &from_file[0];
+    assert_eq!(f.client_id, "cf");
+    assert_eq!(f.full_refresh_interval, Duration::from_secs(24 * 3600));
+    assert_eq!(f.details_concurrency.get(), 16);
+    assert_eq!(f.refresh_interval, Duration::from_secs(120));
+
+    // Nothing about the login: the client-credentials grant from both.
+    let bare = from_args(&flags(&[]), |_| None).unwrap().foundations;
+    assert_eq!(bare[0].grant, Grant::ClientCredentials);
+
+    // Half a login, refused by the flags naming the flags.
+    let err = from_args(&flags(&["--cf-username", "ops"]), |_| None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "--cf-password-file: a password is required with --cf-username (or set CF_PASSWORD)"
+    );
+    let err = from_args(&flags(&[]), |var| (var == "CF_PASSWORD").then(String::new)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "--cf-username: a password was given but no username; set --cf-username (or CF_USERNAME)"
     );
 }

@@ -431,3 +431,41 @@ fn the_report_never_prints_a_credential() {
         assert!(!all.contains("BEGIN CERTIFICATE"), "{format}");
     }
 }
+
+/// The report's refreshers read the wall clock it is given, not the system's: every key read
+/// carries the injected moment as its reading time.
+#[tokio::test]
+async fn the_report_reads_the_wall_clock_it_is_given() {
+    use std::sync::Arc;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use cf_service_key_exporter::config::{Config, DemoTarget};
+    use cf_service_key_exporter::testing::ManualClock;
+    use cf_sim::{demo, Accounts, Sim};
+
+    let sim = Sim::start(
+        demo::world(OffsetDateTime::now_utc()).unwrap(),
+        Accounts::default(),
+    )
+    .await
+    .unwrap();
+    let config = Config {
+        foundations: vec![DemoTarget::from(&sim).foundation("demo")],
+        file: None,
+        cache_file: None,
+    };
+    // A moment days away from the system clock.
+    let at = unix_now() + 5 * 86_400;
+    let clock = Arc::new(ManualClock::at(
+        UNIX_EPOCH + Duration::from_secs(at.try_into().unwrap()),
+    ));
+    let collected = cf_service_key_exporter::report::collect(&config, false, clock).await;
+    let read_at: Vec<i64> = (collected.rows.iter())
+        .filter_map(|row| row.key.reading.as_ref().map(|r| r.read_at))
+        .collect();
+    assert!(read_at.len() > 10, "{} keys read", read_at.len());
+    assert!(
+        read_at.iter().all(|&t| t == at),
+        "{read_at:?} (expected {at})"
+    );
+}

@@ -9,9 +9,11 @@
 //! annotated as the successor of `jobs-x509-rotated`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cf_service_key_exporter::cli::{ExpiringWithin, ReportArgs, ReportOutput};
+use cf_service_key_exporter::clock::SystemClock;
 use cf_service_key_exporter::config::{Config, DemoTarget, FoundationConfig, MetadataLabel};
 use cf_service_key_exporter::report;
 use cf_service_key_exporter::report::rotate::{parameters, render, run};
@@ -59,7 +61,7 @@ async fn plan(sim: &Sim, args: &ReportArgs) -> String {
         file: None,
         cache_file: None,
     };
-    let refreshed = report::refresh(&config, false).await;
+    let refreshed = report::refresh(&config, false, Arc::new(SystemClock)).await;
     let plans = run::plans(&refreshed, args, unix_now()).await;
     match args.output {
         ReportOutput::Json => render::json(&plans).expect("JSON"),
@@ -661,7 +663,7 @@ async fn parameter_reads_go_through_the_rate_limit_budget_and_stop_when_it_is_sp
         file: None,
         cache_file: None,
     };
-    let refreshed = report::refresh(&config, false).await;
+    let refreshed = report::refresh(&config, false, Arc::new(SystemClock)).await;
     h.sim.state.switches.set_rate_limit(Some(
         cf_sim::RateLimit::new(100, Duration::from_secs(3600)).with_used(95),
     ));

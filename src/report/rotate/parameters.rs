@@ -23,7 +23,7 @@ use serde_json::{json, Map, Value};
 use crate::rotation::shape::{CredentialType, Shape};
 
 /// Cloud Integration's longest certificate validity, in days.
-pub const MAX_INTEGRATION_DAYS: i64 = 365;
+pub(crate) const MAX_INTEGRATION_DAYS: i64 = 365;
 
 /// The parameters the shape decides; fetched values of these give way to derived ones.
 const SHAPE_FIELDS: [&str; 4] = ["credential-type", "x509", "key-type", "validity"];
@@ -74,7 +74,7 @@ pub fn days(from: i64, until: i64) -> Option<i64> {
 }
 
 /// The successor's parameters, or why there are none.
-pub fn decide(fetched: Fetched, known: Known) -> Result<Parameters, String> {
+pub(crate) fn decide(fetched: Fetched, known: Known) -> Result<Parameters, String> {
     let map = match fetched {
         Fetched::Returned(Value::Object(map)) if !map.is_empty() => map,
         Fetched::Returned(Value::Object(_)) => {

@@ -20,7 +20,7 @@ use super::parameters::{self, Known};
 use super::plan::{self, Context, KeyPlan, Target};
 use super::render;
 use crate::cli::{ReportArgs, ReportOutput};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::refresher::Refresher;
 use crate::report::{self, select, Outcome, Refreshed, Row};
@@ -36,9 +36,9 @@ pub struct Plans {
 }
 
 /// Runs `report --rotate-plan`: refresh, plan, print; the exit code.
-pub async fn run(config: &Config, args: &ReportArgs) -> u8 {
-    let refreshed = report::refresh(config, std::io::stderr().is_terminal()).await;
-    let plans = plans(&refreshed, args, SystemClock.unix_now()).await;
+pub async fn run(config: &Config, args: &ReportArgs, clock: Arc<dyn Clock>) -> u8 {
+    let refreshed = report::refresh(config, std::io::stderr().is_terminal(), clock).await;
+    let plans = plans(&refreshed, args, refreshed.clock.unix_now()).await;
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
     finish(&plans, args, &mut stdout, &mut stderr)
