@@ -1,19 +1,23 @@
 #!/usr/bin/env python3
-"""End-to-end test of the shipped alerts and dashboard on the real programs.
+"""End-to-end test of the shipped alerts, Alertmanager example and dashboard on the real programs.
 
 Starts, all on 127.0.0.1 with free ports and a temporary directory:
   - two exporters in demo mode, both reporting foundation "demo" (a high-availability pair:
     same keys, same guids), with the demo's owner labels (--metadata-labels team,example.com/owner
     is the demo's default);
   - a third exporter pointed at a dead Cloud Foundry (foundation "broken");
-  - a webhook receiver (in this process) that records what Alertmanager sends;
-  - a real Alertmanager with alerts/alertmanager.example.yml: its routes and inhibit rules
-    untouched, each receiver (same names) pointed at the webhook, its group timers shortened;
-  - a real Prometheus scraping the three exporters every second and loading alerts/rules.yml
-    with every `for:` divided by TIME_SCALE (a transformed copy; the shipped file is never
-    edited; `for: 0s` stays 0s).
+  - two simulated Cloud Foundries (cf-sim): the demo world, behind a proxy in this process that
+    can refuse every /details request (403), and a one-key world for 10 foundations;
+  - a webhook receiver and an SMTP server (in this process) that record what Alertmanager sends;
+  - a real Alertmanager with alerts/alertmanager.example.yml: its routes, inhibit rules and
+    e-mail subjects untouched; each receiver (same names) keeps its e-mail (to the SMTP server,
+    with a header listing the notification's alerts) and posts to the webhook instead of
+    anything else; its group timers shortened;
+  - a real Prometheus scraping the exporters every second (and, from the start, the places of
+    the exporters started later) and loading alerts/rules.yml with every `for:` divided by
+    TIME_SCALE (a transformed copy; the shipped file is never edited; `for: 0s` stays 0s).
 
-Then asserts, against the demo foundation (sim/src/demo.rs):
+Then asserts, against the demo foundation (sim/src/demo.rs) and the paging policy of issue 21:
   - the expected alerts reach the webhook through the right receivers with the right labels
     (owner labels included, no scrape labels), grouped by foundation/org/space;
   - 7-day keys rotated in time (jobs-x509-fresh, jobs-x509-rotated) reach no receiver and do not
@@ -24,23 +28,36 @@ Then asserts, against the demo foundation (sim/src/demo.rs):
     and one alert per key in Prometheus and in Alertmanager;
   - the unreadable key (broken-binding) alerts with its reason; flaky-key, whose first refresh
     fails, is read at a later one and never alerts;
-  - warnings of critical keys, and the critical CfServiceKeyExpiringSoon of an expired key, are
-    inhibited (firing in Prometheus, suppressed in Alertmanager, never delivered); no other alert
-    fires or arrives;
+  - warnings of critical keys, and CfServiceKeyExpiringSoon of an expired key, are inhibited
+    (firing in Prometheus, suppressed in Alertmanager, never delivered); no other alert fires or
+    arrives;
   - every query of every dashboard panel and variable (variables substituted, found by walking
     the JSON) returns data without scrape labels, and the stat panels count the demo's keys;
   - killing one exporter of the pair changes nothing; killing the broken exporter raises
     CfServiceKeyExporterDown and CfServiceKeyExporterFoundationMissing, and the dashboard shows
-    the foundation as MISSING (-1) instead of no data.
+    the foundation as MISSING (-1) instead of no data;
+  - (a) an exporter watching 10 foundations (whose key alerts page per space) dies: its
+    CfServiceKeyExporterFoundationMissing reach the pager in one notification naming all 10, its
+    CfServiceKeyExporterDown the platform team's e-mail once, and the key alerts of those
+    foundations are held inhibited;
+  - (d) the cold rollout: the demo pair is replaced, one replica after the other, by two that list
+    every key and can read none (the proxy refuses /details): every key alert, the criticals
+    first, keeps firing since the same moment, and no RESOLVED about the demo reaches any
+    receiver; (b) meanwhile CfServiceKeyUnreadable fires for every key, held inhibited by the
+    foundation's CfServiceKeyExporterCoverageLow, which alone reaches the platform team; control:
+    a key deleted in Cloud Foundry then resolves, and its RESOLVED reaches the pager;
+  - (c) every e-mail's subject names the alerts of its notification (sorted, each once, and the
+    number firing), the mixed group of acme-dev/sandbox included.
 
 No fixed sleeps: every wait polls for an observed state under a deadline. The "never arrives"
 checks wait until DELIVERY_WINDOW (Alertmanager's group_wait + group_interval + a margin) has
 passed since the alerts concerned were seen in Alertmanager or the rules were evaluated.
 
 Environment: EXPORTER_BIN (default target/debug/cf-service-key-exporter, relative to the
-repository), PROMETHEUS_BIN (default prometheus), ALERTMANAGER_BIN (default
-prometheus-alertmanager, Debian's name; `alertmanager` elsewhere), AMTOOL_BIN (default amtool).
-Python 3.11 standard library only. Ends with "e2e: N passed, M failed"; exit 1 on any failure.
+repository), CF_SIM_BIN (default target/debug/cf-sim), RULES_FILE (default alerts/rules.yml),
+PROMETHEUS_BIN (default prometheus), ALERTMANAGER_BIN (default prometheus-alertmanager, Debian's
+name; `alertmanager` elsewhere), AMTOOL_BIN (default amtool). Python 3.11 standard library only.
+Ends with "e2e: N passed, M failed"; exit 1 on any failure.
 """
 
 import base64
