@@ -1153,6 +1153,9 @@ def phase_wide(env):
             muted_by == {(f, "CfServiceKeyExporterFoundationMissing", f) for f in WIDE}
             and all(a["status"].get("inhibitedBy") for a in alerts),
             f"{sorted((a['labels']['foundation'], a['labels']['alertname'], a['labels'].get('severity'), [by_fp.get(fp, {}).get('alertname') for fp in a['status'].get('inhibitedBy') or []]) for a in alerts)}")
+    resolved = sorted({(rcv, describe(a["labels"])) for rcv, p in webhook.notifications_since(killed) for a in p["alerts"]
+                       if a["status"] == "resolved" and a["labels"].get("foundation") in WIDE})
+    r.check("(a) no RESOLVED of the lost foundations' alerts reaches a receiver", not resolved, f"{resolved}")
 
 
 def exporter_metrics(env, name):
@@ -1215,7 +1218,8 @@ def phase_rollout(env):
         if old:
             env.procs.stop(old)
             env.stopped.add(old)
-    # A rolling update: a new replica is Ready before the old one stops (exporter-demo-b stopped
+    # A rolling update as deploy/kubernetes/exporter/deployment.yaml does it (maxSurge 1,
+    # maxUnavailable 0): a new replica is Ready before an old one stops (exporter-demo-b stopped
     # in the HA check above).
     replace("exporter-new-b", None)
     replace("exporter-new-a", "exporter-demo-a")
