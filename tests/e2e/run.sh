@@ -14,6 +14,6 @@ ensure_tools
 # The simulated Cloud Foundry the test starts beside the exporters (a workspace member that a
 # plain `cargo build` does not build).
 if [[ -z "${CF_SIM_BIN:-}" ]]; then
-    (cd "$root" && cargo build --quiet -p cf-sim --bin cf-sim)
+    (cd "$root" && cargo build --locked --quiet -p cf-sim --bin cf-sim)
 fi
 exec python3 "$root/tests/e2e/run.py" "$@"
