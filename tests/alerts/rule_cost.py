@@ -26,6 +26,7 @@ when a Prometheus stops or a rule fails to evaluate.
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -96,7 +97,7 @@ scrape_configs:
             self.proc = subprocess.Popen(["prometheus", "--config.file=prometheus.yml", "--storage.tsdb.path=data",
                                           f"--web.listen-address=127.0.0.1:{port}"], cwd=self.dir, stdout=log,
                                          stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
-        self.group_times, self.rule_times, self.last = {}, {}, None
+        self.group_times, self.rule_times, self.last, self.intervals = {}, {}, None, {}
         self.cpu_start = self.evaluations = None
 
     def alive(self):
@@ -107,23 +108,41 @@ scrape_configs:
         return True
 
     def poll(self):
-        """Record the group and rule times of an evaluation not seen yet; the number seen."""
+        """Record the times of each group evaluation not seen yet (a group evaluated at its own
+        interval counts once per evaluation); the fewest evaluations seen of any group."""
         if self.rules == "none":
             return None
         groups = get(f"{self.url}/api/v1/rules")["data"]["groups"]
-        stamp = {g["name"]: g["lastEvaluation"] for g in groups}
-        if stamp != self.last:
-            first = self.last is None
-            self.last = stamp
-            if first:  # the evaluation under way when measuring started: not counted
-                return 0
-            for g in groups:
-                self.group_times.setdefault(g["name"], []).append(g["evaluationTime"])
-                for index, r in enumerate(g["rules"]):
-                    if r.get("health") == "err":
-                        raise RuntimeError(f"{self.name}: rule {r['name']} fails: {r.get('lastError')}")
-                    self.rule_times.setdefault((g["name"], index, r["type"], r["name"]), []).append(r["evaluationTime"])
-        return len(next(iter(self.group_times.values()), []))
+        first = self.last is None
+        self.last = self.last or {}
+        durations = self.last_durations()
+        for g in groups:
+            name = g["name"]
+            self.intervals[name] = g.get("interval")
+            if self.last.get(name) == g["lastEvaluation"]:
+                continue
+            seen_before = name in self.last
+            self.last[name] = g["lastEvaluation"]
+            if first or not seen_before:  # the evaluation under way when measuring started
+                self.group_times.setdefault(name, [])
+                continue
+            self.group_times.setdefault(name, []).append(durations.get(name, g["evaluationTime"]))
+            for index, r in enumerate(g["rules"]):
+                if r.get("health") == "err":
+                    raise RuntimeError(f"{self.name}: rule {r['name']} fails: {r.get('lastError')}")
+                self.rule_times.setdefault((name, index, r["type"], r["name"]), []).append(r["evaluationTime"])
+        return min((len(t) for t in self.group_times.values()), default=0)
+
+    def last_durations(self):
+        """prometheus_rule_group_last_duration_seconds of each group, from Prometheus' own
+        /metrics."""
+        out = {}
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=30) as r:
+            for line in r.read().decode().splitlines():
+                m = re.match(r'prometheus_rule_group_last_duration_seconds\{rule_group="[^"]*;([^"]*)"\} (\S+)', line)
+                if m:
+                    out[m.group(1)] = float(m.group(2))
+        return out
 
 
 def main():
@@ -133,7 +152,7 @@ def main():
     ap.add_argument("--foundations", type=int, default=10)
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--interval", type=int, default=60)
-    ap.add_argument("--warmup", type=int, default=960)
+    ap.add_argument("--warmup", type=int, default=360)
     ap.add_argument("--samples", type=int, default=5)
     args = ap.parse_args()
     args.rules = args.rules or [os.path.join(ROOT, "alerts", "rules.yml")]
@@ -172,14 +191,28 @@ def main():
                 return 1
             time.sleep(1)
         elapsed = time.monotonic() - began
+        baseline = None
+        results = []
         for i in instances:
             cpu = (cpu_seconds(i.proc.pid) - i.cpu_start) / elapsed * args.interval
+            if i.rules == "none":
+                baseline = cpu
+            results.append((i, cpu))
+        for i, cpu in results:
             head = get(f"{i.url}/api/v1/status/tsdb")["data"]["headStats"]["numSeries"]
-            alerts = len(get(f"{i.url}/api/v1/alerts")["data"]["alerts"])
-            print(f"\n{i.name}: CPU {cpu:.2f}s per {args.interval}s interval; head series {head}; active alerts {alerts}")
+            alerts = get(f"{i.url}/api/v1/alerts")["data"]["alerts"]
+            firing = sum(1 for a in alerts if a["state"] == "firing")
+            ratio = ""
+            if baseline and i.rules != "none":
+                ratio = (f"; rules' CPU {cpu - baseline:.2f}s = {(cpu - baseline) / baseline:.2f}x the CPU of "
+                         f"scraping and storing ({baseline:.2f}s)")
+            print(f"\n{i.name}: CPU {cpu:.2f}s per {args.interval}s{ratio}; head series {head}; "
+                  f"active alerts {len(alerts)} ({firing} firing)")
             for name, times in i.group_times.items():
-                print(f"  group {name}: median {statistics.median(times):.3f}s over {len(times)} evaluations "
-                      f"(min {min(times):.3f}s, max {max(times):.3f}s)")
+                interval = i.intervals.get(name) or args.interval
+                print(f"  group {name} (interval {interval:g}s): median {statistics.median(times):.3f}s over "
+                      f"{len(times)} evaluations (max {max(times):.3f}s) = {100 * statistics.median(times) / interval:.1f} % "
+                      f"of its interval (max {100 * max(times) / interval:.1f} %)")
             merged = {}
             for (group, _, typ, name), times in i.rule_times.items():
                 merged.setdefault((group, typ, name), []).append(statistics.median(times))

@@ -5,7 +5,8 @@
 #   tests/alerts/run.sh
 #
 # Needs: promtool and amtool (Debian packages prometheus and prometheus-alertmanager, installed
-# by this script when missing and run as root), python3 (standard library only), bash, awk, diff.
+# by this script when missing and run as root), jsonnet (Debian package jsonnet, for the
+# mixin; scripts/install-test-deps.sh), python3 (standard library only), bash, awk, diff.
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -65,23 +66,47 @@ no_inline_smtp_password() {
     grep -Eq '^\s*smtp_auth_password_file:' alerts/alertmanager.example.yml
 }
 
-# alerts/rules.yml with the one number of the rotation policy set to 365 days, as a user
-# enables it; fails unless exactly that line changed.
-rules_with_rotation_policy() {
-    awk '
-      /- record: cf_service_key:rotation_max_age_seconds$/ { hit = 1; print; next }
-      hit == 1 && /^ +expr: vector\(0\)/ { sub(/vector\(0\).*/, "vector(365 * 86400) # enabled by tests/alerts/run.sh"); hit = 2 }
-      { print }
-      END { if (hit != 2) { print "rotation policy threshold not found in alerts/rules.yml" > "/dev/stderr"; exit 1 } }
-    ' alerts/rules.yml
+# The mixin rendered with `_config` overrides (a jsonnet object literal, e.g.
+# '{ thresholds+:: { rotationMaxAgeSeconds: 365 * 86400 } }'), as a rules file.
+mixin_rules_with() {
+    jsonnet -S -J mixin -e "local render = import 'lib/render.libsonnet'; render.groupsYaml((import 'mixin.libsonnet') + { _config+:: $1 })"
 }
 
+# The rotation policy switched on the way a user does it, in `_config`: the rules that come out
+# pass alerts/tests/rotation-enabled/, and differ from the shipped ones only by the policy (the
+# recorded threshold, the creation-time rule and the alert).
 rotation_policy_test() {
     local dir="$work/rotation-enabled"
     mkdir -p "$dir"
-    rules_with_rotation_policy >"$dir/rules.yml" || return 1
-    [[ "$(diff alerts/rules.yml "$dir/rules.yml" | grep -c '^[<>]')" -eq 2 ]] || { echo "more than the policy line changed"; return 1; }
+    mixin_rules_with '{ thresholds+:: { rotationMaxAgeSeconds: 365 * 86400 } }' >"$dir/rules.yml" || return 1
+    grep -q 'alert: CfServiceKeyRotationDue' "$dir/rules.yml" || { echo "no CfServiceKeyRotationDue with the policy on"; return 1; }
+    if grep -q 'CfServiceKeyRotationDue' alerts/rules.yml; then echo "alerts/rules.yml has CfServiceKeyRotationDue though the policy is off"; return 1; fi
     cp alerts/tests/rotation-enabled/*.yml "$dir/" && promtool test rules "$dir"/rotation-*.yml
+}
+
+# README's kube-prometheus import (mixin/examples/kube-prometheus.jsonnet, with the exporter's
+# job selected and the critical window overridden to two days), rendered as kube-prometheus
+# renders it: the mixin found under a vendor path. The PrometheusRule's groups must pass
+# promtool and alerts/tests/mixin-import/; the dashboard ConfigMap must hold the dashboard.
+mixin_import_test() {
+    local dir="$work/mixin-import"
+    mkdir -p "$dir/vendor" "$dir/out"
+    ln -s "$root/mixin" "$dir/vendor/mixin"
+    jsonnet -J "$dir/vendor" -m "$dir/out" mixin/examples/kube-prometheus.jsonnet >/dev/null || return 1
+    python3 - "$dir" <<'PY' || return 1
+import json, sys
+d = sys.argv[1]
+rule = json.load(open(f"{d}/out/cf-service-key-exporter-prometheusRule"))
+assert rule["kind"] == "PrometheusRule", rule["kind"]
+critical = [r for g in rule["spec"]["groups"] for r in g["rules"] if r.get("record") == "cf_service_key:expiry_critical_threshold_seconds"]
+assert len(critical) == 1 and "172800" in critical[0]["expr"], critical
+exprs = "\n".join(r["expr"] for g in rule["spec"]["groups"] for r in g["rules"])
+assert 'cf_service_key_expiry_timestamp_seconds{job="cf-service-key-exporter"}' in exprs, "selector not applied"
+json.dump(rule["spec"], open(f"{d}/rules.yml", "w"))
+cm = json.load(open(f"{d}/out/cf-service-key-exporter-dashboards"))
+assert json.loads(cm["data"]["cf-service-keys.json"])["refresh"] == "5m"
+PY
+    promtool check rules "$dir/rules.yml" && cp alerts/tests/mixin-import/*.yml "$dir/" && promtool test rules "$dir"/kube-prometheus.yml
 }
 
 # Every host a compose config points at is a service of the compose file, and the dashboard
@@ -101,13 +126,13 @@ compose_references_resolve() {
 }
 
 check "promtool check rules alerts/rules.yml" promtool check rules alerts/rules.yml
-check "PrometheusRule files are up to date (alerts/generate.sh --check)" alerts/generate.sh --check
-for f in alerts/prometheus-rule.yaml deploy/kubernetes/prometheus-rule.yaml; do
-    prometheus_rule_spec "$f" >"$work/$(basename "$(dirname "$f")")-spec.yml"
-    check "promtool check rules on the spec of $f" promtool check rules "$work/$(basename "$(dirname "$f")")-spec.yml"
-done
+check "generated files are up to date with the mixin (alerts/generate.sh --check: rules.yml, PrometheusRule, dashboard)" alerts/generate.sh --check
+prometheus_rule_spec deploy/kubernetes/prometheus-rule.yaml >"$work/prometheus-rule-spec.yml"
+check "promtool check rules on the spec of deploy/kubernetes/prometheus-rule.yaml" promtool check rules "$work/prometheus-rule-spec.yml"
+check "the PrometheusRule's groups are alerts/rules.yml's" diff <(grep -v '^#' alerts/rules.yml) "$work/prometheus-rule-spec.yml"
 check "promtool test rules alerts/tests/*.yml" promtool test rules alerts/tests/*.yml
-check "promtool test rules alerts/tests/rotation-enabled/ (rules.yml with the rotation policy on)" rotation_policy_test
+check "promtool test rules alerts/tests/rotation-enabled/ (the mixin with the rotation policy on)" rotation_policy_test
+check "the README's kube-prometheus import renders, with its overridden threshold (alerts/tests/mixin-import/)" mixin_import_test
 check "rules name only exported metrics, read per-key series through recording rules, have annotations, runbook anchors, tests, real reasons" python3 "$here/lint_rules.py" "$root"
 check "amtool check-config alerts/alertmanager.example.yml" amtool check-config alerts/alertmanager.example.yml
 check "alertmanager: a foreign critical alert is not caught by the example's routes" routes_to default alertname=KubeNodeNotReady severity=critical

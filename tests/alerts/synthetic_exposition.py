@@ -12,6 +12,8 @@ orgs, 5 spaces each, 10 keys per instance), in proportions a large platform sees
 - 25 % client secrets without an expiry (`expiry_source="none"`), up to 3 years old;
 - 5 % with `cf_service_key_read_error`: a fifth of them never read (`unread`), the rest failing
   after a good reading;
+- `cf_service_key_warning_lead_seconds` (60 days) on 2 % of the keys;
+- the rate-limit gauges per foundation (60 % of the budget left);
 - `cf_service_key_owner_info` on every key, `label_team` on 70 % of them and
   `label_example_com_owner` on 30 %.
 
@@ -31,7 +33,7 @@ def main(keys, foundations, now):
     per_key = {name: [] for name in (
         "cf_service_key_expiry_timestamp_seconds", "cf_service_key_expiry_seconds", "cf_service_key_info",
         "cf_service_key_created_timestamp_seconds", "cf_service_key_valid_from_timestamp_seconds",
-        "cf_service_key_read_error", "cf_service_key_owner_info")}
+        "cf_service_key_read_error", "cf_service_key_owner_info", "cf_service_key_warning_lead_seconds")}
     per_foundation = keys // foundations
     for i in range(keys):
         f = i // per_foundation if i // per_foundation < foundations else foundations - 1
@@ -76,13 +78,19 @@ def main(keys, foundations, now):
         if rnd.random() < 0.3:
             owners += f',label_example_com_owner="owner-{rnd.randrange(300):03d}@example.com"'
         per_key["cf_service_key_owner_info"].append(f"cf_service_key_owner_info{{{labels}{owners}}} 1")
+        if rnd.random() < 0.02:  # an owner's own lead time (--lead-time-annotation)
+            per_key["cf_service_key_warning_lead_seconds"].append(
+                f"cf_service_key_warning_lead_seconds{{{labels}}} {60 * DAY}")
     for name, lines in per_key.items():
         out.write(f"# HELP {name} Synthetic, for tests/alerts/rule_cost.py\n# TYPE {name} gauge\n")
         out.write("\n".join(lines) + "\n")
     for name, value in (("cf_service_key_exporter_refresh_success", 1),
                         ("cf_service_key_exporter_last_refresh_success_timestamp_seconds", now),
                         ("cf_service_key_exporter_refresh_duration_seconds", 42),
-                        ("cf_service_key_exporter_service_keys", per_foundation)):
+                        ("cf_service_key_exporter_service_keys", per_foundation),
+                        ("cf_service_key_exporter_ratelimit_limit", 2000),
+                        ("cf_service_key_exporter_ratelimit_remaining", 1200),
+                        ("cf_service_key_exporter_ratelimit_reset_timestamp_seconds", now + 1800)):
         out.write(f"# HELP {name} Synthetic, for tests/alerts/rule_cost.py\n# TYPE {name} gauge\n")
         for f in range(foundations):
             out.write(f'{name}{{foundation="cf-{f:02d}"}} {value}\n')

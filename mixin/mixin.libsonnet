@@ -1,0 +1,589 @@
+// Monitoring mixin of cf-service-key-exporter: recording rules, alerts and the Grafana dashboard,
+// generated from the one `_config` below.
+//
+//   local mixin = (import 'mixin.libsonnet') + {
+//     _config+:: { thresholds+:: { expiryCriticalMaxSeconds: 2 * 86400 } },
+//   };
+//   mixin.prometheusRules   // { groups: [...] }: the recording rules
+//   mixin.prometheusAlerts  // { groups: [...] }: the alerts
+//   mixin.grafanaDashboards // { 'cf-service-keys.json': {...} }
+//
+// alerts/generate.sh renders alerts/rules.yml, deploy/kubernetes/prometheus-rule.yaml and
+// dashboards/cf-service-keys.json from it; README.md ("The monitoring mixin") shows an import
+// into a kube-prometheus-style setup. Every threshold is a literal number in the expressions,
+// taken from `_config` (one place each): no rule reads a threshold through `scalar()`, so a
+// second copy of a recorded series (a federating Prometheus, rules loaded twice) cannot turn a
+// comparison into NaN.
+//
+// Design (docs/runbook.md, "One alert per key: replicas and rollouts", says it for operators):
+//
+// - Identity is the key, not the scrape target: every per-key series is first recorded as
+//   `cf_service_key:*` with the scrape labels aggregated away, and every key alert reads only
+//   those; two replicas give one alert per key, and a new pod continues the same series.
+// - Only usable replicas count (cf_service_key_exporter:replica_usable, per foundation and
+//   target): the replicas whose last refresh succeeded recently; or, when no replica of the
+//   foundation is in that state, all of them (they keep serving their last data, and
+//   CfServiceKeyExporterRefreshFailing tells). A stuck replica beside a healthy twin stops
+//   counting at once, so a key deleted meanwhile stops alerting; CfServiceKeyExporterReplicaFailing
+//   names the replica.
+// - Carried keys (cf_service_key:carried) keep their last recorded values: each per-key rule
+//   reads its own previous value for them only. A key is carried while every usable replica
+//   lists it as unread (a cold pod after a rollout, whose rate-limit budget needs hours to read
+//   the details again), and every key of a foundation that no replica reports a completed
+//   refresh of, for `bridgeSeconds` after the last one was reported (the scrape or two of a
+//   rollout in which the old pod is gone and the new one not scraped or refreshed yet). So a
+//   rollout neither resolves an alert nor restarts its `for:`. As soon as a replica reports a
+//   completed refresh, only what it reports counts: a key deleted meanwhile ends at once.
+// - Foundations expected: the configured list plus every foundation seen (remembered in a
+//   per-foundation recorded series), until it is listed in `retiredFoundations`.
+// - Cost: per-key rules are evaluated every `intervals.keys` (the data changes at most every
+//   --refresh-interval, 5 minutes by default), read no range of per-key samples, and record
+//   only what the alerts or the dashboard read. docs/runbook.md has the measurements.
+local render = import 'lib/render.libsonnet';
+
+{
+  _config+:: {
+    version: import 'version.libsonnet',
+    // Every alert's runbook_url is runbookBase + '#' + the alert's anchor. The default is
+    // docs/runbook.md of this version's release tag; `alerts/generate.sh --runbook-base URL`
+    // writes mixin/runbook-base.libsonnet to point at your own copy.
+    local override = import 'runbook-base.libsonnet',
+    runbookBase: if override != null then override
+    else 'https://github.com/cf-service-key-exporter/cf-service-key-exporter/blob/v%s/docs/runbook.md' % self.version,
+
+    // Label matchers that select the exporter's series, e.g. 'job="cf-service-key-exporter"'
+    // when another job exports metrics of the same names. Empty: every series of these names.
+    selector: '',
+    // Labels Prometheus or its service discovery adds to every scraped series: aggregated away
+    // from everything per key.
+    scrapeLabels: ['instance', 'pod', 'job', 'namespace', 'service', 'endpoint', 'container'],
+    // The labels that identify one scrape target (one replica).
+    targetLabels: ['instance', 'job'],
+
+    // Foundations that must be reported, besides every foundation ever seen: a listed one that
+    // was never seen alerts too (a shard that never came up).
+    expectedFoundations: [],
+    // Foundations removed on purpose: CfServiceKeyExporterFoundationMissing stops for them.
+    retiredFoundations: [],
+
+    // Thresholds, each in one place. Seconds unless said otherwise.
+    thresholds+:: {
+      // Warning when the time left is under min(lifetime x ratio, max), or under the owner's
+      // lead (cf_service_key_warning_lead_seconds) where the key has one.
+      expiryWarningLifetimeRatio: 0.25,
+      expiryWarningMaxSeconds: 30 * 86400,
+      // Critical (pages) when the time left is under min(lifetime x ratio, max).
+      expiryCriticalLifetimeRatio: 0.1,
+      expiryCriticalMaxSeconds: 86400,
+      // An expired key is critical for this long, then a warning ("left behind: delete it").
+      expiredCriticalSeconds: 86400,
+      // CfServiceKeyExporterCoverageLow: share (0-1) of a foundation's keys without a reading.
+      withoutReadingRatio: 0.05,
+      // CfServiceKeyRotationDue: keys without an expiry older than this. 0: off (the alert and
+      // its recording rule are not generated).
+      rotationMaxAgeSeconds: 0,
+      // CfServiceKeyExporterDataStale: no completed refresh for this long. Keep it at 3x the
+      // longest --refresh-interval or more.
+      staleSeconds: 3600,
+      // A replica whose last completed refresh is older than this (or whose last refresh
+      // failed) stops counting while another replica of its foundation is fine.
+      replicaStaleSeconds: 1800,
+      // CfServiceKeyExporterRateLimitLow: remaining share (0-1) of the rate-limit budget.
+      rateLimitRemainingRatio: 0.1,
+    },
+
+    // How long a condition must hold before each alert fires.
+    'for'+:: {
+      expiringSoonWarning: '1h',
+      expiringSoonCritical: '5m',
+      expired: '0s',
+      unreadable: '1h',
+      rotationDue: '1h',
+      coverageLow: '30m',
+      foundationMissing: '10m',
+      replicaFailing: '30m',
+      refreshFailing: '15m',
+      dataStale: '15m',
+      down: '10m',
+      absent: '10m',
+      rateLimitLow: '30m',
+    },
+    // For how long after a foundation's last completed refresh was reported the per-key series
+    // of a foundation that no replica reports are carried over (a rollout's gap). Keep it over
+    // for.foundationMissing plus intervals.keys, so that CfServiceKeyExporterFoundationMissing
+    // fires (and mutes the foundation's key alerts in Alertmanager) before they end.
+    bridgeSeconds: 900,
+
+    // Evaluation interval of each group. Keep `keys` under Prometheus' 5-minute lookback (the
+    // alerts read the recorded series of the previous evaluation) and at or under the
+    // exporter's --refresh-interval.
+    intervals+:: {
+      keys: '4m',  // per-key recording rules
+      keyAlerts: '4m',  // per-key alerts (and their annotations, expanded at every evaluation)
+      exporter: '1m',  // exporter health, per foundation and replica
+    },
+
+    dashboard+:: {
+      refresh: '5m',  // no faster than the data changes (--refresh-interval)
+      from: 'now-24h',
+      to: 'now',
+    },
+  },
+
+  local c = self._config,
+  local t = c.thresholds,
+  local num = render.num,
+  local m(metric, matchers='') =
+    local all = std.filter(function(s) s != '', [c.selector, matchers]);
+    if std.length(all) == 0 then metric else metric + '{' + std.join(', ', all) + '}',
+  local scrape = std.join(', ', c.scrapeLabels),
+  local target = std.join(', ', ['foundation'] + c.targetLabels),
+  // A per-key metric of the usable replicas, merged into one series per key.
+  local merged(metric) =
+    'max without (%s) (\n  %s\n  and on (%s) cf_service_key_exporter:replica_usable\n)' % [scrape, m(metric), target],
+  // ... or, for a carried key, the rule's own value of the previous evaluation.
+  local carried(recorded) =
+    '\nor on (foundation, service_key_guid)\n(%s and on (foundation, service_key_guid) cf_service_key:carried)\n' % recorded,
+  local runbook(alert) = c.runbookBase + '#' + std.asciiLower(alert),
+  local keyAlert(cond) =
+    'cf_service_key:labels\n  * on (foundation, service_key_guid) group_left ()\nmax by (foundation, service_key_guid) (\n' + render.indent(cond, 2) + '\n)\n',
+  local whereKey = 'foundation=%q, service_key_guid=%q',
+  local successorOr(otherwise) =
+    '{{ with printf "cf_service_key_successor_info{' + whereKey + '}" $labels.foundation $labels.service_key_guid | query }}{{ with first . }}Successor `{{ .Labels.successor_key }}` exists since `{{ with printf "max(cf_service_key_created_timestamp_seconds{' + whereKey + '})" $labels.foundation .Labels.successor_key_guid | query }}{{ . | first | value | humanizeTimestamp }}{{ else }}an unknown time{{ end }}`: move the consumers, then delete this key.{{ end }}{{ else }}' + otherwise + '{{ end }}',
+  local keyName = '{{ $labels.service_key }} ({{ $labels.org }}/{{ $labels.space }}/{{ $labels.service_instance }})',
+  local keyText = 'Service key "{{ $labels.service_key }}" of service instance "{{ $labels.service_instance }}" ({{ $labels.service_offering }}, plan {{ $labels.service_plan }}) in org "{{ $labels.org }}", space "{{ $labels.space }}" on foundation {{ $labels.foundation }}',
+  local windowOpens(series) =
+    '{{ with printf "' + series + '{' + whereKey + '}" $labels.foundation $labels.service_key_guid | query }}{{ . | first | value | humanizeDuration }}{{ end }}',
+  local rotationOn = t.rotationMaxAgeSeconds > 0,
+  local foundationVector(f) = 'label_replace(vector(1), "foundation", "%s", "", "")' % f,
+
+  prometheusRules+:: {
+    groups+: [
+      {
+        name: 'cf-service-key-exporter-records',
+        interval: c.intervals.exporter,
+        rules: [
+          {
+            comment:: 'The replicas (targets) of each foundation whose last refresh succeeded within %s. Value: the age of that refresh.' % render.duration(t.replicaStaleSeconds),
+            record: 'cf_service_key_exporter:replica_fresh',
+            expr: |||
+              (time() - %(last)s) < %(stale)s
+              unless on (%(target)s) (%(success)s == 0)
+            ||| % { last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds'), success: m('cf_service_key_exporter_refresh_success'), stale: num(t.replicaStaleSeconds), target: target },
+          },
+          {
+            comment:: 'The replicas whose per-key series count: the fresh ones, or every replica of a foundation that has no fresh one.',
+            record: 'cf_service_key_exporter:replica_usable',
+            expr: |||
+              cf_service_key_exporter:replica_fresh
+              or
+              (%(last)s unless on (foundation) cf_service_key_exporter:replica_fresh)
+            ||| % { last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds') },
+          },
+          {
+            comment:: 'The foundations whose keys are carried over a gap: a completed refresh was reported within %s, and no replica reports one now. Usually empty.' % render.duration(c.bridgeSeconds),
+            record: 'cf_service_key_exporter:bridge_active',
+            expr: |||
+              group by (foundation) (
+                max_over_time(%(last)s[%(bridge)s]) > 0
+              )
+              unless on (foundation) (%(last)s > 0)
+            ||| % { last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds'), bridge: render.duration(c.bridgeSeconds) },
+          },
+          {
+            comment:: 'Every foundation seen, with the time it was last reported, remembered over Prometheus restarts of up to a day (its own last value; no per-key series read). Feeds CfServiceKeyExporterFoundationMissing.',
+            record: 'cf_service_key_exporter:foundation_last_seen_timestamp_seconds',
+            expr: |||
+              group by (foundation) (%(last)s) * 0 + time()
+              or on (foundation)
+              last_over_time(cf_service_key_exporter:foundation_last_seen_timestamp_seconds[1d])
+            ||| % { last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds') },
+          },
+        ] + [
+          {
+            comment:: 'A threshold of _config, recorded for the dashboard only (no rule reads it).',
+            record: r[0],
+            expr: num(r[1]) + '\n',
+          }
+          for r in [
+            ['cf_service_key:expiry_warning_lifetime_ratio', t.expiryWarningLifetimeRatio],
+            ['cf_service_key:expiry_warning_max_seconds', t.expiryWarningMaxSeconds],
+            ['cf_service_key:expiry_critical_lifetime_ratio', t.expiryCriticalLifetimeRatio],
+            ['cf_service_key:expiry_critical_max_seconds', t.expiryCriticalMaxSeconds],
+            ['cf_service_key:without_reading_ratio_threshold', t.withoutReadingRatio],
+            ['cf_service_key:rotation_max_age_seconds', t.rotationMaxAgeSeconds],
+            ['cf_service_key_exporter:stale_threshold_seconds', t.staleSeconds],
+          ]
+        ],
+      },
+      {
+        name: 'cf-service-keys-records',
+        interval: c.intervals.keys,
+        rules: [
+          {
+            comment:: 'The keys whose last values are carried (see the header), value 1: every key a usable replica lists as unread, and the keys (from the previous evaluation) of the foundations in cf_service_key_exporter:bridge_active.',
+            record: 'cf_service_key:carried',
+            expr: |||
+              group by (foundation, service_key_guid) (
+                %(unread)s
+                and on (%(target)s) cf_service_key_exporter:replica_usable
+              )
+              or on (foundation, service_key_guid)
+              group by (foundation, service_key_guid) (
+                cf_service_key:labels and on (foundation) cf_service_key_exporter:bridge_active
+              )
+            ||| % { unread: m('cf_service_key_info', 'expiry_source="unread"'), target: target },
+          },
+          {
+            comment:: 'One series per key (and expiry_source) of the usable replicas.',
+            record: 'cf_service_key:info',
+            expr: merged('cf_service_key_info') + carried('cf_service_key:info'),
+          },
+          {
+            comment:: 'The expiry; a carried key keeps its last one.',
+            record: 'cf_service_key:expiry_timestamp_seconds',
+            expr: merged('cf_service_key_expiry_timestamp_seconds') + carried('cf_service_key:expiry_timestamp_seconds'),
+          },
+          {
+            record: 'cf_service_key:read_error',
+            expr: merged('cf_service_key_read_error') + '\n',
+          },
+          {
+            comment:: 'One series per key that has a successor (the dashboard shows it).',
+            record: 'cf_service_key:successor_info',
+            expr: merged('cf_service_key_successor_info') + '\n',
+          },
+          {
+            comment:: 'One series per key, value 1: the key labels plus its owner labels (label_*) where cf_service_key_owner_info has them; the labels every key alert carries.',
+            record: 'cf_service_key:labels',
+            expr: merged('cf_service_key_owner_info') + carried('cf_service_key:labels') + |||
+              or on (foundation, service_key_guid)
+              max without (expiry_source) (cf_service_key:info)
+            |||,
+          },
+          {
+            comment:: "Seconds before expiry at which the key's warning window opens: the owner's lead where exported, else min(lifetime x %s, %s), else %s (no lifetime). A carried key keeps its last value." % [num(t.expiryWarningLifetimeRatio), render.duration(t.expiryWarningMaxSeconds), render.duration(t.expiryWarningMaxSeconds)],
+            record: 'cf_service_key:expiry_warning_threshold_seconds',
+            expr: merged('cf_service_key_warning_lead_seconds') + |||
+
+              or on (foundation, service_key_guid)
+              clamp_max(
+                (
+                  (
+                    cf_service_key:expiry_timestamp_seconds
+                    - %(valid_from)s
+                  ) > 0
+                ) * %(ratio)s,
+                %(max)s
+              )
+              or on (foundation, service_key_guid)
+              (cf_service_key:expiry_warning_threshold_seconds and on (foundation, service_key_guid) cf_service_key:carried)
+              or on (foundation, service_key_guid)
+              (cf_service_key:expiry_timestamp_seconds * 0 + %(max)s)
+            ||| % { valid_from: render.indent(merged('cf_service_key_valid_from_timestamp_seconds'), 8, false), ratio: num(t.expiryWarningLifetimeRatio), max: num(t.expiryWarningMaxSeconds) },
+          },
+          {
+            comment:: "Seconds before expiry at which the key's critical window opens: min(lifetime x %s, %s), else %s. A carried key keeps its last value." % [num(t.expiryCriticalLifetimeRatio), render.duration(t.expiryCriticalMaxSeconds), render.duration(t.expiryCriticalMaxSeconds)],
+            record: 'cf_service_key:expiry_critical_threshold_seconds',
+            expr: |||
+              clamp_max(
+                (
+                  (
+                    cf_service_key:expiry_timestamp_seconds
+                    - %(valid_from)s
+                  ) > 0
+                ) * %(ratio)s,
+                %(max)s
+              )
+              or on (foundation, service_key_guid)
+              (cf_service_key:expiry_critical_threshold_seconds and on (foundation, service_key_guid) cf_service_key:carried)
+              or on (foundation, service_key_guid)
+              (cf_service_key:expiry_timestamp_seconds * 0 + %(max)s)
+            ||| % { valid_from: render.indent(merged('cf_service_key_valid_from_timestamp_seconds'), 8, false), ratio: num(t.expiryCriticalLifetimeRatio), max: num(t.expiryCriticalMaxSeconds) },
+          },
+        ] + (if rotationOn then [
+               {
+                 comment:: 'The creation time of the keys that never expire (expiry_source="none"), the only ones CfServiceKeyRotationDue looks at.',
+                 record: 'cf_service_key:created_timestamp_seconds:never_expiring',
+                 expr: merged('cf_service_key_created_timestamp_seconds') + |||
+
+                   and on (foundation, service_key_guid) cf_service_key:info{expiry_source="none"}
+                 |||,
+               },
+             ] else []) + [
+          {
+            comment:: "Share of a foundation's keys without a valid reading (never read, or failing now); 0 when every key reads.",
+            record: 'cf_service_key:without_reading_ratio',
+            expr: |||
+              (
+                count by (foundation) (
+                  group by (foundation, service_key_guid) (
+                    cf_service_key:info{expiry_source="unread"} or cf_service_key:read_error
+                  )
+                )
+                or on (foundation)
+                0 * count by (foundation) (cf_service_key:labels)
+              )
+              / count by (foundation) (cf_service_key:labels)
+            |||,
+          },
+        ],
+      },
+    ],
+  },
+
+  prometheusAlerts+:: {
+    groups+: [
+      {
+        name: 'cf-service-keys',
+        interval: c.intervals.keyAlerts,
+        rules: [
+          {
+            comment:: "Time left under the key's warning window, until the expired key turns into a warning of CfServiceKeyExpired. Value: the time left in seconds (negative once expired).",
+            alert: 'CfServiceKeyExpiringSoon',
+            expr: keyAlert(|||
+              (
+                (cf_service_key:expiry_timestamp_seconds - time())
+                  < cf_service_key:expiry_warning_threshold_seconds
+              ) > -%s
+            ||| % num(t.expiredCriticalSeconds)),
+            'for': c['for'].expiringSoonWarning,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'Service key ' + keyName + ' {{ if gt $value 0.0 }}expires in {{ $value | humanizeDuration }}{{ else }}has expired{{ end }}',
+              description: keyText + ' is in its warning window, which for this key opens ' + windowOpens('cf_service_key:expiry_warning_threshold_seconds') + ' before its expiry. ' + successorOr('Create a new key, give its credentials to every consumer, then delete the old key.'),
+              runbook_url: runbook('CfServiceKeyExpiringSoon'),
+            },
+          },
+          {
+            comment:: 'The key breaks within its critical window (it pages). It goes on past the expiry, so nothing resolves at the moment the key breaks (CfServiceKeyExpired joins it then, and Alertmanager inhibits this one), until the expired key turns into a warning of CfServiceKeyExpired.',
+            alert: 'CfServiceKeyExpiringSoon',
+            expr: keyAlert(|||
+              (
+                (cf_service_key:expiry_timestamp_seconds - time())
+                  < cf_service_key:expiry_critical_threshold_seconds
+              ) > -%s
+            ||| % num(t.expiredCriticalSeconds)),
+            'for': c['for'].expiringSoonCritical,
+            labels: { severity: 'critical' },
+            annotations: {
+              summary: 'Service key ' + keyName + ' {{ if gt $value 0.0 }}expires in {{ $value | humanizeDuration }}{{ else }}has expired{{ end }}',
+              description: keyText + ' is in its critical window, which for this key opens ' + windowOpens('cf_service_key:expiry_critical_threshold_seconds') + ' before its expiry. ' + successorOr('Rotate it now: create a new key, give its credentials to every consumer, then delete the old key.'),
+              runbook_url: runbook('CfServiceKeyExpiringSoon'),
+            },
+          },
+          {
+            comment:: 'Expired less than %s ago. Value: the time since expiry in seconds.' % render.duration(t.expiredCriticalSeconds),
+            alert: 'CfServiceKeyExpired',
+            expr: keyAlert(|||
+              ((time() - cf_service_key:expiry_timestamp_seconds) >= 0) < %s
+            ||| % num(t.expiredCriticalSeconds)),
+            'for': c['for'].expired,
+            labels: { severity: 'critical' },
+            annotations: {
+              summary: 'Service key ' + keyName + ' expired {{ $value | humanizeDuration }} ago',
+              description: keyText + ' has expired; whatever still uses it fails to authenticate. ' + successorOr('Create a new key, give its credentials to every consumer, then delete the expired key.'),
+              runbook_url: runbook('CfServiceKeyExpired'),
+            },
+          },
+          {
+            comment:: 'Expired %s ago or more and still listed: left behind.' % render.duration(t.expiredCriticalSeconds),
+            alert: 'CfServiceKeyExpired',
+            expr: keyAlert(|||
+              (time() - cf_service_key:expiry_timestamp_seconds) >= %s
+            ||| % num(t.expiredCriticalSeconds)),
+            'for': c['for'].expired,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'Service key ' + keyName + ' expired {{ $value | humanizeDuration }} ago and is left behind',
+              description: keyText + ' expired {{ $value | humanizeDuration }} ago and is still listed: left behind, delete it. ' + successorOr('If something still uses it, create a new key and give its credentials to every consumer first.'),
+              runbook_url: runbook('CfServiceKeyExpired'),
+            },
+          },
+          {
+            comment:: 'The latest attempt to fetch or read the key\'s details failed. The reason is not a label (a key whose failure changes reason stays one alert); the summary names it.',
+            alert: 'CfServiceKeyUnreadable',
+            expr: keyAlert('cf_service_key:read_error\n'),
+            'for': c['for'].unreadable,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'Service key ' + keyName + ' cannot be read ({{ range printf "cf_service_key:read_error{' + whereKey + '}" $labels.foundation $labels.service_key_guid | query }}{{ .Labels.reason }}{{ end }})',
+              description: 'cf-service-key-exporter has been failing for over an hour to fetch or read the details of service key "{{ $labels.service_key }}" of service instance "{{ $labels.service_instance }}" in org "{{ $labels.org }}", space "{{ $labels.space }}" on foundation {{ $labels.foundation }}. If it was read before, its expiry alerts keep working on that reading; if it never was, its expiry is unknown and nothing alerts before it expires.',
+              runbook_url: runbook('CfServiceKeyUnreadable'),
+            },
+          },
+        ] + (if rotationOn then [
+               {
+                 comment:: 'A key without an expiry older than %s. Value: its age in seconds.' % render.duration(t.rotationMaxAgeSeconds),
+                 alert: 'CfServiceKeyRotationDue',
+                 expr: keyAlert(|||
+                   (time() - cf_service_key:created_timestamp_seconds:never_expiring) > %s
+                 ||| % num(t.rotationMaxAgeSeconds)),
+                 'for': c['for'].rotationDue,
+                      labels: { severity: 'warning' },
+                 annotations: {
+                   summary: 'Service key ' + keyName + ' is {{ $value | humanizeDuration }} old and due for rotation',
+                   description: 'Service key "{{ $labels.service_key }}" of service instance "{{ $labels.service_instance }}" in org "{{ $labels.org }}", space "{{ $labels.space }}" on foundation {{ $labels.foundation }} has no expiry and was created {{ $value | humanizeDuration }} ago, longer than the rotation policy allows. ' + successorOr('Create a new key, give its credentials to every consumer, then delete the old key.'),
+                   runbook_url: runbook('CfServiceKeyRotationDue'),
+                 },
+               },
+             ] else []) + [
+          {
+            comment:: "Many keys of one foundation cannot be read: usually the exporter's user lost a role, or a service broker fails. Value: the share (0-1).",
+            alert: 'CfServiceKeyExporterCoverageLow',
+            expr: 'cf_service_key:without_reading_ratio > %s\n' % num(t.withoutReadingRatio),
+            'for': c['for'].coverageLow,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: '{{ $value | humanizePercentage }} of the service keys of foundation {{ $labels.foundation }} have no valid reading',
+              description: 'For %s, {{ $value | humanizePercentage }} of the service keys on foundation {{ $labels.foundation }} have never been read or fail to be read (cf_service_key_read_error): their expiry alerts rely on old readings or on none.' % render.durationText(c['for'].coverageLow),
+              runbook_url: runbook('CfServiceKeyExporterCoverageLow'),
+            },
+          },
+        ],
+      },
+      {
+        name: 'cf-service-key-exporter',
+        interval: c.intervals.exporter,
+        rules: [
+          {
+            comment:: 'No exporter at all: never deployed, removed from service discovery, or every target down.',
+            alert: 'CfServiceKeyExporterAbsent',
+            expr: 'absent(%s)\n' % m('cf_service_key_exporter_build_info'),
+            'for': c['for'].absent,
+            labels: { severity: 'critical' },
+            annotations: {
+              summary: 'No cf-service-key-exporter metrics in Prometheus',
+              description: 'Prometheus has had no cf_service_key_exporter_build_info series for %s: no cf-service-key-exporter target is being scraped successfully. No service key can alert.' % render.durationText(c['for'].absent),
+              runbook_url: runbook('CfServiceKeyExporterAbsent'),
+            },
+          },
+          {
+            comment:: 'An expected foundation (seen before, or listed in _config.expectedFoundations) is reported by no exporter. Keeps firing until it is back or listed in _config.retiredFoundations.',
+            alert: 'CfServiceKeyExporterFoundationMissing',
+            expr: |||
+              (
+                group by (foundation) (cf_service_key_exporter:foundation_last_seen_timestamp_seconds)%(expected)s
+              )%(retired)s
+              unless on (foundation) %(last)s
+            ||| % {
+              expected: std.join('', ['\n  or ' + foundationVector(f) for f in c.expectedFoundations]),
+              retired: if std.length(c.retiredFoundations) == 0 then ''
+              else '\nunless on (foundation) (\n  ' + std.join('\n  or ', [foundationVector(f) for f in c.retiredFoundations]) + '\n)',
+              last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds'),
+            },
+            'for': c['for'].foundationMissing,
+            labels: { severity: 'critical' },
+            annotations: {
+              summary: 'No cf-service-key-exporter reports foundation {{ $labels.foundation }}',
+              description: 'Foundation {{ $labels.foundation }} is expected (seen before{{ with printf "cf_service_key_exporter:foundation_last_seen_timestamp_seconds{foundation=%q}" $labels.foundation | query }}, last at {{ . | first | value | humanizeTimestamp }}{{ end }}, or configured) and no cf-service-key-exporter has reported it for ' + render.durationText(c['for'].foundationMissing) + ': its exporter (shard) is gone or no longer configured for it. None of its service keys can alert, not even expired ones. If it was removed on purpose, add it to the mixin\'s retiredFoundations.',
+              runbook_url: runbook('CfServiceKeyExporterFoundationMissing'),
+            },
+          },
+          {
+            comment:: "One replica's refreshes fail (or its last success is old) while another replica of the same foundation is fine. Its per-key series no longer count. Carries the target's labels.",
+            alert: 'CfServiceKeyExporterReplicaFailing',
+            expr: |||
+              (
+                %(success)s == 0
+                or on (%(target)s)
+                (time() - %(last)s) >= %(stale)s
+              )
+              and on (foundation) cf_service_key_exporter:replica_fresh
+            ||| % { success: m('cf_service_key_exporter_refresh_success'), last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds'), stale: num(t.replicaStaleSeconds), target: target },
+            'for': c['for'].replicaFailing,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'cf-service-key-exporter {{ $labels.instance }} fails to refresh foundation {{ $labels.foundation }} while another replica succeeds',
+              description: 'For ' + render.durationText(c['for'].replicaFailing) + ', the replica {{ $labels.instance }} (job {{ $labels.job }}{{ with $labels.pod }}, pod {{ . }}{{ end }}) has failed to refresh foundation {{ $labels.foundation }} (or completed no refresh within ' + render.durationText(render.duration(t.replicaStaleSeconds)) + ') while another replica of the foundation succeeds. Its service keys no longer count for the key alerts: the other replica carries them. Read its log, then restart it.',
+              runbook_url: runbook('CfServiceKeyExporterReplicaFailing'),
+            },
+          },
+          {
+            comment:: 'No exporter could complete a refresh of the foundation lately (every replica failing).',
+            alert: 'CfServiceKeyExporterRefreshFailing',
+            expr: |||
+              max without (%(scrape)s) (
+                %(success)s
+              ) == 0
+            ||| % { scrape: scrape, success: m('cf_service_key_exporter_refresh_success') },
+            'for': c['for'].refreshFailing,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'cf-service-key-exporter cannot refresh foundation {{ $labels.foundation }}',
+              description: 'The last refresh of foundation {{ $labels.foundation }} failed on every exporter that watches it, for at least %s. Expiry data for its service keys is not being updated; keys created or rotated since the last success are not seen. Check the exporter log for the Cloud Foundry or UAA error.' % render.durationText(c['for'].refreshFailing),
+              runbook_url: runbook('CfServiceKeyExporterRefreshFailing'),
+            },
+          },
+          {
+            comment:: 'No refresh of the foundation completed lately on any exporter. Value: the age of the freshest data.',
+            alert: 'CfServiceKeyExporterDataStale',
+            expr: |||
+              (
+                time()
+                - max without (%(scrape)s) (
+                    %(last)s > 0
+                  )
+              ) > %(stale)s
+            ||| % { scrape: scrape, last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds'), stale: num(t.staleSeconds) },
+            'for': c['for'].dataStale,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'Service key data of foundation {{ $labels.foundation }} is {{ $value | humanizeDuration }} old',
+              description: 'No cf-service-key-exporter has completed a refresh of foundation {{ $labels.foundation }} for {{ $value | humanizeDuration }}. Expiry alerts for its keys are based on data that old.',
+              runbook_url: runbook('CfServiceKeyExporterDataStale'),
+            },
+          },
+          {
+            comment:: 'A target that served the exporter\'s metrics within the last day cannot be scraped. Keeps the target\'s labels.',
+            alert: 'CfServiceKeyExporterDown',
+            expr: |||
+              %(up)s == 0
+                and on (job, instance) max_over_time(%(build)s[1d])
+            ||| % { up: m('up'), build: m('cf_service_key_exporter_build_info') },
+            'for': c['for'].down,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'cf-service-key-exporter {{ $labels.instance }} is down',
+              description: 'Prometheus cannot scrape cf-service-key-exporter at {{ $labels.instance }} (job {{ $labels.job }}). Unless another replica reports its foundations, none of their service keys can alert, not even expired ones.',
+              runbook_url: runbook('CfServiceKeyExporterDown'),
+            },
+          },
+          {
+            comment:: "A foundation's remaining Cloud Foundry rate-limit budget is low (readings whose reset time has passed do not count). Value: the remaining share (0-1).",
+            alert: 'CfServiceKeyExporterRateLimitLow',
+            expr: |||
+              min by (foundation) (
+                (
+                  %(remaining)s
+                  / (%(limit)s > 0)
+                )
+                and on (%(target)s) (%(reset)s > time())
+              ) < %(ratio)s
+            ||| % { remaining: m('cf_service_key_exporter_ratelimit_remaining'), limit: m('cf_service_key_exporter_ratelimit_limit'), reset: m('cf_service_key_exporter_ratelimit_reset_timestamp_seconds'), target: target, ratio: num(t.rateLimitRemainingRatio) },
+            'for': c['for'].rateLimitLow,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'Foundation {{ $labels.foundation }} has {{ $value | humanizePercentage }} of its Cloud Foundry rate-limit budget left',
+              description: 'For %s the exporters of foundation {{ $labels.foundation }} have seen under %s of the Cloud Foundry rate limit (X-RateLimit-Remaining / X-RateLimit-Limit) left. Key details are read more slowly (new and rotated keys are seen late), and other clients of the same user are refused (HTTP 429).' % [render.durationText(c['for'].rateLimitLow), num(t.rateLimitRemainingRatio * 100) + ' %'],
+              runbook_url: runbook('CfServiceKeyExporterRateLimitLow'),
+            },
+          },
+        ],
+      },
+    ],
+  },
+
+  grafanaDashboards+:: {
+    'cf-service-keys.json':
+      local source = std.parseJson(importstr 'dashboards/cf-service-keys.json');
+      source {
+        refresh: c.dashboard.refresh,
+        time: { from: c.dashboard.from, to: c.dashboard.to },
+        links: [
+          if std.objectHas(l, 'title') && l.title == 'Runbook' then l { url: c.runbookBase } else l
+          for l in std.get(source, 'links', [])
+        ],
+      },
+  },
+}
