@@ -3,8 +3,10 @@
 #
 #   cf-service-key-exporter-VERSION-x86_64-linux-gnu.tar.gz (+ .sha256)   the binary, README, CHANGELOG
 #   cf-service-key-exporter-VERSION-image.oci.tar                          the image, an OCI archive
-#   cf-service-key-exporter-VERSION-monitoring.tar.gz                      alerts/rules.yml,
-#                                        deploy/kubernetes/prometheus-rule.yaml, dashboards/*.json
+#   cf-service-key-exporter-VERSION-monitoring.tar.gz                      the monitoring mixin's
+#                                        generated outputs (alerts/rules.yml,
+#                                        deploy/kubernetes/prometheus-rule.yaml, dashboards/*.json,
+#                                        rendered by alerts/generate.sh) and its source (mixin/)
 #   cf-service-key-exporter-VERSION.cdx.json                               CycloneDX SBOM of the binary
 #   SHA256SUMS
 #
@@ -49,7 +51,9 @@ revision="$(git rev-parse HEAD)"
 source_date_epoch="$(git log -1 --format=%ct HEAD)"
 created="$(date -u -d "@$source_date_epoch" +%FT%TZ)"
 target=x86_64-linux-gnu
-monitoring=(alerts/rules.yml deploy/kubernetes/prometheus-rule.yaml dashboards/*.json)
+monitoring=(alerts/rules.yml deploy/kubernetes/prometheus-rule.yaml dashboards/*.json
+  mixin/mixin.libsonnet mixin/lib/render.libsonnet mixin/version.libsonnet mixin/runbook-base.libsonnet
+  mixin/dashboards/*.json mixin/examples/*.jsonnet)
 
 # tarball DIR ARCHIVE: DIR's content under its own name, reproducibly (sorted, root-owned,
 # every mtime the commit's, no gzip timestamp).
@@ -93,6 +97,9 @@ if [ "$check_only" = 1 ]; then
   check "CHANGELOG.md has a section for $version" grep -q "^## \[$version\]" CHANGELOG.md
   check "CHANGELOG.md links $version's section" grep -q "^\[$version\]: " CHANGELOG.md
   for f in "${monitoring[@]}"; do check "$f exists (shipped in the monitoring archive)" test -s "$f"; done
+  check "the mixin's generated outputs are up to date (alerts/generate.sh --check)" alerts/generate.sh --check
+  check "the mixin's runbook links point at this version's tag (v$version)" \
+    grep -q "runbook_url: 'https://github.com/cf-service-key-exporter/cf-service-key-exporter/blob/v$version/docs/runbook.md#" alerts/rules.yml
   deterministic() {
     local a b rc=0
     a="$(mktemp -d)"
@@ -186,7 +193,8 @@ echo "$loaded"
   || { echo "the OCI archive does not load back as the image it was saved from" >&2; exit 1; }
 podman rmi "$image" > /dev/null
 
-step "the monitoring outputs (the mixin's, as generated)"
+step "the monitoring outputs (the mixin's, as generated, and its source)"
+alerts/generate.sh --check
 mkdir -p "$conf/monitoring/$name-$version-monitoring"
 for f in "${monitoring[@]}"; do
   install -D -m 0644 "$f" "$conf/monitoring/$name-$version-monitoring/$f"
