@@ -2,8 +2,8 @@
 //!
 //! Prints one table with PASS/FAIL and the measured figure for every target (at 20,000 keys
 //! without and with `--metadata-labels team`, at 10 foundations × 20,000 keys, over a simulated
-//! day, and for a cold start against a rate limit), then a table of the other figures. About
-//! 12 minutes on 2 CPUs with the defaults (plus the build).
+//! day, and for a cold start against a rate limit), then a table of the other figures. How long
+//! a run takes with the defaults: docs/performance.md.
 //!
 //! Options, as arguments after `--` (`cargo bench --bench refresh -- --keys 2000`) or
 //! environment variables:
@@ -24,6 +24,8 @@
 //!   directory), as `CACHE_FILE` does in the Kubernetes deployment, so its writes count in the
 //!   peak RSS; the file's size after the refreshes is printed (docs/performance.md, "Sizing");
 //! - `--only LIST` (`BENCH_ONLY`): some of `single,concurrent,multi,day,budget,manual`.
+//!
+//! `-- --help` lists them (clap); a count may be written `20_000`.
 //!
 //! Processes: the simulated foundations run in one child process (`--serve-sim`), the exporter
 //! in another (`--serve-exporter`: its real refreshers, store and HTTP router), and this
@@ -86,84 +88,72 @@ impl Options {
     }
 }
 
+/// The options, as arguments after `--` or environment variables (the file's header).
+#[derive(Debug, clap::Parser)]
+#[command(name = "refresh", about = "The exporter's scale targets, measured")]
+struct Args {
+    #[arg(long, env = "BENCH_KEYS", default_value = "20000", value_parser = count)]
+    keys: u64,
+    #[arg(long, env = "BENCH_FOUNDATIONS", default_value = "10", value_parser = count)]
+    foundations: u64,
+    #[arg(long, env = "BENCH_LATENCY_MS", default_value = "20", value_parser = count)]
+    latency_ms: u64,
+    #[arg(long, env = "BENCH_CONCURRENCY", default_value = "16", value_parser = count)]
+    concurrency: u64,
+    #[arg(long, env = "BENCH_SCRAPES", default_value = "100", value_parser = count)]
+    scrapes: u64,
+    #[arg(long, env = "BENCH_MULTI_SCRAPES", default_value = "100", value_parser = count)]
+    multi_scrapes: u64,
+    #[arg(long, env = "BENCH_SCRAPERS", default_value = "32", value_parser = count)]
+    scrapers: u64,
+    #[arg(long, env = "BENCH_SCRAPER_ROUNDS", default_value = "3", value_parser = count)]
+    scraper_rounds: u64,
+    #[arg(long, env = "BENCH_MANUAL_KEYS", default_value = "1000", value_parser = count)]
+    manual_keys: u64,
+    #[arg(long, env = "BENCH_BUDGET_LIMIT", default_value = "2000", value_parser = count)]
+    budget_limit: u64,
+    #[arg(long, env = "BENCH_MULTI_OWNERS")]
+    multi_owners: bool,
+    #[arg(long, env = "BENCH_CACHE")]
+    cache: bool,
+    /// Some of the parts (comma-separated); all by default.
+    #[arg(long, env = "BENCH_ONLY", value_delimiter = ',',
+          value_parser = clap::builder::PossibleValuesParser::new(PARTS))]
+    only: Vec<String>,
+    /// What `cargo bench` adds.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// A count, `_` allowed between digits (`20_000`).
+fn count(text: &str) -> Result<u64, String> {
+    text.replace('_', "")
+        .parse()
+        .map_err(|e| format!("{text:?} is not a count: {e}"))
+}
+
 fn options() -> Options {
-    let env = |k: &str| std::env::var(k).ok();
-    let num = |k: &str, default: u64| -> u64 {
-        env(k)
-            .map(|v| v.replace('_', "").parse().expect(k))
-            .unwrap_or(default)
+    let a = <Args as clap::Parser>::parse();
+    let only: BTreeSet<String> = if a.only.is_empty() {
+        PARTS.iter().map(|p| p.to_string()).collect()
+    } else {
+        a.only.into_iter().collect()
     };
-    let parts = |s: &str| -> BTreeSet<String> {
-        let set: BTreeSet<String> = s
-            .split(',')
-            .map(|p| p.trim().to_owned())
-            .filter(|p| !p.is_empty())
-            .collect();
-        for p in &set {
-            assert!(PARTS.contains(&p.as_str()), "--only: unknown part {p}");
-        }
-        set
+    let o = Options {
+        keys: a.keys as usize,
+        foundations: a.foundations as usize,
+        latency_ms: a.latency_ms,
+        concurrency: a.concurrency as usize,
+        scrapes: a.scrapes as usize,
+        multi_scrapes: a.multi_scrapes as usize,
+        scrapers: a.scrapers as usize,
+        scraper_rounds: a.scraper_rounds as usize,
+        manual_keys: a.manual_keys as usize,
+        budget_limit: a.budget_limit,
+        multi_owners: a.multi_owners,
+        cache: a.cache,
+        only,
     };
-    let mut o = Options {
-        keys: num("BENCH_KEYS", 20_000) as usize,
-        foundations: num("BENCH_FOUNDATIONS", 10) as usize,
-        latency_ms: num("BENCH_LATENCY_MS", 20),
-        concurrency: num("BENCH_CONCURRENCY", 16) as usize,
-        scrapes: num("BENCH_SCRAPES", 100) as usize,
-        multi_scrapes: num("BENCH_MULTI_SCRAPES", 100) as usize,
-        scrapers: num("BENCH_SCRAPERS", 32) as usize,
-        scraper_rounds: num("BENCH_SCRAPER_ROUNDS", 3) as usize,
-        manual_keys: num("BENCH_MANUAL_KEYS", 1000) as usize,
-        budget_limit: num("BENCH_BUDGET_LIMIT", 2000),
-        multi_owners: env("BENCH_MULTI_OWNERS").is_some_and(|v| v == "1"),
-        cache: env("BENCH_CACHE").is_some_and(|v| v == "1"),
-        only: env("BENCH_ONLY")
-            .map(|s| parts(&s))
-            .unwrap_or_else(|| PARTS.iter().map(|p| p.to_string()).collect()),
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let value = args.get(i + 1).cloned().unwrap_or_default();
-        let n = || -> u64 {
-            value
-                .replace('_', "")
-                .parse()
-                .unwrap_or_else(|_| panic!("{} takes a number", args[i]))
-        };
-        match args[i].as_str() {
-            "--keys" => o.keys = n() as usize,
-            "--foundations" => o.foundations = n() as usize,
-            "--latency-ms" => o.latency_ms = n(),
-            "--concurrency" => o.concurrency = n() as usize,
-            "--scrapes" => o.scrapes = n() as usize,
-            "--multi-scrapes" => o.multi_scrapes = n() as usize,
-            "--scrapers" => o.scrapers = n() as usize,
-            "--scraper-rounds" => o.scraper_rounds = n() as usize,
-            "--manual-keys" => o.manual_keys = n() as usize,
-            "--budget-limit" => o.budget_limit = n(),
-            "--only" => o.only = parts(&value),
-            "--multi-owners" => {
-                o.multi_owners = true;
-                i += 1;
-                continue;
-            }
-            "--cache" => {
-                o.cache = true;
-                i += 1;
-                continue;
-            }
-            // `cargo bench` adds `--bench`; anything else unknown is ignored, with a word.
-            other => {
-                if other != "--bench" {
-                    eprintln!("ignoring unknown option {other}");
-                }
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
-    }
     assert!(
         o.keys >= 10 && o.concurrency > 0,
         "at least 10 keys, 1 reader"

@@ -301,6 +301,21 @@ local render = import 'lib/render.libsonnet';
               (cf_service_key:expiry_timestamp_seconds * 0 + %(max)s)
             ||| % { valid_from: render.indent(merged('cf_service_key_valid_from_timestamp_seconds'), 8, false), ratio: num(t.expiryCriticalLifetimeRatio), max: num(t.expiryCriticalMaxSeconds) },
           },
+        ] + [
+          {
+            comment:: 'For the dashboard\'s "Keys to rotate over time": keys %s, counted per foundation, org, space and plan (so the panel reads a few hundred series over its range, not every key\'s).' % r[1],
+            record: r[0],
+            expr: |||
+              count by (foundation, org, space, service_plan) (
+                cf_service_key:expiry_timestamp_seconds - time() %s
+              )
+            ||| % r[2],
+          }
+          for r in [
+            ['cf_service_key:keys_in_warning_window:count', 'in their warning window (expired ones included)', '< cf_service_key:expiry_warning_threshold_seconds'],
+            ['cf_service_key:keys_in_critical_window:count', 'in their critical window (expired ones included)', '< cf_service_key:expiry_critical_threshold_seconds'],
+            ['cf_service_key:keys_expired:count', 'expired', '<= 0'],
+          ]
         ] + (if rotationOn then [
                {
                  comment:: 'The creation time of the keys that never expire (expiry_source="none"), the only ones CfServiceKeyRotationDue looks at.',

@@ -28,8 +28,9 @@
 //! that leaves one out by mistake loses nothing) and seed the store when a reload adds them; a
 //! foundation removed by a reload is dropped from the file.
 //!
-//! Writing: after each refresh that produced a key set, the whole file is rewritten from the
-//! store's current snapshot, atomically (a temporary file of random name in the same directory,
+//! Writing: the cache follows the store ([`Cache::follow`]): after each refresh that published a
+//! key set, and once more when the exporter stops, the whole file is rewritten from the store's
+//! current snapshot, atomically (a temporary file of random name in the same directory,
 //! created new without following links, fsync, rename, fsync of the directory), on a blocking
 //! thread. Reading is capped at [`MAX_FILE_SIZE`] whatever the file system says the size is. Writes are serialised by an async mutex, so
 //! two foundations finishing at once write one after the other. A failed write is logged and
@@ -41,23 +42,24 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
 
 use crate::cf::listing::Interner;
-use crate::cf::CfError;
 use crate::config::FoundationConfig;
-use crate::expiry::{CertificateInfo, ReadError, SOURCES, SOURCE_NONE};
+use crate::expiry::CertificateInfo;
 use crate::snapshot::{
-    FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, LeadTime, ReadFailure, Reading,
-    RefreshStatus, Shape, Snapshot, Store,
+    KeyExpiry, KeyLabels, KeyRecord, LeadTime, ReadFailure, Reading, Shape, Snapshot, Store,
 };
+use crate::vocab::{ExpirySource, Reason};
 
 /// The `format` field: tells our file from any other JSON.
 pub const FORMAT: &str = "cf-service-key-exporter/cache";
 /// The `version` field; a file of another version is ignored (and rewritten).
 pub const VERSION: u32 = 2;
-/// A cache file larger than this is not read (20,000 keys take about 8 MB).
+/// A cache file larger than this is not read (file sizes per key count: docs/performance.md,
+/// "Sizing").
 pub const MAX_FILE_SIZE: u64 = 64 * 1024 * 1024;
 /// A `read_at` this far in the future (clock skew between restarts) is still accepted.
 const FUTURE_TOLERANCE_SECS: i64 = 300;
@@ -161,13 +163,13 @@ impl KeyEntry {
                 expiry: r.expiry.as_ref().map(|e| ExpiryEntry {
                     expires_at: e.expires_at,
                     valid_from: e.valid_from,
-                    source: e.source.to_owned(),
+                    source: e.source.as_str().to_owned(),
                     certificate: e.certificate.clone(),
                 }),
                 shape: r.shape,
             }),
             failure: k.failure.as_ref().map(|f| FailureEntry {
-                reason: f.reason.to_owned(),
+                reason: f.reason.as_str().to_owned(),
                 attempts: f.attempts,
                 retry_at: f.retry_at,
             }),
@@ -190,9 +192,7 @@ impl KeyEntry {
                     Some(e) => Some(KeyExpiry {
                         expires_at: e.expires_at,
                         valid_from: e.valid_from,
-                        source: SOURCES
-                            .iter()
-                            .find(|s| **s == e.source && **s != SOURCE_NONE)?,
+                        source: ExpirySource::parse_read(&e.source)?,
                         certificate: e.certificate,
                     }),
                 },
@@ -202,10 +202,7 @@ impl KeyEntry {
         let failure = match self.failure {
             None => None,
             Some(f) => Some(ReadFailure {
-                reason: CfError::REASONS
-                    .iter()
-                    .chain(&ReadError::REASONS)
-                    .find(|r| **r == f.reason)?,
+                reason: Reason::parse(&f.reason)?,
                 attempts: f.attempts,
                 retry_at: f.retry_at,
             }),
@@ -354,24 +351,20 @@ fn same_url(a: &str, b: &str) -> bool {
     }
 }
 
-/// Publishes cached readings as a foundation that has not refreshed yet, ready to be served:
-/// the last truth a refresh read, rather than nothing or a half-read estate.
+/// The key sets refreshes published, by foundation (held, so a pointer is never reused).
+fn refreshed_keys(snapshot: &Snapshot) -> BTreeMap<String, Arc<Vec<KeyRecord>>> {
+    snapshot
+        .foundations
+        .iter()
+        .filter(|(_, f)| f.status.finished_once)
+        .map(|(name, f)| (name.clone(), f.keys.clone()))
+        .collect()
+}
+
+/// Seeds the store with a foundation's cached readings.
 fn publish_seed(store: &Store, name: &str, keys: Vec<KeyRecord>) {
     tracing::info!(foundation = %name, keys = keys.len(), "seeded from the cache file; unchanged keys will not be read again");
-    store.publish(
-        name,
-        FoundationSnapshot {
-            keys: Arc::new(keys),
-            // Read from the list pages at the first refresh, as the successor annotations
-            // that successors are found with.
-            owner_labels: Arc::from([]),
-            successors: Default::default(),
-            status: RefreshStatus {
-                ready: true,
-                ..Default::default()
-            },
-        },
-    );
+    store.seed(name, keys);
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename
@@ -453,7 +446,8 @@ fn load(path: &Path, api_urls: &HashMap<&str, &str>, now: i64) -> Result<Decoded
     decode(&bytes, path, api_urls, now)
 }
 
-/// The cache file of a running exporter: seeds the store at start, rewritten after refreshes.
+/// The cache file of a running exporter: seeds the store at start, rewritten as refreshes
+/// publish.
 #[derive(Debug)]
 pub struct Cache {
     path: PathBuf,
@@ -549,10 +543,6 @@ impl Cache {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Keeps this foundation's keys in the file from now on.
     pub fn watch(&self, name: &str, api_url: &str) {
         self.api_urls
@@ -579,10 +569,54 @@ impl Cache {
         let _ = self.writing.lock().await;
     }
 
-    /// Rewrites the file from the store's current snapshot. Logs a failure; never fails.
-    pub async fn save(&self, store: &Store) {
+    /// Follows the store until `stop`: rewrites the file whenever the keys a refresh published
+    /// changed (a new key set, not a failed listing that kept the last one), then, once
+    /// stopped, writes what changed since and waits for the write to end. What the store holds
+    /// when this is called (seeded readings) counts as written.
+    pub fn follow(
+        self: Arc<Self>,
+        store: Arc<Store>,
+        stop: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let changes = store.subscribe();
+        let written = refreshed_keys(&store.load());
+        self.write_changes(store, changes, written, stop)
+    }
+
+    async fn write_changes(
+        self: Arc<Self>,
+        store: Arc<Store>,
+        mut changes: tokio::sync::watch::Receiver<()>,
+        mut written: BTreeMap<String, Arc<Vec<KeyRecord>>>,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let stopping = tokio::select! {
+                biased;
+                _ = stop.cancelled() => true,
+                changed = changes.changed() => changed.is_err(),
+            };
+            let snapshot = store.load();
+            let now = refreshed_keys(&snapshot);
+            let unchanged = now.len() == written.len()
+                && now
+                    .iter()
+                    .zip(&written)
+                    .all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, y));
+            if !unchanged {
+                self.save(snapshot).await;
+                written = now;
+            }
+            if stopping {
+                break;
+            }
+        }
+        self.idle().await;
+    }
+
+    /// Rewrites the file from `snapshot`. Logs a failure; never fails.
+    async fn save(&self, snapshot: Arc<Snapshot>) {
         let one_at_a_time = self.writing.clone().lock_owned().await;
-        let snapshot = store.load();
         let api_urls = self
             .api_urls
             .lock()
@@ -616,7 +650,8 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expiry::{SOURCE_CERTIFICATE, SOURCE_CERTIFICATEDETAILS_VALIDUNTIL};
+    use crate::snapshot::{FoundationSnapshot, RefreshStatus};
+    use std::time::Duration;
 
     fn record(guid: &str, expiry: Option<KeyExpiry>) -> KeyRecord {
         KeyRecord {
@@ -648,7 +683,7 @@ mod tests {
         let mut unread = record("d", None);
         unread.reading = None;
         unread.failure = Some(ReadFailure {
-            reason: "not_found",
+            reason: Reason::NotFound,
             attempts: 3,
             retry_at: Some(1_750_000_600),
         });
@@ -658,7 +693,7 @@ mod tests {
                 Some(KeyExpiry {
                     expires_at: 1_800_000_000,
                     valid_from: Some(1_700_000_000),
-                    source: SOURCE_CERTIFICATE,
+                    source: ExpirySource::Certificate,
                     certificate: Some(CertificateInfo {
                         subject: "CN=a".into(),
                         issuer: "CN=ca".into(),
@@ -671,7 +706,7 @@ mod tests {
                 Some(KeyExpiry {
                     expires_at: 1_700_000_000,
                     valid_from: None,
-                    source: SOURCE_CERTIFICATEDETAILS_VALIDUNTIL,
+                    source: ExpirySource::CertificateDetailsValidUntil,
                     certificate: None,
                 }),
             ),
@@ -785,13 +820,71 @@ mod tests {
         publish_seed(&store, "eu10", keys);
 
         // Polled once, the save starts the write; then it is dropped, as a cancelled refresh is.
-        assert!(cache.save(&store).now_or_never().is_none());
+        assert!(cache.save(store.load()).now_or_never().is_none());
         cache.idle().await;
 
         let api = HashMap::from([("eu10", "https://api.eu10.example")]);
         let bytes = std::fs::read(&path).expect("written once idle");
         let d = decode(&bytes, &path, &api, 1_750_000_100).unwrap();
         assert_eq!(d.foundations["eu10"].len(), 20_000);
+        assert_only_the_cache_file_in(&dir);
+    }
+
+    /// Keys of one foundation, as a refresh publishes them.
+    fn refreshed(keys: Arc<Vec<KeyRecord>>) -> FoundationSnapshot {
+        FoundationSnapshot {
+            keys,
+            status: RefreshStatus {
+                finished_once: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn cached_keys(path: &Path) -> Option<usize> {
+        let api = HashMap::from([("eu10", "https://api.eu10.example")]);
+        let bytes = std::fs::read(path).ok()?;
+        let d = decode(&bytes, path, &api, 1_750_000_100).ok()?;
+        Some(d.foundations.get("eu10").map_or(0, Vec::len))
+    }
+
+    #[tokio::test]
+    async fn the_file_follows_the_key_sets_refreshes_publish() {
+        let dir = fresh_dir("follow");
+        let path = dir.join("cache.json");
+        let store = Arc::new(Store::new());
+        let cache = Arc::new(Cache::open(&path, &[], &store));
+        cache.watch("eu10", "https://api.eu10.example/");
+
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(cache.clone().follow(store.clone(), stop.clone()));
+        let published = store.publish("eu10", refreshed(Arc::new(vec![record("a", None)])));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while cached_keys(&path) != Some(1) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the refresh's keys were not written"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        std::fs::remove_file(&path).unwrap();
+        // A listing that failed publishes the same key set again, a registration none: the file
+        // has nothing new to say, not even when the writer stops.
+        store.publish("eu10", refreshed(published.keys.clone()));
+        store.register("other");
+        stop.cancel();
+        writer.await.unwrap();
+        assert_eq!(cached_keys(&path), None);
+
+        // A key set published just before the writer stops is written before it ends.
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(cache.clone().follow(store.clone(), stop.clone()));
+        let two = vec![record("a", None), record("b", None)];
+        store.publish("eu10", refreshed(Arc::new(two)));
+        stop.cancel();
+        writer.await.unwrap();
+        assert_eq!(cached_keys(&path), Some(2));
         assert_only_the_cache_file_in(&dir);
     }
 

@@ -9,7 +9,6 @@
 //! a failed request) uses tokio's timer, which tests pause and advance on their own.
 
 use std::fmt::Debug;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
@@ -34,6 +33,13 @@ pub fn unix_seconds(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
+/// Unix seconds of `t` with their fraction (0 before 1970), as exposition values are.
+pub fn unix_seconds_f64(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// The system's clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
@@ -52,72 +58,10 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to, or when something waits on it: a wait moves it to
-/// the waiter's deadline at once (virtual time, as tokio's paused clock advances itself), so a
-/// test's `Retry-After` costs no real time. [`ManualClock::waited`] says how far waits moved it.
-#[derive(Debug)]
-pub struct ManualClock(Mutex<Manual>);
-
-#[derive(Debug)]
-struct Manual {
-    now: SystemTime,
-    /// How far waits have moved the clock, in all.
-    waited: Duration,
-}
-
-impl ManualClock {
-    pub fn at(t: SystemTime) -> Self {
-        ManualClock(Mutex::new(Manual {
-            now: t,
-            waited: Duration::ZERO,
-        }))
-    }
-
-    /// Starting at this very moment of the system clock.
-    pub fn starting_now() -> Self {
-        Self::at(SystemTime::now())
-    }
-
-    pub fn advance(&self, by: Duration) {
-        self.lock().now += by;
-    }
-
-    pub fn set(&self, t: SystemTime) {
-        self.lock().now = t;
-    }
-
-    /// How far waits ([`Clock::sleep_until`]) have moved this clock so far.
-    pub fn waited(&self) -> Duration {
-        self.lock().waited
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Manual> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> SystemTime {
-        self.lock().now
-    }
-
-    /// Moves the clock to `deadline` if it is behind it, then yields once (a wait is still a
-    /// point where other tasks run).
-    fn sleep_until(&self, deadline: SystemTime) -> BoxFuture<'static, ()> {
-        {
-            let mut manual = self.lock();
-            if let Ok(ahead) = deadline.duration_since(manual.now) {
-                manual.now = deadline;
-                manual.waited += ahead;
-            }
-        }
-        Box::pin(tokio::task::yield_now())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::ManualClock;
 
     #[tokio::test]
     async fn a_wait_on_a_manual_clock_moves_it_to_the_deadline_and_never_back() {

@@ -227,7 +227,7 @@ impl Rows<'_> {
         let plan = format!(
             "{} --rotate-plan --key {}",
             self.command.prefix,
-            crate::rotation::plan::command(&[&l.service_key_guid]),
+            crate::report::rotate::plan::command(&[&l.service_key_guid]),
         );
         let _ = write!(
             out,
@@ -282,7 +282,7 @@ mod tests {
             expiry: Some(KeyExpiry {
                 expires_at: NOW + days * 86_400,
                 valid_from: Some(NOW - 86_400),
-                source: "certificate",
+                source: crate::vocab::ExpirySource::Certificate,
                 certificate: None,
             }),
             shape: None,

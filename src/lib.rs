@@ -1,17 +1,24 @@
 //! cf-service-key-exporter: a Prometheus exporter for the expiry of Cloud Foundry service keys.
 //!
-//! Data flows one way: [`config`] → [`supervisor`] → [`refresher`] (using [`cf`] to list and
-//! read keys, [`lead_time`] to read their owners' lead times, [`expiry`] to read their
-//! credentials) → [`snapshot`] → [`metrics`] and [`server`]. The store is written by the refreshers, one per foundation, each replacing only
-//! its own foundation's part; before a foundation's first refresh (at start, or when a reload
-//! adds it) by the [`cache`] file seeding it; and by the [`supervisor`], which registers a
-//! foundation it starts watching and removes one a reload dropped once its refresher has
-//! stopped. A scrape only reads the latest snapshot and never calls Cloud Foundry. [`web`] puts
-//! TLS and basic auth in front of the endpoints (`--web-config-file`); [`landing`] renders the
-//! landing page. [`rotation`] knows which key succeeds which (per snapshot) and builds the
-//! plans of `report --rotate-plan`, which [`report`] runs. `main` only parses flags,
-//! sets up logging, binds and calls [`run`]; tests and `--demo` use the same entry point (the
-//! demo's simulated foundation is the separate `cf-sim` crate).
+//! Data flows one way, and modules depend on each other one way (README, "Module graph";
+//! `tests/it/structure.rs` checks it): [`cli`] turns the flags into a [`config::Config`] →
+//! [`supervisor`] → [`refresher`] (using [`cf`] to list and read keys, [`lead_time`] to read
+//! their owners' lead times, [`expiry`] to read their credentials, [`rotation`] for their shape)
+//! → [`snapshot`] → [`metrics`] and [`server`]. The store is the one meeting point: the
+//! refreshers, one per foundation, only publish their foundation's part to it; the
+//! [`supervisor`] registers a foundation it starts watching (seeded from the [`cache`] file when
+//! that has its readings) and removes one a reload dropped once its refresher has stopped. Who
+//! needs to know follows the store's changes: the metrics render each published snapshot
+//! ahead of the scrapes, and the cache file is rewritten when a refresh published new keys. A
+//! scrape only reads the latest snapshot and never calls Cloud Foundry. What producers and consumers share (read-failure reasons, the rate
+//! limit, the transport's telemetry events) is in [`vocab`], which depends on nothing. [`web`]
+//! puts TLS and basic auth in front of the endpoints (`--web-config-file`); [`landing`] renders
+//! the landing page. [`report`] runs the `report` command, and its `rotate` module the plans of
+//! `report --rotate-plan`. `main` only parses flags, sets up logging, binds and calls [`run`];
+//! tests and `--demo` use the same entry point (the demo's simulated foundation is the separate
+//! `cf-sim` crate).
+
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 pub mod cache;
 pub mod cf;
@@ -31,6 +38,9 @@ pub mod rotation;
 pub mod server;
 pub mod snapshot;
 pub mod supervisor;
+#[doc(hidden)]
+pub mod testing;
+pub mod vocab;
 pub mod web;
 
 use std::future::Future;
@@ -62,7 +72,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             web_config: None,
-            max_requests: server::DEFAULT_MAX_REQUESTS,
+            max_requests: web::serve::DEFAULT_MAX_REQUESTS,
             limits: web::serve::Limits::default(),
             plan_command: landing::PlanCommand::default(),
         }
@@ -94,8 +104,10 @@ pub async fn run_with(
     let metrics = Arc::new(ExporterMetrics::default());
     let exposition = metrics.exposition(store.clone());
     let cancel = CancellationToken::new();
+    // Renders each published snapshot ahead of the scrapes.
+    let renderer = tokio::spawn(metrics.clone().follow(store.clone(), cancel.clone()));
 
-    let warnings = Arc::new(arc_swap::ArcSwap::from_pointee(warnings(&config)));
+    let warnings = Arc::new(arc_swap::ArcSwap::from_pointee(config.warnings()));
     for warning in warnings.load().iter() {
         tracing::warn!("{warning}");
     }
@@ -159,40 +171,8 @@ pub async fn run_with(
     };
     cancel.cancel();
     let _ = reloads.await;
+    let _ = renderer.await;
     served.context("the HTTP server failed")
-}
-
-/// What the operator should know about the configuration: logged at start and at every reload,
-/// shown on `/` and printed by `report`.
-pub fn warnings(config: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    for f in &config.foundations {
-        if f.tls.skip_verify {
-            out.push(format!(
-                "foundation {}: TLS certificate verification toward Cloud Foundry is OFF (--cf-skip-tls-verify); anyone on the path can read the credentials",
-                f.name
-            ));
-        }
-        for (what, url) in [
-            ("API", Some(&f.api_url)),
-            ("login server", f.uaa_url.as_ref()),
-        ] {
-            let Some(url) = url.filter(|u| u.scheme() == "http" && !config::is_loopback(u)) else {
-                continue;
-            };
-            out.push(format!(
-                "foundation {}: the {what} is reached over plain http ({url}); tokens and credentials travel unencrypted",
-                f.name
-            ));
-        }
-        if f.tls.allow_http_login {
-            out.push(format!(
-                "foundation {}: an http:// login server under an https:// API is allowed (--cf-allow-http-login); the password may travel unencrypted",
-                f.name
-            ));
-        }
-    }
-    out
 }
 
 /// What the SIGHUP loop needs besides the supervisor.
@@ -216,11 +196,12 @@ impl Reloads {
 
     fn applied(&self, file: &std::path::Path, foundations: Vec<config::FoundationConfig>) {
         tracing::info!(file = %file.display(), "configuration reloaded");
-        let now = warnings(&Config {
+        let now = Config {
             foundations,
             file: None,
             cache_file: self.cache_file.clone(),
-        });
+        }
+        .warnings();
         for warning in &now {
             tracing::warn!("{warning}");
         }

@@ -23,6 +23,16 @@ pub fn use_colour(format: LogFormat, terminal: bool, no_color: bool) -> bool {
     format == LogFormat::Text && terminal && !no_color
 }
 
+/// Whether output to a `terminal` (or not) may carry colour: only to a terminal, and only with
+/// `NO_COLOR` unset. The report's table asks this too.
+pub fn colour_allowed(terminal: bool) -> bool {
+    use_colour(
+        LogFormat::Text,
+        terminal,
+        std::env::var_os("NO_COLOR").is_some(),
+    )
+}
+
 /// Installs the global subscriber (once, from `main`). Logs go to stderr.
 pub fn init(format: LogFormat, default_level: &str) {
     let filter =

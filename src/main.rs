@@ -1,9 +1,11 @@
 //! The `cf-service-key-exporter` binary: parse flags, set up logging, bind, run.
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 use std::process::ExitCode;
 
 use anyhow::Context;
-use cf_service_key_exporter::cli::{Cli, Command};
+use cf_service_key_exporter::cli::{self, Cli, Command};
 use cf_service_key_exporter::config::{self, Config};
 use cf_service_key_exporter::web::serve::Limits;
 use cf_service_key_exporter::web::WebConfigFile;
@@ -14,7 +16,8 @@ use clap::Parser;
 /// (or `report` could not read a foundation), 3 a runtime failure (cannot bind, server error,
 /// cannot write the report). `report`'s own codes are documented in its module.
 const EXIT_CONFIG: u8 = 2;
-const EXIT_RUNTIME: u8 = 3;
+/// Serving failed: the report's code for a run that could not finish.
+const EXIT_RUNTIME: u8 = report::EXIT_RUNTIME;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -80,14 +83,13 @@ async fn main() -> ExitCode {
 /// handle must live as long as the exporter that reads it.
 async fn load_config(cli: &Cli) -> anyhow::Result<(Config, Option<Demo>)> {
     let args = &cli.connection;
-    if config::Source::of(args)? != config::Source::Demo {
-        return Ok((
-            config::from_args(args, |var| std::env::var(var).ok())?,
-            None,
-        ));
+    let source = cli::Source::of(args)?;
+    if source != cli::Source::Demo {
+        let env = |var: &str| std::env::var(var).ok();
+        return Ok((cli::from_source(args, source, env)?, None));
     }
     let (demo, target) = start_demo().await?;
-    let config = config::demo(args, &target)?;
+    let config = cli::demo(args, &target)?;
     tracing::info!(api = %target.api_url, "demo mode: serving a simulated Cloud Foundry foundation on loopback");
     Ok((config, Some(demo)))
 }
@@ -133,7 +135,9 @@ fn plan_command(cli: &Cli) -> cf_service_key_exporter::landing::PlanCommand {
         (false, Some(path)) => PlanCommand {
             prefix: format!(
                 "cf-service-key-exporter report --config {}",
-                cf_service_key_exporter::rotation::plan::command(&[&path.display().to_string()])
+                cf_service_key_exporter::report::rotate::plan::command(&[&path
+                    .display()
+                    .to_string()])
             ),
             hint: None,
         },

@@ -8,7 +8,7 @@
 //! guids, dates, owners, public certificate facts). Columns and JSON fields come from the one
 //! definition of a key's labels ([`KeyLabels`]). [`select`] holds the filters
 //! (`--only-foundation`, `--owner`, `--key`); with `--rotate-plan` the same refresh feeds
-//! [`crate::rotation::run`] instead of the table.
+//! [`rotate::run`] instead of the table.
 //!
 //! Output discipline: the table or JSON goes to stdout and nothing else does; errors, warnings,
 //! the list of expiring keys and the progress line go to stderr. The progress line is drawn only
@@ -27,6 +27,7 @@
 //!   (an empty table or `[]` would read as "no keys").
 //! - [`EXIT_RUNTIME`] (3): the report could not be written (stdout closed early is not an error).
 
+pub mod rotate;
 pub mod select;
 
 use std::collections::BTreeMap;
@@ -42,9 +43,9 @@ use crate::cf::error::Chain;
 use crate::cli::{ExpiringWithin, ReportArgs, ReportOutput};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::metrics::ExporterMetrics;
 use crate::refresher::{RefreshError, RefreshOutcome, RefreshStats, Refresher};
 use crate::snapshot::{KeyLabels, KeyRecord, Store, KEY_LABEL_COUNT};
+use crate::vocab::NoTelemetry;
 
 /// Every foundation read, nothing expiring within the window.
 pub const EXIT_OK: u8 = 0;
@@ -122,7 +123,7 @@ pub struct Collected {
     pub rows: Vec<Row>,
     /// Per foundation, in configuration order.
     pub outcomes: Vec<(String, Outcome, RefreshStats)>,
-    /// What the operator should know about the configuration (see [`crate::warnings`]).
+    /// What the operator should know about the configuration (see [`Config::warnings`]).
     pub warnings: Vec<String>,
 }
 
@@ -133,12 +134,12 @@ pub async fn run(config: &Config, args: &ReportArgs) -> u8 {
         return EXIT_NOT_READ;
     }
     if args.rotate_plan {
-        return crate::rotation::run::run(config, args).await;
+        return rotate::run::run(config, args).await;
     }
     let progress = std::io::stderr().is_terminal();
     let collected = collect(config, progress).await;
     let now = SystemClock.unix_now();
-    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let colour = crate::logging::colour_allowed(std::io::stdout().is_terminal());
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
     finish(collected, args, now, colour, &mut stdout, &mut stderr)
@@ -286,21 +287,20 @@ pub async fn collect(config: &Config, progress: bool) -> Collected {
     Collected {
         rows,
         outcomes: refreshed.outcomes,
-        warnings: crate::warnings(config),
+        warnings: config.warnings(),
     }
 }
 
 /// Refreshes every foundation once, concurrently.
 pub async fn refresh(config: &Config, progress: bool) -> Refreshed {
     let store = Arc::new(Store::new());
-    let metrics = Arc::new(ExporterMetrics::default());
     let mut outcomes = Vec::new();
     let mut refreshers = Vec::new();
     for foundation in &config.foundations {
         store.register(&foundation.name);
-        match Refresher::new(foundation.clone(), store.clone(), metrics.clone()) {
+        match Refresher::new(foundation.clone(), store.clone(), Arc::new(NoTelemetry)) {
             // One refresh, not a series: it may spend the whole rate-limit budget left.
-            Ok(r) => refreshers.push(r.one_shot()),
+            Ok(r) => refreshers.push(r.with_budget_window(Duration::MAX)),
             Err(e) => outcomes.push((
                 foundation.name.clone(),
                 Outcome::Failed(Chain(&e).to_string()),
@@ -310,7 +310,10 @@ pub async fn refresh(config: &Config, progress: bool) -> Refreshed {
     }
     let refreshes = futures::future::join_all(refreshers.iter().map(|r| r.refresh()));
     let results = if progress {
-        with_progress(refreshes, &store, &metrics).await
+        with_progress(refreshes, &store, || {
+            refreshers.iter().map(Refresher::requests_sent).sum()
+        })
+        .await
     } else {
         refreshes.await
     };
@@ -339,7 +342,7 @@ pub async fn refresh(config: &Config, progress: bool) -> Refreshed {
 async fn with_progress<F: Future>(
     work: F,
     store: &Store,
-    metrics: &Arc<ExporterMetrics>,
+    requests_sent: impl Fn() -> u64,
 ) -> F::Output {
     const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
     let started = tokio::time::Instant::now();
@@ -357,7 +360,7 @@ async fn with_progress<F: Future>(
                 let snapshot = store.load();
                 let total = snapshot.foundations.len();
                 let done = snapshot.foundations.values().filter(|f| f.status.finished_once).count();
-                let sent = metrics.requests_sent();
+                let sent = requests_sent();
                 eprint!(
                     "\r\x1b[2K{} reading {total} {}: {done} done, {sent} requests, {}s",
                     FRAMES[frame % FRAMES.len()],
@@ -516,7 +519,7 @@ pub fn table(rows: &[Row], now: i64, colour: bool, warn_within: Option<ExpiringW
                 row.seconds_left(now)
                     .map_or_else(|| "-".to_owned(), time_left),
                 row.key.expiry_source().to_owned(),
-                dash(row.key.failure.as_ref().map(|f| f.reason)),
+                dash(row.key.failure.as_ref().map(|f| f.reason.as_str())),
             ]);
             line.extend(owners.iter().map(|l| dash(row.owner(l))));
             line.extend([
@@ -606,7 +609,7 @@ pub fn json(rows: &[Row], now: i64) -> Result<String, serde_json::Error> {
                 expires_at_unix: e.map(|e| e.expires_at),
                 seconds_left: row.seconds_left(now),
                 expiry_source: row.key.expiry_source(),
-                read_error: row.key.failure.as_ref().map(|f| f.reason),
+                read_error: row.key.failure.as_ref().map(|f| f.reason.as_str()),
                 owners: row.key.owner_pairs(&row.owner_labels).collect(),
                 certificate: e.and_then(|e| e.certificate.as_ref()),
             }
@@ -741,7 +744,7 @@ mod tests {
                     expiry: expires_in.map(|s| KeyExpiry {
                         expires_at: NOW + s,
                         valid_from: Some(NOW - 100 * DAY),
-                        source: crate::expiry::SOURCE_EXPIRES_AT,
+                        source: crate::vocab::ExpirySource::ExpiresAt,
                         certificate: None,
                     }),
                     shape: None,

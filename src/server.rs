@@ -24,9 +24,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use crate::clock::Clock as _;
 use crate::metrics::{Exposition, Format};
 use crate::snapshot::Store;
-
-/// Default of `--web-max-requests`, as node_exporter's `--web.max-requests`.
-pub const DEFAULT_MAX_REQUESTS: usize = 40;
+use crate::web::serve::DEFAULT_MAX_REQUESTS;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -88,8 +86,8 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/metrics",
             get(metrics_handler).layer(
-                // The fastest level: at 60,000 series the default level costs about 100 ms per
-                // scrape for a few percent smaller body.
+                // The fastest level: the default one costs far more time per scrape for a
+                // slightly smaller body (docs/performance.md).
                 CompressionLayer::new()
                     .gzip(true)
                     .quality(CompressionLevel::Fastest),

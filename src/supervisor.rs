@@ -9,8 +9,9 @@
 //!
 //! Stopping a refresher means cancelling it *and waiting for its task to end* before its entry
 //! leaves the store: a refresh that was publishing at that moment must not put a removed
-//! foundation back. With a cache file, the supervisor tells the [`Cache`] which foundations it
-//! holds and hands it to every refresher.
+//! foundation back. The supervisor changes the store only through its API (register, seed,
+//! remove). With a cache file, it tells the [`Cache`] which foundations it holds and runs its
+//! writer, which follows the store, until [`Supervisor::shutdown`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -67,6 +68,8 @@ pub struct Supervisor {
     running: HashMap<String, Running>,
     parent: CancellationToken,
     cache: Option<Arc<Cache>>,
+    /// Stops the cache file's writer ([`Cache::follow`]), and its task.
+    cache_writer: Option<(CancellationToken, JoinHandle<()>)>,
     runner: Runner,
 }
 
@@ -82,12 +85,19 @@ impl Supervisor {
             running: HashMap::new(),
             parent,
             cache: None,
+            cache_writer: None,
             runner: Arc::new(|refresher, cancel| Box::pin(refresher.run(cancel))),
         }
     }
 
-    /// Keeps the readings of every foundation in this cache file.
+    /// Keeps the readings of every foundation in this cache file: it follows the store from
+    /// now on, until [`Supervisor::shutdown`]. Call it within the runtime.
     pub fn with_cache(mut self, cache: Option<Arc<Cache>>) -> Self {
+        self.cache_writer = cache.as_ref().map(|cache| {
+            let stop = CancellationToken::new();
+            let writer = cache.clone().follow(self.store.clone(), stop.clone());
+            (stop, tokio::spawn(writer))
+        });
         self.cache = cache;
         self
     }
@@ -109,10 +119,9 @@ impl Supervisor {
                 .is_some_and(|r| r.config == *config);
             if !unchanged {
                 let delay = stagger(index, foundations.len(), config.refresh_interval);
-                let refresher =
-                    Refresher::new(config.clone(), self.store.clone(), self.metrics.clone())?
-                        .with_cache(self.cache.clone())
-                        .with_start_delay(delay);
+                let telemetry = self.metrics.recorder(&config.name);
+                let refresher = Refresher::new(config.clone(), self.store.clone(), telemetry)?
+                    .with_start_delay(delay);
                 fresh.push((config.clone(), refresher));
             }
         }
@@ -172,8 +181,12 @@ impl Supervisor {
         for (_, r) in self.running {
             r.stop().await;
         }
-        if let Some(cache) = &self.cache {
-            cache.idle().await;
+        // The refreshers are stopped: the writer writes what they published last, and ends.
+        if let Some((stop, writer)) = self.cache_writer {
+            stop.cancel();
+            if let Err(e) = writer.await {
+                tracing::error!(error = %e, "cache file writer failed");
+            }
         }
     }
 }

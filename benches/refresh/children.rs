@@ -19,15 +19,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cf_service_key_exporter::cache::Cache;
-use cf_service_key_exporter::clock::ManualClock;
 use cf_service_key_exporter::config::{self, DemoTarget, FoundationConfig};
 use cf_service_key_exporter::metrics::ExporterMetrics;
 use cf_service_key_exporter::refresher::{RefreshOutcome, Refresher};
 use cf_service_key_exporter::server::{self, AppState};
 use cf_service_key_exporter::snapshot::Store;
+use cf_service_key_exporter::testing::ManualClock;
 use cf_sim::{demo, Accounts, Sim};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 pub const DETAILS_ROUTE: &str = "/v3/service_credential_bindings/:guid/details";
@@ -356,14 +357,21 @@ pub fn serve_exporter() {
             let _ = std::fs::remove_file(path);
             Arc::new(Cache::open(Path::new(path), &configs, &store))
         });
+        // As `run` has them follow the store: the metrics render each published snapshot, the
+        // cache file is rewritten when a refresh published new keys.
+        let followers = CancellationToken::new();
+        tokio::spawn(metrics.clone().follow(store.clone(), followers.clone()));
+        if let Some(cache) = &cache {
+            tokio::spawn(cache.clone().follow(store.clone(), followers.clone()));
+        }
         let refreshers: Vec<Arc<Refresher>> = configs
             .into_iter()
             .map(|config| {
                 store.register(&config.name);
-                let refresher = Refresher::new(config, store.clone(), metrics.clone())
+                let telemetry = metrics.recorder(&config.name);
+                let refresher = Refresher::new(config, store.clone(), telemetry)
                     .expect("refresher")
-                    .with_clock(clock.clone())
-                    .with_cache(cache.clone());
+                    .with_clock(clock.clone());
                 Arc::new(refresher)
             })
             .collect();

@@ -11,11 +11,12 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cf_service_key_exporter::clock::{Clock, ManualClock};
+use cf_service_key_exporter::clock::Clock;
 use cf_service_key_exporter::config::{DemoTarget, FoundationConfig};
 use cf_service_key_exporter::metrics::{ExporterMetrics, Format};
 use cf_service_key_exporter::refresher::Refresher;
 use cf_service_key_exporter::snapshot::Store;
+use cf_service_key_exporter::testing::ManualClock;
 use cf_sim::{demo, Accounts, RateLimit, Sim};
 
 use crate::children::SimStats;
@@ -83,7 +84,8 @@ pub async fn simulated_day(keys: usize, concurrency: usize) -> Day {
     let metrics = Arc::new(ExporterMetrics::default());
     let config = foundation(&sim, "day", concurrency);
     store.register(&config.name);
-    let refresher = Refresher::new(config, store.clone(), metrics)
+    let telemetry = metrics.recorder(&config.name);
+    let refresher = Refresher::new(config, store.clone(), telemetry)
         .expect("refresher")
         .with_clock(clock.clone());
     let cold = refresher.refresh().await;
@@ -185,7 +187,8 @@ pub async fn budgeted_cold_start(
     let exposition = metrics.exposition(store.clone()).with_clock(clock.clone());
     let config = foundation(&sim, "budget", concurrency);
     store.register(&config.name);
-    let refresher = Refresher::new(config, store.clone(), metrics.clone())
+    let telemetry = metrics.recorder(&config.name);
+    let refresher = Refresher::new(config, store.clone(), telemetry)
         .expect("refresher")
         .with_clock(clock.clone());
     let mut out = Budget {

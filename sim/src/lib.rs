@@ -9,6 +9,7 @@
 //! `keys_api`), [`demo`] the foundation a newcomer sees and a large one for benchmarks.
 
 pub mod broker;
+pub mod certs;
 pub mod credentials;
 pub mod demo;
 mod keys_api;

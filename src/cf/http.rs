@@ -11,6 +11,7 @@
 //! a rate-limit window without sleeping. The jittered backoff of other transient failures stays
 //! on tokio's timer.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -19,10 +20,10 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
-use super::error::{ApiError, CfError, TransportKind};
+use super::error::{is_transient_status, ApiError, CfError, Chain, TransportKind};
 use crate::clock::{unix_seconds, Clock, SystemClock};
 use crate::config::{HttpOptions, TlsOptions};
-use crate::metrics::ApiRecorder;
+use crate::vocab::{ApiEvent, RateLimit, Telemetry};
 
 /// Which body cap a request gets (sizes in [`HttpOptions`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,25 +38,14 @@ pub enum BodyLimit {
 /// the refresh (the next refresh tries again).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
-/// What Cloud Foundry's rate limit said last (`X-RateLimit-*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    pub limit: u64,
-    /// Floored to tenths of the limit by Cloud Foundry.
-    pub remaining: u64,
-    /// When the window resets, Unix seconds.
-    pub reset: i64,
-}
-
-impl RateLimit {
-    /// From an answer's headers; `None` when it carries no (complete) rate-limit headers.
-    fn from_headers(headers: &HeaderMap) -> Option<RateLimit> {
-        Some(RateLimit {
-            limit: header_u64(headers, "x-ratelimit-limit")?,
-            remaining: header_u64(headers, "x-ratelimit-remaining")?,
-            reset: i64::try_from(header_u64(headers, "x-ratelimit-reset")?).ok()?,
-        })
-    }
+/// The rate limit an answer's headers announce; `None` when it carries no (complete)
+/// rate-limit headers.
+fn announced_rate_limit(headers: &HeaderMap) -> Option<RateLimit> {
+    Some(RateLimit {
+        limit: header_u64(headers, "x-ratelimit-limit")?,
+        remaining: header_u64(headers, "x-ratelimit-remaining")?,
+        reset: i64::try_from(header_u64(headers, "x-ratelimit-reset")?).ok()?,
+    })
 }
 
 /// Builds the shared client for one foundation.
@@ -104,7 +94,9 @@ pub fn build_client(tls: &TlsOptions, http: &HttpOptions) -> Result<reqwest::Cli
 #[derive(Debug)]
 pub struct Transport {
     client: reqwest::Client,
-    recorder: ApiRecorder,
+    telemetry: Arc<dyn Telemetry>,
+    /// Requests sent so far (every try counts).
+    sent: AtomicU64,
     pacer: Pacer,
     options: HttpOptions,
 }
@@ -143,23 +135,23 @@ impl Answer {
 }
 
 impl Transport {
-    pub fn new(client: reqwest::Client, recorder: ApiRecorder, options: HttpOptions) -> Self {
+    pub fn new(
+        client: reqwest::Client,
+        telemetry: Arc<dyn Telemetry>,
+        options: HttpOptions,
+    ) -> Self {
         Transport {
             client,
-            recorder,
+            telemetry,
+            sent: AtomicU64::new(0),
             pacer: Pacer::default(),
             options,
         }
     }
 
-    /// The limits this transport was built with.
-    pub fn options(&self) -> &HttpOptions {
-        &self.options
-    }
-
     /// Requests sent so far (every try counts).
     pub fn requests_sent(&self) -> u64 {
-        self.recorder.sent()
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Measures the pacer's waits on `clock` instead of the system clock (set it before the
@@ -196,7 +188,7 @@ impl Transport {
         let paced = is_paced(endpoint);
         let once = || async {
             let answer = self.send_once(endpoint, limit, make()).await?;
-            if is_transient_status(answer.status) {
+            if is_transient_status(answer.status.as_u16()) {
                 return Err(status_error(endpoint, &answer));
             }
             Ok(answer)
@@ -233,14 +225,14 @@ impl Transport {
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
-                self.recorder.request(endpoint, "error");
+                self.requested(endpoint, "error");
                 return Err(transport_error(endpoint, &e));
             }
         };
         let status = response.status();
         if paced {
             if let Some(rate) = self.pacer.observe(status, response.headers()) {
-                self.recorder.rate_limit(rate);
+                self.telemetry.record(ApiEvent::RateLimit(rate));
             }
         }
         let headers = response.headers().clone();
@@ -249,16 +241,22 @@ impl Transport {
         let body = match read_capped(endpoint, limit, response).await {
             Ok(body) => body,
             Err(e) => {
-                self.recorder.request(endpoint, "error");
+                self.requested(endpoint, "error");
                 return Err(e);
             }
         };
-        self.recorder.request(endpoint, status.as_str());
+        self.requested(endpoint, status.as_str());
         Ok(Answer {
             status,
             headers,
             body,
         })
+    }
+
+    /// Counts one request that ended with `code`, and reports it.
+    fn requested(&self, endpoint: &'static str, code: &str) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.telemetry.record(ApiEvent::Request { endpoint, code });
     }
 }
 
@@ -270,10 +268,6 @@ fn is_paced(endpoint: &str) -> bool {
 
 fn is_rate_limited(err: &CfError) -> bool {
     matches!(err, CfError::Status { status: 429, .. })
-}
-
-fn is_transient_status(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 429 | 502 | 503 | 504)
 }
 
 /// Reads a body up to `limit` bytes; a longer one is cut off with an error, never buffered whole.
@@ -312,13 +306,7 @@ fn transport_error(endpoint: &'static str, e: &reqwest::Error) -> CfError {
         TransportKind::Other
     };
     // reqwest's Display names the URL (no secrets: tokens only travel in headers) and the cause.
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    let message = Chain(e).to_string();
     CfError::Transport {
         endpoint,
         kind,
@@ -459,7 +447,7 @@ impl Pacer {
     fn observe(&self, status: StatusCode, headers: &HeaderMap) -> Option<RateLimit> {
         let mut state = self.lock();
         let now = state.clock.now();
-        let announced = RateLimit::from_headers(headers);
+        let announced = announced_rate_limit(headers);
         if let Some(rate) = announced {
             state.last = Some((rate, unix_seconds(now)));
         }
@@ -496,7 +484,8 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::testing::ManualClock;
+    use crate::vocab::Reason;
     use reqwest::header::HeaderValue;
     use std::time::UNIX_EPOCH;
 
@@ -588,7 +577,7 @@ mod tests {
             ),
         };
         let err = status_error("/v3/service_credential_bindings/:guid/details", &answer);
-        assert_eq!(err.reason(), "not_found");
+        assert_eq!(err.reason(), Reason::NotFound);
         assert_eq!(
             err.to_string(),
             "/v3/service_credential_bindings/:guid/details: HTTP 404: CF-ResourceNotFound (10010): Service credential binding not found"
@@ -605,7 +594,7 @@ mod tests {
         let err = answer
             .json::<serde_json::Value>("/v3/service_instances")
             .unwrap_err();
-        assert_eq!(err.reason(), "invalid_json");
+        assert_eq!(err.reason(), Reason::InvalidJson);
         assert!(err.to_string().contains("text/html"), "{err}");
     }
 }

@@ -272,7 +272,7 @@ pub fn keys(
                 .map(|value| names.get(value)),
             instance_guid: b.relationships.service_instance.guid().map(str::to_owned),
             name: b.name.unwrap_or_default(),
-            created_at: b.created_at.as_deref().and_then(unix_seconds),
+            created_at: b.created_at.as_deref().and_then(parse_timestamp),
             updated_at: b.updated_at.unwrap_or_default(),
             metadata: wanted.values(&b.metadata, names),
             guid: b.guid,
@@ -293,7 +293,7 @@ fn readable(op: &LastOperation) -> bool {
 }
 
 /// A V3 timestamp (`2020-03-10T15:49:29Z`) in Unix seconds.
-pub fn unix_seconds(timestamp: &str) -> Option<i64> {
+pub fn parse_timestamp(timestamp: &str) -> Option<i64> {
     OffsetDateTime::parse(timestamp, &Rfc3339)
         .ok()
         .map(OffsetDateTime::unix_timestamp)

@@ -30,7 +30,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::config::FoundationConfig;
-use crate::metrics::ApiRecorder;
+use crate::vocab::{RateLimit, Telemetry};
 pub use error::CfError;
 use http::{BodyLimit, Transport};
 pub use listing::ListedKey;
@@ -62,9 +62,9 @@ pub struct CfClient {
 
 impl CfClient {
     /// Builds the client (TLS settings, connection pool) for one foundation.
-    pub fn new(config: &FoundationConfig, recorder: ApiRecorder) -> Result<Self, CfError> {
+    pub fn new(config: &FoundationConfig, telemetry: Arc<dyn Telemetry>) -> Result<Self, CfError> {
         let client = http::build_client(&config.tls, &config.http)?;
-        let transport = Arc::new(Transport::new(client, recorder, config.http.clone()));
+        let transport = Arc::new(Transport::new(client, telemetry, config.http.clone()));
         let uaa = Uaa::new(transport.clone(), config);
         Ok(CfClient {
             transport,
@@ -164,7 +164,7 @@ impl CfClient {
 
     /// The rate limit Cloud Foundry announced last, while its window lasts (`None` before any
     /// announcement and once its reset has passed).
-    pub fn rate_limit(&self) -> Option<http::RateLimit> {
+    pub fn rate_limit(&self) -> Option<RateLimit> {
         self.transport.rate_limit()
     }
 

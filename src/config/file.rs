@@ -30,12 +30,9 @@ use serde::Deserialize;
 use super::{
     check_interval, check_readable, check_secret, default_foundation_name, lead_time_annotation,
     metadata_labels, parse_url, successor_annotation, successor_name_suffix, ConfigError,
-    FoundationConfig, Grant, MetadataLabel, SecretSource, TlsOptions, DEFAULT_DETAILS_CONCURRENCY,
-    DEFAULT_FULL_REFRESH_INTERVAL, DEFAULT_REFRESH_INTERVAL,
+    FoundationConfig, Grant, MetadataLabel, SecretSource, TlsOptions, DEFAULT_CLIENT_ID,
+    DEFAULT_DETAILS_CONCURRENCY, DEFAULT_FULL_REFRESH_INTERVAL, DEFAULT_REFRESH_INTERVAL,
 };
-
-/// The cf CLI's public OAuth client.
-const DEFAULT_CLIENT_ID: &str = "cf";
 
 /// Keys allowed at the top level, besides `foundation`: the [`Shared`] settings (the tests
 /// parse a file that uses every one).
@@ -152,17 +149,17 @@ mod checked {
         }
     }
 
-    pub fn interval<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(super) fn interval<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         Option::<String>::deserialize(d)?
             .map(|v| super::parse_interval("", &v).map_err(|e| D::Error::custom(message(e))))
             .transpose()
     }
 
-    pub fn plans<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    pub(super) fn plans<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
         Ok(Option::<Vec<String>>::deserialize(d)?.map(|p| clean_plans(&p)))
     }
 
-    pub fn metadata_labels<'de, D: Deserializer<'de>>(
+    pub(super) fn metadata_labels<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<Vec<MetadataLabel>>, D::Error> {
         Option::<Vec<String>>::deserialize(d)?
@@ -170,7 +167,7 @@ mod checked {
             .transpose()
     }
 
-    pub fn lead_time_annotation<'de, D: Deserializer<'de>>(
+    pub(super) fn lead_time_annotation<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<String>, D::Error> {
         Option::<String>::deserialize(d)?
@@ -182,7 +179,7 @@ mod checked {
             .transpose()
     }
 
-    pub fn name_suffix<'de, D: Deserializer<'de>>(
+    pub(super) fn name_suffix<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<crate::rotation::NameScheme>, D::Error> {
         Option::<String>::deserialize(d)?
@@ -192,7 +189,7 @@ mod checked {
             .transpose()
     }
 
-    pub fn successor_annotation<'de, D: Deserializer<'de>>(
+    pub(super) fn successor_annotation<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<String>, D::Error> {
         Option::<String>::deserialize(d)?
@@ -204,13 +201,15 @@ mod checked {
             .transpose()
     }
 
-    pub fn concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NonZeroUsize>, D::Error> {
+    pub(super) fn concurrency<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<NonZeroUsize>, D::Error> {
         Option::<i64>::deserialize(d)?
             .map(|n| super::parse_concurrency("", n).map_err(|e| D::Error::custom(message(e))))
             .transpose()
     }
 
-    pub fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    pub(super) fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         Option::<String>::deserialize(d)?
             .map(|v| super::non_empty("", v).map_err(|e| D::Error::custom(message(e))))
             .transpose()
@@ -307,19 +306,7 @@ fn build_foundation(
             ))
         }
     };
-    let name = match raw.name {
-        Some(name) if !name.trim().is_empty() => name.trim().to_owned(),
-        Some(_) => return Err(ConfigError::invalid("name", "must not be empty")),
-        None => {
-            return Err(ConfigError::invalid(
-                "name",
-                format!(
-                    "required: the value of the `foundation` label, e.g. name = \"{}\"",
-                    default_foundation_name(&api_url)
-                ),
-            ))
-        }
-    };
+    let name = foundation_name(raw.name, &api_url)?;
     let uaa_url = raw
         .uaa_url
         .as_deref()
@@ -334,28 +321,7 @@ fn build_foundation(
         &name,
         file,
     )?;
-    let grant = match (raw.username, password) {
-        (Some(username), Some((field, password))) => {
-            let username = non_empty("username", username)?;
-            check_secret(field, &password)?;
-            Grant::Password { username, password }
-        }
-        (Some(_), None) => {
-            return Err(ConfigError::invalid(
-                "username",
-                "set without a password; add password_file, password_env or password \
-                 (or remove username for the client-credentials grant)",
-            ))
-        }
-        (None, Some((field, _))) => {
-            return Err(ConfigError::invalid(
-                field,
-                "a password was given without a username; add username \
-                 (or remove the password for the client-credentials grant)",
-            ))
-        }
-        (None, None) => Grant::ClientCredentials,
-    };
+    let grant = grant(raw.username, password)?;
 
     let client_secret = secret_source(
         "client_secret",
@@ -407,6 +373,50 @@ fn build_foundation(
 
 /// Picks the one source of a secret among `<what>_file`, `<what>_env` and inline `<what>`,
 /// returning it with the name of the field it came from. An inline value is accepted with a
+/// A foundation's `name`: required, not empty.
+fn foundation_name(name: Option<String>, api_url: &url::Url) -> Result<String, ConfigError> {
+    match name {
+        Some(name) if !name.trim().is_empty() => Ok(name.trim().to_owned()),
+        Some(_) => Err(ConfigError::invalid("name", "must not be empty")),
+        None => Err(ConfigError::invalid(
+            "name",
+            format!(
+                "required: the value of the `foundation` label, e.g. name = \"{}\"",
+                default_foundation_name(api_url)
+            ),
+        )),
+    }
+}
+
+/// The login a foundation's `username` and password settings ask for.
+fn grant(
+    username: Option<String>,
+    password: Option<(&'static str, SecretSource)>,
+) -> Result<Grant, ConfigError> {
+    Ok(match (username, password) {
+        (Some(username), Some((field, password))) => {
+            let username = non_empty("username", username)?;
+            check_secret(field, &password)?;
+            Grant::Password { username, password }
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                "username",
+                "set without a password; add password_file, password_env or password \
+                 (or remove username for the client-credentials grant)",
+            ))
+        }
+        (None, Some((field, _))) => {
+            return Err(ConfigError::invalid(
+                field,
+                "a password was given without a username; add username \
+                 (or remove the password for the client-credentials grant)",
+            ))
+        }
+        (None, None) => Grant::ClientCredentials,
+    })
+}
+
 /// warning that names the foundation, never the value.
 fn secret_source(
     what: &'static str,

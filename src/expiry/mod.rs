@@ -16,8 +16,10 @@
 //! | `expiry` | a field named `expiry`, `expiry_date` or `expiry_time` |
 //! | `valid_until` | a field named `valid_until` or `valid_to` (outside `certificatedetails`) |
 //! | `not_after` | a field named `not_after` |
-//! | `none` ([`SOURCE_NONE`]) | nothing readable; never produced by [`extract`], used by callers |
-//! | `unread` ([`SOURCE_UNREAD`]) | the details were never read; used by callers |
+//! | `none` | nothing readable; never produced by [`extract`], used by callers |
+//! | `unread` | the details were never read; used by callers |
+//!
+//! The label texts are [`ExpirySource`]'s.
 //!
 //! Field names match case-insensitively and ignore `_` and `-`, so `expiresAt`, `expires-at` and
 //! `EXPIRES_AT` are all `expires_at`. They match at any depth. The list is deliberately short:
@@ -61,8 +63,8 @@
 //! caller should still cap the size of the `/details` body it parses.
 //!
 //! # Cost
-//! Measured in a release build: about 1 µs for a key without certificates, 25 to 40 µs for a key
-//! holding a chain of three certificates (most of it DER parsing).
+//! A key holding certificates costs far more than one without (most of it DER parsing); the
+//! figures are in docs/performance.md.
 
 mod date;
 mod pem;
@@ -70,39 +72,9 @@ mod pem;
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use crate::vocab::{ExpirySource, Reason};
+
 pub use pem::{MAX_CERTIFICATES_PER_STRING, MAX_PEM_STRING_BYTES};
-
-/// `expiry_source` label value for keys without a readable expiry.
-pub const SOURCE_NONE: &str = "none";
-/// `expiry_source` label value for keys whose details were never read successfully.
-pub const SOURCE_UNREAD: &str = "unread";
-/// `certificatedetails.validuntil`, as SAP Cloud Integration writes it.
-pub const SOURCE_CERTIFICATEDETAILS_VALIDUNTIL: &str = "certificatedetails.validuntil";
-/// The notAfter of a PEM certificate found anywhere in the credentials.
-pub const SOURCE_CERTIFICATE: &str = "certificate";
-/// A field named `expires_at` / `expiresAt` / `expires_on`.
-pub const SOURCE_EXPIRES_AT: &str = "expires_at";
-/// A field named `expiration` / `expiration_date` / `expiration_time`.
-pub const SOURCE_EXPIRATION: &str = "expiration";
-/// A field named `expiry` / `expiry_date` / `expiry_time`.
-pub const SOURCE_EXPIRY: &str = "expiry";
-/// A field named `valid_until` / `validUntil` / `valid_to` outside `certificatedetails`.
-pub const SOURCE_VALID_UNTIL: &str = "valid_until";
-/// A field named `not_after` / `notAfter`.
-pub const SOURCE_NOT_AFTER: &str = "not_after";
-
-/// Every `expiry_source` a reading can have, [`SOURCE_NONE`] last ([`SOURCE_UNREAD`] is not a
-/// reading); lets callers check a stored value and documentation stay in step with the code.
-pub const SOURCES: [&str; 8] = [
-    SOURCE_CERTIFICATEDETAILS_VALIDUNTIL,
-    SOURCE_CERTIFICATE,
-    SOURCE_EXPIRES_AT,
-    SOURCE_EXPIRATION,
-    SOURCE_EXPIRY,
-    SOURCE_VALID_UNTIL,
-    SOURCE_NOT_AFTER,
-    SOURCE_NONE,
-];
 
 /// Objects and arrays nested deeper than this are not searched (real keys nest 2 or 3 levels).
 pub const MAX_DEPTH: usize = 32;
@@ -122,8 +94,8 @@ pub const MAX_PATH_SEGMENT_CHARS: usize = 64;
 pub struct Found {
     /// The instant the credential stops being valid, in UTC.
     pub expires_at: OffsetDateTime,
-    /// The `expiry_source` label value, one of [`SOURCES`] except [`SOURCE_NONE`].
-    pub source: &'static str,
+    /// Where it was read (the `expiry_source` label).
+    pub source: ExpirySource,
     /// Where in the credentials it was found (JSON path such as `uaa.certificate` or
     /// `certificates[1]`).
     pub path: String,
@@ -178,13 +150,11 @@ pub enum ReadError {
 
 impl ReadError {
     /// Every value [`ReadError::reason`] returns.
-    pub const REASONS: [&'static str; 2] = ["invalid_certificate", "invalid_date"];
-
     /// The `reason` label of `cf_service_key_exporter_details_errors_total`.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            ReadError::InvalidCertificate { .. } => "invalid_certificate",
-            ReadError::InvalidDate { .. } => "invalid_date",
+            ReadError::InvalidCertificate { .. } => Reason::InvalidCertificate,
+            ReadError::InvalidDate { .. } => Reason::InvalidDate,
         }
     }
 
@@ -211,9 +181,9 @@ impl Extraction {
         self.found.iter().min_by_key(|f| f.expires_at)
     }
 
-    /// The `expiry_source` label value: the earliest finding's source, or [`SOURCE_NONE`].
-    pub fn source(&self) -> &'static str {
-        self.earliest().map_or(SOURCE_NONE, |f| f.source)
+    /// The `expiry_source` label value: the earliest finding's source, or [`ExpirySource::None`].
+    pub fn source(&self) -> ExpirySource {
+        self.earliest().map_or(ExpirySource::None, |f| f.source)
     }
 }
 
@@ -289,7 +259,7 @@ impl<'a> Walker<'a> {
     fn read_date_field(
         &mut self,
         value: &'a Value,
-        source: &'static str,
+        source: ExpirySource,
         depth: usize,
         valid_from: Option<OffsetDateTime>,
     ) {
@@ -322,7 +292,7 @@ impl<'a> Walker<'a> {
         if let Some(earliest) = scan.earliest {
             self.push_found(Found {
                 expires_at: earliest.not_after,
-                source: SOURCE_CERTIFICATE,
+                source: ExpirySource::Certificate,
                 path: self.render_path(),
                 certificate: Some(earliest.info),
                 valid_from: Some(earliest.not_before),
@@ -376,7 +346,7 @@ impl<'a> Walker<'a> {
 }
 
 /// The source label of an expiry field, from its name and the name of the object holding it.
-fn field_source(parent: Option<&str>, key: &str) -> Option<&'static str> {
+fn field_source(parent: Option<&str>, key: &str) -> Option<ExpirySource> {
     // No expiry name is longer than 20 characters; don't normalise hostile megabyte keys.
     if key.len() > 32 {
         return None;
@@ -386,13 +356,13 @@ fn field_source(parent: Option<&str>, key: &str) -> Option<&'static str> {
         "validuntil"
             if parent.is_some_and(|p| p.len() <= 32 && normalise(p) == "certificatedetails") =>
         {
-            SOURCE_CERTIFICATEDETAILS_VALIDUNTIL
+            ExpirySource::CertificateDetailsValidUntil
         }
-        "expiresat" | "expireson" => SOURCE_EXPIRES_AT,
-        "expiration" | "expirationdate" | "expirationtime" => SOURCE_EXPIRATION,
-        "expiry" | "expirydate" | "expirytime" => SOURCE_EXPIRY,
-        "validuntil" | "validto" => SOURCE_VALID_UNTIL,
-        "notafter" => SOURCE_NOT_AFTER,
+        "expiresat" | "expireson" => ExpirySource::ExpiresAt,
+        "expiration" | "expirationdate" | "expirationtime" => ExpirySource::Expiration,
+        "expiry" | "expirydate" | "expirytime" => ExpirySource::Expiry,
+        "validuntil" | "validto" => ExpirySource::ValidUntil,
+        "notafter" => ExpirySource::NotAfter,
         _ => return None,
     })
 }
@@ -435,27 +405,27 @@ mod tests {
             (
                 Some("certificatedetails"),
                 "validuntil",
-                Some(SOURCE_CERTIFICATEDETAILS_VALIDUNTIL),
+                Some(ExpirySource::CertificateDetailsValidUntil),
             ),
             (
                 Some("certificateDetails"),
                 "validUntil",
-                Some(SOURCE_CERTIFICATEDETAILS_VALIDUNTIL),
+                Some(ExpirySource::CertificateDetailsValidUntil),
             ),
-            (None, "validuntil", Some(SOURCE_VALID_UNTIL)),
-            (Some("oauth"), "valid_until", Some(SOURCE_VALID_UNTIL)),
-            (None, "validTo", Some(SOURCE_VALID_UNTIL)),
-            (None, "expires_at", Some(SOURCE_EXPIRES_AT)),
-            (None, "expiresAt", Some(SOURCE_EXPIRES_AT)),
-            (None, "Expires-At", Some(SOURCE_EXPIRES_AT)),
-            (None, "expires_on", Some(SOURCE_EXPIRES_AT)),
-            (None, "expiration", Some(SOURCE_EXPIRATION)),
-            (None, "expiration_date", Some(SOURCE_EXPIRATION)),
-            (None, "expirationTime", Some(SOURCE_EXPIRATION)),
-            (None, "expiry", Some(SOURCE_EXPIRY)),
-            (None, "expiryDate", Some(SOURCE_EXPIRY)),
-            (None, "notAfter", Some(SOURCE_NOT_AFTER)),
-            (None, "not_after", Some(SOURCE_NOT_AFTER)),
+            (None, "validuntil", Some(ExpirySource::ValidUntil)),
+            (Some("oauth"), "valid_until", Some(ExpirySource::ValidUntil)),
+            (None, "validTo", Some(ExpirySource::ValidUntil)),
+            (None, "expires_at", Some(ExpirySource::ExpiresAt)),
+            (None, "expiresAt", Some(ExpirySource::ExpiresAt)),
+            (None, "Expires-At", Some(ExpirySource::ExpiresAt)),
+            (None, "expires_on", Some(ExpirySource::ExpiresAt)),
+            (None, "expiration", Some(ExpirySource::Expiration)),
+            (None, "expiration_date", Some(ExpirySource::Expiration)),
+            (None, "expirationTime", Some(ExpirySource::Expiration)),
+            (None, "expiry", Some(ExpirySource::Expiry)),
+            (None, "expiryDate", Some(ExpirySource::Expiry)),
+            (None, "notAfter", Some(ExpirySource::NotAfter)),
+            (None, "not_after", Some(ExpirySource::NotAfter)),
             (None, "expires_in", None),
             (None, "exp", None),
             (None, "createdate", None),
@@ -550,7 +520,7 @@ mod tests {
     fn valid_from_falls_back_to_the_creation_time() {
         let found = |valid_from| Found {
             expires_at: datetime!(2030-01-01 00:00:00 UTC),
-            source: SOURCE_EXPIRES_AT,
+            source: ExpirySource::ExpiresAt,
             path: "expires_at".into(),
             certificate: None,
             valid_from,
@@ -571,6 +541,9 @@ mod tests {
 
     #[test]
     fn source_is_none_without_findings() {
-        assert_eq!(extract(&json!({"clientid": "x"})).source(), SOURCE_NONE);
+        assert_eq!(
+            extract(&json!({"clientid": "x"})).source(),
+            ExpirySource::None
+        );
     }
 }

@@ -161,7 +161,7 @@ impl Collector for FamilyOf {
                 }
                 Family::ReadError => {
                     if let Some(failure) = &key.failure {
-                        let labels = (base, [("reason", failure.reason)]);
+                        let labels = (base, [("reason", failure.reason.as_str())]);
                         ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
                     }
                 }
@@ -202,6 +202,10 @@ impl Collector for FamilyOf {
     }
 }
 
+/// Bytes reserved per sample line when rendering or writing a family: enough for the usual
+/// line, so a family is one allocation (line sizes: docs/performance.md, "Sizing").
+pub(crate) const LINE_CAPACITY: usize = 320;
+
 /// The sample lines of one family of one foundation (descriptor lines removed).
 fn render(foundation: &str, snapshot: &Arc<FoundationSnapshot>, family: Family) -> String {
     let mut registry = Registry::default();
@@ -210,8 +214,7 @@ fn render(foundation: &str, snapshot: &Arc<FoundationSnapshot>, family: Family) 
         snapshot: snapshot.clone(),
         family,
     }));
-    // About 300 bytes a line: one allocation in the usual case.
-    let mut text = String::with_capacity(snapshot.keys.len() * 320);
+    let mut text = String::with_capacity(snapshot.keys.len() * LINE_CAPACITY);
     prometheus_client::encoding::text::encode_registry(&mut text, &registry)
         .expect("encoding into a String cannot fail");
     // The descriptor is written once per family by the scrape, not once per foundation. Label

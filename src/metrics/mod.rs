@@ -2,9 +2,9 @@
 //! [`Snapshot`] at scrape time.
 //!
 //! Per-key series are not stored as metric objects: each published foundation snapshot is
-//! rendered once ([`keys::Rendered`]), by its refresher right after publishing
-//! ([`ExporterMetrics::prepare`]) or else by the first scrape that sees it, and a key deleted
-//! from Cloud Foundry simply is not in the next snapshot. A scrape ([`Exposition::scrape`]) is a list
+//! rendered once ([`keys::Rendered`]), right after it is published ([`ExporterMetrics::follow`]
+//! follows the store) or else by the first scrape that sees it, and a key deleted from Cloud
+//! Foundry simply is not in the next snapshot. A scrape ([`Exposition::scrape`]) is a list
 //! of shared byte blocks plus the values of `cf_service_key_expiry_seconds`, computed against
 //! the scrape's own clock and written as the body streams out, so concurrent scrapes share the
 //! rendered text instead of each building its own copy. No I/O on this path.
@@ -14,9 +14,7 @@ pub mod keys;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::ops::Range;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
@@ -27,12 +25,11 @@ use prometheus_client::metrics::family::Family as MetricFamily;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
 
-use crate::cf::http::RateLimit;
-use crate::cf::CfError;
-use crate::clock::{Clock, SystemClock};
-use crate::expiry::ReadError;
+use crate::clock::{unix_seconds_f64, Clock, SystemClock};
 use crate::snapshot::{FoundationSnapshot, Snapshot, Store};
+use crate::vocab::{ApiEvent, RateLimit, Reason, Telemetry};
 use keys::{Family, Rendered};
 
 /// The exposition format of one scrape.
@@ -119,8 +116,6 @@ struct FoundationLabel {
 #[derive(Debug, Default)]
 pub struct ExporterMetrics {
     api_requests: MetricFamily<ApiLabels, Counter>,
-    /// Every request of every foundation, for progress lines.
-    requests_sent: std::sync::atomic::AtomicU64,
     details_errors: MetricFamily<DetailsErrorLabels, Counter>,
     ratelimit_limit: MetricFamily<FoundationLabel, Gauge>,
     ratelimit_remaining: MetricFamily<FoundationLabel, Gauge>,
@@ -191,58 +186,68 @@ impl ExporterMetrics {
             .clone()
     }
 
-    /// Renders a foundation's just-published snapshot, so no scrape waits for it. CPU work
-    /// (tens of milliseconds at 20,000 keys): call it off the async workers. A snapshot whose
-    /// series are those of the last rendering (most refreshes: nothing changed, or only when
-    /// keys were read) keeps that rendering. Otherwise the old one is dropped before the new one
-    /// is built, under the lock, so a refresh never holds two renderings of a foundation and a
-    /// scrape meanwhile waits for this one instead of building its own.
-    pub fn prepare(&self, foundation: &str, snapshot: &Arc<FoundationSnapshot>) {
-        let mut cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
-        let reusable = cache
-            .get(foundation)
-            .filter(|(seen, _)| keys::same_series(seen, snapshot))
-            .map(|(_, rendered)| rendered.clone());
-        let rendered = match reusable {
-            Some(rendered) => rendered,
-            None => {
-                cache.remove(foundation);
-                Arc::new(Rendered::new(foundation, snapshot))
+    /// Follows the store until `stop`: renders each published snapshot at once, off the async
+    /// workers (CPU work: docs/performance.md), so no scrape waits for it.
+    pub fn follow(
+        self: Arc<Self>,
+        store: Arc<Store>,
+        stop: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut changes = store.subscribe();
+        async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return,
+                    changed = changes.changed() => if changed.is_err() { return },
+                }
+                let (metrics, snapshot) = (self.clone(), store.load());
+                let rendered = tokio::task::spawn_blocking(move || {
+                    metrics.rendered_for(&snapshot);
+                });
+                if let Err(e) = rendered.await {
+                    tracing::error!(error = %e, "rendering the metrics failed");
+                }
             }
-        };
-        cache.insert(foundation.to_owned(), (snapshot.clone(), rendered));
+        }
     }
 
-    /// Each foundation's rendered series, rendering what is not yet and forgetting foundations
-    /// that are gone.
+    /// Each foundation's rendered series, rendering what changed and forgetting foundations
+    /// that are gone. The one decision of "changed or not": a foundation's rendering is kept
+    /// while its snapshot is the one rendered, or one with the same series (most refreshes:
+    /// nothing changed, or only when keys were read). Otherwise the old rendering is dropped
+    /// before the new one is built, under the lock: never two renderings of a foundation, and
+    /// concurrent scrapes of a snapshot nobody has rendered yet wait for one rendering instead
+    /// of each making its own.
     fn rendered_for(&self, snapshot: &Snapshot) -> Vec<Arc<Rendered>> {
         let mut cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|name, _| snapshot.foundations.contains_key(name));
-        snapshot
-            .foundations
-            .iter()
-            .map(|(name, f)| match cache.get(name) {
-                Some((seen, rendered)) if Arc::ptr_eq(seen, f) => rendered.clone(),
-                _ => {
-                    // Under the lock on purpose: concurrent scrapes of a snapshot nobody has
-                    // rendered yet wait for one rendering instead of each making its own.
-                    let rendered = Arc::new(Rendered::new(name, f));
-                    cache.insert(name.clone(), (f.clone(), rendered.clone()));
-                    rendered
+        let mut out = Vec::with_capacity(snapshot.foundations.len());
+        for (name, f) in &snapshot.foundations {
+            if let Some((seen, rendered)) = cache.get_mut(name) {
+                if Arc::ptr_eq(seen, f) || keys::same_series(seen, f) {
+                    *seen = f.clone();
+                    out.push(rendered.clone());
+                    continue;
                 }
-            })
-            .collect()
+            }
+            cache.remove(name);
+            let rendered = Arc::new(Rendered::new(name, f));
+            cache.insert(name.clone(), (f.clone(), rendered.clone()));
+            out.push(rendered);
+        }
+        out
     }
 
     /// A handle that counts one foundation's requests; also creates the foundation's
     /// `details_errors_total` series at 0, one per reason, so `increase()` sees the first error.
-    pub fn recorder(self: &Arc<Self>, foundation: &str) -> ApiRecorder {
-        for reason in CfError::REASONS.into_iter().chain(ReadError::REASONS) {
+    pub fn recorder(self: &Arc<Self>, foundation: &str) -> Arc<ApiRecorder> {
+        for reason in Reason::ALL {
             // `inc_by(0)` only to create the series; the guard is dropped at once.
             self.details_errors
                 .get_or_create(&DetailsErrorLabels {
                     foundation: foundation.to_owned(),
-                    reason,
+                    reason: reason.as_str(),
                 })
                 .inc_by(0);
         }
@@ -254,12 +259,11 @@ impl ExporterMetrics {
             .entry(foundation.to_owned())
             .or_default()
             .clone();
-        ApiRecorder {
+        Arc::new(ApiRecorder {
             metrics: self.clone(),
             foundation: foundation.to_owned(),
-            sent: Default::default(),
             series,
-        }
+        })
     }
 
     /// Removes every series of a foundation that is no longer watched (a reload removed it):
@@ -272,10 +276,10 @@ impl ExporterMetrics {
         self.ratelimit_limit.remove(&label);
         self.ratelimit_remaining.remove(&label);
         self.ratelimit_reset.remove(&label);
-        for reason in CfError::REASONS.into_iter().chain(ReadError::REASONS) {
+        for reason in Reason::ALL {
             self.details_errors.remove(&DetailsErrorLabels {
                 foundation: foundation.to_owned(),
-                reason,
+                reason: reason.as_str(),
             });
         }
         let series = self
@@ -296,17 +300,12 @@ impl ExporterMetrics {
         }
     }
 
-    /// Requests sent to every foundation since start.
-    pub fn requests_sent(&self) -> u64 {
-        self.requests_sent.load(Ordering::Relaxed)
-    }
-
     /// Counts one failed attempt to fetch or read a key's details.
-    pub fn details_error(&self, foundation: &str, reason: &'static str) {
+    pub fn details_error(&self, foundation: &str, reason: Reason) {
         self.details_errors
             .get_or_create(&DetailsErrorLabels {
                 foundation: foundation.to_owned(),
-                reason,
+                reason: reason.as_str(),
             })
             .inc();
     }
@@ -317,16 +316,12 @@ impl ExporterMetrics {
 pub struct ApiRecorder {
     metrics: Arc<ExporterMetrics>,
     foundation: String,
-    /// Requests sent by this foundation since start, for the refresh log line.
-    sent: Arc<std::sync::atomic::AtomicU64>,
     /// The series counted for this foundation (shared with [`ExporterMetrics`]).
     series: Arc<Mutex<ApiSeries>>,
 }
 
 impl ApiRecorder {
-    pub fn request(&self, endpoint: &'static str, code: &str) {
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        self.metrics.requests_sent.fetch_add(1, Ordering::Relaxed);
+    fn request(&self, endpoint: &'static str, code: &str) {
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
         let codes = series.entry(endpoint).or_default();
         // A handful of codes per endpoint: a scan beats hashing.
@@ -351,7 +346,7 @@ impl ApiRecorder {
     }
 
     /// Records the rate limit an answer announced.
-    pub fn rate_limit(&self, rate: RateLimit) {
+    fn rate_limit(&self, rate: RateLimit) {
         let label = FoundationLabel {
             foundation: self.foundation.clone(),
         };
@@ -365,14 +360,15 @@ impl ApiRecorder {
             .set(as_i64(rate.remaining));
         m.ratelimit_reset.get_or_create(&label).set(rate.reset);
     }
+}
 
-    pub fn foundation(&self) -> &str {
-        &self.foundation
-    }
-
-    /// Requests sent so far.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
+impl Telemetry for ApiRecorder {
+    fn record(&self, event: ApiEvent<'_>) {
+        match event {
+            ApiEvent::Request { endpoint, code } => self.request(endpoint, code),
+            ApiEvent::RateLimit(rate) => self.rate_limit(rate),
+            ApiEvent::DetailsError(reason) => self.metrics.details_error(&self.foundation, reason),
+        }
     }
 }
 
@@ -383,7 +379,7 @@ pub struct Exposition {
     live: Registry,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
-    /// Holds the renderings (shared with the refreshers, which prepare them).
+    /// Holds the renderings (shared with [`ExporterMetrics::follow`], which renders ahead).
     metrics: Arc<ExporterMetrics>,
 }
 
@@ -477,7 +473,7 @@ impl Scrape {
         match part {
             Part::Text(bytes) => bytes,
             Part::Valued(rendered, family, keys) => {
-                buf.reserve(keys.len() * 280);
+                buf.reserve(keys.len() * keys::LINE_CAPACITY);
                 rendered.write(family, keys, now, buf);
                 buf.split().freeze()
             }
@@ -576,26 +572,15 @@ fn status_text(snapshot: &Snapshot) -> String {
     out
 }
 
-fn unix_seconds_f64(t: SystemTime) -> f64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// Renders one snapshot alone at a fixed clock, as Prometheus asks for it (OpenMetrics; golden
-/// tests and benchmarks).
-pub fn encode_snapshot_at(snapshot: Snapshot, now: SystemTime) -> String {
-    let store = Arc::new(Store::new());
-    for (name, f) in snapshot.foundations {
-        store.publish(&name, FoundationSnapshot::clone(&f));
-    }
-    let exposition = Exposition {
+/// An exposition of `store` alone (no live metrics) at `clock`: see
+/// [`crate::testing::encode_snapshot_at`].
+pub(crate) fn snapshot_only(store: Arc<Store>, clock: Arc<dyn Clock>) -> Exposition {
+    Exposition {
         live: Registry::default(),
         store,
-        clock: Arc::new(crate::clock::ManualClock::at(now)),
+        clock,
         metrics: Arc::new(ExporterMetrics::default()),
-    };
-    exposition.encode(Format::OpenMetrics)
+    }
 }
 
 #[cfg(test)]
@@ -617,20 +602,24 @@ mod tests {
         let exposition = metrics.exposition(Arc::new(Store::new()));
         for name in ["gone", "kept"] {
             let recorder = metrics.recorder(name);
-            recorder.request("/v3/service_instances", "200");
-            recorder.request("/v3/service_instances", "429");
-            recorder.request("/oauth/token", "error");
-            recorder.rate_limit(RateLimit {
+            for (endpoint, code) in [
+                ("/v3/service_instances", "200"),
+                ("/v3/service_instances", "429"),
+                ("/oauth/token", "error"),
+            ] {
+                recorder.record(ApiEvent::Request { endpoint, code });
+            }
+            recorder.record(ApiEvent::RateLimit(RateLimit {
                 limit: 2_000,
                 remaining: 1_800,
                 reset: 1_750_000_000,
-            });
-            metrics.details_error(name, CfError::REASONS[0]);
+            }));
+            metrics.details_error(name, Reason::Timeout);
         }
         metrics.forget("gone");
         let text = exposition.encode(Format::Text);
         assert!(!text.contains("foundation=\"gone\""), "{text}");
-        let reasons = CfError::REASONS.len() + ReadError::REASONS.len();
+        let reasons = Reason::ALL.len();
         // Three request series, three rate-limit gauges, every error reason.
         assert_eq!(
             text.matches("foundation=\"kept\"").count(),

@@ -6,12 +6,13 @@
 //! a complete [`FoundationSnapshot`] in one swap. So a refresh in which nothing changed costs
 //! only the list pages, owner labels edited in Cloud Foundry show at the next refresh without a
 //! `/details` request, and the periodic full re-read is spread over every refresh instead of
-//! coming due all at once. With a [`Cache`], the readings are written to the cache file after
-//! each refresh that produced a key set, and the store starts seeded from that file.
+//! coming due all at once. Publishing is all a refresh does with its result: the metrics are
+//! rendered and the cache file written by those who follow the store.
 //!
 //! Nothing is lost to a bad minute: a failed listing keeps the last snapshot and only flips
 //! `refresh_success` to 0; a key whose details fail keeps its last reading beside the failure
-//! (and is counted in `details_errors_total{reason}`); a refresh that runs out of time
+//! (and is reported to the foundation's [`Telemetry`], which counts it in
+//! `details_errors_total{reason}`); a refresh that runs out of time
 //! publishes what it read and keeps the last readings of the rest.
 //!
 //! The first refresh that lists the keys and leaves none of them unattempted (a failed read
@@ -33,13 +34,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::Cache;
 use crate::cf::error::Chain;
 use crate::cf::{CfClient, CfError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::FoundationConfig;
-use crate::metrics::ExporterMetrics;
 use crate::snapshot::{FoundationSnapshot, KeyRecord, LeadTime, RefreshStatus, Store};
+use crate::vocab::Telemetry;
 
 /// The shortest time a refresh is given before it stops and publishes what it has.
 const MIN_REFRESH_DEADLINE: Duration = Duration::from_secs(300);
@@ -90,13 +90,13 @@ pub struct Refresher {
     config: FoundationConfig,
     client: CfClient,
     store: Arc<Store>,
-    metrics: Arc<ExporterMetrics>,
-    cache: Option<Arc<Cache>>,
+    /// Where the reads that failed are reported (the client reports its requests there too).
+    telemetry: Arc<dyn Telemetry>,
     clock: Arc<dyn Clock>,
     start_delay: Duration,
-    /// A single refresh (`report`), not one of a series: it may spend all of the rate-limit
-    /// budget left instead of its share of the window.
-    one_shot: bool,
+    /// How long the rate-limit budget left must last: the refresh interval (the default), or
+    /// `Duration::MAX` for a single refresh that may spend all of it (`report`).
+    budget_window: Option<Duration>,
     /// The fraction of a due read owed to the next refresh ([`plan::Plan::due_credit`]), and
     /// when the last refresh was planned (Unix seconds).
     due: Mutex<(f64, Option<i64>)>,
@@ -106,26 +106,19 @@ impl Refresher {
     pub fn new(
         config: FoundationConfig,
         store: Arc<Store>,
-        metrics: Arc<ExporterMetrics>,
+        telemetry: Arc<dyn Telemetry>,
     ) -> Result<Self, CfError> {
-        let client = CfClient::new(&config, metrics.recorder(&config.name))?;
+        let client = CfClient::new(&config, telemetry.clone())?;
         Ok(Refresher {
             config,
             client,
             store,
-            metrics,
-            cache: None,
+            telemetry,
             clock: Arc::new(SystemClock),
             start_delay: Duration::ZERO,
-            one_shot: false,
+            budget_window: None,
             due: Mutex::new((0.0, None)),
         })
-    }
-
-    /// Writes the readings to this cache file after each refresh that produced a key set.
-    pub fn with_cache(mut self, cache: Option<Arc<Cache>>) -> Self {
-        self.cache = cache;
-        self
     }
 
     /// Reads the wall clock from `clock` instead of the system (the transport's rate-limit
@@ -143,10 +136,16 @@ impl Refresher {
         self
     }
 
-    /// Marks this refresher as doing a single refresh (see `one_shot`).
-    pub fn one_shot(mut self) -> Self {
-        self.one_shot = true;
+    /// Spreads the rate-limit budget left over `window` instead of the refresh interval
+    /// (`Duration::MAX`: a single refresh may spend all of it, less its own list pages).
+    pub fn with_budget_window(mut self, window: Duration) -> Self {
+        self.budget_window = Some(window);
         self
+    }
+
+    /// Requests this refresher's client sent so far.
+    pub fn requests_sent(&self) -> u64 {
+        self.client.requests_sent()
     }
 
     pub fn name(&self) -> &str {
@@ -239,8 +238,8 @@ impl Refresher {
             && keys
                 .iter()
                 .all(|k| k.reading.is_some() || k.failure.is_some());
-        let successors = crate::rotation::Successors::find(&keys, &self.config.rotation);
-        let published = self.store.publish(
+        let successors = crate::snapshot::Successors::find(&keys, &self.config.rotation);
+        self.store.publish(
             name,
             FoundationSnapshot {
                 keys,
@@ -249,20 +248,6 @@ impl Refresher {
                 successors,
             },
         );
-        // Render its series now, so the next scrape only copies them (nobody scrapes `report`).
-        if !self.one_shot {
-            let (metrics, foundation) = (self.metrics.clone(), name.to_owned());
-            let rendered =
-                tokio::task::spawn_blocking(move || metrics.prepare(&foundation, &published)).await;
-            if let Err(e) = rendered {
-                tracing::error!(foundation = name, error = %e, "rendering the metrics failed");
-            }
-        }
-        if produced_keys {
-            if let Some(cache) = &self.cache {
-                cache.save(&self.store).await;
-            }
-        }
         RefreshOutcome { stats, error }
     }
 
@@ -291,12 +276,7 @@ impl Refresher {
             read_budget: plan::read_budget(
                 self.client.rate_limit(),
                 now,
-                if self.one_shot {
-                    // One refresh in the window: all that remains, less its own list pages.
-                    Duration::MAX
-                } else {
-                    self.config.refresh_interval
-                },
+                self.budget_window.unwrap_or(self.config.refresh_interval),
                 list_requests,
             ),
         };
@@ -305,7 +285,7 @@ impl Refresher {
 
         let reader = read::Reader {
             client: &self.client,
-            metrics: &self.metrics,
+            telemetry: &*self.telemetry,
             foundation: &self.config.name,
             concurrency: self.config.details_concurrency.get(),
             now,
@@ -390,7 +370,7 @@ impl Refresher {
             ),
             Some(RefreshError::List(error)) => tracing::error!(
                 error = %Chain(error),
-                reason = error.reason(),
+                reason = error.reason().as_str(),
                 "refresh failed; keeping the last known keys"
             ),
         }

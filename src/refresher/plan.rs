@@ -22,9 +22,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::cf::http::RateLimit;
 use crate::cf::ListedKey;
 use crate::snapshot::{KeyRecord, ReadFailure};
+use crate::vocab::{RateLimit, Reason};
 
 /// Longest wait between two attempts at a failing key.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -191,11 +191,7 @@ pub fn backoff(now: i64, attempts: u32, refresh_interval: Duration) -> i64 {
 }
 
 /// The failure to record after an attempt that failed with `reason`.
-pub fn failed(
-    before: Option<&ReadFailure>,
-    reason: &'static str,
-    retry_at: Option<i64>,
-) -> ReadFailure {
+pub fn failed(before: Option<&ReadFailure>, reason: Reason, retry_at: Option<i64>) -> ReadFailure {
     ReadFailure {
         reason,
         attempts: before.map_or(0, |f| f.attempts).saturating_add(1),
@@ -280,13 +276,13 @@ mod tests {
     fn new_changed_and_failing_keys_are_read_in_that_order_and_the_rest_kept() {
         let mut failing = record("d", "u", Some(NOW - 600));
         failing.failure = Some(ReadFailure {
-            reason: "http_5xx",
+            reason: Reason::Http5xx,
             attempts: 1,
             retry_at: Some(NOW - 1),
         });
         let mut waiting = record("e", "u", Some(NOW - 600));
         waiting.failure = Some(ReadFailure {
-            reason: "http_5xx",
+            reason: Reason::Http5xx,
             attempts: 3,
             retry_at: Some(NOW + 60),
         });
@@ -317,14 +313,14 @@ mod tests {
         // Never read: it answered 404 three times while being created.
         let mut creating = record("a", "u-1", None);
         creating.failure = Some(ReadFailure {
-            reason: "not_found",
+            reason: Reason::NotFound,
             attempts: 3,
             retry_at: Some(NOW + 1800),
         });
         // Read once, failing since; its instance changed.
         let mut instance_moved = record("b", "u", Some(NOW - 600));
         instance_moved.failure = Some(ReadFailure {
-            reason: "http_5xx",
+            reason: Reason::Http5xx,
             attempts: 4,
             retry_at: Some(NOW + 3000),
         });

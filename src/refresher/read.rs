@@ -14,9 +14,9 @@ use tokio::time::Instant;
 use super::plan::{self, Job};
 use crate::cf::{CfClient, CfError};
 use crate::expiry::{self, Extraction};
-use crate::metrics::ExporterMetrics;
 use crate::rotation::shape;
 use crate::snapshot::{KeyExpiry, KeyRecord, Reading};
+use crate::vocab::{ApiEvent, Telemetry};
 
 /// What reading the planned keys gave.
 #[derive(Debug, Default)]
@@ -34,7 +34,7 @@ pub struct Read {
 /// Reads the jobs' details for one foundation.
 pub struct Reader<'a> {
     pub client: &'a CfClient,
-    pub metrics: &'a ExporterMetrics,
+    pub telemetry: &'a dyn Telemetry,
     pub foundation: &'a str,
     pub concurrency: usize,
     /// Unix seconds: the time written into each reading.
@@ -87,13 +87,15 @@ impl Reader<'_> {
                     out.fetched += 1;
                     for error in &extraction.errors {
                         out.errors += 1;
-                        self.metrics.details_error(self.foundation, error.reason());
+                        self.telemetry
+                            .record(ApiEvent::DetailsError(error.reason()));
                         tracing::warn!(foundation = self.foundation, key = %guid, %error, "expiry not readable");
                     }
                 }
                 Err(error) => {
                     out.errors += 1;
-                    self.metrics.details_error(self.foundation, error.reason());
+                    self.telemetry
+                        .record(ApiEvent::DetailsError(error.reason()));
                     tracing::warn!(foundation = self.foundation, key = %guid, %error, "cannot read the key's details");
                 }
             }
@@ -153,6 +155,7 @@ pub fn after_read(
 mod tests {
     use super::*;
     use crate::snapshot::ReadFailure;
+    use crate::vocab::Reason;
     use serde_json::json;
 
     const NOW: i64 = 1_800_000_000;
@@ -177,7 +180,7 @@ mod tests {
         assert!(r.reading.is_none());
         assert_eq!(r.expiry_source(), "unread");
         let f = r.failure.unwrap();
-        assert_eq!((f.reason, f.attempts), ("not_found", 1));
+        assert_eq!((f.reason, f.attempts), (Reason::NotFound, 1));
         assert_eq!(f.retry_at, Some(NOW + 150));
     }
 
@@ -222,7 +225,7 @@ mod tests {
         assert_eq!(
             r.failure,
             Some(ReadFailure {
-                reason: "invalid_date",
+                reason: Reason::InvalidDate,
                 attempts: 1,
                 retry_at: None
             })

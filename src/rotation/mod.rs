@@ -1,33 +1,21 @@
-//! Rotating service keys: from a page to the exact steps, and knowing when a key already has a
-//! successor.
+//! What a key says about its rotation, beside its expiry: the facts the model keeps.
 //!
 //! - [`naming`]: the successor naming scheme (a date suffix that replaces an earlier one);
-//! - [`successor`]: which newer key on the same instance succeeds which (pure, per snapshot);
 //! - [`shape`]: what a key's credentials show about how it was created (credential type,
 //!   certificate key length), read with its expiry and kept without any credential value;
-//! - [`parameters`]: a successor's creation parameters, fetched from `/parameters` where the
-//!   offering allows it, checked against (or else derived from) the key's shape;
-//! - [`plan`]: the steps of one key's rotation, each a `cf` command and its V3 request (pure);
-//! - [`render`]: the plan as text or JSON;
-//! - [`fetch`] and [`run`]: `report --rotate-plan`, reading offerings and parameters through
-//!   the foundation's own transport (so they count against its rate-limit budget).
+//! - [`RotationConfig`] and [`KeyFacts`]: how successors are recognised, and what the list pages
+//!   say about a key for that.
 //!
-//! The exporter itself never writes to Cloud Foundry: a plan is printed, never executed.
+//! Which key succeeds which is computed per snapshot ([`crate::snapshot::Successors`]); the
+//! plans of `report --rotate-plan` are built in [`crate::report::rotate`].
 
-pub mod fetch;
 pub mod naming;
-pub mod parameters;
-pub mod plan;
-pub mod render;
-pub mod run;
 pub mod shape;
-pub mod successor;
 
 use std::sync::Arc;
 
 pub use naming::NameScheme;
 pub use shape::Shape;
-pub use successor::Successors;
 
 /// How one foundation's successors are named and recognised.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

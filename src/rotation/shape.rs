@@ -4,7 +4,7 @@
 //! instead of them: only a kind and a number (the RSA key length of an x509 key's certificate),
 //! never a credential value, never any text copied from the credentials. The successor's
 //! parameters are derived from it where the broker does not return them
-//! ([`super::parameters`]), and fetched parameters are checked against it.
+//! ([`crate::report::rotate::parameters`]), and fetched parameters are checked against it.
 //!
 //! What is recognised (field names as SAP's brokers write them):
 //! - `credential-type` at the top level (XSUAA and the services built on its bindings:

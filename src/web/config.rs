@@ -300,7 +300,8 @@ fn set(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
 
-fn tls(raw: RawTls, dir: &Path) -> Result<Option<TlsSettings>, Problem> {
+/// The toolkit's TLS settings this server does not support, refused with what to use instead.
+fn refuse_unsupported(raw: &RawTls) -> Result<(), Problem> {
     let unsupported: [(&str, bool, &'static str); 6] = [
         ("cert", raw.cert.is_some(), "use cert_file"),
         ("key", raw.key.is_some(), "use key_file"),
@@ -327,6 +328,11 @@ fn tls(raw: RawTls, dir: &Path) -> Result<Option<TlsSettings>, Problem> {
             reason,
         });
     }
+    Ok(())
+}
+
+fn tls(raw: RawTls, dir: &Path) -> Result<Option<TlsSettings>, Problem> {
+    refuse_unsupported(&raw)?;
 
     let cert_file = set(raw.cert_file);
     let key_file = set(raw.key_file);

@@ -5,7 +5,7 @@
 //! [`auth`] is the basic-auth middleware. [`WebConfigFile`] holds the active config and re-reads
 //! it when the file, or a certificate, key or CA file it names, changes: a rotated certificate or
 //! a new user needs no restart. The toolkit re-reads the file on every request; here every
-//! request and every new TLS connection costs one `stat` per watched file (microseconds), and the
+//! request and every new TLS connection costs one `stat` per watched file, and the
 //! file is parsed again only when one of those changed. A file that turns bad keeps the last good
 //! config and is logged once per change.
 //!

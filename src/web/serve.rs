@@ -49,6 +49,8 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default of `--web-max-connections`: far more than a few scrapers and browsers need, far less
 /// than the usual file-descriptor limit.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Default of `--web-max-requests`, as node_exporter's `--web.max-requests`.
+pub const DEFAULT_MAX_REQUESTS: usize = 40;
 
 /// The per-connection limits (flags `--web-header-timeout`, `--web-write-timeout`,
 /// `--web-max-connections`).
@@ -105,7 +107,7 @@ pub async fn serve(
             continue;
         };
         // Each response chunk at once: a `/metrics` body streams in chunks, and Nagle's
-        // algorithm against the scraper's delayed ACKs would add up to 40 ms to a scrape.
+        // algorithm against the scraper's delayed ACKs would delay a scrape (docs/performance.md).
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }

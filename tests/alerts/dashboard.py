@@ -50,7 +50,119 @@ SCRAPE_LABELS = ("instance", "pod", "job", "namespace", "service", "endpoint", "
 
 def recorded_metrics(rules_text):
     """The names recorded by `- record:` rules in a rules file's text."""
-    return frozenset(re.findall(r"^\s*- record:\s*(\S+)", rules_text, re.M))
+    return frozenset(re.findall(r"^\s*- record:\s*(\S+)", rules_text, re.M)) | {n for n, _ in recording_rules(rules_text)}
+
+
+def recording_rules(rules_text):
+    """(name, expr) of every recording rule in a rules file's text: any key order, quoted or
+    plain keys, block (`|`) or one-line expressions (standard library only, no YAML parser)."""
+    lines = rules_text.splitlines()
+    rules = []
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)-\s+\S", line)
+        if not m:
+            continue
+        indent = len(m.group(1))
+        item = [" " * (indent + 2) + line[indent + 1:].lstrip()]
+        for nxt in lines[i + 1:]:
+            if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= indent:
+                break
+            item.append(nxt)
+        keys, k = {}, 0
+        while k < len(item):
+            km = re.match(r"^ {%d}\"?(\w+)\"?\s*:\s*(.*)$" % (indent + 2), item[k])
+            k += 1
+            if not km:
+                continue
+            value = km.group(2).strip()
+            if value[:1] in ("|", ">"):
+                block = []
+                while k < len(item) and (not item[k].strip() or len(item[k]) - len(item[k].lstrip()) > indent + 2):
+                    block.append(item[k])
+                    k += 1
+                value = "\n".join(block)
+            elif value.startswith('"'):
+                value = json.loads(value)
+            elif value.startswith("'"):
+                value = value[1:-1].replace("''", "'")
+            keys[km.group(1)] = value
+        if "record" in keys and "expr" in keys:
+            expr = "\n".join(re.sub(r"\s+#.*", "", x) for x in keys["expr"].splitlines())
+            rules.append((keys["record"], expr.strip()))
+    return rules
+
+
+_AGGREGATED = re.compile(r"^\(*\s*(?:count|sum|min|max|avg|group|topk|bottomk|quantile|stddev|stdvar)\s+by\s*\(([^)]*)\)")
+
+
+def per_key_recorded(rules_text):
+    """The recorded names whose series are per key: their rule reads a per-key metric (or a
+    per-key recorded series) and does not aggregate the keys away at its outermost level (a
+    `count by (foundation, ...)` without service_key_guid is not per key, `max without (pod)`
+    is). A heuristic over the expression's text, good for the shapes alerts/rules.yml uses."""
+    rules = recording_rules(rules_text)
+    per_key = set()
+    changed = True
+    while changed:
+        changed = False
+        for name, expr in rules:
+            if name in per_key:
+                continue
+            m = _AGGREGATED.match(expr)
+            if m and "service_key_guid" not in m.group(1):
+                continue
+            if metric_names(expr) & (PER_KEY_METRICS | per_key):
+                per_key.add(name)
+                changed = True
+    return frozenset(per_key)
+
+
+def parse_duration(text):
+    """Seconds in a Grafana/Prometheus duration such as 30s, 5m, 1h, 1d, 1w; None if not one."""
+    m = re.fullmatch(r"\s*(\d+)(ms|s|m|h|d|w|y)\s*", str(text or ""))
+    if not m:
+        return None
+    return int(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}[m.group(2)]
+
+
+# Panel types whose queries Grafana runs as range queries unless a target says `instant`.
+RANGE_PANEL_TYPES = frozenset({"timeseries", "graph", "heatmap", "state-timeline", "status-history", "barchart"})
+
+
+def is_range_query(panel, target):
+    """Whether Grafana runs this target as a range query (one evaluation per step)."""
+    if target.get("range"):
+        return True
+    if target.get("instant"):
+        return False
+    return panel.get("type") in RANGE_PANEL_TYPES
+
+
+def targets(dashboard):
+    """(panel, target) for every Prometheus query of every panel, in dashboard order."""
+    for panel in panels(dashboard):
+        for target in panel.get("targets", []):
+            if target.get("expr"):
+                yield panel, target
+
+
+def range_selected(expr, names):
+    """The names of `names` that expr reads through a range selector or a subquery
+    (`metric[1d]`, `metric{...}[5m]`, `(... metric ...)[1d:5m]` counts the whole bracket)."""
+    found = set()
+    s = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)
+    for m in re.finditer(r"([a-zA-Z_:][\w:]*)\s*(?:\{[^}]*\})?\s*\[", s):
+        if m.group(1) in names:
+            found.add(m.group(1))
+    for m in re.finditer(r"\)\s*\[[^\]]*:[^\]]*\]", s):
+        depth, i = 0, m.start()
+        while i >= 0:
+            depth += {")": 1, "(": -1}.get(s[i], 0)
+            if depth == 0:
+                break
+            i -= 1
+        found |= metric_names(s[i:m.start() + 1]) & set(names)
+    return found
 
 
 # Values for Grafana's built-in variables when a query runs outside Grafana.

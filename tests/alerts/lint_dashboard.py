@@ -9,7 +9,12 @@ Built for 20,000 keys and several exporter replicas:
 - no legend or table column shows a scrape label (instance, pod, ...), and every legend names
   the foundation;
 - no text box or constant variable: thresholds come from the recording rules, not from a number
-  typed into the dashboard.
+  typed into the dashboard;
+- no range query (a time series panel: one evaluation per step) reads a per-key series, raw or
+  recorded, and no query reads one through a range selector or subquery: over 7 days at 20,000
+  keys either loads tens of millions of samples (Prometheus' default limit is 50 M); such panels
+  read per-foundation recorded counts (tests/dashboard/load.py measures every panel);
+- the default refresh is no faster than the data changes (5 minutes).
 
 Usage: lint_dashboard.py DASHBOARD.json...   (exit 1 and one line per problem on failure)
 """
@@ -22,10 +27,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dashboard as dash  # noqa: E402
 
 MIN_SCHEMA_VERSION = 36  # Grafana 9+: datasource references by uid
-RULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "alerts", "rules.yml")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+RULES = os.path.join(ROOT, "alerts", "rules.yml")
+MIN_REFRESH_SECONDS = 300  # the exporter refreshes every 5 minutes by default
 
 
-def lint(path, recorded):
+def lint(path, recorded, per_key_recorded=frozenset()):
     problems = []
     try:
         d = dash.load(path)
@@ -37,6 +44,11 @@ def lint(path, recorded):
 
     if d.get("schemaVersion", 0) < MIN_SCHEMA_VERSION:
         problem(f"schemaVersion {d.get('schemaVersion')} is older than {MIN_SCHEMA_VERSION}")
+    refresh = d.get("refresh")
+    if refresh:  # "" or false: no auto-refresh
+        seconds = dash.parse_duration(refresh)
+        if seconds is None or seconds < MIN_REFRESH_SECONDS:
+            problem(f"refresh {refresh!r} is faster than the data changes; at least {MIN_REFRESH_SECONDS // 60}m")
     variables = {v.get("name"): v for v in d.get("templating", {}).get("list", [])}
     ds_vars = [n for n, v in variables.items() if v.get("type") == "datasource"]
     if not ds_vars:
@@ -94,6 +106,16 @@ def lint(path, recorded):
             for label in sorted(set(dash.SCRAPE_LABELS) - excluded):
                 problem(f"{where}: table does not hide the scrape label column {label} (organize excludeByName)")
 
+    per_key = dash.PER_KEY_METRICS | per_key_recorded
+    for p, t in dash.targets(d):
+        where = f"panel {p.get('title')!r} query {t.get('refId')}"
+        if dash.is_range_query(p, t):
+            for name in sorted(dash.metric_names(t["expr"]) & per_key):
+                problem(f"{where}: a range query reads the per-key series {name} at every step; "
+                        "read a per-foundation recorded count instead")
+        for name in sorted(dash.range_selected(t["expr"], per_key)):
+            problem(f"{where}: reads the per-key series {name} through a range selector or subquery")
+
     checked = [(f"panel {title!r} query {ref}", expr) for title, ref, expr in dash.queries(d)]
     checked += [(f"variable ${name}", q) for name, q in dash.variable_queries(d)]
     values = dash.variable_values(d)
@@ -117,8 +139,10 @@ def main(paths):
         print(__doc__, file=sys.stderr)
         return 2
     with open(RULES, encoding="utf-8") as f:
-        recorded = dash.recorded_metrics(f.read())
-    problems = [p for path in paths for p in lint(path, recorded)]
+        rules_text = f.read()
+    recorded = dash.recorded_metrics(rules_text)
+    per_key_recorded = dash.per_key_recorded(rules_text)
+    problems = [p for path in paths for p in lint(path, recorded, per_key_recorded)]
     for p in problems:
         print(p, file=sys.stderr)
     if problems:

@@ -52,6 +52,9 @@ import yaml
 
 import sizing
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import harness  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 KUSTOMIZATION = os.path.join(ROOT, "deploy", "kubernetes")
@@ -85,23 +88,9 @@ BINARY = "cf-service-key-exporter"
 OCI_LABELS = ["title", "description", "source", "licenses", "version", "revision", "created"]
 
 
-class Checks:
-    """Counts checks; `scope` prefixes their names (which kustomization they are about)."""
-
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-        self.scope = ""
-
-    def check(self, name, ok, detail=""):
-        name = f"[{self.scope}] {name}" if self.scope else name
-        if ok:
-            self.passed += 1
-            print(f"ok   {name}")
-        else:
-            self.failed += 1
-            print(f"FAIL {name}" + (f": {detail}" if detail else ""))
-        return ok
+def Checks():
+    """The shared check counter (tests/lib/harness.py); `scope` prefixes the names."""
+    return harness.Checks("deploy")
 
 
 def kn(obj):
@@ -949,8 +938,7 @@ def main():
     check_dockerfile(checks, main_pod)
     checks.scope = ""
 
-    print(f"deploy: {checks.passed} passed, {checks.failed} failed")
-    return 1 if checks.failed else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ wait_for() {
   done
 }
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import harness; print(harness.free_port())' "$root/tests/lib"
 }
 started=$SECONDS
 phase() { echo "--- $1 (at ${SECONDS}s: +$((SECONDS - started))s)"; }
@@ -116,8 +116,8 @@ phase() { echo "--- $1 (at ${SECONDS}s: +$((SECONDS - started))s)"; }
 # ---- 1. the binaries and the bases -------------------------------------------------------------
 cd "$root"
 phase "cf-sim, the simulated Cloud Foundry (debug build)"
-cargo build --locked --quiet -p cf-sim --bin cf-sim
-sim_bin="$root/target/debug/cf-sim"
+# Built by cargo, found wherever the target directory is (CARGO_TARGET_DIR, a shared one).
+sim_bin="$(python3 "$root/tests/lib/harness.py" binary cf-sim cf-sim)"
 
 phase "the runtime base: distroless cc's packages from this machine's Debian"
 "$here/local-base.sh" runtime "$base_tag" "$work/runtime-base"
@@ -149,8 +149,13 @@ print(" ".join(words))
 EOF
   )
   phase "the exporter: ${cargo_build[*]} (the Dockerfile's build stage, on the host)"
-  "${cargo_build[@]}" --quiet
-  cp target/release/cf-service-key-exporter "$context/"
+  exporter_release="$("${cargo_build[@]}" --quiet --message-format=json | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "cf-service-key-exporter" and m.get("executable"):
+        print(m["executable"])')"
+  cp "$exporter_release" "$context/"
   containerfile="$work/Containerfile"
   { cat "$work/args"; echo; sed 's|^COPY --from=build /out/cf-service-key-exporter |COPY cf-service-key-exporter |' "$work/final-stage"; } > "$containerfile"
   echo "the Dockerfile's final stage, as built here (- Dockerfile, + here):"

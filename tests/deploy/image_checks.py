@@ -23,6 +23,9 @@ import tomllib
 
 import yaml
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import harness  # noqa: E402
+
 LABELS = ["title", "description", "source", "url", "documentation", "licenses", "version",
           "revision", "created", "base.name", "base.digest"]
 ENTRYPOINT = "/usr/local/bin/cf-service-key-exporter"
@@ -31,17 +34,9 @@ ENTRYPOINT = "/usr/local/bin/cf-service-key-exporter"
 SIMULATOR_MARKERS = [b"demo-client-secret-never-shown", b"sim/src/server.rs", b"sim/src/demo.rs"]
 
 
-class Checks:
-    def __init__(self):
-        self.failed = 0
-
-    def check(self, name, ok, detail=""):
-        if ok:
-            print(f"ok   {name}")
-        else:
-            self.failed += 1
-            print(f"FAIL {name}" + (f": {detail}" if detail else ""))
-        return ok
+def Checks():
+    """The shared check counter (tests/lib/harness.py)."""
+    return harness.Checks("image")
 
 
 def layers(oci_dir):

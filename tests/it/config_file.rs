@@ -634,7 +634,8 @@ fn the_lead_time_annotation_is_a_top_level_default_a_foundation_may_override_or_
 #[test]
 fn the_lead_time_annotation_flag_and_the_demo_default() {
     use cf_service_key_exporter::cli::Cli;
-    use cf_service_key_exporter::config::{demo, from_args, DemoTarget};
+    use cf_service_key_exporter::cli::{demo, from_args};
+    use cf_service_key_exporter::config::DemoTarget;
     use clap::Parser;
     let args = |extra: &[&str]| {
         let base = [
@@ -900,8 +901,8 @@ fn the_successor_settings_come_from_the_file_with_top_level_defaults_and_from_th
         "{err}"
     );
 
+    use cf_service_key_exporter::cli::from_args;
     use cf_service_key_exporter::cli::Cli;
-    use cf_service_key_exporter::config::from_args;
     use clap::Parser;
     let flags = |extra: &[&str]| {
         let base = [

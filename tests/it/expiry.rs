@@ -1,69 +1,19 @@
 //! Specification of `expiry::extract` over every credential shape, with real certificates made by
-//! rcgen, plus property tests that feed it hostile JSON and check it neither panics nor leaks.
+//! the simulator's factory (`cf_sim::certs`), plus property tests that feed it hostile JSON and
+//! check it neither panics nor leaks.
 
-use cf_service_key_exporter::expiry::{
-    extract, Extraction, ReadError, SOURCE_CERTIFICATE, SOURCE_CERTIFICATEDETAILS_VALIDUNTIL,
-    SOURCE_EXPIRATION, SOURCE_EXPIRES_AT, SOURCE_EXPIRY, SOURCE_NONE, SOURCE_NOT_AFTER,
-    SOURCE_VALID_UNTIL,
-};
+use cf_service_key_exporter::expiry::{extract, Extraction, ReadError};
+use cf_service_key_exporter::vocab::ExpirySource;
+use cf_sim::certs::{self_signed, Ca};
 use proptest::prelude::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    SerialNumber,
-};
 use serde_json::{json, Value};
 use time::macros::datetime;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 // ---------------------------------------------------------------------------------------------
 // Certificates with a chosen notAfter
 
-fn params(cn: &str, not_after: OffsetDateTime, ca: bool) -> CertificateParams {
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "Test Org");
-    dn.push(DnType::CommonName, cn);
-    p.distinguished_name = dn;
-    p.not_before = not_after - Duration::days(30);
-    p.not_after = not_after;
-    p.serial_number = Some(SerialNumber::from(vec![0x0A, 0xBC, 0xD1]));
-    if ca {
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    }
-    p
-}
-
-/// A CA that can sign, and its PEM.
-fn ca(cn: &str, not_after: OffsetDateTime) -> (Issuer<'static, KeyPair>, String) {
-    let key = KeyPair::generate().expect("key");
-    let p = params(cn, not_after, true);
-    let pem = p.self_signed(&key).expect("self-signed CA").pem();
-    (Issuer::new(p, key), pem)
-}
-
-/// An intermediate CA signed by `parent`.
-fn intermediate(
-    cn: &str,
-    not_after: OffsetDateTime,
-    parent: &Issuer<'static, KeyPair>,
-) -> (Issuer<'static, KeyPair>, String) {
-    let key = KeyPair::generate().expect("key");
-    let p = params(cn, not_after, true);
-    let pem = p.signed_by(&key, parent).expect("intermediate").pem();
-    (Issuer::new(p, key), pem)
-}
-
-fn leaf(cn: &str, not_after: OffsetDateTime, issuer: &Issuer<'static, KeyPair>) -> String {
-    let key = KeyPair::generate().expect("key");
-    params(cn, not_after, false)
-        .signed_by(&key, issuer)
-        .expect("leaf")
-        .pem()
-}
-
-fn self_signed(cn: &str, not_after: OffsetDateTime) -> String {
-    ca(cn, not_after).1
-}
+// The simulator's certificate factory (cf_sim::certs): each valid for 30 days up to its notAfter.
 
 fn only(x: &Extraction) -> &cf_service_key_exporter::expiry::Found {
     assert_eq!(x.found.len(), 1, "{x:#?}");
@@ -89,7 +39,7 @@ fn the_seed_integration_flow_key_reports_validuntil() {
     let x = extract(&creds);
     let f = only(&x);
     assert_eq!(f.expires_at, datetime!(2023-06-24 12:56:52 UTC));
-    assert_eq!(f.source, SOURCE_CERTIFICATEDETAILS_VALIDUNTIL);
+    assert_eq!(f.source, ExpirySource::CertificateDetailsValidUntil);
     assert_eq!(f.path, "certificatedetails.validuntil");
     assert!(f.certificate.is_none());
     assert!(x.errors.is_empty());
@@ -130,8 +80,8 @@ fn a_malformed_validuntil_is_an_invalid_date_not_a_date() {
             }],
             "{v}"
         );
-        assert_eq!(x.errors[0].reason(), "invalid_date");
-        assert_eq!(x.source(), SOURCE_NONE);
+        assert_eq!(x.errors[0].reason().as_str(), "invalid_date");
+        assert_eq!(x.source(), ExpirySource::None);
     }
 }
 
@@ -144,7 +94,7 @@ fn a_certificate_field_reports_its_notafter_and_public_facts() {
     let x = extract(&json!({"clientid": "a", "certificate": pem}));
     let f = only(&x);
     assert_eq!(f.expires_at, LEAF_AT);
-    assert_eq!(f.source, SOURCE_CERTIFICATE);
+    assert_eq!(f.source, ExpirySource::Certificate);
     assert_eq!(f.path, "certificate");
     let c = f.certificate.as_ref().expect("certificate info");
     assert!(c.subject.contains("CN=client-a"), "{c:?}");
@@ -155,10 +105,10 @@ fn a_certificate_field_reports_its_notafter_and_public_facts() {
 
 #[test]
 fn nested_and_array_certificates_are_found_with_their_paths() {
-    let (root, _) = ca("root", datetime!(2040-01-01 0:00 UTC));
+    let root = Ca::expiring("root", datetime!(2040-01-01 0:00 UTC));
     let creds = json!({
-        "uaa": {"certificate": leaf("uaa-leaf", LEAF_AT, &root)},
-        "trust": [{"x": 1}, {"pem": leaf("array-leaf", datetime!(2026-05-05 5:05:05 UTC), &root)}],
+        "uaa": {"certificate": root.leaf("uaa-leaf", LEAF_AT)},
+        "trust": [{"x": 1}, {"pem": root.leaf("array-leaf", datetime!(2026-05-05 5:05:05 UTC))}],
     });
     let x = extract(&creds);
     let paths: Vec<_> = x.found.iter().map(|f| f.path.as_str()).collect();
@@ -168,9 +118,14 @@ fn nested_and_array_certificates_are_found_with_their_paths() {
 
 #[test]
 fn a_chain_whose_intermediate_expires_first_reports_the_intermediate() {
-    let (root, root_pem) = ca("root", datetime!(2040-01-01 0:00 UTC));
-    let (inter, inter_pem) = intermediate("intermediate", datetime!(2026-06-30 12:00 UTC), &root);
-    let chain = format!("{}{inter_pem}{root_pem}", leaf("leaf", LEAF_AT, &inter));
+    let root = Ca::expiring("root", datetime!(2040-01-01 0:00 UTC));
+    let inter = root.intermediate("intermediate", datetime!(2026-06-30 12:00 UTC));
+    let chain = format!(
+        "{}{}{}",
+        inter.leaf("leaf", LEAF_AT),
+        inter.pem(),
+        root.pem()
+    );
     let x = extract(&json!({"uaa": {"certificate": chain}}));
     let f = only(&x);
     assert_eq!(f.expires_at, datetime!(2026-06-30 12:00 UTC));
@@ -192,8 +147,7 @@ fn backslash_n_escaped_pem_is_read() {
 
 #[test]
 fn a_private_key_beside_the_certificate_is_skipped_and_never_copied() {
-    let key = KeyPair::generate().expect("key");
-    let key_pem = key.serialize_pem();
+    let key_pem = cf_sim::certs::private_key_pem();
     let body_line = key_pem.lines().nth(1).expect("a base64 line").to_owned();
     let both = format!("{key_pem}{}", self_signed("with-key", LEAF_AT));
     let x = extract(&json!({"certificate": both, "key": key_pem}));
@@ -242,7 +196,7 @@ fn malformed_pem_is_an_invalid_certificate_with_its_path() {
             }],
             "{name}"
         );
-        assert_eq!(x.errors[0].reason(), "invalid_certificate");
+        assert_eq!(x.errors[0].reason().as_str(), "invalid_certificate");
         assert_eq!(
             only(&x).path,
             "other",
@@ -297,13 +251,13 @@ fn validuntil_and_certificate_both_present_the_earliest_wins_and_is_named() {
         &json!({"oauth": {"certificate": cert}, "certificatedetails": {"validuntil": later}}),
     );
     assert_eq!(x.found.len(), 2);
-    assert_eq!(x.source(), SOURCE_CERTIFICATE);
+    assert_eq!(x.source(), ExpirySource::Certificate);
     assert_eq!(x.earliest().map(|f| f.expires_at), Some(LEAF_AT));
 
     let x = extract(
         &json!({"oauth": {"certificate": cert}, "certificatedetails": {"validuntil": earlier}}),
     );
-    assert_eq!(x.source(), SOURCE_CERTIFICATEDETAILS_VALIDUNTIL);
+    assert_eq!(x.source(), ExpirySource::CertificateDetailsValidUntil);
     assert_eq!(
         x.earliest().map(|f| f.expires_at),
         Some(datetime!(2026-01-01 0:00 UTC))
@@ -316,9 +270,9 @@ fn a_valid_expiry_and_a_read_error_are_both_kept() {
         "certificate": self_signed("ok", LEAF_AT),
         "certificatedetails": {"validuntil": "not a date"},
     }));
-    assert_eq!(x.source(), SOURCE_CERTIFICATE);
+    assert_eq!(x.source(), ExpirySource::Certificate);
     assert_eq!(x.errors.len(), 1);
-    assert_eq!(x.errors[0].reason(), "invalid_date");
+    assert_eq!(x.errors[0].reason().as_str(), "invalid_date");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -328,14 +282,14 @@ fn a_valid_expiry_and_a_read_error_are_both_kept() {
 fn every_field_family_has_its_own_source() {
     let at = datetime!(2026-02-03 04:05:06 UTC);
     let cases = [
-        ("expires_at", SOURCE_EXPIRES_AT),
-        ("expiresAt", SOURCE_EXPIRES_AT),
-        ("expiration", SOURCE_EXPIRATION),
-        ("expiration_date", SOURCE_EXPIRATION),
-        ("expiry", SOURCE_EXPIRY),
-        ("valid_until", SOURCE_VALID_UNTIL),
-        ("validUntil", SOURCE_VALID_UNTIL),
-        ("notAfter", SOURCE_NOT_AFTER),
+        ("expires_at", ExpirySource::ExpiresAt),
+        ("expiresAt", ExpirySource::ExpiresAt),
+        ("expiration", ExpirySource::Expiration),
+        ("expiration_date", ExpirySource::Expiration),
+        ("expiry", ExpirySource::Expiry),
+        ("valid_until", ExpirySource::ValidUntil),
+        ("validUntil", ExpirySource::ValidUntil),
+        ("notAfter", ExpirySource::NotAfter),
     ];
     for (field, source) in cases {
         let x = extract(&json!({"uaa": {"clientid": "c", field: "2026-02-03T04:05:06Z"}}));
@@ -394,7 +348,7 @@ fn nothing_readable_gives_an_empty_extraction() {
     ] {
         let x = extract(&creds);
         assert_eq!(x, Extraction::default(), "{creds}");
-        assert_eq!(x.source(), SOURCE_NONE);
+        assert_eq!(x.source(), ExpirySource::None);
         assert!(x.earliest().is_none());
     }
 }
@@ -547,7 +501,7 @@ proptest! {
         assert_no_leak(&x);
         // Whatever is found is self-consistent.
         for f in &x.found {
-            prop_assert_eq!(f.certificate.is_some(), f.source == SOURCE_CERTIFICATE);
+            prop_assert_eq!(f.certificate.is_some(), f.source == ExpirySource::Certificate);
         }
     }
 

@@ -59,8 +59,7 @@ async fn every_contract_metric_and_label_is_served_with_the_planted_values() {
     );
     assert_eq!(
         reasons.len(),
-        cf_service_key_exporter::cf::CfError::REASONS.len()
-            + cf_service_key_exporter::expiry::ReadError::REASONS.len()
+        cf_service_key_exporter::vocab::Reason::ALL.len()
     );
     assert!(reasons.iter().all(|s| s.value == 0.0), "{reasons:?}");
     assert_eq!(

@@ -11,12 +11,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use cf_service_key_exporter::expiry::CertificateInfo;
 use cf_service_key_exporter::lead_time::LeadTime;
-use cf_service_key_exporter::metrics::encode_snapshot_at;
-use cf_service_key_exporter::rotation::{RotationConfig, Successors};
+use cf_service_key_exporter::rotation::RotationConfig;
+use cf_service_key_exporter::snapshot::Successors;
 use cf_service_key_exporter::snapshot::{
     FoundationSnapshot, KeyExpiry, KeyLabels, KeyRecord, ReadFailure, Reading, RefreshStatus,
     Snapshot,
 };
+use cf_service_key_exporter::testing::encode_snapshot_at;
 
 const NOW: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
@@ -56,7 +57,7 @@ fn snapshot() -> Snapshot {
             Some(KeyExpiry {
                 expires_at: NOW as i64 + 3 * 86_400,
                 valid_from: Some(NOW as i64 - 362 * 86_400),
-                source: "certificatedetails.validuntil",
+                source: cf_service_key_exporter::vocab::ExpirySource::CertificateDetailsValidUntil,
                 certificate: None,
             }),
         ),
@@ -68,7 +69,7 @@ fn snapshot() -> Snapshot {
             Some(KeyExpiry {
                 expires_at: NOW as i64 - 2 * 86_400,
                 valid_from: Some(NOW as i64 - 9 * 86_400),
-                source: "certificate",
+                source: cf_service_key_exporter::vocab::ExpirySource::Certificate,
                 certificate: Some(CertificateInfo {
                     subject: "CN=client".into(),
                     issuer: "CN=ca".into(),
@@ -90,7 +91,7 @@ fn snapshot() -> Snapshot {
     keys[2].lead_time = LeadTime::parse("60", "space");
     // A key whose latest read failed keeps its reading beside the error; one never read.
     keys[1].failure = Some(ReadFailure {
-        reason: "http_5xx",
+        reason: cf_service_key_exporter::vocab::Reason::Http5xx,
         attempts: 2,
         retry_at: Some(NOW as i64 + 600),
     });
@@ -104,7 +105,7 @@ fn snapshot() -> Snapshot {
     unread.reading = None;
     unread.owners = Arc::from([None, Some(Arc::from("ops@example.com"))]);
     unread.failure = Some(ReadFailure {
-        reason: "not_found",
+        reason: cf_service_key_exporter::vocab::Reason::NotFound,
         attempts: 1,
         retry_at: Some(NOW as i64 + 150),
     });
@@ -118,7 +119,7 @@ fn snapshot() -> Snapshot {
         Some(KeyExpiry {
             expires_at: NOW as i64 + 364 * 86_400,
             valid_from: Some(NOW as i64 - 86_400),
-            source: "certificatedetails.validuntil",
+            source: cf_service_key_exporter::vocab::ExpirySource::CertificateDetailsValidUntil,
             certificate: None,
         }),
     );
@@ -170,5 +171,41 @@ fn the_exposition_of_a_fixed_snapshot_is_the_golden_file() {
     assert_eq!(
         text, golden,
         "the exposition changed; if on purpose, UPDATE_GOLDEN=1 and review the diff"
+    );
+}
+
+/// The label vocabularies (`reason`, `expiry_source`) as the exporter writes them, one
+/// `label value` pair a line: what the Python checks read (tests/lib/harness.py `vocabulary`)
+/// instead of keeping copies.
+fn vocabulary() -> String {
+    use cf_service_key_exporter::vocab::{ExpirySource, Reason};
+    let mut out = String::from(
+        "# The label values the exporter writes, from its enums (tests/it/golden.rs checks this\n\
+         # file; UPDATE_GOLDEN=1 rewrites it). Read by tests/lib/harness.py.\n",
+    );
+    for reason in Reason::ALL {
+        out.push_str(&format!("reason {}\n", reason.as_str()));
+    }
+    let sources = ExpirySource::READ
+        .into_iter()
+        .chain([ExpirySource::None, ExpirySource::Unread]);
+    for source in sources {
+        out.push_str(&format!("expiry_source {}\n", source.as_str()));
+    }
+    out
+}
+
+#[test]
+fn the_label_vocabularies_are_the_golden_file() {
+    let text = vocabulary();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/vocabulary.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, &text).unwrap();
+    }
+    let golden = std::fs::read_to_string(path)
+        .expect("tests/golden/vocabulary.txt (UPDATE_GOLDEN=1 writes it)");
+    assert_eq!(
+        text, golden,
+        "a reason or source changed; if on purpose, UPDATE_GOLDEN=1 and review the diff"
     );
 }

@@ -24,7 +24,7 @@ async fn an_http_login_server_under_an_https_api_is_refused_unless_allowed() {
 
     let client = CfClient::new(&config, metrics.recorder("mixed")).unwrap();
     let err = client.list_keys(&[]).await.unwrap_err();
-    assert_eq!(err.reason(), "login", "{err}");
+    assert_eq!(err.reason().as_str(), "login", "{err}");
     assert!(
         err.to_string().contains("plain http under an https API"),
         "{err}"
@@ -35,7 +35,7 @@ async fn an_http_login_server_under_an_https_api_is_refused_unless_allowed() {
     config.tls.allow_http_login = true;
     let client = CfClient::new(&config, metrics.recorder("mixed")).unwrap();
     let err = client.list_keys(&[]).await.unwrap_err();
-    assert_ne!(err.reason(), "login", "{err}");
+    assert_ne!(err.reason().as_str(), "login", "{err}");
 }
 
 fn foundation(skip_tls_verify: bool) -> String {

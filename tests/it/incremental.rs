@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Harness, Scrape};
 use cf_service_key_exporter::cache::Cache;
-use cf_service_key_exporter::clock::ManualClock;
 use cf_service_key_exporter::config::{Config, DemoTarget};
-use cf_service_key_exporter::metrics::ExporterMetrics;
 use cf_service_key_exporter::refresher::Refresher;
 use cf_service_key_exporter::snapshot::{KeyRecord, Store};
+use cf_service_key_exporter::testing::ManualClock;
+use cf_service_key_exporter::vocab::NoTelemetry;
 use cf_sim::{demo, Accounts, Sim};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -210,16 +210,36 @@ async fn details_requests_in_flight_never_exceed_details_concurrency() {
 
 // ---- Cache file ----
 
-/// A refresher for the harness's simulator that keeps a cache file at `path`, seeded from it.
-fn cached_refresher(sim: &Sim, path: &Path) -> (Refresher, Arc<Store>, Arc<Cache>) {
+/// A refresher for the harness's simulator, and the writer of a cache file at `path` (seeded
+/// from it) following its store: stop the writer to have the last refresh written.
+fn cached_refresher(sim: &Sim, path: &Path) -> (Refresher, Arc<Store>, CacheWriter) {
     let config = DemoTarget::from(sim).foundation("test");
     let store = Arc::new(Store::new());
     let cache = Arc::new(Cache::open(path, std::slice::from_ref(&config), &store));
     store.register(&config.name);
-    let refresher = Refresher::new(config, store.clone(), Arc::new(ExporterMetrics::default()))
-        .unwrap()
-        .with_cache(Some(cache.clone()));
-    (refresher, store, cache)
+    let writer = CacheWriter::start(cache, &store);
+    let refresher = Refresher::new(config, store.clone(), Arc::new(NoTelemetry)).unwrap();
+    (refresher, store, writer)
+}
+
+/// A cache file's writer following a store, as the supervisor runs it.
+struct CacheWriter {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CacheWriter {
+    fn start(cache: Arc<Cache>, store: &Arc<Store>) -> CacheWriter {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(cache.follow(store.clone(), stop.clone()));
+        CacheWriter { stop, task }
+    }
+
+    /// Stops it once what the store holds is written.
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap();
+    }
 }
 
 #[tokio::test]
@@ -230,9 +250,10 @@ async fn a_cache_file_holds_no_credentials() {
     let sim = Sim::start(demo::world(now()).unwrap(), Accounts::default())
         .await
         .unwrap();
-    let (refresher, _, _) = cached_refresher(&sim, &path);
+    let (refresher, _, writer) = cached_refresher(&sim, &path);
     let stats = refresher.refresh().await.stats;
     assert!(stats.keys > 10);
+    writer.stop().await;
 
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(!text.contains(demo::DEMO_SECRET), "secret in the cache");
@@ -260,12 +281,13 @@ async fn a_new_refresher_seeded_from_the_cache_sends_no_details_calls() {
     let sim = Sim::start(demo::large(100, now()).unwrap(), Accounts::default())
         .await
         .unwrap();
-    let (first, first_store, _) = cached_refresher(&sim, &path);
+    let (first, first_store, writer) = cached_refresher(&sim, &path);
     first.refresh().await;
+    writer.stop().await;
     drop(first);
 
     sim.state.stats.reset();
-    let (second, store, _) = cached_refresher(&sim, &path);
+    let (second, store, _writer) = cached_refresher(&sim, &path);
     // Seeded: the keys are there before any refresh, which has not happened yet.
     let seeded = store.foundation("test").unwrap();
     assert_eq!(seeded.keys.len(), 100);
@@ -317,13 +339,14 @@ async fn a_corrupt_foreign_or_other_foundation_cache_file_is_ignored_and_rewritt
     ] {
         std::fs::write(&path, content).unwrap();
         sim.state.stats.reset();
-        let (refresher, store, _) = cached_refresher(&sim, &path);
+        let (refresher, store, writer) = cached_refresher(&sim, &path);
         assert!(
             store.foundation("test").unwrap().keys.is_empty(),
             "nothing seeded from {:?}",
             String::from_utf8_lossy(content)
         );
         let stats = refresher.refresh().await.stats;
+        writer.stop().await;
         assert_eq!(stats.details_read, 20);
         assert_eq!(sim.state.stats.count(DETAILS), 20);
         let rewritten: serde_json::Value =
@@ -355,11 +378,12 @@ async fn a_cache_file_written_on_an_injected_clock_seeds_a_restart_on_that_clock
         let store = Arc::new(Store::new());
         let cache = Cache::open_with_clock(&path, configs, &store, clock.clone());
         store.register("test");
-        let refresher = Refresher::new(config.clone(), store, Arc::new(ExporterMetrics::default()))
+        let writer = CacheWriter::start(Arc::new(cache), &store);
+        let refresher = Refresher::new(config.clone(), store, Arc::new(NoTelemetry))
             .unwrap()
-            .with_cache(Some(Arc::new(cache)))
             .with_clock(clock.clone());
         assert_eq!(refresher.refresh().await.stats.details_read, 20);
+        writer.stop().await;
     }
     // Read back on the same clock, every reading seeds the store.
     let store = Store::new();

@@ -407,8 +407,7 @@ async fn a_foundation_added_by_a_reload_starts_from_the_cache_file() {
         .with_cache(Some(cache));
         supervisor.apply(vec![named(&b, "b")]).await.unwrap();
         refreshed(&store, "b").await;
-        // A refresh publishes, renders, then writes the file: stopping between the two would
-        // leave the file without b.
+        // The file is written once the refresh has published: it holds b before the stop.
         saved(&path, "b", 30).await;
         supervisor.shutdown().await;
     }

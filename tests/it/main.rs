@@ -24,5 +24,6 @@ mod rotation;
 mod secrets;
 mod simulator;
 mod slow_clients;
+mod structure;
 mod visibility;
 mod web_config;

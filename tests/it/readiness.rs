@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cf_service_key_exporter::cache::Cache;
 use cf_service_key_exporter::config::{Config, DemoTarget};
-use cf_service_key_exporter::metrics::ExporterMetrics;
 use cf_service_key_exporter::refresher::Refresher;
 use cf_service_key_exporter::snapshot::Store;
+use cf_service_key_exporter::vocab::NoTelemetry;
 use cf_sim::{demo, Accounts, Outage, RateLimit, Sim};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -177,10 +177,12 @@ async fn a_start_seeded_from_the_cache_file_is_ready_at_once() {
         let store = Arc::new(Store::new());
         let cache = Arc::new(Cache::open(&path, std::slice::from_ref(&config), &store));
         store.register("test");
-        let refresher = Refresher::new(config, store, Arc::new(ExporterMetrics::default()))
-            .unwrap()
-            .with_cache(Some(cache));
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(cache.follow(store.clone(), stop.clone()));
+        let refresher = Refresher::new(config, store, Arc::new(NoTelemetry)).unwrap();
         assert!(refresher.refresh().await.error.is_none());
+        stop.cancel();
+        writer.await.unwrap();
     }
     // Cloud Foundry is down when the exporter restarts: its refreshes fail outright.
     sim.state.switches.set_outage(Some(Outage::Html(503)));

@@ -264,7 +264,7 @@ async fn error_texts(sim: &Sim) -> Vec<String> {
     let client = CfClient::new(&config, metrics.recorder("errors")).unwrap();
     texts.push(format!("{client:?}"));
     let err = client.list_keys(&[]).await.unwrap_err();
-    assert_eq!(err.reason(), "login");
+    assert_eq!(err.reason().as_str(), "login");
     texts.push(format!("{err} / {err:?}"));
 
     let mut config = DemoTarget::from(sim).foundation("errors");

@@ -213,7 +213,7 @@ async fn uaa_refuses_a_wrong_password_as_current_uaa_does() {
 
 mod credentials_read_as_planted {
     use crate::common::year_key;
-    use cf_service_key_exporter::expiry::{self, extract, ReadError};
+    use cf_service_key_exporter::expiry::{extract, ReadError};
     use cf_sim::credentials::Shape;
     use time::macros::datetime;
 
@@ -225,8 +225,8 @@ mod credentials_read_as_planted {
         for shape in Shape::ALL {
             let creds = year_key(shape, at, SECRET).expect("simulated credentials");
             let x = extract(&creds);
-            assert_eq!(x.source(), shape.expected_source(), "{shape:?}");
-            if shape.expected_source() != expiry::SOURCE_NONE {
+            assert_eq!(x.source().as_str(), shape.expected_source(), "{shape:?}");
+            if shape.expected_source() != "none" {
                 let found = x.earliest().expect("an expiry");
                 assert_eq!(
                     found.expires_at.unix_timestamp(),
@@ -234,7 +234,7 @@ mod credentials_read_as_planted {
                     "{shape:?}"
                 );
             }
-            let reasons: Vec<_> = x.errors.iter().map(ReadError::reason).collect();
+            let reasons: Vec<_> = x.errors.iter().map(|e| e.reason().as_str()).collect();
             assert_eq!(
                 reasons,
                 shape

@@ -198,7 +198,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 fn connector(ca: &Ca) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca.pem.as_bytes()) {
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca.pem().as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -382,7 +382,7 @@ async fn past_the_connection_cap_new_connections_are_closed(tls: bool) {
         let fresh = match &exporter.tls {
             Some((ca, _)) => fresh
                 .tls_built_in_root_certs(false)
-                .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap()),
+                .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap()),
             None => fresh,
         };
         let answer = fresh

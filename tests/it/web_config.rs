@@ -1,8 +1,8 @@
 //! `--web-config-file`: the exporter behind TLS, mTLS and basic auth, as an operator would
 //! configure it in the exporter-toolkit format. Each test runs the real `run_with` on a loopback
-//! port with certificates made here by rcgen, and scrapes it with reqwest.
+//! port with certificates made by the simulator's factory (`cf_sim::certs`), and scrapes it with reqwest.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,67 +13,13 @@ use cf_service_key_exporter::config::{Config, DemoTarget};
 use cf_service_key_exporter::web::config::{ClientAuth, TlsVersion};
 use cf_service_key_exporter::web::WebConfigFile;
 use cf_service_key_exporter::{run_with, ServeOptions};
+pub(crate) use cf_sim::certs::{Ca, Leaf};
 use cf_sim::{Accounts, Sim, World};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    SanType,
-};
 use tokio::sync::oneshot;
 
-/// A test CA that signs server and client certificates.
-pub(crate) struct Ca {
-    pub(crate) pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-/// A certificate and its private key, PEM.
-pub(crate) struct Leaf {
-    cert: String,
-    key: String,
-}
-
-impl Leaf {
-    /// reqwest's client identity: key and certificate in one PEM.
-    fn identity(&self) -> reqwest::Identity {
-        reqwest::Identity::from_pem(format!("{}{}", self.key, self.cert).as_bytes()).unwrap()
-    }
-}
-
-impl Ca {
-    pub(crate) fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn leaf(&self, name: &str, usage: ExtendedKeyUsagePurpose) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
-    }
-
-    pub(crate) fn server(&self) -> Leaf {
-        self.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth)
-    }
-
-    fn client(&self) -> Leaf {
-        self.leaf("prometheus", ExtendedKeyUsagePurpose::ClientAuth)
-    }
+/// reqwest's client identity: key and certificate in one PEM.
+fn identity(leaf: &Leaf) -> reqwest::Identity {
+    reqwest::Identity::from_pem(format!("{}{}", leaf.key, leaf.cert).as_bytes()).unwrap()
 }
 
 /// A scratch directory, removed on drop.
@@ -169,10 +115,10 @@ impl Exporter {
 pub(crate) fn client(ca: &Ca, identity: Option<&Leaf>) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
         .timeout(Duration::from_secs(10));
     if let Some(leaf) = identity {
-        builder = builder.identity(leaf.identity());
+        builder = builder.identity(self::identity(leaf));
     }
     builder.build().unwrap()
 }
@@ -328,7 +274,7 @@ async fn mtls_refuses_a_client_without_a_certificate_from_the_client_ca() {
     let ca = Ca::new("server CA");
     let client_ca = Ca::new("client CA");
     dir.server_files(&ca.server());
-    dir.write("client-ca.pem", &client_ca.pem);
+    dir.write("client-ca.pem", client_ca.pem());
     let exporter = Exporter::start(
         &dir,
         &format!(
@@ -346,7 +292,7 @@ async fn mtls_refuses_a_client_without_a_certificate_from_the_client_ca() {
             .is_err(),
         "no client certificate"
     );
-    let impostor = client(&ca, Some(&Ca::new("rogue CA").client()));
+    let impostor = client(&ca, Some(&Ca::new("rogue CA").client("prometheus")));
     assert!(
         impostor
             .get(exporter.https("/metrics"))
@@ -356,7 +302,7 @@ async fn mtls_refuses_a_client_without_a_certificate_from_the_client_ca() {
         "a client certificate from another CA"
     );
 
-    let trusted = client(&ca, Some(&client_ca.client()));
+    let trusted = client(&ca, Some(&client_ca.client("prometheus")));
     let response = trusted
         .get(exporter.https("/metrics"))
         .send()
@@ -527,7 +473,7 @@ fn the_example_web_config_is_valid_once_its_files_exist() {
             "client-ca.pem",
         );
     dir.server_files(&server);
-    dir.write("client-ca.pem", &ca.pem);
+    dir.write("client-ca.pem", ca.pem());
     let path = dir.write("web.yml", &rewritten);
     WebConfigFile::load(&path).expect("the example loads");
 }
@@ -545,7 +491,7 @@ impl Watched {
         let dir = Dir::new();
         let ca = Ca::new("reload CA");
         dir.server_files(&ca.server());
-        dir.write("client-ca.crt", &ca.pem);
+        dir.write("client-ca.crt", ca.pem());
         let path = dir.write("web.yml", text);
         let web = WebConfigFile::load(&path)
             .unwrap()

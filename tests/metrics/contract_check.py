@@ -15,6 +15,7 @@ rule lints do not know. This reads the classic text exposition of an exporter ru
   when its `expiry_source` is neither `none` nor `unread`; `read_error` and `owner_info` name
   known keys; `service_keys` counts them;
 - the `reason` values of `details_errors_total` (the exporter creates all at 0) are exactly
+  the exporter's vocabulary (tests/golden/vocabulary.txt, through tests/lib/harness.py) and
   those the rule and dashboard lints accept (tests/alerts/dashboard.py READ_ERROR_REASONS), so
   rule tests cannot use an invented reason nor miss a real one;
 - the demo's planted cases: `broken-binding` is `unread` with `read_error{reason="not_found"}`,
@@ -32,7 +33,9 @@ import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "alerts"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import dashboard as dash  # noqa: E402
+import harness  # noqa: E402
 
 KEY_LABELS = {"foundation", "org", "space", "service_offering", "service_plan", "service_instance",
               "service_key", "service_key_guid"}
@@ -161,7 +164,15 @@ def main(path):
         n = sum(1 for k in info if k[0] == labels["foundation"])
         check(value == n, f"service_keys{{foundation={labels['foundation']}}} is {value}, cf_service_key_info has {n} keys")
 
-    # Reasons: the exporter's, exactly the lints'.
+    # Reasons and sources: the exporter's vocabulary (tests/golden/vocabulary.txt, from its
+    # enums), and exactly the lints' reasons.
+    vocabulary = harness.vocabulary()
+    reasons = {lab.get("reason") for lab, _ in by_name.get("cf_service_key_exporter_details_errors_total", [])}
+    check(reasons == set(vocabulary["reason"]),
+          f"details_errors_total is created for reasons {sorted(reasons)}, the vocabulary has {vocabulary['reason']}")
+    sources = {lab.get("expiry_source") for lab in info.values()}
+    check(sources <= set(vocabulary["expiry_source"]),
+          f"expiry_source values {sorted(sources - set(vocabulary['expiry_source']))} are not in the vocabulary")
     for name in ("cf_service_key_exporter_details_errors_total", "cf_service_key_read_error"):
         reasons = {lab.get("reason") for lab, _ in by_name.get(name, [])}
         check(reasons <= dash.READ_ERROR_REASONS,

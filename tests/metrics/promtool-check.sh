@@ -5,19 +5,40 @@
 # metric tables (tests/metrics/contract_check.py: every series there, exactly its labels, the
 # per-key series consistent with each other, the reasons the rule lints know). The
 # OpenMetrics exposition is checked by the e2e test, where a real Prometheus scrapes it.
-#   EXPORTER_BIN=target/debug/cf-service-key-exporter tests/metrics/promtool-check.sh
+# The exporter binary: $EXPORTER_BIN, else the one cargo builds (wherever CARGO_TARGET_DIR is).
+#   tests/metrics/promtool-check.sh
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-bin="${EXPORTER_BIN:-$root/target/debug/cf-service-key-exporter}"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-"$bin" --demo --listen-address "127.0.0.1:$port" >/dev/null 2>&1 &
-pid=$!
+harness="$root/tests/lib/harness.py"
+bin="${EXPORTER_BIN:-$(python3 "$harness" binary cf-service-key-exporter)}"
+if [ ! -x "$bin" ]; then
+  echo "FAIL the exporter binary $bin is missing or not executable (build it, or set EXPORTER_BIN)" >&2
+  exit 1
+fi
+port="$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import harness; print(harness.free_port())' "$root/tests/lib")"
 out="$(mktemp)"
-trap 'kill $pid 2>/dev/null || true; rm -f "$out"' EXIT
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+log="$(mktemp)"
+"$bin" --demo --listen-address "127.0.0.1:$port" >"$log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -f "$out" "$log"' EXIT
+ready=false
+for _ in $(seq 1 600); do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "FAIL the exporter ($bin) exited before it was ready; its last lines:" >&2
+    tail -n 20 "$log" >&2
+    exit 1
+  fi
+  if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
+    ready=true
+    break
+  fi
   sleep 0.1
 done
+if [ "$ready" != true ]; then
+  echo "FAIL the exporter ($bin) was not ready within 60 s; its last lines:" >&2
+  tail -n 20 "$log" >&2
+  exit 1
+fi
 curl -fsS "http://127.0.0.1:$port/metrics" >"$out"
 series=$(grep -c '^cf_service_key' "$out")
 passed=0

@@ -1,7 +1,6 @@
 //! Shared test harness: a simulated foundation, a refresher the test drives step by step, and
 //! the exporter's real HTTP server on a loopback port, scraped over HTTP and parsed with an
 //! OpenMetrics parser.
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod logs;
 
@@ -9,12 +8,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use cf_service_key_exporter::clock::ManualClock;
 use cf_service_key_exporter::config::{DemoTarget, FoundationConfig};
 use cf_service_key_exporter::metrics::ExporterMetrics;
 use cf_service_key_exporter::refresher::{RefreshOutcome, RefreshStats, Refresher};
 use cf_service_key_exporter::server::{self, AppState};
 use cf_service_key_exporter::snapshot::Store;
+use cf_service_key_exporter::testing::ManualClock;
 use cf_sim::{Accounts, Sim, World};
 use tokio_util::sync::CancellationToken;
 
@@ -174,7 +173,8 @@ impl Harness {
         let metrics = Arc::new(ExporterMetrics::default());
         store.register(&config.name);
         let clock = Arc::new(ManualClock::starting_now());
-        let refresher = Refresher::new(config, store.clone(), metrics.clone()).expect("refresher");
+        let telemetry = metrics.recorder(&config.name);
+        let refresher = Refresher::new(config, store.clone(), telemetry).expect("refresher");
         let refresher = if system_clock {
             refresher
         } else {

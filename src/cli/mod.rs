@@ -4,8 +4,33 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod flags;
+
+/// The flags' default durations, written as the help shows them and the parser reads them, from
+/// the one place each is defined.
+static DEFAULT_REFRESH_INTERVAL: LazyLock<String> =
+    LazyLock::new(|| duration_text(crate::config::DEFAULT_REFRESH_INTERVAL));
+static DEFAULT_FULL_REFRESH_INTERVAL: LazyLock<String> =
+    LazyLock::new(|| duration_text(crate::config::DEFAULT_FULL_REFRESH_INTERVAL));
+static DEFAULT_HEADER_TIMEOUT: LazyLock<String> =
+    LazyLock::new(|| duration_text(crate::web::serve::DEFAULT_HEADER_TIMEOUT));
+static DEFAULT_WRITE_TIMEOUT: LazyLock<String> =
+    LazyLock::new(|| duration_text(crate::web::serve::DEFAULT_WRITE_TIMEOUT));
+
+/// A whole number of the largest unit that divides it: `24h`, `5m`, `30s`.
+fn duration_text(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s > 0 && s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s > 0 && s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+pub use flags::{demo, from_args, from_source, Source};
 
 /// Prometheus exporter for the expiry of Cloud Foundry service keys.
 ///
@@ -40,20 +65,20 @@ pub struct Cli {
     #[arg(
         long,
         env = "WEB_MAX_REQUESTS",
-        default_value_t = crate::server::DEFAULT_MAX_REQUESTS,
+        default_value_t = crate::web::serve::DEFAULT_MAX_REQUESTS,
         value_name = "N"
     )]
     pub web_max_requests: usize,
 
     /// Close a connection that has not sent a whole request head within this long (at its
     /// start and between keep-alive requests).
-    #[arg(long, env = "WEB_HEADER_TIMEOUT", default_value = "30s", value_name = "DURATION",
+    #[arg(long, env = "WEB_HEADER_TIMEOUT", default_value = &**DEFAULT_HEADER_TIMEOUT, value_name = "DURATION",
           value_parser = parse_positive_duration)]
     pub web_header_timeout: std::time::Duration,
 
     /// Close a connection whose response is not written out within this long (a client that
     /// does not read); frees its --web-max-requests slot.
-    #[arg(long, env = "WEB_WRITE_TIMEOUT", default_value = "30s", value_name = "DURATION",
+    #[arg(long, env = "WEB_WRITE_TIMEOUT", default_value = &**DEFAULT_WRITE_TIMEOUT, value_name = "DURATION",
           value_parser = parse_positive_duration)]
     pub web_write_timeout: std::time::Duration,
 
@@ -205,7 +230,7 @@ pub struct ConnectionArgs {
     #[arg(
         long,
         env = "CF_CLIENT_ID",
-        default_value = "cf",
+        default_value = crate::config::DEFAULT_CLIENT_ID,
         value_name = "ID",
         global = true
     )]
@@ -270,12 +295,12 @@ pub struct ConnectionArgs {
     pub foundation: Option<String>,
 
     /// How often to refresh (humantime: 30s, 5m, 1h).
-    #[arg(long, env = "REFRESH_INTERVAL", default_value = "5m", value_name = "DURATION",
+    #[arg(long, env = "REFRESH_INTERVAL", default_value = &**DEFAULT_REFRESH_INTERVAL, value_name = "DURATION",
           value_parser = parse_duration, global = true)]
     pub refresh_interval: std::time::Duration,
 
     /// Re-read every key's details at least this often, even when nothing says it changed.
-    #[arg(long, env = "FULL_REFRESH_INTERVAL", default_value = "24h", value_name = "DURATION",
+    #[arg(long, env = "FULL_REFRESH_INTERVAL", default_value = &**DEFAULT_FULL_REFRESH_INTERVAL, value_name = "DURATION",
           value_parser = parse_duration, global = true)]
     pub full_refresh_interval: std::time::Duration,
 
@@ -308,7 +333,7 @@ pub struct ConnectionArgs {
     #[arg(
         long,
         env = "DETAILS_CONCURRENCY",
-        default_value = "16",
+        default_value_t = crate::config::DEFAULT_DETAILS_CONCURRENCY,
         value_name = "N",
         global = true
     )]
@@ -331,4 +356,39 @@ pub fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("`{s}` is not a duration ({e}); use e.g. 30s, 5m, 1h"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The help shows each default as the flag would be written, and it reads back as the
+    /// default itself.
+    #[test]
+    fn default_durations_are_written_as_flags_and_read_back() {
+        let d = std::time::Duration::from_secs;
+        assert_eq!(duration_text(d(300)), "5m");
+        assert_eq!(duration_text(d(86_400)), "24h");
+        assert_eq!(duration_text(d(90)), "90s");
+        for (text, value) in [
+            (
+                &*DEFAULT_REFRESH_INTERVAL,
+                crate::config::DEFAULT_REFRESH_INTERVAL,
+            ),
+            (
+                &*DEFAULT_FULL_REFRESH_INTERVAL,
+                crate::config::DEFAULT_FULL_REFRESH_INTERVAL,
+            ),
+            (
+                &*DEFAULT_HEADER_TIMEOUT,
+                crate::web::serve::DEFAULT_HEADER_TIMEOUT,
+            ),
+            (
+                &*DEFAULT_WRITE_TIMEOUT,
+                crate::web::serve::DEFAULT_WRITE_TIMEOUT,
+            ),
+        ] {
+            assert_eq!(parse_duration(text), Ok(value), "{text}");
+        }
+    }
 }

@@ -9,7 +9,7 @@
 //! - `new` was created after `old`, and expires later (a key that never expires counts as
 //!   expiring later than any date; of two that never expire, the newer one counts);
 //! - `new` is named as `old`'s successor: `old`'s base name with a date suffix under the
-//!   naming scheme ([`super::naming`]), or `new` carries the successor annotation naming `old`
+//!   naming scheme ([`crate::rotation::naming`]), or `new` carries the successor annotation naming `old`
 //!   (by name or guid).
 //!
 //! Of several successors the one that expires last wins (then the newest, then the guid), so an
@@ -18,8 +18,8 @@
 
 use std::collections::HashMap;
 
-use super::RotationConfig;
-use crate::snapshot::KeyRecord;
+use super::KeyRecord;
+use crate::rotation::RotationConfig;
 
 /// Each old key's successor, by position in the snapshot's key list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -150,7 +150,7 @@ mod tests {
             expiry: expires.map(|d| KeyExpiry {
                 expires_at: NOW + d * DAY,
                 valid_from: Some(NOW + created * DAY),
-                source: "certificate",
+                source: crate::vocab::ExpirySource::Certificate,
                 certificate: None,
             }),
             shape: None,
@@ -224,7 +224,7 @@ mod tests {
         unread.reading = None;
         let mut failing = key("k-20261205", "cpi", -1, Some(364));
         failing.failure = Some(crate::snapshot::ReadFailure {
-            reason: "not_found",
+            reason: crate::vocab::Reason::NotFound,
             attempts: 1,
             retry_at: None,
         });

@@ -22,8 +22,8 @@ use serde_json::{json, Map, Value};
 use time::Date;
 
 use super::parameters::{Parameters, Source};
-use super::RotationConfig;
 use crate::report::rfc3339;
+use crate::rotation::RotationConfig;
 use crate::snapshot::KeyRecord;
 
 /// What the plan makes of a key.
@@ -364,8 +364,8 @@ fn shell_word(word: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::parameters::{decide, Fetched, Known};
     use super::*;
-    use crate::rotation::parameters::{decide, Fetched, Known};
     use crate::rotation::shape::{CredentialType, Shape};
     use crate::snapshot::{test_record, KeyExpiry, Reading};
     use time::macros::date;
@@ -381,7 +381,7 @@ mod tests {
             expiry: Some(KeyExpiry {
                 expires_at: NOW + 43_200,
                 valid_from: Some(NOW - 6 * 86_400 - 43_200),
-                source: "certificate",
+                source: crate::vocab::ExpirySource::Certificate,
                 certificate: None,
             }),
             shape: Some(Shape::Typed(CredentialType::X509 {

@@ -20,7 +20,7 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::shape::{CredentialType, Shape};
+use crate::rotation::shape::{CredentialType, Shape};
 
 /// Cloud Integration's longest certificate validity, in days.
 pub const MAX_INTEGRATION_DAYS: i64 = 365;

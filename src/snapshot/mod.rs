@@ -16,10 +16,15 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
-use crate::expiry::{CertificateInfo, SOURCE_NONE, SOURCE_UNREAD};
+use crate::expiry::CertificateInfo;
 pub use crate::lead_time::LeadTime;
-pub use crate::rotation::{KeyFacts, Shape, Successors};
+pub use crate::rotation::{KeyFacts, Shape};
+use crate::vocab::{ExpirySource, Reason};
+pub use successor::Successors;
+
+mod successor;
 
 /// Defines [`KeyLabels`] from one list: each label's name (the struct field, the Prometheus
 /// label, the cache and JSON field) and its column in the report's table (`None`: not shown).
@@ -73,8 +78,8 @@ pub struct KeyExpiry {
     /// From when the expiring credential is valid (Unix seconds): see
     /// [`crate::expiry::valid_from`]. `None` only when even the key's creation time is unknown.
     pub valid_from: Option<i64>,
-    /// The `expiry_source` label value.
-    pub source: &'static str,
+    /// The `expiry_source` label.
+    pub source: ExpirySource,
     /// Set when the expiry is a certificate's notAfter.
     pub certificate: Option<CertificateInfo>,
 }
@@ -94,9 +99,8 @@ pub struct Reading {
 /// The latest attempt to read a key's details failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadFailure {
-    /// The `reason` label (one of [`crate::cf::CfError::REASONS`] or
-    /// [`crate::expiry::ReadError::REASONS`]).
-    pub reason: &'static str,
+    /// The `reason` label.
+    pub reason: Reason,
     /// Failed attempts in a row.
     pub attempts: u32,
     /// When the next attempt is due (Unix seconds); `None` for credentials that were fetched
@@ -138,8 +142,12 @@ impl KeyRecord {
     /// The `expiry_source` label value: the reading's source, `none`, or `unread`.
     pub fn expiry_source(&self) -> &'static str {
         match &self.reading {
-            None => SOURCE_UNREAD,
-            Some(r) => r.expiry.as_ref().map_or(SOURCE_NONE, |e| e.source),
+            None => ExpirySource::Unread.as_str(),
+            Some(r) => r
+                .expiry
+                .as_ref()
+                .map_or(ExpirySource::None, |e| e.source)
+                .as_str(),
         }
     }
 
@@ -208,16 +216,39 @@ impl FoundationSnapshot {
     }
 }
 
-/// The published snapshot. Writers are the refreshers (and, before they start, the cache file
-/// seeding them); readers never block them.
-#[derive(Debug, Default)]
+/// The published snapshot: the one meeting point. Writers are the refreshers ([`Store::publish`])
+/// and the supervisor, which registers, seeds (from the cache file) and removes foundations
+/// through this API; readers never block them. Every change is announced to the subscribers
+/// ([`Store::subscribe`]: the metrics renderer and the cache-file writer), which then read the
+/// current snapshot.
+#[derive(Debug)]
 pub struct Store {
     current: ArcSwap<Snapshot>,
+    changes: watch::Sender<()>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            current: ArcSwap::default(),
+            changes: watch::Sender::new(()),
+        }
+    }
 }
 
 impl Store {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Announces each later change of the snapshot (changes in quick succession may be
+    /// announced once: read [`Store::load`] after each).
+    pub fn subscribe(&self) -> watch::Receiver<()> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_replace(());
     }
 
     /// The current snapshot.
@@ -239,7 +270,26 @@ impl Store {
             next.foundations.insert(name.to_owned(), foundation.clone());
             next
         });
+        self.changed();
         foundation
+    }
+
+    /// Publishes readings kept from an earlier run (the cache file) for a foundation that has
+    /// not refreshed yet, ready to be served: the last truth a refresh read, rather than nothing
+    /// or a half-read estate. Owner labels and successors come with its first refresh.
+    pub fn seed(&self, name: &str, keys: Vec<KeyRecord>) {
+        self.publish(
+            name,
+            FoundationSnapshot {
+                keys: Arc::new(keys),
+                owner_labels: Arc::from([]),
+                successors: Successors::default(),
+                status: RefreshStatus {
+                    ready: true,
+                    ..Default::default()
+                },
+            },
+        );
     }
 
     /// Adds a foundation that has not refreshed yet (keeps its state if it is already known).
@@ -249,6 +299,7 @@ impl Store {
             next.foundations.entry(name.to_owned()).or_default();
             next
         });
+        self.changed();
     }
 
     /// Forgets a foundation (removed from the config).
@@ -258,6 +309,7 @@ impl Store {
             next.foundations.remove(name);
             next
         });
+        self.changed();
     }
 }
 
