@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""Checks on alerts/alertmanager.example.yml's inhibit rules that amtool does not make.
+"""Checks on alerts/alertmanager.example.yml that amtool does not make.
 
-- A key's warning is inhibited by a critical of the same key (CfServiceKeyExpiringSoon or
-  CfServiceKeyExpired), the critical CfServiceKeyExpiringSoon by CfServiceKeyExpired, and the
-  key alerts of a foundation by CfServiceKeyExporterFoundationMissing.
+- On one key, a warning is inhibited by a critical of the same key (CfServiceKeyExpiringSoon or
+  CfServiceKeyExpired), and CfServiceKeyExpiringSoon by CfServiceKeyExpired; a key left behind
+  (CfServiceKeyExpired as a warning) is no target of a critical, so that a critical
+  CfServiceKeyExpiringSoon muted by it cannot mute it back. CfServiceKeyUnreadable is inhibited
+  by its foundation's CfServiceKeyExporterCoverageLow or CfServiceKeyExporterRefreshFailing, and
+  every key alert of a foundation by CfServiceKeyExporterFoundationMissing.
 - The per-key rules are per key: `equal` is exactly foundation and service_key_guid, which
   together identify one key (a rule without them would let one key's critical hide another's
   warning).
 - Every rule's target matchers name CfServiceKey alerts, so that merged into an existing
   configuration the example never inhibits anybody else's alerts.
+- The exporter's own alerts have a route grouping them by alertname only, so one dead exporter
+  of many foundations sends one notification per alert name.
 
 Reads the block-style YAML the example uses, with no YAML library. Usage:
 lint_alertmanager.py ALERTMANAGER_CONFIG (exit 1 and one line per problem on failure)
@@ -19,17 +24,22 @@ import sys
 
 KEY = {"foundation", "service_key_guid"}
 WANTED = [
-    ("a key's warning by a critical of the same key",
+    ("a key's warnings by a critical of the same key",
      ['alertname=~"CfServiceKeyExpiringSoon|CfServiceKeyExpired"', 'severity="critical"'],
-     ['alertname="CfServiceKeyExpiringSoon"', 'severity="warning"'], KEY),
-    ("the critical CfServiceKeyExpiringSoon by CfServiceKeyExpired",
+     ['alertname=~"CfServiceKeyExpiringSoon|CfServiceKeyUnreadable|CfServiceKeyRotationDue"', 'severity="warning"'], KEY),
+    ("CfServiceKeyExpiringSoon by CfServiceKeyExpired",
      ['alertname="CfServiceKeyExpired"'],
-     ['alertname="CfServiceKeyExpiringSoon"', 'severity="critical"'], KEY),
+     ['alertname="CfServiceKeyExpiringSoon"'], KEY),
+    ("a foundation's CfServiceKeyUnreadable by its coverage or refresh alert",
+     ['alertname=~"CfServiceKeyExporterCoverageLow|CfServiceKeyExporterRefreshFailing"'],
+     ['alertname="CfServiceKeyUnreadable"'],
+     {"foundation"}),
     ("a lost foundation's key alerts by CfServiceKeyExporterFoundationMissing",
      ['alertname="CfServiceKeyExporterFoundationMissing"'],
-     ['alertname=~"CfServiceKeyExpiringSoon|CfServiceKeyExpired|CfServiceKeyUnreadable|CfServiceKeyRotationDue"'],
+     ['alertname=~"CfServiceKey.*"', 'alertname!~"CfServiceKeyExporter.*"'],
      {"foundation"}),
 ]
+EXPORTER_ROUTE = re.compile(r'^(\s*)- matchers:\s*\n\s*- alertname=~"CfServiceKeyExporter\.\*"\s*\n\1  group_by: \[alertname\]\s*$', re.M)
 
 
 def inhibit_rules(text):
@@ -50,8 +60,22 @@ def inhibit_rules(text):
     return rules
 
 
+def selects(matchers, **labels):
+    """Whether an alert with these labels satisfies every matcher on them (`name op "value"`)."""
+    for m in matchers:
+        parsed = re.fullmatch(r'(\w+)\s*(=~|!~|!=|=)\s*"(.*)"', m)
+        if not parsed or parsed.group(1) not in labels:
+            continue
+        name, op, value = parsed.groups()
+        hit = re.fullmatch(value, labels[name]) is not None if "~" in op else labels[name] == value
+        if hit != op.startswith("="):
+            return False
+    return True
+
+
 def main(path):
-    rules = inhibit_rules(open(path, encoding="utf-8").read())
+    text = open(path, encoding="utf-8").read()
+    rules = inhibit_rules(text)
     problems = []
     for what, source, target, equal in WANTED:
         if (source, target, equal) not in rules:
@@ -59,6 +83,10 @@ def main(path):
     for source, target, equal in rules:
         if not any("CfServiceKey" in m and m.startswith("alertname") for m in target):
             problems.append(f"{path}: inhibit rule with targets {target} is not scoped to CfServiceKey alerts")
+        if 'severity="critical"' in source and selects(target, alertname="CfServiceKeyExpired", severity="warning"):
+            problems.append(f"{path}: a critical may mute CfServiceKeyExpired (targets {target})")
+    if not EXPORTER_ROUTE.search(text):
+        problems.append(f'{path}: no route for alertname=~"CfServiceKeyExporter.*" with group_by: [alertname] right below it')
     for p in problems:
         print(p, file=sys.stderr)
     if problems:

@@ -142,7 +142,9 @@ check "alertmanager: team=payments warning goes to payments only" routes_to paym
 check "alertmanager: a critical of a key without a team route goes to the platform pager" routes_to platform-team-pager alertname=CfServiceKeyExpired severity=critical foundation=eu10 label_team=jobs
 check "alertmanager: a warning of a key without an owner goes to platform e-mail" routes_to platform-team-email alertname=CfServiceKeyExpiringSoon severity=warning foundation=eu10
 check "alertmanager: a lost foundation pages the platform team" routes_to platform-team-pager alertname=CfServiceKeyExporterFoundationMissing severity=critical foundation=eu10
-check "alertmanager: inhibit rules per key (warning by critical, ExpiringSoon by Expired) and per lost foundation" python3 "$here/lint_alertmanager.py" alerts/alertmanager.example.yml
+check "alertmanager: no exporter at all pages the platform team" routes_to platform-team-pager alertname=CfServiceKeyExporterAbsent severity=critical
+check "alertmanager: an exporter warning goes to platform e-mail" routes_to platform-team-email alertname=CfServiceKeyExporterCoverageLow severity=warning foundation=eu10
+check "alertmanager: inhibit rules (per key; Unreadable by coverage or refresh; per lost foundation), exporter alerts grouped by alertname" python3 "$here/lint_alertmanager.py" alerts/alertmanager.example.yml
 check "alertmanager: no inline SMTP password" no_inline_smtp_password
 check "compose mounts exist (staged at their container paths)" python3 "$here/stage_compose.py" examples/compose/compose.yaml "$work/stage"
 check "promtool check config on the compose Prometheus, as mounted" check_config_loads_rules "$work/stage/etc/prometheus/prometheus.yml"

@@ -1,19 +1,23 @@
 #!/usr/bin/env python3
-"""End-to-end test of the shipped alerts and dashboard on the real programs.
+"""End-to-end test of the shipped alerts, Alertmanager example and dashboard on the real programs.
 
 Starts, all on 127.0.0.1 with free ports and a temporary directory:
   - two exporters in demo mode, both reporting foundation "demo" (a high-availability pair:
     same keys, same guids), with the demo's owner labels (--metadata-labels team,example.com/owner
     is the demo's default);
   - a third exporter pointed at a dead Cloud Foundry (foundation "broken");
-  - a webhook receiver (in this process) that records what Alertmanager sends;
-  - a real Alertmanager with alerts/alertmanager.example.yml: its routes and inhibit rules
-    untouched, each receiver (same names) pointed at the webhook, its group timers shortened;
-  - a real Prometheus scraping the three exporters every second and loading alerts/rules.yml
-    with every `for:` divided by TIME_SCALE (a transformed copy; the shipped file is never
-    edited; `for: 0s` stays 0s).
+  - two simulated Cloud Foundries (cf-sim): the demo world, behind a proxy in this process that
+    can refuse every /details request (403), and a one-key world for 10 foundations;
+  - a webhook receiver and an SMTP server (in this process) that record what Alertmanager sends;
+  - a real Alertmanager with alerts/alertmanager.example.yml: its routes, inhibit rules and
+    e-mail subjects untouched; each receiver (same names) keeps its e-mail (to the SMTP server,
+    with a header listing the notification's alerts) and posts to the webhook instead of
+    anything else; its group timers shortened;
+  - a real Prometheus scraping the exporters every second (and, from the start, the places of
+    the exporters started later) and loading alerts/rules.yml with every `for:` divided by
+    TIME_SCALE (a transformed copy; the shipped file is never edited; `for: 0s` stays 0s).
 
-Then asserts, against the demo foundation (sim/src/demo.rs):
+Then asserts, against the demo foundation (sim/src/demo.rs) and the paging policy of issue 21:
   - the expected alerts reach the webhook through the right receivers with the right labels
     (owner labels included, no scrape labels), grouped by foundation/org/space;
   - 7-day keys rotated in time (jobs-x509-fresh, jobs-x509-rotated) reach no receiver and do not
@@ -24,25 +28,42 @@ Then asserts, against the demo foundation (sim/src/demo.rs):
     and one alert per key in Prometheus and in Alertmanager;
   - the unreadable key (broken-binding) alerts with its reason; flaky-key, whose first refresh
     fails, is read at a later one and never alerts;
-  - warnings of critical keys, and the critical CfServiceKeyExpiringSoon of an expired key, are
-    inhibited (firing in Prometheus, suppressed in Alertmanager, never delivered); no other alert
-    fires or arrives;
+  - warnings of critical keys, and CfServiceKeyExpiringSoon of an expired key, are inhibited
+    (firing in Prometheus, suppressed in Alertmanager, never delivered); no other alert fires or
+    arrives;
   - every query of every dashboard panel and variable (variables substituted, found by walking
     the JSON) returns data without scrape labels, and the stat panels count the demo's keys;
   - killing one exporter of the pair changes nothing; killing the broken exporter raises
     CfServiceKeyExporterDown and CfServiceKeyExporterFoundationMissing, and the dashboard shows
-    the foundation as MISSING (-1) instead of no data.
+    the foundation as MISSING (-1) instead of no data;
+  - (a) an exporter watching 10 foundations (whose key alerts page per space) dies: its
+    CfServiceKeyExporterFoundationMissing reach the pager in one notification naming all 10, its
+    CfServiceKeyExporterDown the platform team's e-mail once, and the key alerts of those
+    foundations are held inhibited;
+  - (d) the cold rollout: the demo pair is replaced, one replica after the other, by two that list
+    every key and can read none (the proxy refuses /details): every key alert, the criticals
+    first, keeps firing since the same moment, and no RESOLVED about the demo reaches any
+    receiver; (b) meanwhile CfServiceKeyUnreadable fires for every key, held inhibited by the
+    foundation's CfServiceKeyExporterCoverageLow, which alone reaches the platform team; control:
+    a key deleted in Cloud Foundry then resolves, and its RESOLVED reaches the pager;
+  - (c) every e-mail's subject names the alerts of its notification (sorted, each once, and the
+    number firing), the mixed group of acme-dev/sandbox included.
 
 No fixed sleeps: every wait polls for an observed state under a deadline. The "never arrives"
 checks wait until DELIVERY_WINDOW (Alertmanager's group_wait + group_interval + a margin) has
 passed since the alerts concerned were seen in Alertmanager or the rules were evaluated.
 
 Environment: EXPORTER_BIN (default target/debug/cf-service-key-exporter, relative to the
-repository), PROMETHEUS_BIN (default prometheus), ALERTMANAGER_BIN (default
-prometheus-alertmanager, Debian's name; `alertmanager` elsewhere), AMTOOL_BIN (default amtool).
-Python 3.11 standard library only. Ends with "e2e: N passed, M failed"; exit 1 on any failure.
+repository), CF_SIM_BIN (default target/debug/cf-sim), RULES_FILE (default alerts/rules.yml),
+PROMETHEUS_BIN (default prometheus), ALERTMANAGER_BIN (default prometheus-alertmanager, Debian's
+name; `alertmanager` elsewhere), AMTOOL_BIN (default amtool). Python 3.11 standard library only.
+Ends with "e2e: N passed, M failed"; exit 1 on any failure.
 """
 
+import base64
+import email
+import email.policy
+import http.client
 import json
 import os
 import re
@@ -54,6 +75,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -71,7 +93,7 @@ GROUP_INTERVAL = 2
 # (a new group after group_wait, an existing one at its next group_interval) and the local
 # webhook has it, with a margin for a busy machine: the window a "never arrives" check waits.
 DELIVERY_WINDOW = GROUP_WAIT + GROUP_INTERVAL + 3
-TOTAL_BUDGET = 170        # seconds; the whole test must end well within 3 minutes
+TOTAL_BUDGET = 220        # seconds; the whole test must end well within 4 minutes
 HOST = "127.0.0.1"
 
 START = time.monotonic()
@@ -115,12 +137,13 @@ class Processes:
         self.workdir = workdir
         self.procs = []  # (name, Popen, log path)
 
-    def start(self, name, argv):
+    def start(self, name, argv, env=None):
         path = os.path.join(self.workdir, f"{name}.log")
         out = open(path, "wb")
         try:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     cwd=self.workdir, start_new_session=True,
+                                    env={**os.environ, **env} if env else None,
                                     preexec_fn=_die_with_parent)
         except OSError as e:
             raise Abort(f"cannot start {name} ({argv[0]}): {e}")
@@ -243,23 +266,68 @@ def compress_for(rules_text):
     return text, changes
 
 
-def alertmanager_for_test(example_text, webhook_url):
-    """The example Alertmanager config with its routes and inhibit rules untouched, its group
-    timers shortened, and each receiver (same name) replaced by a webhook to this test that
-    also reports resolved alerts (so the test can see that none is sent when it must not be)."""
-    names = re.findall(r"^  - name:\s*(\S+)", example_text.split("\nreceivers:", 1)[1], flags=re.M)
+def evaluate_every_second(rules_text):
+    """rules.yml with every group's `interval:` set to 1s, the test Prometheus' evaluation
+    interval (a group's own minutes would outlast the test), and the intervals replaced."""
+    replaced = []
+
+    def repl(m):
+        replaced.append(m.group(2))
+        return f"{m.group(1)}1s"
+    text = re.sub(r"^(    interval:\s*)(\S+)[ \t]*$", repl, rules_text, flags=re.M)
+    return text, replaced
+
+
+# The header the test adds to every e-mail of the example: the alert names and statuses of the
+# very notification, rendered by Alertmanager from the same data as the example's Subject, so the
+# subject can be checked against what the notification holds.
+TEST_HEADER = "X-Test-Alerts"
+TEST_HEADER_TEMPLATE = "{{ range .Alerts }}{{ .Labels.alertname }}:{{ .Status }} {{ end }}"
+
+
+def alertmanager_for_test(example_text, webhook_url, smtp_address):
+    """The example Alertmanager config with its routes, inhibit rules and e-mail subjects
+    untouched, its group timers shortened, and each receiver (same name) keeping its
+    email_configs (sent to this test's SMTP server, without TLS or authentication, with
+    TEST_HEADER added) and sending to a webhook of this test instead of anything else, resolved
+    alerts included (so the test can see that none is sent when it must not be)."""
+    head, sep, rest = example_text.partition("\nreceivers:\n")
+    if not sep:
+        raise Abort("alertmanager.example.yml: no receivers section")
+    top = re.search(r"^\S", rest, flags=re.M)
+    section, tail_text = (rest[:top.start()], rest[top.start():]) if top else (rest, "")
+    names, receivers, headers = [], [], 0
+    for item in re.split(r"(?m)^(?=  - name:)", section):
+        m = re.match(r"  - name:\s*(\S+)", item)
+        if not m:
+            continue  # comments before the first receiver
+        names.append(m.group(1))
+        lines, kept, block = item.splitlines(), [], None
+        for line in lines[1:]:
+            key = re.match(r"    (\w+):", line)
+            if key:
+                block = key.group(1)
+            if block == "email_configs":
+                kept.append(line)
+                h = re.match(r"^(\s+)headers:\s*$", line)
+                if h:
+                    kept.append(f"{h.group(1)}  {TEST_HEADER}: '{TEST_HEADER_TEMPLATE}'")
+                    headers += 1
+        receivers.append("\n".join([lines[0], *kept, "    webhook_configs:", f"      - url: {webhook_url}/{m.group(1)}",
+                                     "        send_resolved: true"]) + "\n")
     if not names:
         raise Abort("alertmanager.example.yml: no receivers found")
-    text = re.sub(r"^(\s*group_wait:\s*)\S+", rf"\g<1>{GROUP_WAIT}s", example_text, flags=re.M)
-    text = re.sub(r"^(\s*group_interval:\s*)\S+", rf"\g<1>{GROUP_INTERVAL}s", text, flags=re.M)
-    text = re.sub(r"^(\s*repeat_interval:\s*)\S+", r"\g<1>1h", text, flags=re.M)
-    head, _, rest = text.partition("\nreceivers:")
-    after = re.search(r"^\S", rest.split("\n", 1)[1] if "\n" in rest else "", flags=re.M)
-    tail_text = (rest.split("\n", 1)[1][after.start():] if after else "")
-    receivers = "\nreceivers:\n" + "".join(
-        f"  - name: {n}\n    webhook_configs:\n      - url: {webhook_url}/{n}\n        send_resolved: true\n"
-        for n in names)
-    return head + receivers + tail_text, names
+    text = head
+    for pattern, repl in ((r"^(\s*group_wait:\s*)\S+", rf"\g<1>{GROUP_WAIT}s"),
+                          (r"^(\s*group_interval:\s*)\S+", rf"\g<1>{GROUP_INTERVAL}s"),
+                          (r"^(\s*repeat_interval:\s*)\S+", r"\g<1>1h"),
+                          (r"^(  smtp_smarthost:\s*)\S+", rf"\g<1>{smtp_address}"),
+                          (r"^(  smtp_require_tls:\s*)\S+", r"\g<1>false"),
+                          (r"^  smtp_auth_\w+:.*\n", "")):
+        text, n = re.subn(pattern, repl, text, flags=re.M)
+        if not n:
+            raise Abort(f"alertmanager.example.yml: nothing matches {pattern!r}: the test's transformation needs updating")
+    return text + "\nreceivers:\n" + "".join(receivers) + tail_text, names, headers
 
 
 # ---- webhook -------------------------------------------------------------------------------------
@@ -270,6 +338,7 @@ class Webhook:
     def __init__(self):
         self.lock = threading.Lock()
         self.received = []  # (receiver from the URL path, the notification's groupLabels, alert)
+        self.notifications = []  # (time.monotonic() at arrival, receiver, the whole payload)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -280,6 +349,7 @@ class Webhook:
                 except ValueError:
                     payload = {"alerts": [], "invalid": body[:200].decode("utf-8", "replace")}
                 with outer.lock:
+                    outer.notifications.append((time.monotonic(), self.path.strip("/"), payload))
                     for alert in payload.get("alerts", []):
                         outer.received.append((self.path.strip("/"), payload.get("groupLabels", {}), alert))
                 self.send_response(200)
@@ -299,6 +369,138 @@ class Webhook:
     def all(self):
         with self.lock:
             return list(self.received)
+
+    def notifications_since(self, moment):
+        """(receiver, payload) of every notification that arrived at or after `moment`."""
+        with self.lock:
+            return [(rcv, payload) for t, rcv, payload in self.notifications if t >= moment]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SmtpSink:
+    """Receives the e-mails Alertmanager sends (plain SMTP, no TLS, no authentication: enough of
+    RFC 5321 for Go's net/smtp client) and records each message's headers."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.messages = []  # (time.monotonic() at arrival, email.message.EmailMessage)
+        self.sock = socket.socket()
+        self.sock.bind((HOST, 0))
+        self.sock.listen(16)
+        self.address = f"{HOST}:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn):
+        with conn, conn.makefile("rb") as rfile:
+            def reply(line):
+                conn.sendall(line.encode() + b"\r\n")
+            reply("220 e2e-smtp ESMTP")
+            while True:
+                line = rfile.readline()
+                if not line:
+                    return
+                verb = line.decode("ascii", "replace").strip().split(" ", 1)[0].upper()
+                if verb == "EHLO":
+                    reply("250-e2e-smtp")
+                    reply("250 8BITMIME")
+                elif verb in ("HELO", "MAIL", "RCPT", "RSET", "NOOP"):
+                    reply("250 OK")
+                elif verb == "DATA":
+                    reply("354 end with <CRLF>.<CRLF>")
+                    data = []
+                    while True:
+                        chunk = rfile.readline()
+                        if not chunk or chunk in (b".\r\n", b".\n"):
+                            break
+                        data.append(chunk[1:] if chunk.startswith(b"..") else chunk)
+                    message = email.message_from_bytes(b"".join(data), policy=email.policy.default)
+                    with self.lock:
+                        self.messages.append((time.monotonic(), message))
+                    reply("250 OK queued")
+                elif verb == "QUIT":
+                    reply("221 bye")
+                    return
+                else:
+                    reply("502 not implemented")
+
+    def since(self, moment=0.0):
+        with self.lock:
+            return [m for t, m in self.messages if t >= moment]
+
+    def close(self):
+        self.sock.close()
+
+
+class CfProxy:
+    """A proxy in front of the simulated Cloud Foundry API (cf-sim). It passes every request on
+    and rewrites the simulator's own address in the answers (pagination links) to its own, so an
+    exporter pointed at it sees one API. With `fail_details` set, every
+    /v3/service_credential_bindings/:guid/details request is answered 403 instead, as when the
+    monitoring user has lost its role: the keys are still listed, none can be read."""
+
+    DETAILS = re.compile(r"^/v3/service_credential_bindings/[^/?]+/details(\?.*)?$")
+
+    def __init__(self, upstream):
+        self.upstream = urllib.parse.urlsplit(upstream)
+        self.fail_details = False
+        self.refused = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                if outer.DETAILS.match(self.path) and outer.fail_details:
+                    with outer.lock:
+                        outer.refused += 1
+                    self._answer(403, {"Content-Type": "application/json"}, json.dumps({"errors": [
+                        {"code": 10003, "title": "CF-NotAuthorized",
+                         "detail": "You are not authorized to perform the requested action"}]}).encode())
+                    return
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "accept-encoding", "connection", "content-length")}
+                conn = http.client.HTTPConnection(outer.upstream.hostname, outer.upstream.port, timeout=10)
+                try:
+                    conn.request(self.command, self.path, body=body or None, headers=headers)
+                    r = conn.getresponse()
+                    data = r.read().replace(outer.upstream_origin, outer.origin)
+                    self._answer(r.status, {k: v.replace(outer.upstream_origin.decode(), outer.origin.decode())
+                                            for k, v in r.getheaders()
+                                            if k.lower() not in ("content-length", "transfer-encoding", "connection")}, data)
+                except OSError as e:
+                    self._answer(502, {"Content-Type": "text/plain"}, f"proxy: {e}".encode())
+                finally:
+                    conn.close()
+
+            def _answer(self, status, headers, data):
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer((HOST, 0), Handler)
+        self.url = f"http://{HOST}:{self.server.server_address[1]}"
+        self.origin = self.url.encode()
+        self.upstream_origin = f"{self.upstream.scheme}://{self.upstream.netloc}".encode()
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
         self.server.shutdown()
@@ -325,39 +527,51 @@ OLD_TOOLING = key_labels("acme-dev", "sandbox", "cpi-api", "it-rt", "api", "old-
 BROKEN_BINDING = key_labels("acme-dev", "sandbox", "cpi-api", "it-rt", "api", "broken-binding")
 ROTATED_IN_TIME = ("jobs-x509-fresh", "jobs-x509-rotated")
 
+X509_CLIENT = key_labels("acme-prod", "security", "xsuaa-app", "xsuaa", "application", "x509-client", label_team="platform")
+
+# The policy (alerts/rules.yml, issue 21): a key warns from its owner's lead time where it has one,
+# else from min(lifetime/4, 30d) before its expiry; it is critical only within min(24h,
+# lifetime/10) of its expiry, and for the first 24 hours after it; expired for longer, it is a
+# warning (left behind: delete it).
 # (description, receiver, labels the alert must carry)
 EXPECTED = [
-    ("critical CfServiceKeyExpiringSoon for s4-inbound (365-day key, 3 days left)", "platform-team-pager",
-     {"alertname": "CfServiceKeyExpiringSoon", "severity": "critical", **S4_INBOUND}),
+    ("warning CfServiceKeyExpiringSoon for s4-inbound (365-day key, 3 days left)", "platform-team-email",
+     {"alertname": "CfServiceKeyExpiringSoon", "severity": "warning", **S4_INBOUND}),
     ("warning CfServiceKeyExpiringSoon for partner-edi (365-day key, 20 days left)", "platform-team-email",
      {"alertname": "CfServiceKeyExpiringSoon", "severity": "warning", **PARTNER_EDI}),
     ("critical CfServiceKeyExpiringSoon for jobs-x509-abandoned (7-day key, 12 hours left)", "platform-team-pager",
      {"alertname": "CfServiceKeyExpiringSoon", "severity": "critical", **JOBS_ABANDONED}),
     ("critical CfServiceKeyExpiringSoon for payments-x509 (team=payments)", "payments",
      {"alertname": "CfServiceKeyExpiringSoon", "severity": "critical", **PAYMENTS}),
-    ("CfServiceKeyExpired for old-tooling (expired 2 days ago)", "platform-team-pager",
-     {"alertname": "CfServiceKeyExpired", "severity": "critical", **OLD_TOOLING}),
+    ("warning CfServiceKeyExpiringSoon for x509-client (60 days left, its owner's lead time 60d)", "platform-team-email",
+     {"alertname": "CfServiceKeyExpiringSoon", "severity": "warning", **X509_CLIENT}),
+    ("warning CfServiceKeyExpired for old-tooling (expired 2 days ago: left behind)", "platform-team-email",
+     {"alertname": "CfServiceKeyExpired", "severity": "warning", **OLD_TOOLING}),
     ("CfServiceKeyUnreadable for broken-binding (404 from the start)", "platform-team-email",
      {"alertname": "CfServiceKeyUnreadable", "severity": "warning", **BROKEN_BINDING}),
     ("CfServiceKeyExporterRefreshFailing for foundation broken", "platform-team-email",
      {"alertname": "CfServiceKeyExporterRefreshFailing", "severity": "warning", "foundation": "broken"}),
 ]
+EXPECTED_BY_KEY = {e[2].get("service_key") or e[2]["alertname"]: e for e in EXPECTED}
 # Firing in Prometheus, held back by an inhibit rule of the example, never delivered.
 INHIBITED = [
-    ("warning of s4-inbound, by its critical", {"alertname": "CfServiceKeyExpiringSoon", "severity": "warning", **S4_INBOUND}),
     ("warning of jobs-x509-abandoned, by its critical",
      {"alertname": "CfServiceKeyExpiringSoon", "severity": "warning", **JOBS_ABANDONED}),
     ("warning of payments-x509, by its critical", {"alertname": "CfServiceKeyExpiringSoon", "severity": "warning", **PAYMENTS}),
-    ("warning of old-tooling, by its criticals", {"alertname": "CfServiceKeyExpiringSoon", "severity": "warning", **OLD_TOOLING}),
-    ("critical CfServiceKeyExpiringSoon of old-tooling, by CfServiceKeyExpired",
-     {"alertname": "CfServiceKeyExpiringSoon", "severity": "critical", **OLD_TOOLING}),
 ]
+# Held back where they fire: the rules may or may not keep CfServiceKeyExpiringSoon firing past the
+# expiry; if they do, CfServiceKeyExpired mutes it. Never delivered either way.
+NEVER_DELIVERED = [
+    ("CfServiceKeyExpiringSoon of old-tooling, by CfServiceKeyExpired", {"alertname": "CfServiceKeyExpiringSoon", **OLD_TOOLING}),
+]
+# The e-mail of the group of acme-dev/sandbox holds two alert names: its subject names both.
+MIXED_SUBJECT = "[FIRING:2] CfServiceKeyExpired, CfServiceKeyUnreadable on demo acme-dev/sandbox"
 # Values the dashboard's stat panels must show for the demo foundation with every variable at
 # "All" (the acme-qa filler keys all have 45 days or more left). Other panels need only return
 # data.
 EXPECTED_STATS = {
-    "In the critical window": 3,     # s4-inbound, jobs-x509-abandoned, payments-x509
-    "In the warning window": 4,      # those and partner-edi
+    "In the critical window": 2,     # jobs-x509-abandoned, payments-x509
+    "In the warning window": 5,      # those, s4-inbound, partner-edi and x509-client (its owner's lead)
     "Expired": 1,                    # old-tooling
     "Without an expiry": 3,          # legacy-basic, app-secret, legacy-secret
     "Without a valid reading": 1,    # broken-binding
@@ -376,42 +590,83 @@ def describe(labels):
 
 # ---- the test ------------------------------------------------------------------------------------
 
-def run(results, work, procs, webhook):
+def start_sim(procs, name, sim_bin, *args):
+    """Starts cf-sim and returns what it prints: {"api_url", "uaa_url", "username", "keys"}."""
+    procs.start(name, [sim_bin, "--username", SIM_USERNAME, "--password", SIM_PASSWORD, *args])
+    path = next(p for n, _, p in procs.procs if n == name)
+
+    def announced():
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("{"):
+                    return json.loads(line)
+        return None
+    return wait_until(f"{name} to print where it listens", announced, 30, procs)
+
+
+SIM_USERNAME = "monitoring@example.com"
+SIM_PASSWORD = "e2e-sim-password"
+# The 10 foundations of the exporter that dies in phase (a), all served by one cf-sim.
+WIDE = [f"wide-{i:02d}" for i in range(1, 11)]
+# The flags that give an exporter pointed at cf-sim's demo world what --demo gives: the owner
+# labels, lead times and successors the demo world carries.
+DEMO_FLAGS = ["--metadata-labels", "team,example.com/owner", "--lead-time-annotation", "example.com/warning-lead-time",
+              "--successor-annotation", "example.com/successor-of"]
+
+
+def run(results, work, procs, webhook, smtp):
     exporter = os.environ.get("EXPORTER_BIN", "target/debug/cf-service-key-exporter")
     exporter = exporter if os.path.isabs(exporter) else os.path.join(ROOT, exporter)
+    sim_bin = os.environ.get("CF_SIM_BIN", "target/debug/cf-sim")
+    sim_bin = sim_bin if os.path.isabs(sim_bin) else os.path.join(ROOT, sim_bin)
+    rules_file = os.environ.get("RULES_FILE", os.path.join(ROOT, "alerts", "rules.yml"))
     prometheus = shutil.which(os.environ.get("PROMETHEUS_BIN", "prometheus"))
     alertmanager = shutil.which(os.environ.get("ALERTMANAGER_BIN", "prometheus-alertmanager")) or shutil.which("alertmanager")
     amtool = shutil.which(os.environ.get("AMTOOL_BIN", "amtool"))
     if not os.access(exporter, os.X_OK):
         raise Abort(f"no exporter binary at {exporter}: build it (cargo build) or set EXPORTER_BIN")
+    if not os.access(sim_bin, os.X_OK):
+        raise Abort(f"no cf-sim binary at {sim_bin}: build it (cargo build -p cf-sim --bin cf-sim) or set CF_SIM_BIN")
     for name, path in (("prometheus", prometheus), ("alertmanager", alertmanager), ("amtool", amtool)):
         if not path:
             raise Abort(f"{name} not found: apt-get install prometheus prometheus-alertmanager")
 
     # Transformed copies of the shipped configs.
-    with open(os.path.join(ROOT, "alerts", "rules.yml"), encoding="utf-8") as f:
+    with open(rules_file, encoding="utf-8") as f:
         rules, changes = compress_for(f.read())
+    rules, intervals = evaluate_every_second(rules)
     results.check("rules.yml: every for: compressed for the test, 0s kept",
                   changes and all(seconds(n) <= 12 for _, n in changes)
                   and all((seconds(o) == 0) == (seconds(n) == 0) for o, n in changes),
                   f"changes: {changes}")
+    log(f"rule group intervals {intervals or 'none'} evaluated every 1s")
     with open(os.path.join(work, "rules.yml"), "w", encoding="utf-8") as f:
         f.write(rules)
     with open(os.path.join(ROOT, "alerts", "alertmanager.example.yml"), encoding="utf-8") as f:
-        am_config, receivers = alertmanager_for_test(f.read(), webhook.url)
+        am_config, receivers, headers = alertmanager_for_test(f.read(), webhook.url, smtp.address)
     am_path = os.path.join(work, "alertmanager.yml")
     with open(am_path, "w", encoding="utf-8") as f:
         f.write(am_config)
     check = subprocess.run([amtool, "check-config", am_path], capture_output=True, text=True, timeout=20)
-    if not results.check("test Alertmanager config (example routes and inhibitions) passes amtool check-config",
+    if not results.check("test Alertmanager config (example routes, inhibitions and subjects) passes amtool check-config",
                          check.returncode == 0, check.stdout + check.stderr):
         raise Abort("the transformed Alertmanager config is invalid")
-    results.check("the example has the receivers this test expects",
-                  {"default", "payments", "platform-team-pager", "platform-team-email"} <= set(receivers),
-                  f"receivers: {receivers}")
+    results.check("the example has the receivers this test expects, its two e-mail receivers with headers",
+                  {"default", "payments", "platform-team-pager", "platform-team-email"} <= set(receivers) and headers == 2,
+                  f"receivers: {receivers}, e-mail configs with headers: {headers}")
 
-    # Exporters: an HA pair for "demo", and one for a dead Cloud Foundry.
-    ports = {"exporter-demo-a": free_port(), "exporter-demo-b": free_port(), "exporter-broken": free_port()}
+    # Simulated Cloud Foundries: the demo world (for the rollout of phase (d), behind a proxy that
+    # can refuse /details), and a one-key world for the 10 foundations of phase (a).
+    sim_demo = start_sim(procs, "cf-sim-demo", sim_bin)
+    sim_wide = start_sim(procs, "cf-sim-wide", sim_bin, "--keys", "1")
+    proxy = CfProxy(sim_demo["api_url"])
+
+    # Exporters: an HA pair for "demo", and one for a dead Cloud Foundry. Prometheus scrapes from
+    # the start the places of those that start later: the 10-foundation exporter of phase (a) and
+    # the two replicas that replace the demo pair in phase (d). A target that never served the
+    # exporter's metrics raises no alert.
+    ports = {n: free_port() for n in ("exporter-demo-a", "exporter-demo-b", "exporter-broken", "exporter-wide",
+                                      "exporter-new-a", "exporter-new-b")}
     for name in ("exporter-demo-a", "exporter-demo-b"):
         procs.start(name, [exporter, "--demo", "--listen-address", f"{HOST}:{ports[name]}", "--refresh-interval", "5s"])
     procs.start("exporter-broken", [exporter, "--cf-api-url", "http://127.0.0.1:1", "--foundation", "broken",
@@ -478,7 +733,9 @@ scrape_configs:
     def prometheus_alerts():
         return json.loads(http_get(f"{prom}/api/v1/alerts")[1])["data"]["alerts"]
 
-    wait_until("all three targets scraped (up == 1)", lambda: len(query('up{job="cf-service-key-exporter"} == 1')) == 3, 30, procs)
+    started = {f"{HOST}:{ports[n]}" for n in ("exporter-demo-a", "exporter-demo-b", "exporter-broken")}
+    wait_until("the three running exporters scraped (up == 1)",
+               lambda: {r["metric"]["instance"] for r in query('up{job="cf-service-key-exporter"} == 1')} == started, 30, procs)
     results.check("Prometheus scrapes the three exporters", True)
     groups = json.loads(http_get(f"{prom}/api/v1/rules")[1])["data"]["groups"]
     results.check("Prometheus loaded the shipped rule groups",
@@ -526,12 +783,12 @@ scrape_configs:
 
     # Annotations are rendered (runbook links, humanized time left, the read error's reason).
     s4 = next(a for path, _, a in got if matches(a["labels"], EXPECTED[0][2]))
-    results.check("critical alert carries summary, description with its window, runbook_url",
+    results.check("warning alert carries summary, description with its window, runbook_url",
                   re.search(r"expires in [23]d \d+h \d+m \d+s", s4["annotations"].get("summary", ""))
-                  and "opens 7d 0h 0m 0s before its expiry" in s4["annotations"].get("description", "")
+                  and "opens 30d 0h 0m 0s before its expiry" in s4["annotations"].get("description", "")
                   and s4["annotations"].get("runbook_url", "").endswith("docs/runbook.md#cfservicekeyexpiringsoon"),
                   json.dumps(s4.get("annotations")))
-    broken = next(a for path, _, a in got if matches(a["labels"], EXPECTED[5][2]))
+    broken = next(a for path, _, a in got if matches(a["labels"], EXPECTED_BY_KEY["broken-binding"][2]))
     results.check("CfServiceKeyUnreadable names the reason (not_found)",
                   "(not_found)" in broken["annotations"].get("summary", ""), json.dumps(broken.get("annotations")))
 
@@ -575,6 +832,18 @@ scrape_configs:
         except Abort:
             inhibited = False
         results.check(f"{desc}: Alertmanager holds it as inhibited", inhibited)
+    for desc, labels in NEVER_DELIVERED:
+        firing = [a for a in prometheus_alerts() if a["state"] == "firing" and matches(a["labels"], labels)]
+        if firing:
+            def inhibited_in_alertmanager():
+                alerts = json.loads(http_get(f"{am}/api/v2/alerts?active=true&inhibited=true&silenced=true")[1])
+                return len([a for a in alerts if matches(a["labels"], labels) and a["status"].get("inhibitedBy")]) == len(firing)
+            try:
+                wait_until(f"Alertmanager to mark the {desc} inhibited", inhibited_in_alertmanager, 15, procs)
+                inhibited = True
+            except Abort:
+                inhibited = False
+            results.check(f"{desc}: fires in Prometheus, and Alertmanager holds it as inhibited", inhibited)
     # From here on, an inhibited alert that was not held back would reach the webhook within
     # DELIVERY_WINDOW; the "never arrives" checks below wait at least until then.
     inhibited_seen = time.monotonic()
@@ -638,6 +907,14 @@ scrape_configs:
             except (OSError, ValueError, urllib.error.URLError) as e:
                 results.check(f"{name}: panel {title!r} query {ref} runs", False, f"{e}: {promql}")
                 continue
+            # The rate-limit gauges exist only once Cloud Foundry sent X-RateLimit-* headers, which
+            # the simulated foundations do not: a query of those alone may be empty then, and must
+            # return data as soon as any exporter has them.
+            metrics = set(re.findall(r"\b(cf_service_key\w*|up)\b", expr))
+            if metrics and all(m.startswith("cf_service_key_exporter_ratelimit_") for m in metrics) \
+                    and not query("count(cf_service_key_exporter_ratelimit_limit)"):
+                results.check(f"{name}: panel {title!r} query {ref} runs (no rate-limit gauges to show)", True)
+                continue
             results.check(f"{name}: panel {title!r} query {ref} returns data", bool(result), f"no data for: {promql}")
             allowed = {"endpoint"} if "exported_endpoint" in expr else set()
             leaked = sorted({k for r in result for k in r["metric"]} & (SCRAPE_LABELS - allowed))
@@ -684,14 +961,14 @@ scrape_configs:
 
     # Nothing else fires in Prometheus now, and nothing unexpected was delivered: checked once
     # every alert seen so far has had DELIVERY_WINDOW to reach the webhook.
-    known = [e[2] for e in EXPECTED] + [labels for _, labels in INHIBITED]
+    known = [e[2] for e in EXPECTED] + [labels for _, labels in INHIBITED + NEVER_DELIVERED]
     others = sorted({describe(a["labels"]) for a in prometheus_alerts()
                      if a["state"] == "firing" and not any(matches(a["labels"], k) for k in known)})
     results.check("no other alert fires in Prometheus (healthy keys, flaky-key, the demo's health, coverage)", not others,
                   f"firing: {others}")
     wait_past(max(inhibited_seen, time.monotonic() - 1) + DELIVERY_WINDOW, procs)
     got = webhook.firing()
-    for desc, labels in INHIBITED:
+    for desc, labels in INHIBITED + NEVER_DELIVERED:
         leaked = [(p, describe(a["labels"])) for p, _, a in got if matches(a["labels"], labels)]
         results.check(f"{desc}: never arrives", not leaked, f"arrived: {leaked}")
     reached = sorted({(p, describe(a["labels"])) for p, _, a in got if a["labels"].get("service_key") in ROTATED_IN_TIME})
@@ -750,6 +1027,324 @@ scrape_configs:
     results.check("Exporter health: broken shows MISSING (-1), not no data", health_of("broken") == -1.0,
                   f"broken {health_of('broken')}")
 
+    env = types.SimpleNamespace(results=results, procs=procs, webhook=webhook, smtp=smtp, proxy=proxy, query=query,
+                                prometheus_alerts=prometheus_alerts, am=am, prom=prom, ports=ports, exporter=exporter,
+                                sim_demo=sim_demo, sim_wide=sim_wide, work=work,
+                                stopped={"exporter-demo-b", "exporter-broken"})
+    phase_wide(env)
+    phase_rollout(env)
+    check_subjects(env)
+
+
+def alertmanager_alerts(am):
+    return json.loads(http_get(f"{am}/api/v2/alerts?active=true&inhibited=true&silenced=true")[1])
+
+
+def exporter_alert(labels):
+    return labels.get("alertname", "").startswith("CfServiceKeyExporter")
+
+
+def instance_of(env, name):
+    return f"{HOST}:{env.ports[name]}"
+
+
+def evaluations(env, count, alive):
+    """Waits until the key rules have been evaluated `count` more times."""
+    def last():
+        groups = json.loads(http_get(f"{env.prom}/api/v1/rules")[1])["data"]["groups"]
+        return next(g["lastEvaluation"] for g in groups if g["name"] == "cf-service-keys")
+    seen = [last()]
+
+    def done():
+        now = last()
+        if now != seen[-1]:
+            seen.append(now)
+        return len(seen) > count
+    wait_until(f"{count} rule evaluations", done, 10 + 3 * count, alive, interval=0.2)
+
+
+def phase_wide(env):
+    """(a) One exporter watching 10 foundations dies: each of its exporter alerts reaches its
+    receiver in one notification (the 10 CfServiceKeyExporterFoundationMissing together), not one
+    per foundation; the key alerts of its foundations are muted meanwhile."""
+    r, q, webhook = env.results, env.query, env.webhook
+    config = 'refresh_interval = "5s"\n' + "".join(
+        f'\n[[foundation]]\nname = "{f}"\napi_url = "{env.sim_wide["api_url"]}"\nusername = "{SIM_USERNAME}"\n'
+        f'password_env = "E2E_SIM_PASSWORD"\n' for f in WIDE)
+    path = os.path.join(env.work, "wide.toml")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(config)
+    env.procs.start("exporter-wide", [env.exporter, "--config", path, "--listen-address", instance_of(env, "exporter-wide")],
+                    env={"E2E_SIM_PASSWORD": SIM_PASSWORD})
+    alive = procs_alive_except(env.procs, *env.stopped)
+    instance = instance_of(env, "exporter-wide")
+    wait_until("Prometheus to have a completed refresh of each of exporter-wide's 10 foundations", lambda: {
+        x["metric"]["foundation"] for x in
+        q(f'cf_service_key_exporter_last_refresh_success_timestamp_seconds{{instance="{instance}"}} > 0')} == set(WIDE),
+        60, alive)
+
+    # The contrast: key alerts group per space. Each foundation's key-0 (1 day left) pages in a
+    # group of its own.
+    def key_pages():
+        return {(payload["groupKey"], a["labels"]["foundation"]) for rcv, payload in webhook.notifications_since(0)
+                for a in payload["alerts"] if rcv == "platform-team-pager" and a["status"] == "firing"
+                and a["labels"].get("foundation") in WIDE and not exporter_alert(a["labels"])}
+    try:
+        wait_until("each wide foundation's critical key alert at the pager", lambda: {f for _, f in key_pages()} == set(WIDE),
+                   40, alive)
+    except Abort as e:
+        log(str(e))
+    pages = key_pages()
+    r.check("(a) exporter-wide's 10 foundations each page their critical key (key-0, 1 day left), one group per space",
+            {f for _, f in pages} == set(WIDE) and len({g for g, _ in pages}) == len(WIDE), f"{sorted(pages)}")
+
+    killed = time.monotonic()
+    env.procs.stop("exporter-wide")
+    env.stopped.add("exporter-wide")
+    alive = procs_alive_except(env.procs, *env.stopped)
+
+    def about_wide(a):
+        return exporter_alert(a["labels"]) and a["status"] == "firing" and (
+            a["labels"].get("foundation") in WIDE or a["labels"].get("instance") == instance)
+
+    def notifications():
+        return [(rcv, p) for rcv, p in webhook.notifications_since(killed) if any(about_wide(a) for a in p["alerts"])]
+
+    def missing_foundations(notification):
+        return {a["labels"]["foundation"] for a in notification[1]["alerts"]
+                if about_wide(a) and a["labels"]["alertname"] == "CfServiceKeyExporterFoundationMissing"}
+    try:
+        wait_until("CfServiceKeyExporterFoundationMissing of the wide foundations and CfServiceKeyExporterDown of exporter-wide",
+                   lambda: set().union(*(missing_foundations(n) for n in notifications())) == set(WIDE)
+                   and any(a["labels"]["alertname"] == "CfServiceKeyExporterDown" for _, p in notifications()
+                           for a in p["alerts"] if about_wide(a)), 60, alive)
+    except Abort as e:
+        log(str(e))
+    # Then the time for any further notification about them to arrive.
+    wait_past(time.monotonic() + DELIVERY_WINDOW, alive)
+    got = notifications()
+    first = next((n for n in got if missing_foundations(n)), None)
+    r.check("(a) exporter-wide dies: the first notification of CfServiceKeyExporterFoundationMissing names all 10 "
+            "foundations, to the pager, grouped by alertname",
+            first is not None and first[0] == "platform-team-pager" and missing_foundations(first) == set(WIDE)
+            and first[1]["groupLabels"] == {"alertname": "CfServiceKeyExporterFoundationMissing"},
+            f"{first and (first[0], first[1]['groupLabels'], sorted(missing_foundations(first)))}")
+    per_name = {}
+    for rcv, p in got:
+        for name in {a["labels"]["alertname"] for a in p["alerts"] if about_wide(a)}:
+            per_name.setdefault(name, []).append(rcv)
+    r.check("(a) exporter-wide dies: one notification per exporter alert name (FoundationMissing to the pager, Down by "
+            "e-mail), not one per foundation",
+            per_name.get("CfServiceKeyExporterFoundationMissing") == ["platform-team-pager"]
+            and per_name.get("CfServiceKeyExporterDown") == ["platform-team-email"]
+            and all(len(v) == 1 for v in per_name.values()), f"notifications per alert name: {per_name}")
+
+    # Their key alerts still fire in Prometheus (the rules carry a lost foundation's keys for a
+    # while), muted by CfServiceKeyExporterFoundationMissing.
+    def wide_key_alerts():
+        alerts = [a for a in alertmanager_alerts(env.am) if a["labels"].get("foundation") in WIDE and not exporter_alert(a["labels"])]
+        by_fp = {a["fingerprint"]: a["labels"] for a in alertmanager_alerts(env.am)}
+        return alerts, by_fp
+    try:
+        wait_until("the wide foundations' key alerts inhibited", lambda: (lambda alerts, by_fp: alerts and all(
+            a["status"].get("inhibitedBy") for a in alerts))(*wide_key_alerts()), 20, alive)
+    except Abort as e:
+        log(str(e))
+    alerts, by_fp = wide_key_alerts()
+    # Alertmanager names one inhibiting alert: a warning may be muted by its key's critical
+    # first, the critical only by the foundation's CfServiceKeyExporterFoundationMissing.
+    critical = [a for a in alerts if a["labels"].get("severity") == "critical"]
+    muted_by = {(a["labels"]["foundation"], by_fp.get(fp, {}).get("alertname"), by_fp.get(fp, {}).get("foundation"))
+                for a in critical for fp in a["status"].get("inhibitedBy") or [None]}
+    r.check("(a) the critical key alerts of the 10 lost foundations are held inhibited by their foundation's "
+            "CfServiceKeyExporterFoundationMissing, and every other key alert of theirs too",
+            muted_by == {(f, "CfServiceKeyExporterFoundationMissing", f) for f in WIDE}
+            and all(a["status"].get("inhibitedBy") for a in alerts),
+            f"{sorted((a['labels']['foundation'], a['labels']['alertname'], a['labels'].get('severity'), [by_fp.get(fp, {}).get('alertname') for fp in a['status'].get('inhibitedBy') or []]) for a in alerts)}")
+    resolved = sorted({(rcv, describe(a["labels"])) for rcv, p in webhook.notifications_since(killed) for a in p["alerts"]
+                       if a["status"] == "resolved" and a["labels"].get("foundation") in WIDE})
+    r.check("(a) no RESOLVED of the lost foundations' alerts reaches a receiver", not resolved, f"{resolved}")
+
+
+def exporter_metrics(env, name):
+    """The series of an exporter's /metrics: [(metric name, labels)]."""
+    body = http_get(f"http://{instance_of(env, name)}/metrics")[1].decode()
+    series = []
+    for line in body.splitlines():
+        m = re.match(r"^(\w+)\{(.*)\} \S+$", line)
+        if m:
+            series.append((m.group(1), dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2)))))
+    return series
+
+
+def sim_request(sim, method, path):
+    """An authenticated request to cf-sim's API (the password grant against its UAA)."""
+    form = urllib.parse.urlencode({"grant_type": "password", "username": SIM_USERNAME, "password": SIM_PASSWORD}).encode()
+    login = urllib.request.Request(sim["uaa_url"].rstrip("/") + "/oauth/token", data=form, headers={
+        "Authorization": "Basic " + base64.b64encode(b"cf:").decode(), "Accept": "application/json",
+        "Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(login, timeout=5) as resp:
+        token = json.loads(resp.read())["access_token"]
+    req = urllib.request.Request(sim["api_url"].rstrip("/") + path, method=method,
+                                 headers={"Authorization": f"bearer {token}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return resp.status
+
+
+def phase_rollout(env):
+    """(d) The cold rollout: the demo pair is replaced by two new replicas that list every key but
+    can read none (/details refused): the critical keeps firing, and no RESOLVED reaches any
+    receiver. (b) Meanwhile every key's CfServiceKeyUnreadable fires, muted by the foundation's
+    CfServiceKeyExporterCoverageLow, which alone reaches the platform team. Control: a key
+    deleted in Cloud Foundry does resolve, and its RESOLVED arrives."""
+    r, q, webhook = env.results, env.query, env.webhook
+
+    def demo_key_alerts():
+        return {(a["labels"]["alertname"], a["labels"]["severity"], a["labels"]["service_key"]): a["activeAt"]
+                for a in env.prometheus_alerts() if a["state"] == "firing" and a["labels"].get("foundation") == "demo"
+                and "service_key_guid" in a["labels"]}
+    before = demo_key_alerts()
+    criticals = {k: v for k, v in before.items() if k[1] == "critical"}
+    guid = {x["metric"]["service_key"]: x["metric"]["service_key_guid"]
+            for x in q('cf_service_key:info{foundation="demo"}')}
+    r.check("(d) before the rollout: the demo's critical keys fire (jobs-x509-abandoned, payments-x509)",
+            {k[2] for k in criticals} >= {"jobs-x509-abandoned", "payments-x509"}, f"firing: {sorted(before)}")
+    demo_a = {(lab["service_key"], lab["service_key_guid"]) for n, lab in exporter_metrics(env, "exporter-demo-a")
+              if n == "cf_service_key_info"}
+
+    rollout_started = time.monotonic()
+    env.proxy.fail_details = True
+    alive = procs_alive_except(env.procs, *env.stopped)
+
+    def replace(new, old):
+        env.procs.start(new, [env.exporter, "--cf-api-url", env.proxy.url, "--cf-username", SIM_USERNAME,
+                              "--foundation", "demo", *DEMO_FLAGS, "--listen-address", instance_of(env, new),
+                              "--refresh-interval", "5s"], env={"CF_PASSWORD": SIM_PASSWORD})
+        wait_until(f"{new} /readyz (a refresh that attempted every key)",
+                   lambda: http_get(f"http://{instance_of(env, new)}/readyz")[0] == 200, 40, alive)
+        wait_until(f"Prometheus to scrape {new}", lambda: q(f'up{{instance="{instance_of(env, new)}"}} == 1'), 20, alive)
+        if old:
+            env.procs.stop(old)
+            env.stopped.add(old)
+    # A rolling update as deploy/kubernetes/exporter/deployment.yaml does it (maxSurge 1,
+    # maxUnavailable 0): a new replica is Ready before an old one stops (exporter-demo-b stopped
+    # in the HA check above).
+    replace("exporter-new-b", None)
+    replace("exporter-new-a", "exporter-demo-a")
+    alive = procs_alive_except(env.procs, *env.stopped)
+    for name in ("exporter-new-a", "exporter-new-b"):
+        series = exporter_metrics(env, name)
+        listed = {(lab["service_key"], lab["service_key_guid"]) for n, lab in series if n == "cf_service_key_info"}
+        unread = {(lab["service_key"], lab["service_key_guid"]) for n, lab in series
+                  if n == "cf_service_key_info" and lab.get("expiry_source") == "unread"}
+        forbidden = {lab["service_key_guid"] for n, lab in series if n == "cf_service_key_read_error" and lab.get("reason") == "forbidden"}
+        expiries = [lab for n, lab in series if n == "cf_service_key_expiry_timestamp_seconds"]
+        r.check(f"(d) {name} lists the demo pair's keys, every one unread (/details refused: 403, forbidden), no expiry",
+                listed == demo_a and unread == listed and forbidden == {g for _, g in listed} and not expiries
+                and env.proxy.refused > 0,
+                f"listed {len(listed)} (demo pair {len(demo_a)}, same: {listed == demo_a}), unread {len(unread)}, "
+                f"forbidden {len(forbidden)}, expiry series {len(expiries)}, /details refused {env.proxy.refused}")
+
+    # Several evaluation cycles on the new replicas alone: until the foundation's coverage alert
+    # and the per-key CfServiceKeyUnreadable (for: 1h, compressed) fire, then some more.
+    def firing(labels):
+        return [a for a in env.prometheus_alerts() if a["state"] == "firing" and matches(a["labels"], labels)]
+    coverage = {"alertname": "CfServiceKeyExporterCoverageLow", "foundation": "demo"}
+    unreadable = {"alertname": "CfServiceKeyUnreadable", "foundation": "demo"}
+    try:
+        wait_until("CfServiceKeyExporterCoverageLow for demo to fire", lambda: firing(coverage), 40, alive)
+        wait_until("CfServiceKeyUnreadable for s4-inbound (read fine before the rollout) to fire",
+                   lambda: firing({**unreadable, "service_key": "s4-inbound"}), 40, alive)
+    except Abort as e:
+        log(str(e))
+    evaluations(env, 5, alive)
+    unreadable_in_am = [a for a in alertmanager_alerts(env.am) if matches(a["labels"], unreadable)]
+    wait_past(time.monotonic() + DELIVERY_WINDOW, alive)
+
+    after = demo_key_alerts()
+    kept = {k: (v, after.get(k)) for k, v in criticals.items()}
+    r.check("(d) cold rollout: every critical key alert keeps firing, since the same moment",
+            criticals and all(v == a for v, a in kept.values()), f"critical: (before, after) {kept}")
+    changed = {k: (v, after.get(k)) for k, v in before.items() if after.get(k) != v}
+    r.check("(d) cold rollout: every other key alert of the demo keeps firing too, since the same moment", not changed,
+            f"changed: {changed}")
+
+    resolved = sorted({(rcv, describe(a["labels"])) for rcv, p in webhook.notifications_since(rollout_started)
+                       for a in p["alerts"] if a["status"] == "resolved"})
+    resolved_mail = [(str(m["Subject"]), m.get(TEST_HEADER)) for m in env.smtp.since(rollout_started)
+                     if ":resolved" in (m.get(TEST_HEADER) or "")]
+    r.check("(d) cold rollout: no RESOLVED reaches any receiver (webhooks, e-mail)",
+            not resolved and not resolved_mail, f"webhooks: {resolved}; e-mails: {resolved_mail}")
+
+    # (b) Unreadable: firing for the keys read fine before, held inhibited by the coverage alert,
+    # never delivered; the coverage alert is.
+    by_fp = {a["fingerprint"]: a["labels"] for a in alertmanager_alerts(env.am)}
+    # Alertmanager names one inhibiting alert: a key with a critical may have its warning muted by
+    # that first; every other key's by the foundation's alert.
+    with_critical = {k[2] for k in criticals}
+    read_before = [a for a in unreadable_in_am if a["labels"]["service_key"] != "broken-binding"]
+    muted_by = {(by_fp.get(fp, {}).get("alertname"), by_fp.get(fp, {}).get("foundation"))
+                for a in read_before if a["labels"]["service_key"] not in with_critical
+                for fp in a["status"].get("inhibitedBy") or [None]}
+    r.check("(b) CfServiceKeyUnreadable fires for the demo's keys that read fine before, each held inhibited (by "
+            "the foundation's CfServiceKeyExporterCoverageLow or RefreshFailing, unless by the key's critical)",
+            len(read_before) >= 40 and all(a["status"].get("inhibitedBy") for a in read_before)
+            and muted_by and muted_by <= {("CfServiceKeyExporterCoverageLow", "demo"), ("CfServiceKeyExporterRefreshFailing", "demo")},
+            f"{len(read_before)} alerts, muted by {muted_by}, "
+            f"not inhibited: {[a['labels']['service_key'] for a in read_before if not a['status'].get('inhibitedBy')]}")
+    leaked = sorted({(rcv, describe(a["labels"])) for rcv, p in webhook.notifications_since(rollout_started)
+                     for a in p["alerts"] if matches(a["labels"], unreadable) and a["labels"]["service_key"] != "broken-binding"})
+    r.check("(b) none of those CfServiceKeyUnreadable reaches a receiver", not leaked, f"{leaked}")
+    r.check("(b) CfServiceKeyExporterCoverageLow for demo reaches the platform team by e-mail", any(
+        rcv == "platform-team-email" and a["status"] == "firing" and matches(a["labels"], coverage)
+        for rcv, p in webhook.notifications_since(rollout_started) for a in p["alerts"]))
+
+    # Control: a key deleted in Cloud Foundry is gone from the new replicas' listing: its critical
+    # resolves, and the RESOLVED reaches the pager (so this test sees a RESOLVED when one is sent).
+    deleted_at = time.monotonic()
+    status = sim_request(env.sim_demo, "DELETE", f"/v3/service_credential_bindings/{guid.get('jobs-x509-abandoned')}")
+    target = {"alertname": "CfServiceKeyExpiringSoon", "severity": "critical", **JOBS_ABANDONED}
+    try:
+        wait_until("the RESOLVED of jobs-x509-abandoned's critical at the pager", lambda: any(
+            rcv == "platform-team-pager" and a["status"] == "resolved" and matches(a["labels"], target)
+            for rcv, p in webhook.notifications_since(deleted_at) for a in p["alerts"]), 40, alive)
+        arrived = True
+    except Abort:
+        arrived = False
+    r.check("(d) control: jobs-x509-abandoned deleted in Cloud Foundry (DELETE answered 202): its critical resolves, "
+            "the RESOLVED reaches the pager", status == 202 and arrived, f"DELETE answered {status}")
+    still = demo_key_alerts().get(("CfServiceKeyExpiringSoon", "critical", "payments-x509"))
+    r.check("(d) control: payments-x509's critical still fires, since the same moment",
+            still is not None and still == criticals.get(("CfServiceKeyExpiringSoon", "critical", "payments-x509")),
+            f"before {criticals.get(('CfServiceKeyExpiringSoon', 'critical', 'payments-x509'))}, now {still}")
+
+
+def check_subjects(env):
+    """(c) Every e-mail's subject names the alert names of its notification, sorted, each once,
+    with the number firing; a group of several alert names says all of them."""
+    r = env.results
+    mails = env.smtp.since(0)
+    wrong, mixed = [], []
+    for m in mails:
+        sent = [x.rsplit(":", 1) for x in (m.get(TEST_HEADER) or "").split()]
+        names = sorted({n for n, _ in sent})
+        firing = sum(1 for _, st in sent if st == "firing")
+        prefix = f"[FIRING:{firing}]" if firing else "[RESOLVED]"
+        subject = str(m["Subject"])
+        if not sent or not re.fullmatch(re.escape(f"{prefix} {', '.join(names)}") + r"( on \S+ \S+/\S+)?", subject):
+            wrong.append((subject, m.get(TEST_HEADER)))
+        if len(names) > 1:
+            mixed.append(subject)
+    r.check("(c) e-mails arrive through the example's e-mail receivers (real SMTP)", len(mails) >= 5, f"{len(mails)} e-mails")
+    r.check("(c) every e-mail subject names its notification's alerts (sorted, each once) and the number firing",
+            mails and not wrong, f"wrong: {wrong[:5]}")
+    r.check(f"(c) the mixed group of acme-dev/sandbox arrives as {MIXED_SUBJECT!r}",
+            any(str(m["Subject"]) == MIXED_SUBJECT and m["To"] == "btp-platform-team@example.com" for m in mails),
+            f"mixed subjects: {sorted(set(mixed))}")
+    r.check("(c) an exporter alert's e-mail is named by its alert name (grouped by alertname)", any(
+        re.fullmatch(r"\[FIRING:\d+\] CfServiceKeyExporterDown", str(m["Subject"])) for m in mails),
+        f"subjects: {sorted({str(m['Subject']) for m in mails})}")
+
 class procs_alive_except:
     """A Processes view whose liveness check ignores the processes we stopped on purpose."""
 
@@ -767,6 +1362,7 @@ def main():
     work = tempfile.mkdtemp(prefix="cf-skx-e2e-")
     procs = Processes(work)
     webhook = Webhook()
+    smtp = SmtpSink()
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -774,7 +1370,7 @@ def main():
     signal.signal(signal.SIGALRM, on_signal)
     signal.alarm(TOTAL_BUDGET + 5)  # hard stop; the finally below still cleans up
     try:
-        run(results, work, procs, webhook)
+        run(results, work, procs, webhook, smtp)
     except Abort as e:
         results.check("e2e preconditions", False, str(e))
     except KeyboardInterrupt as e:
@@ -785,6 +1381,7 @@ def main():
             procs.dump_logs()
         procs.stop_all()
         webhook.close()
+        smtp.close()
         shutil.rmtree(work, ignore_errors=True)
     print(f"e2e: {results.passed} passed, {results.failed} failed ({time.monotonic() - START:.0f}s)", flush=True)
     return 1 if results.failed else 0
