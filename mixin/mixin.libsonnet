@@ -164,33 +164,6 @@ local render = import 'lib/render.libsonnet';
         interval: c.intervals.exporter,
         rules: [
           {
-            comment:: 'The replicas (targets) of each foundation whose last refresh succeeded within %s. Value: the age of that refresh.' % render.duration(t.replicaStaleSeconds),
-            record: 'cf_service_key_exporter:replica_fresh',
-            expr: |||
-              (time() - %(last)s) < %(stale)s
-              unless on (%(target)s) (%(success)s == 0)
-            ||| % { last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds'), success: m('cf_service_key_exporter_refresh_success'), stale: num(t.replicaStaleSeconds), target: target },
-          },
-          {
-            comment:: 'The replicas whose per-key series count: the fresh ones, or every replica of a foundation that has no fresh one.',
-            record: 'cf_service_key_exporter:replica_usable',
-            expr: |||
-              cf_service_key_exporter:replica_fresh
-              or
-              (%(last)s unless on (foundation) cf_service_key_exporter:replica_fresh)
-            ||| % { last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds') },
-          },
-          {
-            comment:: 'The foundations whose keys are carried over a gap: a completed refresh was reported within %s, and no replica reports one now. Usually empty.' % render.duration(c.bridgeSeconds),
-            record: 'cf_service_key_exporter:bridge_active',
-            expr: |||
-              group by (foundation) (
-                max_over_time(%(last)s[%(bridge)s]) > 0
-              )
-              unless on (foundation) (%(last)s > 0)
-            ||| % { last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds'), bridge: render.duration(c.bridgeSeconds) },
-          },
-          {
             comment:: 'Every foundation seen, with the time it was last reported, remembered over Prometheus restarts of up to a day (its own last value; no per-key series read). Feeds CfServiceKeyExporterFoundationMissing.',
             record: 'cf_service_key_exporter:foundation_last_seen_timestamp_seconds',
             expr: |||
@@ -220,6 +193,38 @@ local render = import 'lib/render.libsonnet';
         name: 'cf-service-keys-records',
         interval: c.intervals.keys,
         rules: [
+          // The replicas that count and the foundations carried over a gap are recorded here, as
+          // the group's first rules, and not in a group of their own: rules of one group are
+          // evaluated in order at one timestamp, so the per-key rules below always read them as
+          // of the same instant. Read from another group, they could lag an exporter's
+          // disappearance by one evaluation, and the carry would lose the keys for good.
+          {
+            comment:: 'The replicas (targets) of each foundation whose last refresh succeeded within %s. Value: the age of that refresh.' % render.duration(t.replicaStaleSeconds),
+            record: 'cf_service_key_exporter:replica_fresh',
+            expr: |||
+              (time() - %(last)s) < %(stale)s
+              unless on (%(target)s) (%(success)s == 0)
+            ||| % { last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds'), success: m('cf_service_key_exporter_refresh_success'), stale: num(t.replicaStaleSeconds), target: target },
+          },
+          {
+            comment:: 'The replicas whose per-key series count: the fresh ones, or every replica of a foundation that has no fresh one.',
+            record: 'cf_service_key_exporter:replica_usable',
+            expr: |||
+              cf_service_key_exporter:replica_fresh
+              or
+              (%(last)s unless on (foundation) cf_service_key_exporter:replica_fresh)
+            ||| % { last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds') },
+          },
+          {
+            comment:: 'The foundations whose keys are carried over a gap: a completed refresh was reported within %s, and no replica reports one now. Usually empty.' % render.duration(c.bridgeSeconds),
+            record: 'cf_service_key_exporter:bridge_active',
+            expr: |||
+              group by (foundation) (
+                max_over_time(%(last)s[%(bridge)s]) > 0
+              )
+              unless on (foundation) (%(last)s > 0)
+            ||| % { last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds'), bridge: render.duration(c.bridgeSeconds) },
+          },
           {
             comment:: 'The keys whose last values are carried (see the header), value 1: every key a usable replica lists as unread, and the keys (from the previous evaluation) of the foundations in cf_service_key_exporter:bridge_active.',
             record: 'cf_service_key:carried',
