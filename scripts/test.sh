@@ -30,9 +30,10 @@ step cargo test --locked --workspace
 step cargo clippy --locked --lib --bins -- -D warnings -D dead_code -D unreachable_pub
 # The binaries cargo built, wherever the target directory is (CARGO_TARGET_DIR, a shared one).
 exporter_bin="$(python3 tests/lib/harness.py binary cf-service-key-exporter)"
+sim_bin="$(python3 tests/lib/harness.py binary cf-sim cf-sim)"
 step tests/alerts/run.sh
 step env EXPORTER_BIN="$exporter_bin" tests/metrics/promtool-check.sh
-step env EXPORTER_BIN="$exporter_bin" tests/e2e/run.sh
+step env EXPORTER_BIN="$exporter_bin" CF_SIM_BIN="$sim_bin" tests/e2e/run.sh
 step tests/deploy/run.sh
 step tests/deploy/image.sh
 step scripts/release.sh --check
