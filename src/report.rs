@@ -234,22 +234,10 @@ fn tell(collected: &Collected, err: &mut impl Write) -> (bool, bool) {
         let _ = writeln!(err, "warning: {}", safe(warning));
     }
     for (name, outcome, stats) in &collected.outcomes {
+        let (read, failed) = tell_outcome(name, outcome, err);
+        any_read |= read;
+        any_failed |= failed;
         let name = safe(name);
-        match outcome {
-            Outcome::Complete => any_read = true,
-            Outcome::Partial(why) => {
-                any_read = true;
-                let _ = writeln!(err, "warning: foundation {name}: {}", safe(why));
-            }
-            Outcome::Failed(why) => {
-                any_failed = true;
-                let _ = writeln!(
-                    err,
-                    "error: foundation {name} could not be read: {}",
-                    safe(why)
-                );
-            }
-        }
         if stats.details_errors > 0 && !matches!(outcome, Outcome::Failed(_)) {
             let _ = writeln!(
                 err,
@@ -259,6 +247,27 @@ fn tell(collected: &Collected, err: &mut impl Write) -> (bool, bool) {
         }
     }
     (any_read, any_failed)
+}
+
+/// Writes how one foundation's refresh went to `err` (nothing when it was complete), escaped;
+/// returns whether it was read and whether it failed.
+pub(crate) fn tell_outcome(name: &str, outcome: &Outcome, err: &mut impl Write) -> (bool, bool) {
+    let name = safe(name);
+    match outcome {
+        Outcome::Complete => (true, false),
+        Outcome::Partial(why) => {
+            let _ = writeln!(err, "warning: foundation {name}: {}", safe(why));
+            (true, false)
+        }
+        Outcome::Failed(why) => {
+            let _ = writeln!(
+                err,
+                "error: foundation {name} could not be read: {}",
+                safe(why)
+            );
+            (false, true)
+        }
+    }
 }
 
 /// Every foundation refreshed once: the store they published into, their refreshers (whose

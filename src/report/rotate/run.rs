@@ -48,23 +48,9 @@ pub async fn run(config: &Config, args: &ReportArgs, clock: Arc<dyn Clock>) -> u
 pub fn finish(plans: &Plans, args: &ReportArgs, out: &mut impl Write, err: &mut impl Write) -> u8 {
     let (mut any_read, mut any_failed) = (false, false);
     for (name, outcome) in &plans.outcomes {
-        // Names and errors come from Cloud Foundry: escaped, as the report escapes them.
-        let (name, safe) = (report::safe(name), report::safe);
-        match outcome {
-            Outcome::Complete => any_read = true,
-            Outcome::Partial(why) => {
-                any_read = true;
-                let _ = writeln!(err, "warning: foundation {name}: {}", safe(why));
-            }
-            Outcome::Failed(why) => {
-                any_failed = true;
-                let _ = writeln!(
-                    err,
-                    "error: foundation {name} could not be read: {}",
-                    safe(why)
-                );
-            }
-        }
+        let (read, failed) = report::tell_outcome(name, outcome, err);
+        any_read |= read;
+        any_failed |= failed;
     }
     if !any_read {
         let _ = writeln!(err, "error: no foundation could be read");
