@@ -84,7 +84,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.dont_write_bytecode = True  # keep the source tree clean of __pycache__
 sys.path.insert(0, os.path.join(ROOT, "tests", "alerts"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import dashboard as dash  # noqa: E402
+import harness  # noqa: E402
+from harness import free_port, tail  # noqa: E402,F401
 
 TIME_SCALE = 300          # 1h -> 12s, 15m -> 3s, 10m -> 2s, 5m -> 1s
 GROUP_WAIT = 1            # seconds: the test Alertmanager's group_wait and group_interval
@@ -109,19 +112,9 @@ def log(msg):
 
 # ---- results -----------------------------------------------------------------------------------
 
-class Results:
+class Results(harness.Checks):
     def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, name, ok, detail=""):
-        if ok:
-            self.passed += 1
-            print(f"ok   {name}", flush=True)
-        else:
-            self.failed += 1
-            print(f"FAIL {name}" + (f"\n     {detail}" if detail else ""), flush=True)
-        return ok
+        super().__init__("e2e")
 
 
 class Abort(Exception):
@@ -130,81 +123,23 @@ class Abort(Exception):
 
 # ---- processes ---------------------------------------------------------------------------------
 
-class Processes:
-    """The processes this test started, each logging to its own file; stopped in reverse order."""
-
-    def __init__(self, workdir):
-        self.workdir = workdir
-        self.procs = []  # (name, Popen, log path)
+class Processes(harness.Processes):
+    """The processes this test started (tests/lib/harness.py), each logging to its own file and
+    dying with the test; a process that cannot start or has ended aborts the test."""
 
     def start(self, name, argv, env=None):
-        path = os.path.join(self.workdir, f"{name}.log")
-        out = open(path, "wb")
         try:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=self.workdir, start_new_session=True,
-                                    env={**os.environ, **env} if env else None,
-                                    preexec_fn=_die_with_parent)
-        except OSError as e:
-            raise Abort(f"cannot start {name} ({argv[0]}): {e}")
-        finally:
-            out.close()
-        self.procs.append((name, proc, path))
+            proc = super().start(name, argv, {**os.environ, **env} if env else None)
+        except harness.Exited as e:
+            raise Abort(str(e)) from e
         log(f"started {name} (pid {proc.pid})")
         return proc
 
-    def stop(self, name):
-        for n, proc, _ in self.procs:
-            if n == name:
-                self._stop(proc)
-
-    @staticmethod
-    def _stop(proc):
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-
-    def stop_all(self):
-        for _, proc, _ in reversed(self.procs):
-            self._stop(proc)
-
     def check_alive(self):
-        for name, proc, path in self.procs:
-            if proc.poll() is not None:
-                raise Abort(f"{name} exited with {proc.returncode}:\n{tail(path)}")
-
-    def dump_logs(self, lines=25):
-        for name, _, path in self.procs:
-            print(f"----- last lines of {name} log ({path})", flush=True)
-            print(tail(path, lines), flush=True)
-
-
-def _die_with_parent():
-    """In the child before exec: have Linux send SIGTERM if this test process dies, even by
-    SIGKILL, so no exporter, Prometheus or Alertmanager outlives it."""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def tail(path, lines=25):
-    try:
-        with open(path, "rb") as f:
-            return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+        try:
+            super().check_alive()
+        except harness.Exited as e:
+            raise Abort(str(e)) from e
 
 
 def http_get(url, timeout=3):
