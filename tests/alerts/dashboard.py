@@ -6,7 +6,12 @@ Python 3.11 standard library only.
 """
 
 import json
+import os
 import re
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+import harness  # noqa: E402
 
 # The metrics cf-service-key-exporter exports: the external contract ("Metrics per service key"
 # and "Metrics about the exporter itself"). A query naming anything else is a typo or depends on
@@ -35,13 +40,9 @@ EXPORTED_METRICS = PER_KEY_METRICS | frozenset({
 })
 
 # The `reason` values of cf_service_key_read_error and details_errors_total, as the exporter
-# sets them (it creates details_errors_total at 0 for each; tests/metrics/contract_check.py
-# checks this set against a live exposition). Rule tests must use these, not invented ones.
-READ_ERROR_REASONS = frozenset({
-    "not_found", "forbidden", "unauthorized", "http_4xx", "http_5xx", "rate_limited", "timeout",
-    "connection", "invalid_json", "body_too_large", "login", "invalid_certificate", "invalid_date",
-    "foreign_origin", "pagination", "config", "tls",
-})
+# sets them: its vocabulary (tests/golden/vocabulary.txt, which a Rust test keeps equal to the
+# exporter's enum). Rule tests must use these, not invented ones.
+READ_ERROR_REASONS = frozenset(harness.vocabulary()["reason"])
 
 # Labels Prometheus or its service discovery adds to every scraped series. The recording rules
 # aggregate them away; nothing the alerts or the dashboard show per key may carry them.
