@@ -152,8 +152,11 @@ local render = import 'lib/render.libsonnet';
     '{{ with printf "cf_service_key_successor_info{' + whereKey + '}" $labels.foundation $labels.service_key_guid | query }}{{ with first . }}Successor `{{ .Labels.successor_key }}` exists since `{{ with printf "max(cf_service_key_created_timestamp_seconds{' + whereKey + '})" $labels.foundation .Labels.successor_key_guid | query }}{{ . | first | value | humanizeTimestamp }}{{ else }}an unknown time{{ end }}`: move the consumers, then delete this key.{{ end }}{{ else }}' + otherwise + '{{ end }}',
   local keyName = '{{ $labels.service_key }} ({{ $labels.org }}/{{ $labels.space }}/{{ $labels.service_instance }})',
   local keyText = 'Service key "{{ $labels.service_key }}" of service instance "{{ $labels.service_instance }}" ({{ $labels.service_offering }}, plan {{ $labels.service_plan }}) in org "{{ $labels.org }}", space "{{ $labels.space }}" on foundation {{ $labels.foundation }}',
-  local windowOpens(series) =
-    '{{ with printf "' + series + '{' + whereKey + '}" $labels.foundation $labels.service_key_guid | query }}{{ . | first | value | humanizeDuration }}{{ end }}',
+  // The windows in words, from _config: an annotation runs no query for them (every active
+  // alert's annotations are expanded at every evaluation).
+  local pct(ratio) = num(ratio * 100) + ' %',
+  local warningWindowText = "it opens at the owners' lead time before the expiry where the key has one, else at %s of its lifetime or %s before the expiry, whichever is shorter" % [pct(t.expiryWarningLifetimeRatio), render.durationText(render.duration(t.expiryWarningMaxSeconds))],
+  local criticalWindowText = 'it opens at %s of its lifetime or %s before the expiry, whichever is shorter' % [pct(t.expiryCriticalLifetimeRatio), render.durationText(render.duration(t.expiryCriticalMaxSeconds))],
   local rotationOn = t.rotationMaxAgeSeconds > 0,
   local foundationVector(f) = 'label_replace(vector(1), "foundation", "%s", "", "")' % f,
 
@@ -366,7 +369,7 @@ local render = import 'lib/render.libsonnet';
             labels: { severity: 'warning' },
             annotations: {
               summary: 'Service key ' + keyName + ' {{ if gt $value 0.0 }}expires in {{ $value | humanizeDuration }}{{ else }}has expired{{ end }}',
-              description: keyText + ' is in its warning window, which for this key opens ' + windowOpens('cf_service_key:expiry_warning_threshold_seconds') + ' before its expiry. ' + successorOr('Create a new key, give its credentials to every consumer, then delete the old key.'),
+              description: keyText + ' is in its warning window: ' + warningWindowText + '. ' + successorOr('Create a new key, give its credentials to every consumer, then delete the old key.'),
               runbook_url: runbook('CfServiceKeyExpiringSoon'),
             },
           },
@@ -383,7 +386,7 @@ local render = import 'lib/render.libsonnet';
             labels: { severity: 'critical' },
             annotations: {
               summary: 'Service key ' + keyName + ' {{ if gt $value 0.0 }}expires in {{ $value | humanizeDuration }}{{ else }}has expired{{ end }}',
-              description: keyText + ' is in its critical window, which for this key opens ' + windowOpens('cf_service_key:expiry_critical_threshold_seconds') + ' before its expiry. ' + successorOr('Rotate it now: create a new key, give its credentials to every consumer, then delete the old key.'),
+              description: keyText + ' is in its critical window: ' + criticalWindowText + '. ' + successorOr('Rotate it now: create a new key, give its credentials to every consumer, then delete the old key.'),
               runbook_url: runbook('CfServiceKeyExpiringSoon'),
             },
           },
