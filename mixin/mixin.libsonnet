@@ -265,44 +265,44 @@ local render = import 'lib/render.libsonnet';
             |||,
           },
           {
+            comment:: "The key's lifetime (expiry - valid_from) where both are known and it is positive, for both windows: the replicas' valid_from series are merged once per evaluation, not once per window.",
+            record: 'cf_service_key:lifetime_seconds',
+            expr: |||
+              (
+                cf_service_key:expiry_timestamp_seconds
+                - %s
+              ) > 0
+            ||| % render.indent(merged('cf_service_key_valid_from_timestamp_seconds'), 2, false),
+          },
+          {
             comment:: "Seconds before expiry at which the key's warning window opens: the owner's lead where exported, else min(lifetime x %s, %s), else %s (no lifetime). A carried key keeps its last value." % [num(t.expiryWarningLifetimeRatio), render.duration(t.expiryWarningMaxSeconds), render.duration(t.expiryWarningMaxSeconds)],
             record: 'cf_service_key:expiry_warning_threshold_seconds',
             expr: merged('cf_service_key_warning_lead_seconds') + |||
 
               or on (foundation, service_key_guid)
               clamp_max(
-                (
-                  (
-                    cf_service_key:expiry_timestamp_seconds
-                    - %(valid_from)s
-                  ) > 0
-                ) * %(ratio)s,
+                cf_service_key:lifetime_seconds * %(ratio)s,
                 %(max)s
               )
               or on (foundation, service_key_guid)
               (cf_service_key:expiry_warning_threshold_seconds and on (foundation, service_key_guid) cf_service_key:carried)
               or on (foundation, service_key_guid)
               (cf_service_key:expiry_timestamp_seconds * 0 + %(max)s)
-            ||| % { valid_from: render.indent(merged('cf_service_key_valid_from_timestamp_seconds'), 8, false), ratio: num(t.expiryWarningLifetimeRatio), max: num(t.expiryWarningMaxSeconds) },
+            ||| % { ratio: num(t.expiryWarningLifetimeRatio), max: num(t.expiryWarningMaxSeconds) },
           },
           {
             comment:: "Seconds before expiry at which the key's critical window opens: min(lifetime x %s, %s), else %s. A carried key keeps its last value." % [num(t.expiryCriticalLifetimeRatio), render.duration(t.expiryCriticalMaxSeconds), render.duration(t.expiryCriticalMaxSeconds)],
             record: 'cf_service_key:expiry_critical_threshold_seconds',
             expr: |||
               clamp_max(
-                (
-                  (
-                    cf_service_key:expiry_timestamp_seconds
-                    - %(valid_from)s
-                  ) > 0
-                ) * %(ratio)s,
+                cf_service_key:lifetime_seconds * %(ratio)s,
                 %(max)s
               )
               or on (foundation, service_key_guid)
               (cf_service_key:expiry_critical_threshold_seconds and on (foundation, service_key_guid) cf_service_key:carried)
               or on (foundation, service_key_guid)
               (cf_service_key:expiry_timestamp_seconds * 0 + %(max)s)
-            ||| % { valid_from: render.indent(merged('cf_service_key_valid_from_timestamp_seconds'), 8, false), ratio: num(t.expiryCriticalLifetimeRatio), max: num(t.expiryCriticalMaxSeconds) },
+            ||| % { ratio: num(t.expiryCriticalLifetimeRatio), max: num(t.expiryCriticalMaxSeconds) },
           },
         ] + [
           {
