@@ -152,8 +152,11 @@ local render = import 'lib/render.libsonnet';
     '{{ with printf "cf_service_key_successor_info{' + whereKey + '}" $labels.foundation $labels.service_key_guid | query }}{{ with first . }}Successor `{{ .Labels.successor_key }}` exists since `{{ with printf "max(cf_service_key_created_timestamp_seconds{' + whereKey + '})" $labels.foundation .Labels.successor_key_guid | query }}{{ . | first | value | humanizeTimestamp }}{{ else }}an unknown time{{ end }}`: move the consumers, then delete this key.{{ end }}{{ else }}' + otherwise + '{{ end }}',
   local keyName = '{{ $labels.service_key }} ({{ $labels.org }}/{{ $labels.space }}/{{ $labels.service_instance }})',
   local keyText = 'Service key "{{ $labels.service_key }}" of service instance "{{ $labels.service_instance }}" ({{ $labels.service_offering }}, plan {{ $labels.service_plan }}) in org "{{ $labels.org }}", space "{{ $labels.space }}" on foundation {{ $labels.foundation }}',
-  local windowOpens(series) =
-    '{{ with printf "' + series + '{' + whereKey + '}" $labels.foundation $labels.service_key_guid | query }}{{ . | first | value | humanizeDuration }}{{ end }}',
+  // The windows in words, from _config: an annotation runs no query for them (every active
+  // alert's annotations are expanded at every evaluation).
+  local pct(ratio) = num(ratio * 100) + ' %',
+  local warningWindowText = "it opens at the owners' lead time before the expiry where the key has one, else at %s of its lifetime or %s before the expiry, whichever is shorter" % [pct(t.expiryWarningLifetimeRatio), render.durationText(render.duration(t.expiryWarningMaxSeconds))],
+  local criticalWindowText = 'it opens at %s of its lifetime or %s before the expiry, whichever is shorter' % [pct(t.expiryCriticalLifetimeRatio), render.durationText(render.duration(t.expiryCriticalMaxSeconds))],
   local rotationOn = t.rotationMaxAgeSeconds > 0,
   local foundationVector(f) = 'label_replace(vector(1), "foundation", "%s", "", "")' % f,
 
@@ -267,44 +270,44 @@ local render = import 'lib/render.libsonnet';
             |||,
           },
           {
+            comment:: "The key's lifetime (expiry - valid_from) where both are known and it is positive, for both windows: the replicas' valid_from series are merged once per evaluation, not once per window.",
+            record: 'cf_service_key:lifetime_seconds',
+            expr: |||
+              (
+                cf_service_key:expiry_timestamp_seconds
+                - %s
+              ) > 0
+            ||| % render.indent(merged('cf_service_key_valid_from_timestamp_seconds'), 2, false),
+          },
+          {
             comment:: "Seconds before expiry at which the key's warning window opens: the owner's lead where exported, else min(lifetime x %s, %s), else %s (no lifetime). A carried key keeps its last value." % [num(t.expiryWarningLifetimeRatio), render.duration(t.expiryWarningMaxSeconds), render.duration(t.expiryWarningMaxSeconds)],
             record: 'cf_service_key:expiry_warning_threshold_seconds',
             expr: merged('cf_service_key_warning_lead_seconds') + |||
 
               or on (foundation, service_key_guid)
               clamp_max(
-                (
-                  (
-                    cf_service_key:expiry_timestamp_seconds
-                    - %(valid_from)s
-                  ) > 0
-                ) * %(ratio)s,
+                cf_service_key:lifetime_seconds * %(ratio)s,
                 %(max)s
               )
               or on (foundation, service_key_guid)
               (cf_service_key:expiry_warning_threshold_seconds and on (foundation, service_key_guid) cf_service_key:carried)
               or on (foundation, service_key_guid)
               (cf_service_key:expiry_timestamp_seconds * 0 + %(max)s)
-            ||| % { valid_from: render.indent(merged('cf_service_key_valid_from_timestamp_seconds'), 8, false), ratio: num(t.expiryWarningLifetimeRatio), max: num(t.expiryWarningMaxSeconds) },
+            ||| % { ratio: num(t.expiryWarningLifetimeRatio), max: num(t.expiryWarningMaxSeconds) },
           },
           {
             comment:: "Seconds before expiry at which the key's critical window opens: min(lifetime x %s, %s), else %s. A carried key keeps its last value." % [num(t.expiryCriticalLifetimeRatio), render.duration(t.expiryCriticalMaxSeconds), render.duration(t.expiryCriticalMaxSeconds)],
             record: 'cf_service_key:expiry_critical_threshold_seconds',
             expr: |||
               clamp_max(
-                (
-                  (
-                    cf_service_key:expiry_timestamp_seconds
-                    - %(valid_from)s
-                  ) > 0
-                ) * %(ratio)s,
+                cf_service_key:lifetime_seconds * %(ratio)s,
                 %(max)s
               )
               or on (foundation, service_key_guid)
               (cf_service_key:expiry_critical_threshold_seconds and on (foundation, service_key_guid) cf_service_key:carried)
               or on (foundation, service_key_guid)
               (cf_service_key:expiry_timestamp_seconds * 0 + %(max)s)
-            ||| % { valid_from: render.indent(merged('cf_service_key_valid_from_timestamp_seconds'), 8, false), ratio: num(t.expiryCriticalLifetimeRatio), max: num(t.expiryCriticalMaxSeconds) },
+            ||| % { ratio: num(t.expiryCriticalLifetimeRatio), max: num(t.expiryCriticalMaxSeconds) },
           },
         ] + [
           {
@@ -371,7 +374,7 @@ local render = import 'lib/render.libsonnet';
             labels: { severity: 'warning' },
             annotations: {
               summary: 'Service key ' + keyName + ' {{ if gt $value 0.0 }}expires in {{ $value | humanizeDuration }}{{ else }}has expired{{ end }}',
-              description: keyText + ' is in its warning window, which for this key opens ' + windowOpens('cf_service_key:expiry_warning_threshold_seconds') + ' before its expiry. ' + successorOr('Create a new key, give its credentials to every consumer, then delete the old key.'),
+              description: keyText + ' is in its warning window: ' + warningWindowText + '. ' + successorOr('Create a new key, give its credentials to every consumer, then delete the old key.'),
               runbook_url: runbook('CfServiceKeyExpiringSoon'),
             },
           },
@@ -388,7 +391,7 @@ local render = import 'lib/render.libsonnet';
             labels: { severity: 'critical' },
             annotations: {
               summary: 'Service key ' + keyName + ' {{ if gt $value 0.0 }}expires in {{ $value | humanizeDuration }}{{ else }}has expired{{ end }}',
-              description: keyText + ' is in its critical window, which for this key opens ' + windowOpens('cf_service_key:expiry_critical_threshold_seconds') + ' before its expiry. ' + successorOr('Rotate it now: create a new key, give its credentials to every consumer, then delete the old key.'),
+              description: keyText + ' is in its critical window: ' + criticalWindowText + '. ' + successorOr('Rotate it now: create a new key, give its credentials to every consumer, then delete the old key.'),
               runbook_url: runbook('CfServiceKeyExpiringSoon'),
             },
           },
