@@ -17,7 +17,7 @@ Starts, all on 127.0.0.1 with free ports and a temporary directory:
     the exporters started later) and loading alerts/rules.yml with every `for:` divided by
     TIME_SCALE (a transformed copy; the shipped file is never edited; `for: 0s` stays 0s).
 
-Then asserts, against the demo foundation (sim/src/demo.rs) and the paging policy of issue 21:
+Then asserts, against the demo foundation (sim/src/demo.rs) and the paging policy (docs/runbook.md):
   - the expected alerts reach the webhook through the right receivers with the right labels
     (owner labels included, no scrape labels), grouped by foundation/org/space;
   - 7-day keys rotated in time (jobs-x509-fresh, jobs-x509-rotated) reach no receiver and do not
@@ -464,7 +464,7 @@ ROTATED_IN_TIME = ("jobs-x509-fresh", "jobs-x509-rotated")
 
 X509_CLIENT = key_labels("acme-prod", "security", "xsuaa-app", "xsuaa", "application", "x509-client", label_team="platform")
 
-# The policy (alerts/rules.yml, issue 21): a key warns from its owner's lead time where it has one,
+# The policy (alerts/rules.yml): a key warns from its owner's lead time where it has one,
 # else from min(lifetime/4, 30d) before its expiry; it is critical only within min(24h,
 # lifetime/10) of its expiry, and for the first 24 hours after it; expired for longer, it is a
 # warning (left behind: delete it).
