@@ -720,7 +720,7 @@ scrape_configs:
     s4 = next(a for path, _, a in got if matches(a["labels"], EXPECTED[0][2]))
     results.check("warning alert carries summary, description with its window, runbook_url",
                   re.search(r"expires in [23]d \d+h \d+m \d+s", s4["annotations"].get("summary", ""))
-                  and "opens 30d 0h 0m 0s before its expiry" in s4["annotations"].get("description", "")
+                  and "25 % of its lifetime or 30 days before the expiry" in s4["annotations"].get("description", "")
                   and s4["annotations"].get("runbook_url", "").endswith("docs/runbook.md#cfservicekeyexpiringsoon"),
                   json.dumps(s4.get("annotations")))
     broken = next(a for path, _, a in got if matches(a["labels"], EXPECTED_BY_KEY["broken-binding"][2]))
