@@ -18,22 +18,8 @@ ensure_tools || exit 1
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-
-# check NAME COMMAND...: run COMMAND, count it, show its output only when it fails.
-check() {
-    local name="$1"
-    shift
-    if "$@" >"$work/out" 2>&1; then
-        passed=$((passed + 1))
-        echo "ok   $name"
-    else
-        failed=$((failed + 1))
-        echo "FAIL $name"
-        sed 's/^/     | /' "$work/out"
-    fi
-}
+# shellcheck source=tests/lib/checks.sh
+source "$root/tests/lib/checks.sh"
 
 # The rules of a generated PrometheusRule, i.e. its `spec:` un-indented, for promtool.
 prometheus_rule_spec() {
@@ -154,5 +140,4 @@ check "dashboard lint (JSON, title/datasource/unit per panel, exported or record
 check "the synthetic exposition of tests/alerts/rule_cost.py passes promtool check metrics" \
     bash -c 'set -o pipefail; python3 tests/alerts/synthetic_exposition.py 500 2 1800000000 | promtool check metrics'
 
-echo "alerts: $passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+checks_summary alerts

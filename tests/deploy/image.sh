@@ -84,19 +84,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0
-failed=0
-check() { # check NAME COMMAND...: runs COMMAND, counts and prints the result
-  local what="$1"
-  shift
-  if "$@" >"$work/check.out" 2>&1; then
-    passed=$((passed + 1))
-    echo "ok   $what"
-  else
-    failed=$((failed + 1))
-    echo "FAIL $what: $(tail -c 600 "$work/check.out" | tr '\n' ' ')"
-  fi
-}
+# shellcheck source=tests/lib/checks.sh
+source "$root/tests/lib/checks.sh"
 # wait_for SECONDS COMMAND...: until COMMAND succeeds, polling; fails after SECONDS.
 wait_for() {
   local limit="$1"
@@ -318,5 +307,4 @@ secret_absent() { ! "${podman[@]}" logs "$name" 2>&1 | grep -q 'sim-password'; }
 check "the password is in no log line" secret_absent
 
 phase "done"
-echo "image: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+checks_summary image
