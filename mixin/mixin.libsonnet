@@ -262,7 +262,7 @@ local render = import 'lib/render.libsonnet';
                 (
                   %(expiry)s < time() + %(horizon)s
                   or
-                  (%(expiry)s and (%(expiry)s - %(lead)s < time() + %(margin)s))
+                  ((%(expiry)s - %(lead)s < time() + %(margin)s) + %(lead)s)
                 )
                 and on (%(target)s) cf_service_key_exporter:replica_usable
               )
