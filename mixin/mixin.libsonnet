@@ -255,18 +255,23 @@ local render = import 'lib/render.libsonnet';
             ||| % { unread: m('cf_service_key_info', 'expiry_source="unread"'), target: target },
           },
           {
+            // Two raw series are matched on the target and the key only (`on (...)`): matching on
+            // every label hashes each series' whole label set, several times the cost at 20,000 keys.
             comment:: "The expiry of the keys near it: within %s (the longest default warning window plus nearMarginSeconds), or within the owner's lead plus nearMarginSeconds. Only these keys can be in a window before the next %s; no per-key rule below records any other key (docs/runbook.md, \"What the rules cost\"). A carried key keeps its last value." % [render.duration(t.expiryWarningMaxSeconds + t.nearMarginSeconds), render.duration(t.nearMarginSeconds)],
             record: 'cf_service_key:expiry_timestamp_seconds:near',
             expr: std.rstripChars(|||
               max without (%(scrape)s) (
                 (
                   %(expiry)s < time() + %(horizon)s
-                  or
-                  ((%(expiry)s - %(lead)s < time() + %(margin)s) + %(lead)s)
+                  or on (%(series)s)
+                  (
+                    (%(expiry)s - on (%(series)s) group_left () %(lead)s < time() + %(margin)s)
+                    + on (%(series)s) group_left () %(lead)s
+                  )
                 )
                 and on (%(target)s) cf_service_key_exporter:replica_usable
               )
-            ||| % { scrape: scrape, target: target, expiry: m('cf_service_key_expiry_timestamp_seconds'), lead: m('cf_service_key_warning_lead_seconds'), horizon: num(t.expiryWarningMaxSeconds + t.nearMarginSeconds), margin: num(t.nearMarginSeconds) }, '\n')
+            ||| % { scrape: scrape, target: target, series: target + ', service_key_guid', expiry: m('cf_service_key_expiry_timestamp_seconds'), lead: m('cf_service_key_warning_lead_seconds'), horizon: num(t.expiryWarningMaxSeconds + t.nearMarginSeconds), margin: num(t.nearMarginSeconds) }, '\n')
             + carried('cf_service_key:expiry_timestamp_seconds:near'),
           },
           {
