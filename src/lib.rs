@@ -20,28 +20,55 @@
 
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
-pub mod cache;
-pub mod cf;
-pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod expiry;
+/// Declares the modules: private in the product, whose interface is what the binary uses
+/// (re-exported below), so a public item that only the tests use is dead code there; public with
+/// the `testing` feature, which the tests and benchmarks enable.
+macro_rules! modules {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "testing")]
+        pub mod $name;
+        #[cfg(not(feature = "testing"))]
+        mod $name;
+    )*};
+}
+
+modules!(
+    cache, cf, cli, clock, config, expiry, landing, lead_time, logging, metrics, refresher, report,
+    rotation, server, snapshot, supervisor, vocab, web,
+);
+/// The fuzz targets' entry points (`fuzz/` builds the crate without features).
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod landing;
-pub mod lead_time;
-pub mod logging;
-pub mod metrics;
-pub mod refresher;
-pub mod report;
-pub mod rotation;
-pub mod server;
-pub mod snapshot;
-pub mod supervisor;
+/// Test support: a manual clock, the exposition of a fixed snapshot.
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
-pub mod vocab;
-pub mod web;
+
+/// What the `cf-service-key-exporter` binary (`main.rs`) uses besides [`run_with`] and
+/// [`ServeOptions`]: with them, the library's whole interface outside the tests.
+pub mod binary {
+    pub use crate::clock::SystemClock;
+    pub use crate::landing::PlanCommand;
+    pub use crate::web::{serve::Limits, WebConfigFile};
+
+    /// The flags and the configuration they select.
+    pub mod cli {
+        pub use crate::cli::{demo, from_source, Cli, Command, Source};
+    }
+    /// The validated configuration.
+    pub mod config {
+        pub use crate::config::{Config, DemoTarget};
+    }
+    /// Logging set-up.
+    pub mod logging {
+        pub use crate::logging::{init, DEFAULT_LEVEL, QUIET_LEVEL};
+    }
+    /// The `report` command.
+    pub mod report {
+        pub use crate::report::rotate::plan::command;
+        pub use crate::report::{run, EXIT_RUNTIME};
+    }
+}
 
 use std::future::Future;
 use std::sync::Arc;

@@ -410,6 +410,7 @@ pub struct DemoTarget {
 
 impl DemoTarget {
     /// A foundation that logs in to the simulator, with the default tuning.
+    #[cfg(any(test, feature = "testing"))]
     pub fn foundation(&self, name: &str) -> FoundationConfig {
         self.draft(name)
             .build()

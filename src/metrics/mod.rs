@@ -403,6 +403,7 @@ const CHUNK_KEYS: usize = 2048;
 
 impl Exposition {
     /// Reads the scrape's clock from `clock` (tests and benchmarks).
+    #[cfg(any(test, feature = "testing"))]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -437,6 +438,7 @@ impl Exposition {
     }
 
     /// Every metric in `format`, as one string (tests, the report of a benchmark).
+    #[cfg(any(test, feature = "testing"))]
     pub fn encode(&self, format: Format) -> String {
         self.scrape(format).into_string()
     }
@@ -493,6 +495,7 @@ impl Scrape {
     }
 
     /// The whole body in one string.
+    #[cfg(any(test, feature = "testing"))]
     pub fn into_string(self) -> String {
         let now = self.now;
         let (mut out, mut buf) = (Vec::new(), BytesMut::new());
@@ -574,6 +577,7 @@ fn status_text(snapshot: &Snapshot) -> String {
 
 /// An exposition of `store` alone (no live metrics) at `clock`: see
 /// [`crate::testing::encode_snapshot_at`].
+#[cfg(any(test, feature = "testing"))]
 pub(crate) fn snapshot_only(store: Arc<Store>, clock: Arc<dyn Clock>) -> Exposition {
     Exposition {
         live: Registry::default(),
