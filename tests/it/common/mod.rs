@@ -238,17 +238,31 @@ impl Drop for Harness {
 pub const OPENMETRICS_ACCEPT: &str =
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
-/// The key labels of the contract, in order, plus `foundation`.
-pub const KEY_LABELS: [&str; 8] = [
-    "foundation",
-    "org",
-    "space",
-    "service_offering",
-    "service_plan",
-    "service_instance",
-    "service_key",
-    "service_key_guid",
-];
+/// The golden exposition (tests/golden/metrics.txt, which tests/it/golden.rs keeps equal to the
+/// exporter's): the one pin of the metric contract's names, types and labels.
+pub fn golden() -> Scrape {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/metrics.txt");
+    Scrape::parse(std::fs::read_to_string(path).expect("tests/golden/metrics.txt"))
+}
+
+impl Scrape {
+    /// The label names of `name`'s series: one set, else a panic (the golden's families each have
+    /// one).
+    pub fn label_names(&self, name: &str) -> std::collections::BTreeSet<&str> {
+        let mut sets = self
+            .all(name)
+            .into_iter()
+            .map(|s| s.labels.keys().map(String::as_str).collect())
+            .collect::<std::collections::BTreeSet<std::collections::BTreeSet<&str>>>()
+            .into_iter();
+        let one = sets.next().unwrap_or_else(|| panic!("{name}: no series"));
+        assert!(
+            sets.next().is_none(),
+            "{name}: series of several label sets"
+        );
+        one
+    }
+}
 
 /// The credentials of a simulated key valid for the year up to `expires_at`.
 pub fn year_key(
