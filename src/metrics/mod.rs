@@ -14,7 +14,7 @@ pub mod keys;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
@@ -128,6 +128,9 @@ pub struct ExporterMetrics {
     /// The rendered per-key series of each foundation, with the snapshot they were rendered
     /// from: reused while that snapshot is the published one.
     rendered: Mutex<RenderCache>,
+    /// The status families of the snapshot last scraped, kept while that snapshot is the
+    /// published one (a `Weak`: it holds no snapshot, and its address is not reused meanwhile).
+    status: Mutex<Option<(Weak<Snapshot>, Bytes)>>,
 }
 
 /// Endpoint → the codes counted for it, each with its counter.
@@ -237,6 +240,19 @@ impl ExporterMetrics {
             out.push(rendered);
         }
         out
+    }
+
+    /// The status families of `snapshot`: encoded once per published snapshot, then copied.
+    fn status_for(&self, snapshot: &Arc<Snapshot>) -> Bytes {
+        let mut cached = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((seen, text)) if std::ptr::eq(seen.as_ptr(), Arc::as_ptr(snapshot)) => text.clone(),
+            _ => {
+                let text = Bytes::from(status_text(snapshot));
+                *cached = Some((Arc::downgrade(snapshot), text.clone()));
+                text
+            }
+        }
     }
 
     /// A handle that counts one foundation's requests; also creates the foundation's
@@ -428,7 +444,7 @@ impl Exposition {
         scrape.add_key_families(&rendered);
         scrape
             .parts
-            .push(Part::Text(Bytes::from(status_text(&snapshot))));
+            .push(Part::Text(self.metrics.status_for(&snapshot)));
         if format == Format::OpenMetrics {
             scrape
                 .parts
@@ -506,8 +522,9 @@ impl Scrape {
     }
 }
 
-/// Per-foundation refresh status and the build info (a few series, encoded per scrape).
-fn status_text(snapshot: &Snapshot) -> String {
+/// Per-foundation refresh status and the build info (a few series, encoded once per published
+/// snapshot).
+fn status_text(snapshot: &Arc<Snapshot>) -> String {
     #[derive(Debug)]
     struct Status<'a>(&'a Snapshot);
     impl Status<'_> {
@@ -558,10 +575,9 @@ fn status_text(snapshot: &Snapshot) -> String {
                 .encode(m.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)
         }
     }
-    // The encoder is only handed out through a registry, which wants an owned collector: wrap
-    // a snapshot clone (Arcs inside, cheap).
+    // The encoder is only handed out through a registry, which wants an owned collector.
     #[derive(Debug)]
-    struct Owned(Snapshot);
+    struct Owned(Arc<Snapshot>);
     impl Collector for Owned {
         fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
             Status(&self.0).encode(encoder)
