@@ -83,27 +83,17 @@ use snapshot::Store;
 use supervisor::Supervisor;
 
 /// How the HTTP endpoints are served, beyond the listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
     /// `--web-config-file`: TLS, basic auth and headers. `None`: plain HTTP, no auth.
     pub web_config: Option<Arc<web::WebConfigFile>>,
-    /// `--web-max-requests`: most scrapes served at once (0: no limit).
-    pub max_requests: usize,
+    /// `--web-max-requests`: most scrapes served at once (0: no limit); `None`: the server's
+    /// default ([`web::serve::DEFAULT_MAX_REQUESTS`], applied by [`server::AppState::new`]).
+    pub max_requests: Option<usize>,
     /// `--web-header-timeout`, `--web-write-timeout`, `--web-max-connections`.
     pub limits: web::serve::Limits,
     /// How the landing page shows the rotate-plan command of a key.
     pub plan_command: landing::PlanCommand,
-}
-
-impl Default for ServeOptions {
-    fn default() -> Self {
-        ServeOptions {
-            web_config: None,
-            max_requests: web::serve::DEFAULT_MAX_REQUESTS,
-            limits: web::serve::Limits::default(),
-            plan_command: landing::PlanCommand::default(),
-        }
-    }
 }
 
 /// Serves the exporter on `listener` over plain HTTP until `shutdown` completes.
@@ -164,12 +154,13 @@ pub async fn run_with(
         cancel.clone(),
     ));
 
-    let app = server::router(
-        server::AppState::new(exposition, store, Vec::new())
-            .with_warnings(warnings)
-            .with_max_requests(options.max_requests)
-            .with_plan_command(options.plan_command),
-    );
+    let mut state = server::AppState::new(exposition, store, Vec::new())
+        .with_warnings(warnings)
+        .with_plan_command(options.plan_command);
+    if let Some(limit) = options.max_requests {
+        state = state.with_max_requests(limit);
+    }
+    let app = server::router(state);
     let server_cancel = cancel.clone();
     let stop = async move {
         tokio::select! {

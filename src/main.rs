@@ -63,7 +63,7 @@ async fn main() -> ExitCode {
             &cli,
             ServeOptions {
                 web_config,
-                max_requests: cli.web_max_requests,
+                max_requests: Some(cli.web_max_requests),
                 limits: Limits {
                     header_timeout: cli.web_header_timeout,
                     write_timeout: cli.web_write_timeout,

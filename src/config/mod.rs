@@ -434,6 +434,7 @@ impl DemoTarget {
 const DEMO_LOGIN: LoginWording = LoginWording {
     no_password: ("--demo", "the simulator has no password"),
     no_username: (None, "the simulator has no username"),
+    ca_file: "--cf-ca-file",
 };
 
 impl std::fmt::Debug for DemoTarget {

@@ -97,7 +97,7 @@ impl Exporter {
         let (stop, stopped) = oneshot::channel::<()>();
         let options = ServeOptions {
             web_config,
-            max_requests: SLOW,
+            max_requests: Some(SLOW),
             limits,
             ..Default::default()
         };
