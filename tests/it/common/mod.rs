@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use cf_service_key_exporter::config::{DemoTarget, FoundationConfig};
+use cf_service_key_exporter::config::{Config, DemoTarget, FoundationConfig};
 use cf_service_key_exporter::metrics::ExporterMetrics;
 use cf_service_key_exporter::refresher::{RefreshOutcome, RefreshStats, Refresher};
 use cf_service_key_exporter::server::{self, AppState};
 use cf_service_key_exporter::snapshot::Store;
 use cf_service_key_exporter::testing::ManualClock;
+use cf_service_key_exporter::{run_with, ServeOptions};
 use cf_sim::{Accounts, Sim, World};
 use tokio_util::sync::CancellationToken;
 
@@ -237,6 +238,46 @@ impl Drop for Harness {
 /// The `Accept` header Prometheus sends.
 pub const OPENMETRICS_ACCEPT: &str =
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// The exporter as `run_with` serves it (what `main` runs), on a loopback port, watching one
+/// foundation of a simulator.
+pub struct Served {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Served {
+    /// Serves the foundation `name` of `sim` with `options`.
+    pub async fn start(sim: &Sim, name: &str, options: ServeOptions) -> Served {
+        let config = Config {
+            foundations: vec![DemoTarget::from(sim).foundation(name)],
+            file: None,
+            cache_file: None,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(run_with(config, listener, options, async move {
+            let _ = stopped.await;
+        }));
+        Served {
+            addr,
+            stop: Some(stop),
+            served,
+        }
+    }
+
+    /// Stops the server and checks that it shut down cleanly within `patience`.
+    pub async fn shutdown(mut self, patience: std::time::Duration) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(patience, &mut self.served)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .expect("the server ends without error");
+    }
+}
 
 /// The golden exposition (tests/golden/metrics.txt, which tests/it/golden.rs keeps equal to the
 /// exporter's): the one pin of the metric contract's names, types and labels.
