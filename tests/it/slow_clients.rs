@@ -23,7 +23,7 @@ use cf_service_key_exporter::web::serve::Limits;
 use cf_service_key_exporter::web::WebConfigFile;
 use cf_service_key_exporter::ServeOptions;
 
-use crate::common::Served;
+use crate::common::{one_foundation, Served};
 use cf_sim::{demo, Accounts, Sim, World};
 use rustls_pki_types::pem::PemObject as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -92,7 +92,7 @@ impl Exporter {
             limits,
             ..Default::default()
         };
-        let served = Served::start(&sim, "slow", options).await;
+        let served = Served::start(one_foundation(&sim, "slow", None), options).await;
         Exporter {
             addr: served.addr,
             tls,

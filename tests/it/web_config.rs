@@ -12,7 +12,7 @@ use cf_service_key_exporter::web::config::{ClientAuth, TlsVersion};
 use cf_service_key_exporter::web::WebConfigFile;
 use cf_service_key_exporter::ServeOptions;
 
-use crate::common::Served;
+use crate::common::{one_foundation, Served};
 pub(crate) use cf_sim::certs::{Ca, Leaf};
 use cf_sim::{Accounts, Sim, World};
 
@@ -71,7 +71,7 @@ impl Exporter {
             ..Default::default()
         };
         Exporter {
-            served: Served::start(&sim, "test", options).await,
+            served: Served::start(one_foundation(&sim, "test", None), options).await,
             _sim: sim,
         }
     }

@@ -239,8 +239,7 @@ impl Drop for Harness {
 pub const OPENMETRICS_ACCEPT: &str =
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
-/// The exporter as `run_with` serves it (what `main` runs), on a loopback port, watching one
-/// foundation of a simulator.
+/// The exporter as `run_with` serves it (what `main` runs), on a loopback port.
 pub struct Served {
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -248,13 +247,8 @@ pub struct Served {
 }
 
 impl Served {
-    /// Serves the foundation `name` of `sim` with `options`.
-    pub async fn start(sim: &Sim, name: &str, options: ServeOptions) -> Served {
-        let config = Config {
-            foundations: vec![DemoTarget::from(sim).foundation(name)],
-            file: None,
-            cache_file: None,
-        };
+    /// Serves `config` with `options`.
+    pub async fn start(config: Config, options: ServeOptions) -> Served {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -276,6 +270,15 @@ impl Served {
             .expect("the server stops")
             .unwrap()
             .expect("the server ends without error");
+    }
+}
+
+/// The configuration of one foundation `name` of `sim`, with the cache file `cache_file`.
+pub fn one_foundation(sim: &Sim, name: &str, cache_file: Option<std::path::PathBuf>) -> Config {
+    Config {
+        foundations: vec![DemoTarget::from(sim).foundation(name)],
+        file: None,
+        cache_file,
     }
 }
 
