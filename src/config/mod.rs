@@ -138,7 +138,8 @@ pub struct HttpOptions {
     pub read_timeout: Duration,
     /// One whole request, body included.
     pub request_timeout: Duration,
-    /// Largest body read from a list page (5000 resources with `included` are a few MB).
+    /// Largest body read from a list page of 5000 resources with `included` (its size:
+    /// docs/performance.md, "Figures the code refers to").
     pub list_body_limit: usize,
     /// Largest body read from a key's `/details`, the API root or a token answer.
     pub small_body_limit: usize,

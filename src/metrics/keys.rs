@@ -244,10 +244,13 @@ fn render_text_families(
             block.extend_from_slice(line.as_bytes());
         }
     }
-    // Kept until the next snapshot: no spare capacity (at 20,000 keys it would be megabytes).
+    // Kept until the next snapshot: no spare capacity (sizes: docs/performance.md, "Sizing").
     blocks
         .into_iter()
-        .map(|(family, block)| (family, Bytes::from(block)))
+        .map(|(family, mut block)| {
+            block.shrink_to_fit();
+            (family, Bytes::from(block))
+        })
         .collect()
 }
 
@@ -383,7 +386,8 @@ impl Rendered {
             out.extend_from_slice(&self.labels[start..k.labels_end]);
             out.put_u8(b' ');
             match v {
-                // As the client library writes a whole f64 (`1795720582.0`), a few times faster.
+                // As the client library writes a whole f64 (`1795720582.0`), faster
+                // (docs/performance.md, "Figures the code refers to").
                 Value::Whole(t) => {
                     out.extend_from_slice(integer.format(t).as_bytes());
                     out.extend_from_slice(b".0");
