@@ -44,7 +44,7 @@ pub mod fuzzing;
 #[doc(hidden)]
 pub mod testing;
 
-/// What the `cf-service-key-exporter` binary (`main.rs`) uses besides [`run_with`] and
+/// What the `cf-service-key-exporter` binary (`main.rs`) uses besides [`run`] and
 /// [`ServeOptions`]: with them, the library's whole interface outside the tests.
 pub mod binary {
     pub use crate::clock::SystemClock;
@@ -96,22 +96,13 @@ pub struct ServeOptions {
     pub plan_command: landing::PlanCommand,
 }
 
-/// Serves the exporter on `listener` over plain HTTP until `shutdown` completes.
+/// Serves the exporter on `listener` until `shutdown` completes, the endpoints protected as
+/// `options` say (TLS and basic auth of `--web-config-file`; plain HTTP by default).
 ///
 /// Refreshers start at once; the HTTP server answers immediately (`/readyz` says 503 until every
 /// foundation was seeded from the cache file or has had a refresh that attempted every listed
 /// key). With a config file, SIGHUP re-reads it; a bad file keeps the running configuration.
 pub async fn run(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    run_with(config, listener, ServeOptions::default(), shutdown).await
-}
-
-/// [`run`], with the endpoints protected as `options` say (TLS and basic auth of
-/// `--web-config-file`).
-pub async fn run_with(
     config: Config,
     listener: TcpListener,
     options: ServeOptions,

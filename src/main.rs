@@ -150,7 +150,7 @@ async fn serve(config: Config, cli: &Cli, options: ServeOptions) -> anyhow::Resu
     let listener = tokio::net::TcpListener::bind(cli.listen_address)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen_address))?;
-    cf_service_key_exporter::run_with(config, listener, options, shutdown_signal()).await
+    cf_service_key_exporter::run(config, listener, options, shutdown_signal()).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

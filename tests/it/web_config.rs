@@ -1,5 +1,5 @@
 //! `--web-config-file`: the exporter behind TLS, mTLS and basic auth, as an operator would
-//! configure it in the exporter-toolkit format. Each test runs the real `run_with` on a loopback
+//! configure it in the exporter-toolkit format. Each test runs the real `run` on a loopback
 //! port with certificates made by the simulator's factory (`cf_sim::certs`), and scrapes it with reqwest.
 
 use std::path::{Path, PathBuf};

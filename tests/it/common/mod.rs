@@ -14,7 +14,7 @@ use cf_service_key_exporter::refresher::{RefreshOutcome, RefreshStats, Refresher
 use cf_service_key_exporter::server::{self, AppState};
 use cf_service_key_exporter::snapshot::Store;
 use cf_service_key_exporter::testing::ManualClock;
-use cf_service_key_exporter::{run_with, ServeOptions};
+use cf_service_key_exporter::{run, ServeOptions};
 use cf_sim::{Accounts, Sim, World};
 use tokio_util::sync::CancellationToken;
 
@@ -239,7 +239,7 @@ impl Drop for Harness {
 pub const OPENMETRICS_ACCEPT: &str =
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
-/// The exporter as `run_with` serves it (what `main` runs), on a loopback port.
+/// The exporter as `run` serves it (what `main` runs), on a loopback port.
 pub struct Served {
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -252,7 +252,7 @@ impl Served {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(run_with(config, listener, options, async move {
+        let served = tokio::spawn(run(config, listener, options, async move {
             let _ = stopped.await;
         }));
         Served {
