@@ -22,7 +22,7 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_RUNTIME: u8 = report::EXIT_RUNTIME;
 
 #[tokio::main]
-async fn main() -> ExitCode {
+pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     // `report` writes its table to stdout and keeps stderr for what went wrong.
     let default_level = match cli.command {

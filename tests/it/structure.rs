@@ -14,7 +14,8 @@ type Graph = BTreeMap<String, BTreeSet<String>>;
 const LIB: &str = "lib";
 
 /// The top-level modules `lib.rs` declares: `pub mod a;` (or `mod a;`, `pub(crate) mod a;`) and
-/// the names in its `modules!(a, b, ...)` list.
+/// the names in its `modules!(a, b, ...)` list; not the binary's source, which the dead-code
+/// check compiles in as a module (`#[path = "main.rs"]`).
 fn declared_modules(lib: &str) -> BTreeSet<String> {
     let code: String = code_lines(lib).collect::<Vec<_>>().join("\n");
     let listed = code
@@ -25,7 +26,11 @@ fn declared_modules(lib: &str) -> BTreeSet<String> {
         .flat_map(|list| list.split(','))
         .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty());
-    let declared = code.lines().filter_map(|line| {
+    let lines: Vec<&str> = code.lines().collect();
+    let declared = lines.iter().enumerate().filter_map(|(at, line)| {
+        if at > 0 && lines[at - 1].starts_with("#[path = \"main.rs\"]") {
+            return None;
+        }
         let rest = line
             .strip_prefix("pub mod ")
             .or_else(|| line.strip_prefix("mod "))
@@ -236,7 +241,8 @@ fn the_readme_draws_the_module_graph() {
 fn the_reader_finds_declared_modules() {
     let lib = "macro_rules! modules {\n    (...) => { pub mod $name; }\n}\n\
                modules!(\n    cache, cf,\n    web,\n);\n// pub mod commented;\npub mod fuzzing;\n\
-               #[cfg(test)]\npub mod testing;\npub mod binary {\n    pub mod cli {}\n}\n";
+               #[cfg(test)]\npub mod testing;\npub mod binary {\n    pub mod cli {}\n}\n\
+               #[path = \"main.rs\"]\npub mod main_rs;\n";
     assert_eq!(
         declared_modules(lib),
         ["cache", "cf", "web", "fuzzing", "testing"]
