@@ -10,14 +10,14 @@
 //! that has its readings) and removes one a reload dropped once its refresher has stopped. Who
 //! needs to know follows the store's changes: the metrics render each published snapshot
 //! ahead of the scrapes, and the cache file is rewritten when a refresh published new keys. A
-//! scrape only reads the latest snapshot and never calls Cloud Foundry. What producers and consumers share (read-failure reasons, the rate
-//! limit, the transport's telemetry events) is in [`vocab`], which depends on nothing. [`web`]
-//! puts TLS and basic auth in front of the endpoints (`--web-config-file`); [`landing`] renders
-//! the landing page. [`report`] runs the `report` command, and its `rotate` module the plans of
-//! `report --rotate-plan`. [`app`] wires them; `main` only parses flags, sets up logging, binds
-//! and calls [`run`];
-//! tests and `--demo` use the same entry point (the demo's simulated foundation is the separate
-//! `cf-sim` crate).
+//! scrape only reads the latest snapshot and never calls Cloud Foundry. What producers and
+//! consumers share (read-failure reasons, the rate limit, the transport's telemetry events) is
+//! in [`vocab`], which depends on nothing. [`web`] puts TLS and basic auth in front of the
+//! endpoints (`--web-config-file`); [`landing`] renders the landing page. [`report`] runs the
+//! `report` command, and its `rotate` module the plans of `report --rotate-plan`. [`app`] wires
+//! them all: `main` only parses flags, sets up logging, binds and calls [`run`]; tests and
+//! `--demo` use the same entry point (the demo's simulated foundation is the separate `cf-sim`
+//! crate).
 
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
