@@ -10,242 +10,51 @@
 //! that has its readings) and removes one a reload dropped once its refresher has stopped. Who
 //! needs to know follows the store's changes: the metrics render each published snapshot
 //! ahead of the scrapes, and the cache file is rewritten when a refresh published new keys. A
-//! scrape only reads the latest snapshot and never calls Cloud Foundry. What producers and consumers share (read-failure reasons, the rate
-//! limit, the transport's telemetry events) is in [`vocab`], which depends on nothing. [`web`]
-//! puts TLS and basic auth in front of the endpoints (`--web-config-file`); [`landing`] renders
-//! the landing page. [`report`] runs the `report` command, and its `rotate` module the plans of
-//! `report --rotate-plan`. `main` only parses flags, sets up logging, binds and calls [`run`];
-//! tests and `--demo` use the same entry point (the demo's simulated foundation is the separate
-//! `cf-sim` crate).
+//! scrape only reads the latest snapshot and never calls Cloud Foundry. What producers and
+//! consumers share (read-failure reasons, the rate limit, the transport's telemetry events) is
+//! in [`vocab`], which depends on nothing. [`web`] puts TLS and basic auth in front of the
+//! endpoints (`--web-config-file`); [`landing`] renders the landing page. [`report`] runs the
+//! `report` command, and its `rotate` module the plans of `report --rotate-plan`. [`app`] wires
+//! them all: `main` only parses flags, sets up logging, binds and calls [`run`]; tests and
+//! `--demo` use the same entry point (the demo's simulated foundation is the separate `cf-sim`
+//! crate).
 
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
-pub mod cache;
-pub mod cf;
-pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod expiry;
+/// Declares the modules: private in the product, whose interface is what the binary uses
+/// (re-exported below), so a public item that only the tests use is dead code there; public with
+/// the `testing` feature, which the tests and benchmarks enable.
+macro_rules! modules {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "testing")]
+        pub mod $name;
+        #[cfg(not(feature = "testing"))]
+        mod $name;
+    )*};
+}
+
+modules!(
+    app, cache, cf, cli, clock, config, expiry, landing, lead_time, logging, metrics, refresher,
+    report, rotation, server, snapshot, supervisor, vocab, web,
+);
+/// The fuzz targets' entry points (`fuzz/` builds the crate without features).
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod landing;
-pub mod lead_time;
-pub mod logging;
-pub mod metrics;
-pub mod refresher;
-pub mod report;
-pub mod rotation;
-pub mod server;
-pub mod snapshot;
-pub mod supervisor;
+/// Test support: a manual clock, the exposition of a fixed snapshot.
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
-pub mod vocab;
-pub mod web;
 
-use std::future::Future;
-use std::sync::Arc;
-
-use anyhow::Context;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-
-use config::Config;
-use metrics::ExporterMetrics;
-use snapshot::Store;
-use supervisor::Supervisor;
-
-/// How the HTTP endpoints are served, beyond the listener.
-#[derive(Debug, Clone)]
-pub struct ServeOptions {
-    /// `--web-config-file`: TLS, basic auth and headers. `None`: plain HTTP, no auth.
-    pub web_config: Option<Arc<web::WebConfigFile>>,
-    /// `--web-max-requests`: most scrapes served at once (0: no limit).
-    pub max_requests: usize,
-    /// `--web-header-timeout`, `--web-write-timeout`, `--web-max-connections`.
-    pub limits: web::serve::Limits,
-    /// How the landing page shows the rotate-plan command of a key.
-    pub plan_command: landing::PlanCommand,
-}
-
-impl Default for ServeOptions {
-    fn default() -> Self {
-        ServeOptions {
-            web_config: None,
-            max_requests: web::serve::DEFAULT_MAX_REQUESTS,
-            limits: web::serve::Limits::default(),
-            plan_command: landing::PlanCommand::default(),
-        }
-    }
-}
-
-/// Serves the exporter on `listener` over plain HTTP until `shutdown` completes.
-///
-/// Refreshers start at once; the HTTP server answers immediately (`/readyz` says 503 until every
-/// foundation was seeded from the cache file or has had a refresh that attempted every listed
-/// key). With a config file, SIGHUP re-reads it; a bad file keeps the running configuration.
-pub async fn run(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    run_with(config, listener, ServeOptions::default(), shutdown).await
-}
-
-/// [`run`], with the endpoints protected as `options` say (TLS and basic auth of
-/// `--web-config-file`).
-pub async fn run_with(
-    config: Config,
-    listener: TcpListener,
-    options: ServeOptions,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let store = Arc::new(Store::new());
-    let metrics = Arc::new(ExporterMetrics::default());
-    let exposition = metrics.exposition(store.clone());
-    let cancel = CancellationToken::new();
-    // Renders each published snapshot ahead of the scrapes.
-    let renderer = tokio::spawn(metrics.clone().follow(store.clone(), cancel.clone()));
-
-    let warnings = Arc::new(arc_swap::ArcSwap::from_pointee(config.warnings()));
-    for warning in warnings.load().iter() {
-        tracing::warn!("{warning}");
-    }
-    if let Some(web) = &options.web_config {
-        web.count_failures_in(metrics.reload_failures("web"));
-    }
-    // Seeds the store before the refreshers start, so their first refresh reuses the readings.
-    let cache = (config.cache_file.as_deref())
-        .map(|path| Arc::new(cache::Cache::open(path, &config.foundations, &store)));
-    let mut supervisor =
-        Supervisor::new(store.clone(), metrics.clone(), cancel.clone()).with_cache(cache);
-    supervisor
-        .apply(config.foundations.clone())
-        .await
-        .context("cannot start the refreshers")?;
-    let reloads = tokio::spawn(reload_on_sighup(
-        supervisor,
-        Reloads {
-            file: config.file.clone(),
-            warnings: warnings.clone(),
-            failures: config
-                .file
-                .is_some()
-                .then(|| metrics.reload_failures("file")),
-            cache_file: config.cache_file.clone(),
-        },
-        cancel.clone(),
-    ));
-
-    let app = server::router(
-        server::AppState::new(exposition, store, Vec::new())
-            .with_warnings(warnings)
-            .with_max_requests(options.max_requests)
-            .with_plan_command(options.plan_command),
-    );
-    let server_cancel = cancel.clone();
-    let stop = async move {
-        tokio::select! {
-            _ = shutdown => {}
-            _ = server_cancel.cancelled() => {}
-        }
-    };
-    let address = listener.local_addr()?;
-    let served = match options.web_config {
-        None => {
-            tracing::info!(%address, tls = false, basic_auth = false, "serving /metrics");
-            web::serve::serve(listener, app, None, options.limits, stop).await
-        }
-        Some(web) => {
-            tracing::info!(
-                %address,
-                tls = web.tls_enabled(),
-                basic_auth = web.basic_auth_enabled(),
-                web_config = %web.path().display(),
-                "serving /metrics"
-            );
-            let app = web.protect(app);
-            let tls = web.tls_enabled().then_some(web);
-            web::serve::serve(listener, app, tls, options.limits, stop).await
-        }
-    };
-    cancel.cancel();
-    let _ = reloads.await;
-    let _ = renderer.await;
-    served.context("the HTTP server failed")
-}
-
-/// What the SIGHUP loop needs besides the supervisor.
-struct Reloads {
-    /// The `--config` file; `None`: nothing to reload.
-    file: Option<std::path::PathBuf>,
-    /// Shown on `/`; recomputed at every reload.
-    warnings: Arc<arc_swap::ArcSwap<Vec<String>>>,
-    /// `config_reload_failures_total{config="file"}`.
-    failures: Option<prometheus_client::metrics::counter::Counter>,
-    cache_file: Option<std::path::PathBuf>,
-}
-
-impl Reloads {
-    fn refused(&self, file: &std::path::Path, error: &dyn std::fmt::Display) {
-        tracing::error!(file = %file.display(), error = %error, "reload refused; keeping the running configuration");
-        if let Some(failures) = &self.failures {
-            failures.inc();
-        }
-    }
-
-    fn applied(&self, file: &std::path::Path, foundations: Vec<config::FoundationConfig>) {
-        tracing::info!(file = %file.display(), "configuration reloaded");
-        let now = Config {
-            foundations,
-            file: None,
-            cache_file: self.cache_file.clone(),
-        }
-        .warnings();
-        for warning in &now {
-            tracing::warn!("{warning}");
-        }
-        self.warnings.store(Arc::new(now));
-    }
-}
-
-/// Owns the supervisor: applies reloads on SIGHUP, stops everything on cancel.
-async fn reload_on_sighup(mut supervisor: Supervisor, reloads: Reloads, cancel: CancellationToken) {
-    #[cfg(unix)]
-    let mut hangup = match (
-        &reloads.file,
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()),
-    ) {
-        (Some(_), Ok(s)) => Some(s),
-        (Some(_), Err(e)) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; config reloads are off");
-            None
-        }
-        (None, _) => None,
-    };
-    loop {
-        #[cfg(unix)]
-        let hup = async {
-            match hangup.as_mut() {
-                Some(s) => s.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hup = std::future::pending::<Option<()>>();
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = hup => {
-                let Some(path) = &reloads.file else { continue };
-                match config::file::load(path) {
-                    Ok(foundations) => match supervisor.apply(foundations.clone()).await {
-                        Ok(()) => reloads.applied(path, foundations),
-                        Err(e) => reloads.refused(path, &e),
-                    },
-                    Err(e) => reloads.refused(path, &e),
-                }
-            }
-        }
-    }
-    supervisor.shutdown().await;
-}
+// The library's interface: what the binary uses. With the `dead-code-check` feature
+// (scripts/test.sh) the binary's own source is compiled into the library and nothing is public
+// but its `main` and the fuzz targets' entry points, so `dead_code` names every item that
+// neither uses.
+#[cfg(any(not(feature = "dead-code-check"), feature = "testing"))]
+pub use app::{binary, run, ServeOptions};
+#[cfg(all(feature = "dead-code-check", not(feature = "testing")))]
+use app::{binary, run, ServeOptions};
+#[cfg(feature = "dead-code-check")]
+extern crate self as cf_service_key_exporter;
+#[cfg(feature = "dead-code-check")]
+#[path = "main.rs"]
+pub mod main_rs;

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use cf_service_key_exporter::cli::{self, Cli, Command};
-use cf_service_key_exporter::clock::SystemClock;
-use cf_service_key_exporter::config::{self, Config};
-use cf_service_key_exporter::web::serve::Limits;
-use cf_service_key_exporter::web::WebConfigFile;
-use cf_service_key_exporter::{logging, report, ServeOptions};
+use cf_service_key_exporter::binary::cli::{self, Cli, Command};
+use cf_service_key_exporter::binary::config::{self, Config};
+use cf_service_key_exporter::binary::{
+    logging, report, Limits, PlanCommand, SystemClock, WebConfigFile,
+};
+use cf_service_key_exporter::ServeOptions;
 use clap::Parser;
 
 /// Exit codes: 0 fine, 1 `report --expiring-within` found a key, 2 bad configuration or usage
@@ -22,7 +22,7 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_RUNTIME: u8 = report::EXIT_RUNTIME;
 
 #[tokio::main]
-async fn main() -> ExitCode {
+pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     // `report` writes its table to stdout and keeps stderr for what went wrong.
     let default_level = match cli.command {
@@ -63,7 +63,7 @@ async fn main() -> ExitCode {
             &cli,
             ServeOptions {
                 web_config,
-                max_requests: cli.web_max_requests,
+                max_requests: Some(cli.web_max_requests),
                 limits: Limits {
                     header_timeout: cli.web_header_timeout,
                     write_timeout: cli.web_write_timeout,
@@ -128,8 +128,7 @@ async fn start_demo() -> anyhow::Result<(Demo, config::DemoTarget)> {
 
 /// The rotate-plan command the landing page shows: the same source of configuration as this
 /// process (`--demo`, `--config PATH`), else a hint to add the connection flags.
-fn plan_command(cli: &Cli) -> cf_service_key_exporter::landing::PlanCommand {
-    use cf_service_key_exporter::landing::PlanCommand;
+fn plan_command(cli: &Cli) -> PlanCommand {
     let args = &cli.connection;
     match (args.demo, &args.config) {
         (true, _) => PlanCommand {
@@ -139,9 +138,7 @@ fn plan_command(cli: &Cli) -> cf_service_key_exporter::landing::PlanCommand {
         (false, Some(path)) => PlanCommand {
             prefix: format!(
                 "cf-service-key-exporter report --config {}",
-                cf_service_key_exporter::report::rotate::plan::command(&[&path
-                    .display()
-                    .to_string()])
+                report::command(&[&path.display().to_string()])
             ),
             hint: None,
         },
@@ -153,7 +150,7 @@ async fn serve(config: Config, cli: &Cli, options: ServeOptions) -> anyhow::Resu
     let listener = tokio::net::TcpListener::bind(cli.listen_address)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen_address))?;
-    cf_service_key_exporter::run_with(config, listener, options, shutdown_signal()).await
+    cf_service_key_exporter::run(config, listener, options, shutdown_signal()).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -72,6 +72,7 @@ impl AppState {
 
 /// Serves `app` on `listener` over plain HTTP until `shutdown` completes, with the default
 /// connection limits (see [`crate::web::serve`]); tests and benchmarks serve this way.
+#[cfg(any(test, feature = "testing"))]
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,

@@ -103,6 +103,7 @@ impl Supervisor {
     }
 
     /// Runs each refresher with `runner` instead of [`Refresher::run`].
+    #[cfg(test)]
     pub fn with_runner(mut self, runner: Runner) -> Self {
         self.runner = runner;
         self

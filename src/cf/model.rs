@@ -17,8 +17,6 @@ pub struct Page<T> {
 #[derive(Debug, Deserialize)]
 pub struct Pagination {
     #[serde(default)]
-    pub total_results: u64,
-    #[serde(default)]
     pub total_pages: u64,
     pub next: Option<Link>,
 }

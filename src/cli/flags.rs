@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::ConnectionArgs;
 use crate::config::file;
 use crate::config::{
-    check_interval, check_readable, clean_plans, default_foundation_name, lead_time_annotation,
+    check_interval, clean_plans, default_foundation_name, lead_time_annotation,
     metadata_labels, parse_url, successor_annotation, successor_name_suffix, Config, ConfigError,
     DemoTarget, FoundationConfig, FoundationDraft, LoginWording, SecretSource, TlsOptions,
 };
@@ -67,7 +67,7 @@ impl Source {
     }
 }
 
-/// How the flags word an incomplete login.
+/// How the flags word an incomplete login and name the CA file.
 const FLAGS_LOGIN: LoginWording = LoginWording {
     no_password: (
         "--cf-password-file",
@@ -77,6 +77,7 @@ const FLAGS_LOGIN: LoginWording = LoginWording {
         Some("--cf-username"),
         "a password was given but no username; set --cf-username (or CF_USERNAME)",
     ),
+    ca_file: "--cf-ca-file",
 };
 
 /// Puts the flags that tune polling into `draft`: shared by the flags and the demo, so both
@@ -198,11 +199,7 @@ fn flags_foundation(
         skip_verify: args.cf_skip_tls_verify,
         allow_http_login: args.cf_allow_http_login,
     };
-    let foundation = draft.build()?;
-    if let Some(ca) = &foundation.tls.ca_file {
-        check_readable("--cf-ca-file", ca)?;
-    }
-    Ok(foundation)
+    draft.build()
 }
 
 /// A secret from its file flag, else from the environment variable holding the value itself.

@@ -9,19 +9,22 @@ use std::time::Duration;
 use url::Url;
 
 use super::{
-    check_secret, ConfigError, FoundationConfig, Grant, HttpOptions, MetadataLabel, SecretSource,
+    check_readable, check_secret, ConfigError, FoundationConfig, Grant, HttpOptions, MetadataLabel, SecretSource,
     TlsOptions, DEFAULT_CLIENT_ID, DEFAULT_DETAILS_CONCURRENCY, DEFAULT_FULL_REFRESH_INTERVAL,
     DEFAULT_REFRESH_INTERVAL,
 };
 use crate::rotation::{NameScheme, RotationConfig};
 
-/// How a source words the two incomplete logins: each source names its own settings.
+/// How a source words the two incomplete logins and names its CA file: each source names its
+/// own settings.
 #[derive(Debug)]
 pub(crate) struct LoginWording {
     /// Field and message of a username without a password.
     pub(crate) no_password: (&'static str, &'static str),
     /// Field (`None`: the password's own) and message of a password without a username.
     pub(crate) no_username: (Option<&'static str>, &'static str),
+    /// How the source names the CA file in errors.
+    pub(crate) ca_file: &'static str,
 }
 
 /// A foundation as a source describes it, checked field by field but not yet as a whole. `None`
@@ -79,8 +82,8 @@ impl FoundationDraft {
     }
 
     /// The validated foundation: a username and a password come together (else the password
-    /// grant cannot log in) and both secrets can be read now, so a typo fails at start, not at
-    /// the first login.
+    /// grant cannot log in), and both secrets and the CA file can be read now, so a typo fails
+    /// at start, not at the first login.
     pub(crate) fn build(self) -> Result<FoundationConfig, ConfigError> {
         let grant = match (self.username, self.password) {
             (Some(username), Some((field, password))) => {
@@ -102,6 +105,9 @@ impl FoundationDraft {
         };
         if let Some((field, secret)) = &self.client_secret {
             check_secret(field, secret)?;
+        }
+        if let Some(ca) = &self.tls.ca_file {
+            check_readable(self.wording.ca_file, ca)?;
         }
         Ok(FoundationConfig {
             name: self.name,

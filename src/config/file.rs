@@ -100,14 +100,11 @@ struct Shared {
 }
 
 impl Shared {
-    /// Anchors `ca_file` at the config file's directory and checks it can be read.
-    fn resolve(mut self, base: &Path) -> Result<Self, ConfigError> {
-        if let Some(ca) = self.ca_file.take() {
-            let ca = base.join(ca);
-            check_readable("ca_file", &ca)?;
-            self.ca_file = Some(ca);
-        }
-        Ok(self)
+    /// Anchors `ca_file` at the config file's directory ([`FoundationDraft::build`] checks
+    /// that it can be read).
+    fn resolve(mut self, base: &Path) -> Self {
+        self.ca_file = self.ca_file.take().map(|ca| base.join(ca));
+        self
     }
 
     /// These settings, with `defaults` where they say nothing.
@@ -256,7 +253,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<FoundationConfig>, ConfigErr
 
     check_keys(&top, TOP_KEYS, true).map_err(in_file)?;
     let defaults: Shared = deserialize_table(top).map_err(in_file)?;
-    let defaults = defaults.resolve(base).map_err(|e| in_file(e.to_string()))?;
+    let defaults = defaults.resolve(base);
+    // Checked here too, so that its error names no foundation.
+    if let Some(ca) = &defaults.ca_file {
+        check_readable("ca_file", ca).map_err(|e| in_file(e.to_string()))?;
+    }
 
     if tables.is_empty() {
         return Err(in_file(
@@ -335,7 +336,7 @@ fn build_foundation(
         file,
     )?;
 
-    let settings = raw.shared.resolve(base)?.or(defaults);
+    let settings = raw.shared.resolve(base).or(defaults);
     draft.client_id = settings.client_id;
     draft.origin = settings.origin;
     draft.service_plans = settings.service_plans.unwrap_or_default();
@@ -354,7 +355,7 @@ fn build_foundation(
     draft.build()
 }
 
-/// How the file words an incomplete login.
+/// How the file words an incomplete login and names the CA file.
 const FILE_LOGIN: LoginWording = LoginWording {
     no_password: (
         "username",
@@ -366,6 +367,7 @@ const FILE_LOGIN: LoginWording = LoginWording {
         "a password was given without a username; add username \
          (or remove the password for the client-credentials grant)",
     ),
+    ca_file: "ca_file",
 };
 
 /// A foundation's `name`: required, not empty.

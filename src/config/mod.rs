@@ -138,7 +138,8 @@ pub struct HttpOptions {
     pub read_timeout: Duration,
     /// One whole request, body included.
     pub request_timeout: Duration,
-    /// Largest body read from a list page (5000 resources with `included` are a few MB).
+    /// Largest body read from a list page of 5000 resources with `included` (its size:
+    /// docs/performance.md, "Figures the code refers to").
     pub list_body_limit: usize,
     /// Largest body read from a key's `/details`, the API root or a token answer.
     pub small_body_limit: usize,
@@ -410,6 +411,7 @@ pub struct DemoTarget {
 
 impl DemoTarget {
     /// A foundation that logs in to the simulator, with the default tuning.
+    #[cfg(any(test, feature = "testing"))]
     pub fn foundation(&self, name: &str) -> FoundationConfig {
         self.draft(name)
             .build()
@@ -433,6 +435,7 @@ impl DemoTarget {
 const DEMO_LOGIN: LoginWording = LoginWording {
     no_password: ("--demo", "the simulator has no password"),
     no_username: (None, "the simulator has no username"),
+    ca_file: "--cf-ca-file",
 };
 
 impl std::fmt::Debug for DemoTarget {

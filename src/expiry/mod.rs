@@ -74,8 +74,6 @@ use time::OffsetDateTime;
 
 use crate::vocab::{ExpirySource, Reason};
 
-pub use pem::{MAX_CERTIFICATES_PER_STRING, MAX_PEM_STRING_BYTES};
-
 /// Objects and arrays nested deeper than this are not searched (real keys nest 2 or 3 levels).
 pub const MAX_DEPTH: usize = 32;
 /// At most this many JSON values are visited per key.
@@ -159,6 +157,7 @@ impl ReadError {
     }
 
     /// The JSON path the error is about.
+    #[cfg(test)]
     pub fn path(&self) -> &str {
         match self {
             ReadError::InvalidCertificate { path } | ReadError::InvalidDate { path } => path,
@@ -182,6 +181,7 @@ impl Extraction {
     }
 
     /// The `expiry_source` label value: the earliest finding's source, or [`ExpirySource::None`].
+    #[cfg(any(test, feature = "testing"))]
     pub fn source(&self) -> ExpirySource {
         self.earliest().map_or(ExpirySource::None, |f| f.source)
     }

@@ -16,10 +16,11 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::CertificateInfo;
 
 /// Strings longer than this are not scanned (and count as unreadable when they claim to hold a
-/// certificate). A chain of three certificates is about 5 KiB.
-pub const MAX_PEM_STRING_BYTES: usize = 256 * 1024;
+/// certificate). Far above a real chain of certificates (docs/performance.md, "Figures the code
+/// refers to").
+pub(crate) const MAX_PEM_STRING_BYTES: usize = 256 * 1024;
 /// A certificate chain longer than this in one string is unreadable rather than slow to read.
-pub const MAX_CERTIFICATES_PER_STRING: usize = 16;
+pub(crate) const MAX_CERTIFICATES_PER_STRING: usize = 16;
 /// Caps the public facts copied out of a certificate, whatever its issuer put there.
 const MAX_NAME_CHARS: usize = 256;
 

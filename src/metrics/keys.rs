@@ -1,15 +1,16 @@
 //! The per-key series of one foundation, rendered once per published snapshot.
 //!
 //! The label sets of 20,000 keys change only when a refresh publishes, so each snapshot is
-//! rendered once with the official client's text encoder (its label escaping and number
-//! formatting). The families with extra labels (`info`, `read_error`, `owner_info`,
-//! `successor_info`), and the rare `warning_lead_invalid`, are kept as finished text that
-//! scrapes copy. The five families
-//! that carry only a key's labels and a number (`expiry_timestamp_seconds`, `expiry_seconds`,
-//! `created_timestamp_seconds`, `valid_from_timestamp_seconds`, `warning_lead_seconds`) share
-//! one rendered label set per key: a scrape writes the name, that label set and the value,
-//! which for `expiry_seconds` moves with the scrape's clock. One label set instead of four
-//! halves the memory a rendering holds. Pure CPU work, no I/O.
+//! rendered once. The families with extra labels (`info`, `read_error`, `owner_info`,
+//! `successor_info`), and the rare `warning_lead_invalid`, are encoded with the official
+//! client's text encoder, in one pass through one registry, and kept as finished text that
+//! scrapes copy. The five families that carry only a key's labels and a number
+//! (`expiry_timestamp_seconds`, `expiry_seconds`, `created_timestamp_seconds`,
+//! `valid_from_timestamp_seconds`, `warning_lead_seconds`) share one label set per key, written
+//! directly with the client's escaping ([`write_label_set`], tested against the client): a
+//! scrape writes the name, that label set and the value, which for `expiry_seconds` moves with
+//! the scrape's clock. One label set instead of four halves the memory a rendering holds. Pure
+//! CPU work, no I/O.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -26,8 +27,6 @@ use crate::snapshot::{FoundationSnapshot, KeyLabels, KeyRecord, KEY_LABEL_COUNT}
 /// A per-key family, in exposition order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
-    /// Not a family: every key's base labels, rendered once to be shared (see the module doc).
-    Labels,
     ExpiryTimestamp,
     /// `cf_service_key_expiry_seconds`: the only value that moves with the scrape's clock.
     Countdown,
@@ -60,7 +59,6 @@ impl Family {
 
     pub fn name(self) -> &'static str {
         match self {
-            Family::Labels => "labels",
             Family::ExpiryTimestamp => "cf_service_key_expiry_timestamp_seconds",
             Family::Countdown => "cf_service_key_expiry_seconds",
             Family::Info => "cf_service_key_info",
@@ -76,7 +74,6 @@ impl Family {
 
     pub fn help(self) -> &'static str {
         match self {
-            Family::Labels => "",
             Family::ExpiryTimestamp => "Unix time at which the service key's credentials stop being valid",
             Family::Countdown => "Seconds from the scrape until the service key's credentials expire; negative once expired",
             Family::Info => "One series per service key; expiry_source says where its expiry was read, none, or unread (details never read)",
@@ -115,59 +112,65 @@ fn base_labels<'a>(
     out
 }
 
-/// Encodes one family of one foundation with the official encoder.
-#[derive(Debug)]
-struct FamilyOf {
-    foundation: String,
-    snapshot: Arc<FoundationSnapshot>,
-    family: Family,
+/// `{foundation="…",org="…",…,service_key_guid="…"}`: a key's base label set as the client's
+/// text encoder writes it (label values escaped the same way: `\\`, `\"`, `\n`).
+fn write_label_set(out: &mut String, foundation: &str, key: &KeyRecord) {
+    out.push('{');
+    for (i, (name, value)) in base_labels(foundation, key).into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        let mut rest = value;
+        while let Some(at) = rest.find(['\\', '"', '\n']) {
+            out.push_str(&rest[..at]);
+            out.push_str(match rest.as_bytes()[at] {
+                b'\\' => "\\\\",
+                b'"' => "\\\"",
+                _ => "\\n",
+            });
+            rest = &rest[at + 1..];
+        }
+        out.push_str(rest);
+        out.push('"');
+    }
+    out.push('}');
 }
 
-impl Collector for FamilyOf {
+/// Encodes the text families of one foundation with the official encoder, in
+/// [`Family::ALL`]'s order.
+#[derive(Debug)]
+struct TextFamilies {
+    foundation: String,
+    snapshot: Arc<FoundationSnapshot>,
+}
+
+impl Collector for TextFamilies {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let f = self.family;
+        for f in Family::ALL.into_iter().filter(|f| f.carries_text()) {
+            self.encode_family(&mut encoder, f)?;
+        }
+        Ok(())
+    }
+}
+
+impl TextFamilies {
+    fn encode_family(&self, encoder: &mut DescriptorEncoder, f: Family) -> std::fmt::Result {
         let mut m = encoder.encode_descriptor(f.name(), f.help(), None, MetricType::Gauge)?;
         let owner_labels = &self.snapshot.owner_labels;
         let keys = &self.snapshot.keys;
         for (i, key) in keys.iter().enumerate() {
             let base = base_labels(&self.foundation, key);
             match f {
-                Family::Labels => {
-                    ConstGauge::new(0i64).encode(m.encode_family(&base)?)?;
-                }
-                Family::ExpiryTimestamp => {
-                    if let Some(e) = key.expiry() {
-                        ConstGauge::new(e.expires_at as f64).encode(m.encode_family(&base)?)?;
-                    }
-                }
-                Family::Countdown => {
-                    if key.expiry().is_some() {
-                        ConstGauge::new(0.0).encode(m.encode_family(&base)?)?;
-                    }
-                }
                 Family::Info => {
                     let labels = (base, [("expiry_source", key.expiry_source())]);
                     ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
-                }
-                Family::Created => {
-                    if let Some(created) = key.created_at {
-                        ConstGauge::new(created as f64).encode(m.encode_family(&base)?)?;
-                    }
-                }
-                Family::ValidFrom => {
-                    if let Some(from) = key.expiry().and_then(|e| e.valid_from) {
-                        ConstGauge::new(from as f64).encode(m.encode_family(&base)?)?;
-                    }
                 }
                 Family::ReadError => {
                     if let Some(failure) = &key.failure {
                         let labels = (base, [("reason", failure.reason.as_str())]);
                         ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
-                    }
-                }
-                Family::WarningLead => {
-                    if let Some(lead) = key.lead_time.seconds() {
-                        ConstGauge::new(lead as f64).encode(m.encode_family(&base)?)?;
                     }
                 }
                 Family::WarningLeadInvalid => {
@@ -184,6 +187,12 @@ impl Collector for FamilyOf {
                         ConstGauge::new(1i64).encode(m.encode_family(&(base, successor))?)?;
                     }
                 }
+                // The valued families are written per scrape (`Rendered::write`).
+                Family::ExpiryTimestamp
+                | Family::Countdown
+                | Family::Created
+                | Family::ValidFrom
+                | Family::WarningLead => {}
                 Family::Owner => {
                     if !owner_labels.is_empty() {
                         // Every owner label on every series, empty where none was found: the
@@ -206,28 +215,43 @@ impl Collector for FamilyOf {
 /// line, so a family is one allocation (line sizes: docs/performance.md, "Sizing").
 pub(crate) const LINE_CAPACITY: usize = 320;
 
-/// The sample lines of one family of one foundation (descriptor lines removed).
-fn render(foundation: &str, snapshot: &Arc<FoundationSnapshot>, family: Family) -> String {
+/// The sample lines of each text family of one foundation (descriptor lines left out: the
+/// scrape writes them once per family, not once per foundation), from one encoding.
+fn render_text_families(
+    foundation: &str,
+    snapshot: &Arc<FoundationSnapshot>,
+) -> Vec<(Family, Bytes)> {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(FamilyOf {
+    registry.register_collector(Box::new(TextFamilies {
         foundation: foundation.to_owned(),
         snapshot: snapshot.clone(),
-        family,
     }));
     let mut text = String::with_capacity(snapshot.keys.len() * LINE_CAPACITY);
     prometheus_client::encoding::text::encode_registry(&mut text, &registry)
         .expect("encoding into a String cannot fail");
-    // The descriptor is written once per family by the scrape, not once per foundation. Label
-    // values are escaped, so a line break only ever ends a line.
-    let descriptor: usize = text
-        .split_inclusive('\n')
-        .take_while(|line| line.starts_with("# "))
-        .map(str::len)
-        .sum();
-    text.drain(..descriptor);
-    // Kept until the next snapshot: no spare capacity (at 20,000 keys it would be megabytes).
-    text.shrink_to_fit();
-    text
+    // Each family opens with its `# HELP` and `# TYPE` lines. Label values are escaped, so a
+    // line break only ever ends a line and no sample line starts with `#`.
+    let mut blocks: Vec<(Family, Vec<u8>)> = Vec::new();
+    for line in text.split_inclusive('\n') {
+        if let Some(described) = line.strip_prefix("# HELP ") {
+            let family = Family::ALL
+                .into_iter()
+                .find(|f| described.starts_with(f.name()) && described[f.name().len()..].starts_with(' '))
+                .expect("the collector writes only per-key families");
+            blocks.push((family, Vec::new()));
+        } else if !line.starts_with("# ") {
+            let (_, block) = blocks.last_mut().expect("a sample line follows its descriptor");
+            block.extend_from_slice(line.as_bytes());
+        }
+    }
+    // Kept until the next snapshot: no spare capacity (sizes: docs/performance.md, "Sizing").
+    blocks
+        .into_iter()
+        .map(|(family, mut block)| {
+            block.shrink_to_fit();
+            (family, Bytes::from(block))
+        })
+        .collect()
 }
 
 /// Whether two snapshots of a foundation render to the same per-key series: the same keys with
@@ -291,19 +315,11 @@ impl Family {
 
 impl Rendered {
     pub fn new(foundation: &str, snapshot: &Arc<FoundationSnapshot>) -> Rendered {
-        let blocks: Vec<(Family, Bytes)> = Family::ALL
-            .iter()
-            .filter(|f| f.carries_text())
-            .map(|&f| (f, Bytes::from(render(foundation, snapshot, f))))
-            .collect();
-        // Each line is `labels{...} 0`: keep the braces and what is between them.
-        let lines = render(foundation, snapshot, Family::Labels);
-        let mut labels = String::with_capacity(lines.len());
+        let blocks = render_text_families(foundation, snapshot);
+        let mut labels = String::with_capacity(snapshot.keys.len() * LINE_CAPACITY);
         let mut keys = Vec::with_capacity(snapshot.keys.len());
-        for (line, key) in lines.lines().zip(snapshot.keys.iter()) {
-            let start = Family::Labels.name().len();
-            let end = line.rfind(' ').unwrap_or(line.len());
-            labels.push_str(&line[start..end]);
+        for key in snapshot.keys.iter() {
+            write_label_set(&mut labels, foundation, key);
             let expiry = key.expiry();
             keys.push(Numbers {
                 labels_end: labels.len(),
@@ -370,7 +386,8 @@ impl Rendered {
             out.extend_from_slice(&self.labels[start..k.labels_end]);
             out.put_u8(b' ');
             match v {
-                // As the client library writes a whole f64 (`1795720582.0`), a few times faster.
+                // As the client library writes a whole f64 (`1795720582.0`), faster
+                // (docs/performance.md, "Figures the code refers to").
                 Value::Whole(t) => {
                     out.extend_from_slice(integer.format(t).as_bytes());
                     out.extend_from_slice(b".0");
@@ -397,5 +414,48 @@ fn value(family: Family, k: &Numbers, now: f64) -> Option<Value> {
         Family::ValidFrom => k.valid_from.map(Value::Whole),
         Family::WarningLead => k.lead.map(|s| Value::Whole(i64::from(s))),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::test_record;
+    use proptest::prelude::*;
+
+    /// One key's line as the client's text encoder writes it.
+    #[derive(Debug)]
+    struct ClientLine(String, KeyRecord);
+
+    impl Collector for ClientLine {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+            let mut m = encoder.encode_descriptor("x", "x", None, MetricType::Gauge)?;
+            ConstGauge::new(1i64).encode(m.encode_family(&base_labels(&self.0, &self.1))?)
+        }
+    }
+
+    fn client_line(foundation: &str, key: &KeyRecord) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(ClientLine(foundation.to_owned(), key.clone())));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode_registry(&mut text, &registry).unwrap();
+        text.lines().nth(2).expect("a sample line").to_owned()
+    }
+
+    proptest! {
+        #[test]
+        fn label_sets_are_written_as_the_client_encodes_them(
+            foundation in "\\PC*",
+            org in "(\\PC|[\\\\\"\n])*",
+            key in "[a-z\\\\\"\n{}=, ]*",
+        ) {
+            let mut record = test_record("guid");
+            record.labels.org = org.into();
+            record.labels.service_key = key.into();
+            let mut ours = String::from("x");
+            write_label_set(&mut ours, &foundation, &record);
+            ours.push_str(" 1");
+            prop_assert_eq!(ours, client_line(&foundation, &record));
+        }
     }
 }

@@ -14,7 +14,7 @@ pub mod keys;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
@@ -128,6 +128,9 @@ pub struct ExporterMetrics {
     /// The rendered per-key series of each foundation, with the snapshot they were rendered
     /// from: reused while that snapshot is the published one.
     rendered: Mutex<RenderCache>,
+    /// The status families of the snapshot last scraped, kept while that snapshot is the
+    /// published one (a `Weak`: it holds no snapshot, and its address is not reused meanwhile).
+    status: Mutex<Option<(Weak<Snapshot>, Bytes)>>,
 }
 
 /// Endpoint → the codes counted for it, each with its counter.
@@ -237,6 +240,19 @@ impl ExporterMetrics {
             out.push(rendered);
         }
         out
+    }
+
+    /// The status families of `snapshot`: encoded once per published snapshot, then copied.
+    fn status_for(&self, snapshot: &Arc<Snapshot>) -> Bytes {
+        let mut cached = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((seen, text)) if std::ptr::eq(seen.as_ptr(), Arc::as_ptr(snapshot)) => text.clone(),
+            _ => {
+                let text = Bytes::from(status_text(snapshot));
+                *cached = Some((Arc::downgrade(snapshot), text.clone()));
+                text
+            }
+        }
     }
 
     /// A handle that counts one foundation's requests; also creates the foundation's
@@ -403,6 +419,7 @@ const CHUNK_KEYS: usize = 2048;
 
 impl Exposition {
     /// Reads the scrape's clock from `clock` (tests and benchmarks).
+    #[cfg(any(test, feature = "testing"))]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -427,7 +444,7 @@ impl Exposition {
         scrape.add_key_families(&rendered);
         scrape
             .parts
-            .push(Part::Text(Bytes::from(status_text(&snapshot))));
+            .push(Part::Text(self.metrics.status_for(&snapshot)));
         if format == Format::OpenMetrics {
             scrape
                 .parts
@@ -437,6 +454,7 @@ impl Exposition {
     }
 
     /// Every metric in `format`, as one string (tests, the report of a benchmark).
+    #[cfg(any(test, feature = "testing"))]
     pub fn encode(&self, format: Format) -> String {
         self.scrape(format).into_string()
     }
@@ -493,6 +511,7 @@ impl Scrape {
     }
 
     /// The whole body in one string.
+    #[cfg(any(test, feature = "testing"))]
     pub fn into_string(self) -> String {
         let now = self.now;
         let (mut out, mut buf) = (Vec::new(), BytesMut::new());
@@ -503,8 +522,9 @@ impl Scrape {
     }
 }
 
-/// Per-foundation refresh status and the build info (a few series, encoded per scrape).
-fn status_text(snapshot: &Snapshot) -> String {
+/// Per-foundation refresh status and the build info (a few series, encoded once per published
+/// snapshot).
+fn status_text(snapshot: &Arc<Snapshot>) -> String {
     #[derive(Debug)]
     struct Status<'a>(&'a Snapshot);
     impl Status<'_> {
@@ -555,10 +575,9 @@ fn status_text(snapshot: &Snapshot) -> String {
                 .encode(m.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)
         }
     }
-    // The encoder is only handed out through a registry, which wants an owned collector: wrap
-    // a snapshot clone (Arcs inside, cheap).
+    // The encoder is only handed out through a registry, which wants an owned collector.
     #[derive(Debug)]
-    struct Owned(Snapshot);
+    struct Owned(Arc<Snapshot>);
     impl Collector for Owned {
         fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
             Status(&self.0).encode(encoder)
@@ -574,6 +593,7 @@ fn status_text(snapshot: &Snapshot) -> String {
 
 /// An exposition of `store` alone (no live metrics) at `clock`: see
 /// [`crate::testing::encode_snapshot_at`].
+#[cfg(any(test, feature = "testing"))]
 pub(crate) fn snapshot_only(store: Arc<Store>, clock: Arc<dyn Clock>) -> Exposition {
     Exposition {
         live: Registry::default(),

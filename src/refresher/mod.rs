@@ -164,6 +164,7 @@ impl Refresher {
     }
 
     /// How long [`Refresher::run`] waits before the first refresh.
+    #[cfg(test)]
     pub fn start_delay(&self) -> Duration {
         self.start_delay
     }

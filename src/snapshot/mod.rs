@@ -200,6 +200,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Every foundation is [ready](RefreshStatus::ready).
+    #[cfg(test)]
     pub fn ready(&self) -> bool {
         self.foundations.values().all(|f| f.status.ready)
     }

@@ -121,10 +121,12 @@ impl Successors {
     }
 
     /// `(old, successor)` positions, by old.
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.pairs.iter().map(|&(a, b)| (a as usize, b as usize))
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }

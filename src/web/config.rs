@@ -180,13 +180,9 @@ impl fmt::Debug for PasswordHash {
 }
 
 /// Reads and validates `path`. Relative file names inside are relative to `path`'s directory, as
-/// in the toolkit. An empty file (or one of comments only) means "no TLS, no auth".
-pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-    load_as(path, true)
-}
-
-/// [`load`]; with `allow_empty` false, an empty file is an error (a reload: an empty file is
-/// more likely one being rewritten than a wish to drop every protection).
+/// in the toolkit. An empty file (or one of comments only) means "no TLS, no auth" when
+/// `allow_empty`, else is an error (a reload: an empty file is more likely one being rewritten
+/// than a wish to drop every protection).
 pub fn load_as(path: &Path, allow_empty: bool) -> Result<WebConfig, WebConfigError> {
     let fail = |problem| WebConfigError {
         path: path.to_owned(),

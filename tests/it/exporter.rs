@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::common::year_key;
-use crate::common::{clean_demo, Harness, Scrape, KEY_LABELS};
+use crate::common::{clean_demo, golden, Harness, Scrape};
 use cf_sim::credentials::Shape;
 use cf_sim::{demo, Outage, World};
 use serde_json::json;
@@ -35,21 +35,28 @@ async fn every_contract_metric_and_label_is_served_with_the_planted_values() {
     assert_eq!(stats.details_errors, 0);
     let scrape = h.scrape().await;
 
-    for name in [
-        "cf_service_key_expiry_timestamp_seconds",
-        "cf_service_key_expiry_seconds",
-        "cf_service_key_info",
-        "cf_service_key_exporter_refresh_success",
-        "cf_service_key_exporter_last_refresh_success_timestamp_seconds",
-        "cf_service_key_exporter_refresh_duration_seconds",
-        "cf_service_key_exporter_service_keys",
-        "cf_service_key_exporter_build_info",
-    ] {
-        assert_eq!(
-            scrape.types.get(name).map(String::as_str),
-            Some("gauge"),
-            "{name}"
-        );
+    // The families of the golden exposition (the contract's pin), each with the golden's type
+    // and, on every series, the golden's label names. The clean demo has no read errors, owner
+    // labels (no --metadata-labels here), lead times or successors.
+    let golden = golden();
+    let absent = [
+        "cf_service_key_read_error",
+        "cf_service_key_owner_info",
+        "cf_service_key_warning_lead_seconds",
+        "cf_service_key_warning_lead_invalid",
+        "cf_service_key_successor_info",
+    ];
+    for (name, kind) in &golden.types {
+        if absent.contains(&name.as_str()) {
+            assert!(scrape.all(name).is_empty(), "{name}");
+            continue;
+        }
+        assert_eq!(scrape.types.get(name), Some(kind), "{name}");
+        let want = golden.label_names(name);
+        for s in scrape.all(name) {
+            let labels: BTreeSet<&str> = s.labels.keys().map(String::as_str).collect();
+            assert_eq!(labels, want, "{name}");
+        }
     }
     // Every reason of details_errors_total exists at 0 from the start, so increase() sees the
     // first error.
@@ -70,22 +77,7 @@ async fn every_contract_metric_and_label_is_served_with_the_planted_values() {
         Some("counter")
     );
 
-    // Exactly the contract's labels on every per-key series.
-    let expected: BTreeSet<&str> = KEY_LABELS.into_iter().collect();
-    for name in [
-        "cf_service_key_expiry_timestamp_seconds",
-        "cf_service_key_expiry_seconds",
-    ] {
-        for s in scrape.all(name) {
-            let labels: BTreeSet<&str> = s.labels.keys().map(String::as_str).collect();
-            assert_eq!(labels, expected, "{name}");
-        }
-    }
-    let mut with_source = expected.clone();
-    with_source.insert("expiry_source");
     for s in scrape.all("cf_service_key_info") {
-        let labels: BTreeSet<&str> = s.labels.keys().map(String::as_str).collect();
-        assert_eq!(labels, with_source);
         assert_eq!(s.value, 1.0);
     }
 

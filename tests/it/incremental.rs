@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::{Harness, Scrape};
+use crate::common::{one_foundation, Harness, Scrape, Served};
 use cf_service_key_exporter::cache::Cache;
-use cf_service_key_exporter::config::{Config, DemoTarget};
+use cf_service_key_exporter::config::DemoTarget;
 use cf_service_key_exporter::refresher::Refresher;
 use cf_service_key_exporter::snapshot::{KeyRecord, Store};
 use cf_service_key_exporter::testing::ManualClock;
@@ -404,25 +404,17 @@ async fn a_cache_file_written_on_an_injected_clock_seeds_a_restart_on_that_clock
 
 struct Exporter {
     addr: std::net::SocketAddr,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    served: Served,
 }
 
 impl Exporter {
     async fn start(sim: &Sim, cache_file: &Path) -> Exporter {
-        let config = Config {
-            foundations: vec![DemoTarget::from(sim).foundation("test")],
-            file: None,
-            cache_file: Some(cache_file.to_owned()),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        let task = tokio::spawn(cf_service_key_exporter::run(config, listener, async move {
-            stopped.cancelled().await
-        }));
-        Exporter { addr, stop, task }
+        let config = one_foundation(sim, "test", Some(cache_file.to_owned()));
+        let served = Served::start(config, Default::default()).await;
+        Exporter {
+            addr: served.addr,
+            served,
+        }
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
@@ -463,8 +455,7 @@ impl Exporter {
     }
 
     async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap().unwrap();
+        self.served.shutdown(Duration::from_secs(30)).await;
     }
 }
 

@@ -12,7 +12,7 @@ use cf_sim::demo::DEMO_LEAD_TIME_ANNOTATION as LEAD;
 use time::OffsetDateTime;
 
 use crate::common::logs::Logs;
-use crate::common::{clean_demo, Harness, Scrape, KEY_LABELS};
+use crate::common::{clean_demo, golden, Harness, Scrape};
 
 const SECONDS: &str = "cf_service_key_warning_lead_seconds";
 const INVALID: &str = "cf_service_key_warning_lead_invalid";
@@ -47,9 +47,10 @@ fn annotate(h: &Harness, what: &str, value: &str) {
         .with_world(|w| w.set_annotation(&guid, LEAD, value)));
 }
 
-/// Exactly the key labels on every series of `name`.
+/// Exactly the golden exposition's labels (the key labels) on every series of `name`.
 fn assert_key_labels_only(scrape: &Scrape, name: &str) {
-    let expected: BTreeSet<&str> = KEY_LABELS.into_iter().collect();
+    let golden = golden();
+    let expected = golden.label_names(name);
     for s in scrape.all(name) {
         let labels: BTreeSet<&str> = s.labels.keys().map(String::as_str).collect();
         assert_eq!(labels, expected, "{name}");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cf_service_key_exporter::cache::Cache;
-use cf_service_key_exporter::config::{Config, DemoTarget};
+use cf_service_key_exporter::config::DemoTarget;
 use cf_service_key_exporter::refresher::Refresher;
 use cf_service_key_exporter::snapshot::Store;
 use cf_service_key_exporter::vocab::NoTelemetry;
@@ -16,7 +16,7 @@ use cf_sim::{demo, Accounts, Outage, RateLimit, Sim};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{clean_demo, scrape, Harness};
+use crate::common::{clean_demo, one_foundation, scrape, Harness, Served};
 
 const FIVE_MINUTES: Duration = Duration::from_secs(300);
 
@@ -128,18 +128,8 @@ fn temp_dir(test: &str) -> PathBuf {
 /// The exporter as `main` runs it, against `sim` (in an outage), with or without a cache file;
 /// the `/readyz` status it answers first and, once its first refresh has finished, again.
 async fn readiness_of_a_start(sim: &Sim, cache_file: Option<PathBuf>) -> (u16, u16) {
-    let config = Config {
-        foundations: vec![DemoTarget::from(sim).foundation("test")],
-        file: None,
-        cache_file,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    let server = tokio::spawn(cf_service_key_exporter::run(config, listener, async move {
-        stopped.cancelled().await
-    }));
+    let served = Served::start(one_foundation(sim, "test", cache_file), Default::default()).await;
+    let base = format!("http://{}", served.addr);
     let client = reqwest::Client::new();
     let ready = || async {
         let r = client.get(format!("{base}/readyz")).send().await.unwrap();
@@ -159,8 +149,7 @@ async fn readiness_of_a_start(sim: &Sim, cache_file: Option<PathBuf>) -> (u16, u
     }
     assert!(refreshed, "the first refresh never finished");
     let after = ready().await;
-    stop.cancel();
-    server.await.unwrap().unwrap();
+    served.shutdown(Duration::from_secs(30)).await;
     (first, after)
 }
 

@@ -19,15 +19,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cf_service_key_exporter::config::{Config, DemoTarget};
 use cf_service_key_exporter::web::serve::Limits;
 use cf_service_key_exporter::web::WebConfigFile;
-use cf_service_key_exporter::{run_with, ServeOptions};
+use cf_service_key_exporter::ServeOptions;
+
+use crate::common::{one_foundation, Served};
 use cf_sim::{demo, Accounts, Sim, World};
 use rustls_pki_types::pem::PemObject as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::oneshot;
 
 use crate::web_config::{client as tls_client, Ca, Dir, TLS};
 
@@ -64,8 +64,7 @@ struct Exporter {
     /// Set when serving TLS: trusts the test CA.
     tls: Option<(Ca, tokio_rustls::TlsConnector)>,
     client: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    served: tokio::task::JoinHandle<anyhow::Result<()>>,
+    served: Served,
     _dir: Dir,
     _sim: Sim,
 }
@@ -87,28 +86,17 @@ impl Exporter {
             Some((ca, _)) => tls_client(ca, None),
             None => reqwest::Client::new(),
         };
-        let config = Config {
-            foundations: vec![DemoTarget::from(&sim).foundation("slow")],
-            file: None,
-            cache_file: None,
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
         let options = ServeOptions {
             web_config,
-            max_requests: SLOW,
+            max_requests: Some(SLOW),
             limits,
             ..Default::default()
         };
-        let served = tokio::spawn(run_with(config, listener, options, async move {
-            let _ = stopped.await;
-        }));
+        let served = Served::start(one_foundation(&sim, "slow", None), options).await;
         Exporter {
-            addr,
+            addr: served.addr,
             tls,
             client,
-            stop: Some(stop),
             served,
             _dir: dir,
             _sim: sim,
@@ -183,13 +171,8 @@ impl Exporter {
         stream
     }
 
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(PATIENCE, &mut self.served)
-            .await
-            .expect("the server stops")
-            .unwrap()
-            .expect("the server ends without error");
+    async fn shutdown(self) {
+        self.served.shutdown(PATIENCE).await;
     }
 }
 

@@ -13,17 +13,34 @@ type Graph = BTreeMap<String, BTreeSet<String>>;
 
 const LIB: &str = "lib";
 
-/// The top-level modules `lib.rs` declares.
+/// The top-level modules `lib.rs` declares: `pub mod a;` (or `mod a;`, `pub(crate) mod a;`) and
+/// the names in its `modules!(a, b, ...)` list; not the binary's source, which the dead-code
+/// check compiles in as a module (`#[path = "main.rs"]`).
 fn declared_modules(lib: &str) -> BTreeSet<String> {
-    code_lines(lib)
-        .filter_map(|line| {
-            let line = line.trim_start();
-            let rest = line
-                .strip_prefix("pub mod ")
-                .or_else(|| line.strip_prefix("mod "))
-                .or_else(|| line.strip_prefix("pub(crate) mod "))?;
-            Some(rest.strip_suffix(';')?.trim().to_owned())
-        })
+    let code: String = code_lines(lib).collect::<Vec<_>>().join("\n");
+    let listed = code
+        .find("modules!(")
+        .map(|at| &code[at + "modules!(".len()..])
+        .and_then(|rest| Some(&rest[..rest.find(')')?]))
+        .into_iter()
+        .flat_map(|list| list.split(','))
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty());
+    let lines: Vec<&str> = code.lines().collect();
+    let declared = lines.iter().enumerate().filter_map(|(at, line)| {
+        if at > 0 && lines[at - 1].starts_with("#[path = \"main.rs\"]") {
+            return None;
+        }
+        let rest = line
+            .strip_prefix("pub mod ")
+            .or_else(|| line.strip_prefix("mod "))
+            .or_else(|| line.strip_prefix("pub(crate) mod "))?;
+        Some(rest.strip_suffix(';')?.trim().to_owned())
+    });
+    // `mod $name;` in the macro's body is no module.
+    listed
+        .chain(declared)
+        .filter(|name| name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
         .collect()
 }
 
@@ -217,6 +234,20 @@ fn the_readme_draws_the_module_graph() {
         drawn == graph,
         "the README's module graph is not the code's; the code's is:\n{}",
         render(&graph)
+    );
+}
+
+#[test]
+fn the_reader_finds_declared_modules() {
+    let lib = "macro_rules! modules {\n    (...) => { pub mod $name; }\n}\n\
+               modules!(\n    cache, cf,\n    web,\n);\n// pub mod commented;\npub mod fuzzing;\n\
+               #[cfg(test)]\npub mod testing;\npub mod binary {\n    pub mod cli {}\n}\n\
+               #[path = \"main.rs\"]\npub mod main_rs;\n";
+    assert_eq!(
+        declared_modules(lib),
+        ["cache", "cf", "web", "fuzzing", "testing"]
+            .map(String::from)
+            .into()
     );
 }
 

@@ -1,21 +1,20 @@
 //! `--web-config-file`: the exporter behind TLS, mTLS and basic auth, as an operator would
-//! configure it in the exporter-toolkit format. Each test runs the real `run_with` on a loopback
+//! configure it in the exporter-toolkit format. Each test runs the real `run` on a loopback
 //! port with certificates made by the simulator's factory (`cf_sim::certs`), and scrapes it with reqwest.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cf_service_key_exporter::config::{Config, DemoTarget};
 use cf_service_key_exporter::web::config::{ClientAuth, TlsVersion};
 use cf_service_key_exporter::web::WebConfigFile;
-use cf_service_key_exporter::{run_with, ServeOptions};
+use cf_service_key_exporter::ServeOptions;
+
+use crate::common::{one_foundation, Served};
 pub(crate) use cf_sim::certs::{Ca, Leaf};
 use cf_sim::{Accounts, Sim, World};
-use tokio::sync::oneshot;
 
 /// reqwest's client identity: key and certificate in one PEM.
 fn identity(leaf: &Leaf) -> reqwest::Identity {
@@ -58,9 +57,7 @@ impl Drop for Dir {
 
 /// The exporter serving an empty simulated foundation, protected by `web.yml` in a [`Dir`].
 struct Exporter {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    served: tokio::task::JoinHandle<anyhow::Result<()>>,
+    served: Served,
     _sim: Sim,
 }
 
@@ -69,45 +66,27 @@ impl Exporter {
         let path = dir.write("web.yml", web_yml);
         let web = WebConfigFile::load(&path).expect("the web config loads");
         let sim = Sim::start(World::new(), Accounts::default()).await.unwrap();
-        let config = Config {
-            foundations: vec![DemoTarget::from(&sim).foundation("test")],
-            file: None,
-            cache_file: None,
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
         let options = ServeOptions {
             web_config: Some(Arc::new(web)),
             ..Default::default()
         };
-        let served = tokio::spawn(run_with(config, listener, options, async move {
-            let _ = stopped.await;
-        }));
         Exporter {
-            addr,
-            stop: Some(stop),
-            served,
+            served: Served::start(one_foundation(&sim, "test", None), options).await,
             _sim: sim,
         }
     }
 
     fn https(&self, path: &str) -> String {
-        format!("https://{}{path}", self.addr)
+        format!("https://{}{path}", self.served.addr)
     }
 
     fn http(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("http://{}{path}", self.served.addr)
     }
 
     /// Stops the server and checks it shut down cleanly.
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(10), &mut self.served)
-            .await
-            .expect("the server stops")
-            .unwrap()
-            .expect("the server ends without error");
+    async fn shutdown(self) {
+        self.served.shutdown(Duration::from_secs(10)).await;
     }
 }
 

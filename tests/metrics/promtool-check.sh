@@ -41,27 +41,11 @@ if [ "$ready" != true ]; then
 fi
 curl -fsS "http://127.0.0.1:$port/metrics" >"$out"
 series=$(grep -c '^cf_service_key' "$out")
-passed=0
-failed=0
-check() { # name file
-  if lint=$(promtool check metrics <"$2" 2>&1); then
-    echo "ok   promtool check metrics: $1"
-    passed=$((passed + 1))
-  else
-    echo "FAIL promtool check metrics: $1"
-    echo "$lint"
-    failed=$((failed + 1))
-  fi
-}
-check "the demo's live exposition ($series series)" "$out"
-check "tests/golden/metrics.txt" "$root/tests/golden/metrics.txt"
-if summary=$(python3 "$root/tests/metrics/contract_check.py" "$out" 2>&1); then
-  echo "ok   the demo's live exposition follows the contract ($(tail -n 1 <<<"$summary"))"
-  passed=$((passed + 1))
-else
-  echo "FAIL the demo's live exposition follows the contract"
-  echo "$summary"
-  failed=$((failed + 1))
-fi
-echo "metrics: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+# shellcheck source=tests/lib/checks.sh
+source "$root/tests/lib/checks.sh"
+lint() { promtool check metrics <"$1"; }
+check "promtool check metrics: the demo's live exposition ($series series)" lint "$out"
+check "promtool check metrics: tests/golden/metrics.txt" lint "$root/tests/golden/metrics.txt"
+check "the demo's live exposition follows the contract" \
+  python3 "$root/tests/metrics/contract_check.py" "$out"
+checks_summary metrics

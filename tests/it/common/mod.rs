@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use cf_service_key_exporter::config::{DemoTarget, FoundationConfig};
+use cf_service_key_exporter::config::{Config, DemoTarget, FoundationConfig};
 use cf_service_key_exporter::metrics::ExporterMetrics;
 use cf_service_key_exporter::refresher::{RefreshOutcome, RefreshStats, Refresher};
 use cf_service_key_exporter::server::{self, AppState};
 use cf_service_key_exporter::snapshot::Store;
 use cf_service_key_exporter::testing::ManualClock;
+use cf_service_key_exporter::{run, ServeOptions};
 use cf_sim::{Accounts, Sim, World};
 use tokio_util::sync::CancellationToken;
 
@@ -238,17 +239,74 @@ impl Drop for Harness {
 pub const OPENMETRICS_ACCEPT: &str =
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
-/// The key labels of the contract, in order, plus `foundation`.
-pub const KEY_LABELS: [&str; 8] = [
-    "foundation",
-    "org",
-    "space",
-    "service_offering",
-    "service_plan",
-    "service_instance",
-    "service_key",
-    "service_key_guid",
-];
+/// The exporter as `run` serves it (what `main` runs), on a loopback port.
+pub struct Served {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Served {
+    /// Serves `config` with `options`.
+    pub async fn start(config: Config, options: ServeOptions) -> Served {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(run(config, listener, options, async move {
+            let _ = stopped.await;
+        }));
+        Served {
+            addr,
+            stop: Some(stop),
+            served,
+        }
+    }
+
+    /// Stops the server and checks that it shut down cleanly within `patience`.
+    pub async fn shutdown(mut self, patience: std::time::Duration) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(patience, &mut self.served)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .expect("the server ends without error");
+    }
+}
+
+/// The configuration of one foundation `name` of `sim`, with the cache file `cache_file`.
+pub fn one_foundation(sim: &Sim, name: &str, cache_file: Option<std::path::PathBuf>) -> Config {
+    Config {
+        foundations: vec![DemoTarget::from(sim).foundation(name)],
+        file: None,
+        cache_file,
+    }
+}
+
+/// The golden exposition (tests/golden/metrics.txt, which tests/it/golden.rs keeps equal to the
+/// exporter's): the one pin of the metric contract's names, types and labels.
+pub fn golden() -> Scrape {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/metrics.txt");
+    Scrape::parse(std::fs::read_to_string(path).expect("tests/golden/metrics.txt"))
+}
+
+impl Scrape {
+    /// The label names of `name`'s series: one set, else a panic (the golden's families each have
+    /// one).
+    pub fn label_names(&self, name: &str) -> std::collections::BTreeSet<&str> {
+        let mut sets = self
+            .all(name)
+            .into_iter()
+            .map(|s| s.labels.keys().map(String::as_str).collect())
+            .collect::<std::collections::BTreeSet<std::collections::BTreeSet<&str>>>()
+            .into_iter();
+        let one = sets.next().unwrap_or_else(|| panic!("{name}: no series"));
+        assert!(
+            sets.next().is_none(),
+            "{name}: series of several label sets"
+        );
+        one
+    }
+}
 
 /// The credentials of a simulated key valid for the year up to `expires_at`.
 pub fn year_key(
