@@ -3,6 +3,11 @@
 //! `#[tokio::test]` runs on a current-thread runtime, so a thread-local default subscriber
 //! sees every event of the exporter, the simulator and the test itself. `log` records (reqwest,
 //! hyper, rustls) are routed into `tracing` once per process by `LogTracer`.
+//!
+//! A global subscriber that is interested in everything (and writes nowhere) is installed once
+//! too: `tracing` caches each call site's interest process-wide, and a call site first reached
+//! by a test without a capture (no subscriber: interest "never") would otherwise stay silent for
+//! the tests that capture, when they run in parallel.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, Once};
@@ -20,6 +25,7 @@ impl Logs {
         static LOG_BRIDGE: Once = Once::new();
         LOG_BRIDGE.call_once(|| {
             let _ = tracing_log::LogTracer::init();
+            let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
         });
         let logs = Logs::default();
         let subscriber = tracing_subscriber::fmt()
