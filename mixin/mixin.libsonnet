@@ -17,9 +17,13 @@
 //
 // Design (docs/runbook.md, "One alert per key: replicas and rollouts", says it for operators):
 //
-// - Identity is the key, not the scrape target: every per-key series is first recorded as
-//   `cf_service_key:*` with the scrape labels aggregated away, and every key alert reads only
-//   those; two replicas give one alert per key, and a new pod continues the same series.
+// - Identity is the key, not the scrape target: the per-key series the alerts need are first
+//   recorded as `cf_service_key:*` with the scrape labels aggregated away, and every key alert
+//   reads only those; two replicas give one alert per key, and a new pod continues the same series.
+// - Only keys near their expiry get per-key records (`*:near`): those whose warning window opens
+//   within thresholds.nearMarginSeconds (from the longest default window or the owner's lead),
+//   plus the failing ones. Every other key costs one comparison per evaluation; the dashboard
+//   reads the whole inventory from the exporter's series at query time.
 // - Only usable replicas count (cf_service_key_exporter:replica_usable, per foundation and
 //   target): the replicas whose last refresh succeeded recently; or, when no replica of the
 //   foundation is in that state, all of them (they keep serving their last data, and
@@ -37,8 +41,9 @@
 // - Foundations expected: the configured list plus every foundation seen (remembered in a
 //   per-foundation recorded series), until it is listed in `retiredFoundations`.
 // - Cost: per-key rules are evaluated every `intervals.keys` (the data changes at most every
-//   --refresh-interval, 5 minutes by default), read no range of per-key samples, and record
-//   only what the alerts or the dashboard read. docs/runbook.md has the measurements.
+//   --refresh-interval, 5 minutes by default), read each raw per-key metric at most once or
+//   twice, read no range of per-key samples, and record only near or failing keys.
+//   docs/runbook.md, "What the rules cost", has the measurements.
 local render = import 'lib/render.libsonnet';
 
 {
@@ -88,6 +93,11 @@ local render = import 'lib/render.libsonnet';
       // A replica whose last completed refresh is older than this (or whose last refresh
       // failed) stops counting while another replica of its foundation is fine.
       replicaStaleSeconds: 1800,
+      // Per-key records hold only the keys near expiry: those whose warning window opens within
+      // this long (from expiryWarningMaxSeconds, or the owner's lead, before the expiry). Only they
+      // are carried over a rollout: keep it over the longest time a cold replica may need to
+      // read every key again (its rate-limit budget; a warm cache needs none).
+      nearMarginSeconds: 7 * 86400,
       // CfServiceKeyExporterRateLimitLow: remaining share (0-1) of the rate-limit budget.
       rateLimitRemainingRatio: 0.1,
     },
@@ -146,7 +156,7 @@ local render = import 'lib/render.libsonnet';
     '\nor on (foundation, service_key_guid)\n(%s and on (foundation, service_key_guid) cf_service_key:carried)\n' % recorded,
   local runbook(alert) = c.runbookBase + '#' + std.asciiLower(alert),
   local keyAlert(cond) =
-    'cf_service_key:labels\n  * on (foundation, service_key_guid) group_left ()\nmax by (foundation, service_key_guid) (\n' + render.indent(cond, 2) + '\n)\n',
+    'cf_service_key:labels:near\n  * on (foundation, service_key_guid) group_left ()\nmax by (foundation, service_key_guid) (\n' + render.indent(cond, 2) + '\n)\n',
   local whereKey = 'foundation=%q, service_key_guid=%q',
   local successorOr(otherwise) =
     '{{ with printf "cf_service_key_successor_info{' + whereKey + '}" $labels.foundation $labels.service_key_guid | query }}{{ with first . }}Successor `{{ .Labels.successor_key }}` exists since `{{ with printf "max(cf_service_key_created_timestamp_seconds{' + whereKey + '})" $labels.foundation .Labels.successor_key_guid | query }}{{ . | first | value | humanizeTimestamp }}{{ else }}an unknown time{{ end }}`: move the consumers, then delete this key.{{ end }}{{ else }}' + otherwise + '{{ end }}',
@@ -158,6 +168,8 @@ local render = import 'lib/render.libsonnet';
   local warningWindowText = "it opens at the owners' lead time before the expiry where the key has one, else at %s of its lifetime or %s before the expiry, whichever is shorter" % [pct(t.expiryWarningLifetimeRatio), render.durationText(render.duration(t.expiryWarningMaxSeconds))],
   local criticalWindowText = 'it opens at %s of its lifetime or %s before the expiry, whichever is shorter' % [pct(t.expiryCriticalLifetimeRatio), render.durationText(render.duration(t.expiryCriticalMaxSeconds))],
   local rotationOn = t.rotationMaxAgeSeconds > 0,
+  // The keys any key alert can be about: near expiry, failing, and (when on) never expiring.
+  local nearKeys = 'cf_service_key:expiry_timestamp_seconds:near or cf_service_key:read_error' + (if rotationOn then ' or cf_service_key:created_timestamp_seconds:never_expiring' else ''),
   local foundationVector(f) = 'label_replace(vector(1), "foundation", "%s", "", "")' % f,
 
   prometheusRules+:: {
@@ -238,75 +250,106 @@ local render = import 'lib/render.libsonnet';
               )
               or on (foundation, service_key_guid)
               group by (foundation, service_key_guid) (
-                cf_service_key:labels and on (foundation) cf_service_key_exporter:bridge_active
+                cf_service_key:labels:near and on (foundation) cf_service_key_exporter:bridge_active
               )
             ||| % { unread: m('cf_service_key_info', 'expiry_source="unread"'), target: target },
           },
           {
-            comment:: 'One series per key (and expiry_source) of the usable replicas.',
-            record: 'cf_service_key:info',
-            expr: merged('cf_service_key_info') + carried('cf_service_key:info'),
+            comment:: "The expiry of the keys near it: within %s (the longest default warning window plus nearMarginSeconds), or within the owner's lead plus nearMarginSeconds. Only these keys can be in a window before the next %s; no per-key rule below records any other key (docs/runbook.md, \"What the rules cost\"). A carried key keeps its last value." % [render.duration(t.expiryWarningMaxSeconds + t.nearMarginSeconds), render.duration(t.nearMarginSeconds)],
+            record: 'cf_service_key:expiry_timestamp_seconds:near',
+            expr: std.rstripChars(|||
+              max without (%(scrape)s) (
+                (
+                  %(expiry)s < time() + %(horizon)s
+                  or
+                  ((%(expiry)s - %(lead)s < time() + %(margin)s) + %(lead)s)
+                )
+                and on (%(target)s) cf_service_key_exporter:replica_usable
+              )
+            ||| % { scrape: scrape, target: target, expiry: m('cf_service_key_expiry_timestamp_seconds'), lead: m('cf_service_key_warning_lead_seconds'), horizon: num(t.expiryWarningMaxSeconds + t.nearMarginSeconds), margin: num(t.nearMarginSeconds) }, '\n')
+            + carried('cf_service_key:expiry_timestamp_seconds:near'),
           },
           {
-            comment:: 'The expiry; a carried key keeps its last one.',
-            record: 'cf_service_key:expiry_timestamp_seconds',
-            expr: merged('cf_service_key_expiry_timestamp_seconds') + carried('cf_service_key:expiry_timestamp_seconds'),
-          },
-          {
+            comment:: 'The failing keys, with the reason.',
             record: 'cf_service_key:read_error',
             expr: merged('cf_service_key_read_error') + '\n',
           },
           {
-            comment:: 'One series per key that has a successor (the dashboard shows it).',
+            comment:: 'One series per key that has a successor (the dashboard and the alert descriptions show it).',
             record: 'cf_service_key:successor_info',
             expr: merged('cf_service_key_successor_info') + '\n',
           },
+        ] + (if rotationOn then [
+               {
+                 comment:: 'The creation time of the keys that never expire (expiry_source="none"), the only ones CfServiceKeyRotationDue looks at.',
+                 record: 'cf_service_key:created_timestamp_seconds:never_expiring',
+                 expr: merged('cf_service_key_created_timestamp_seconds') + |||
+
+                   and on (foundation, service_key_guid) %s
+                 ||| % m('cf_service_key_info', 'expiry_source="none"'),
+               },
+             ] else []) + [
           {
-            comment:: 'One series per key, value 1: the key labels plus its owner labels (label_*) where cf_service_key_owner_info has them; the labels every key alert carries.',
-            record: 'cf_service_key:labels',
-            expr: merged('cf_service_key_owner_info') + carried('cf_service_key:labels') + |||
+            comment:: 'The labels every key alert carries, value 1: the key labels plus its owner labels (label_*) where cf_service_key_owner_info has them, for the keys near expiry%s and the failing ones.' % (if rotationOn then ', never expiring' else ''),
+            record: 'cf_service_key:labels:near',
+            expr: std.rstripChars(|||
+              max without (%(scrape)s) (
+                %(owner)s
+                and on (%(target)s) cf_service_key_exporter:replica_usable
+                and on (foundation, service_key_guid) (%(keys)s)
+              )
+            ||| % { scrape: scrape, target: target, owner: m('cf_service_key_owner_info'), keys: nearKeys }, '\n')
+            + carried('cf_service_key:labels:near') + |||
               or on (foundation, service_key_guid)
-              max without (expiry_source) (cf_service_key:info)
-            |||,
+              max without (reason) (%s)
+            ||| % std.strReplace(std.strReplace(nearKeys, 'cf_service_key:expiry_timestamp_seconds:near', 'cf_service_key:expiry_timestamp_seconds:near * 0 + 1'), 'cf_service_key:created_timestamp_seconds:never_expiring', 'cf_service_key:created_timestamp_seconds:never_expiring * 0 + 1'),
           },
           {
-            comment:: "The key's lifetime (expiry - valid_from) where both are known and it is positive, for both windows: the replicas' valid_from series are merged once per evaluation, not once per window.",
-            record: 'cf_service_key:lifetime_seconds',
+            comment:: "The near keys' lifetime (expiry - valid_from) where both are known and it is positive, for both windows.",
+            record: 'cf_service_key:lifetime_seconds:near',
             expr: |||
               (
-                cf_service_key:expiry_timestamp_seconds
-                - %s
+                cf_service_key:expiry_timestamp_seconds:near
+                - max without (%(scrape)s) (
+                  %(validFrom)s
+                  and on (foundation, service_key_guid) cf_service_key:expiry_timestamp_seconds:near
+                  and on (%(target)s) cf_service_key_exporter:replica_usable
+                )
               ) > 0
-            ||| % render.indent(merged('cf_service_key_valid_from_timestamp_seconds'), 2, false),
+            ||| % { scrape: scrape, target: target, validFrom: m('cf_service_key_valid_from_timestamp_seconds') },
           },
           {
-            comment:: "Seconds before expiry at which the key's warning window opens: the owner's lead where exported, else min(lifetime x %s, %s), else %s (no lifetime). A carried key keeps its last value." % [num(t.expiryWarningLifetimeRatio), render.duration(t.expiryWarningMaxSeconds), render.duration(t.expiryWarningMaxSeconds)],
-            record: 'cf_service_key:expiry_warning_threshold_seconds',
-            expr: merged('cf_service_key_warning_lead_seconds') + |||
-
+            comment:: "Seconds before expiry at which a near key's warning window opens: the owner's lead where exported, else min(lifetime x %s, %s), else %s (no lifetime). A carried key keeps its last value." % [num(t.expiryWarningLifetimeRatio), render.duration(t.expiryWarningMaxSeconds), render.duration(t.expiryWarningMaxSeconds)],
+            record: 'cf_service_key:expiry_warning_threshold_seconds:near',
+            expr: |||
+              max without (%(scrape)s) (
+                %(lead)s
+                and on (foundation, service_key_guid) cf_service_key:expiry_timestamp_seconds:near
+                and on (%(target)s) cf_service_key_exporter:replica_usable
+              )
               or on (foundation, service_key_guid)
               clamp_max(
-                cf_service_key:lifetime_seconds * %(ratio)s,
+                cf_service_key:lifetime_seconds:near * %(ratio)s,
                 %(max)s
               )
               or on (foundation, service_key_guid)
-              (cf_service_key:expiry_warning_threshold_seconds and on (foundation, service_key_guid) cf_service_key:carried)
+              (cf_service_key:expiry_warning_threshold_seconds:near and on (foundation, service_key_guid) cf_service_key:carried)
               or on (foundation, service_key_guid)
-              (cf_service_key:expiry_timestamp_seconds * 0 + %(max)s)
-            ||| % { ratio: num(t.expiryWarningLifetimeRatio), max: num(t.expiryWarningMaxSeconds) },
+              (cf_service_key:expiry_timestamp_seconds:near * 0 + %(max)s)
+            ||| % { scrape: scrape, target: target, lead: m('cf_service_key_warning_lead_seconds'), ratio: num(t.expiryWarningLifetimeRatio), max: num(t.expiryWarningMaxSeconds) },
           },
           {
-            comment:: "Seconds before expiry at which the key's critical window opens: min(lifetime x %s, %s), else %s. A carried key keeps its last value." % [num(t.expiryCriticalLifetimeRatio), render.duration(t.expiryCriticalMaxSeconds), render.duration(t.expiryCriticalMaxSeconds)],
-            record: 'cf_service_key:expiry_critical_threshold_seconds',
+            comment:: "Seconds before expiry at which a near key's critical window opens: min(lifetime x %s, %s), else %s. A carried key keeps its last value." % [num(t.expiryCriticalLifetimeRatio), render.duration(t.expiryCriticalMaxSeconds), render.duration(t.expiryCriticalMaxSeconds)],
+            record: 'cf_service_key:expiry_critical_threshold_seconds:near',
             expr: |||
               clamp_max(
-                cf_service_key:lifetime_seconds * %(ratio)s,
+                cf_service_key:lifetime_seconds:near * %(ratio)s,
                 %(max)s
               )
               or on (foundation, service_key_guid)
-              (cf_service_key:expiry_critical_threshold_seconds and on (foundation, service_key_guid) cf_service_key:carried)
+              (cf_service_key:expiry_critical_threshold_seconds:near and on (foundation, service_key_guid) cf_service_key:carried)
               or on (foundation, service_key_guid)
-              (cf_service_key:expiry_timestamp_seconds * 0 + %(max)s)
+              (cf_service_key:expiry_timestamp_seconds:near * 0 + %(max)s)
             ||| % { ratio: num(t.expiryCriticalLifetimeRatio), max: num(t.expiryCriticalMaxSeconds) },
           },
         ] + [
@@ -315,40 +358,32 @@ local render = import 'lib/render.libsonnet';
             record: r[0],
             expr: |||
               count by (foundation, org, space, service_plan) (
-                cf_service_key:expiry_timestamp_seconds - time() %s
+                cf_service_key:expiry_timestamp_seconds:near - time() %s
               )
             ||| % r[2],
           }
           for r in [
-            ['cf_service_key:keys_in_warning_window:count', 'in their warning window (expired ones included)', '< cf_service_key:expiry_warning_threshold_seconds'],
-            ['cf_service_key:keys_in_critical_window:count', 'in their critical window (expired ones included)', '< cf_service_key:expiry_critical_threshold_seconds'],
+            ['cf_service_key:keys_in_warning_window:count', 'in their warning window (expired ones included)', '< cf_service_key:expiry_warning_threshold_seconds:near'],
+            ['cf_service_key:keys_in_critical_window:count', 'in their critical window (expired ones included)', '< cf_service_key:expiry_critical_threshold_seconds:near'],
             ['cf_service_key:keys_expired:count', 'expired', '<= 0'],
           ]
-        ] + (if rotationOn then [
-               {
-                 comment:: 'The creation time of the keys that never expire (expiry_source="none"), the only ones CfServiceKeyRotationDue looks at.',
-                 record: 'cf_service_key:created_timestamp_seconds:never_expiring',
-                 expr: merged('cf_service_key_created_timestamp_seconds') + |||
-
-                   and on (foundation, service_key_guid) cf_service_key:info{expiry_source="none"}
-                 |||,
-               },
-             ] else []) + [
+        ] + [
           {
-            comment:: "Share of a foundation's keys without a valid reading (never read, or failing now); 0 when every key reads.",
+            comment:: "Share of a foundation's keys without a valid reading (never read, or failing now) among the keys its usable replicas know; 0 when every key reads.",
             record: 'cf_service_key:without_reading_ratio',
             expr: |||
               (
                 count by (foundation) (
                   group by (foundation, service_key_guid) (
-                    cf_service_key:info{expiry_source="unread"} or cf_service_key:read_error
+                    (%(unread)s or %(failing)s)
+                    and on (%(target)s) cf_service_key_exporter:replica_usable
                   )
                 )
                 or on (foundation)
-                0 * count by (foundation) (cf_service_key:labels)
+                0 * %(known)s
               )
-              / count by (foundation) (cf_service_key:labels)
-            |||,
+              / %(known)s
+            ||| % { unread: m('cf_service_key_info', 'expiry_source="unread"'), failing: m('cf_service_key_read_error'), target: target, known: 'max by (foundation) (%s and on (%s) cf_service_key_exporter:replica_usable)' % [m('cf_service_key_exporter_service_keys'), target] },
           },
         ],
       },
@@ -366,8 +401,8 @@ local render = import 'lib/render.libsonnet';
             alert: 'CfServiceKeyExpiringSoon',
             expr: keyAlert(|||
               (
-                (cf_service_key:expiry_timestamp_seconds - time())
-                  < cf_service_key:expiry_warning_threshold_seconds
+                (cf_service_key:expiry_timestamp_seconds:near - time())
+                  < cf_service_key:expiry_warning_threshold_seconds:near
               ) > -%s
             ||| % num(t.expiredCriticalSeconds)),
             'for': c['for'].expiringSoonWarning,
@@ -383,8 +418,8 @@ local render = import 'lib/render.libsonnet';
             alert: 'CfServiceKeyExpiringSoon',
             expr: keyAlert(|||
               (
-                (cf_service_key:expiry_timestamp_seconds - time())
-                  < cf_service_key:expiry_critical_threshold_seconds
+                (cf_service_key:expiry_timestamp_seconds:near - time())
+                  < cf_service_key:expiry_critical_threshold_seconds:near
               ) > -%s
             ||| % num(t.expiredCriticalSeconds)),
             'for': c['for'].expiringSoonCritical,
@@ -399,7 +434,7 @@ local render = import 'lib/render.libsonnet';
             comment:: 'Expired less than %s ago. Value: the time since expiry in seconds.' % render.duration(t.expiredCriticalSeconds),
             alert: 'CfServiceKeyExpired',
             expr: keyAlert(|||
-              ((time() - cf_service_key:expiry_timestamp_seconds) >= 0) < %s
+              ((time() - cf_service_key:expiry_timestamp_seconds:near) >= 0) < %s
             ||| % num(t.expiredCriticalSeconds)),
             'for': c['for'].expired,
             labels: { severity: 'critical' },
@@ -413,7 +448,7 @@ local render = import 'lib/render.libsonnet';
             comment:: 'Expired %s ago or more and still listed: left behind.' % render.duration(t.expiredCriticalSeconds),
             alert: 'CfServiceKeyExpired',
             expr: keyAlert(|||
-              (time() - cf_service_key:expiry_timestamp_seconds) >= %s
+              (time() - cf_service_key:expiry_timestamp_seconds:near) >= %s
             ||| % num(t.expiredCriticalSeconds)),
             'for': c['for'].expired,
             labels: { severity: 'warning' },

@@ -84,7 +84,7 @@ import json, sys
 d = sys.argv[1]
 rule = json.load(open(f"{d}/out/cf-service-key-exporter-prometheusRule"))
 assert rule["kind"] == "PrometheusRule", rule["kind"]
-critical = [r for g in rule["spec"]["groups"] for r in g["rules"] if r.get("record") == "cf_service_key:expiry_critical_threshold_seconds"]
+critical = [r for g in rule["spec"]["groups"] for r in g["rules"] if r.get("record") == "cf_service_key:expiry_critical_threshold_seconds:near"]
 assert len(critical) == 1 and "172800" in critical[0]["expr"], critical
 exprs = "\n".join(r["expr"] for g in rule["spec"]["groups"] for r in g["rules"])
 assert 'cf_service_key_expiry_timestamp_seconds{job="cf-service-key-exporter"}' in exprs, "selector not applied"

@@ -682,7 +682,7 @@ scrape_configs:
     # The HA pair is real: two raw series per key, one recorded series.
     def ha_counts():
         raw = query('count(cf_service_key_expiry_timestamp_seconds{foundation="demo", service_key="s4-inbound"})')
-        rec = query('count(cf_service_key:expiry_timestamp_seconds{foundation="demo", service_key="s4-inbound"})')
+        rec = query('count(cf_service_key:expiry_timestamp_seconds:near{foundation="demo", service_key="s4-inbound"})')
         return (raw and float(raw[0]["value"][1]), rec and float(rec[0]["value"][1]))
     try:
         counts = wait_until("both demo exporters' series of s4-inbound", lambda: ha_counts() == (2.0, 1.0) and ha_counts(), 20, procs)
@@ -816,8 +816,8 @@ scrape_configs:
     try:
         wait_until("flaky-key to be read (no read error, expiry_source not unread)", lambda:
                    not query('cf_service_key:read_error{foundation="demo", service_key="flaky-key"}')
-                   and query('cf_service_key:info{foundation="demo", service_key="flaky-key", expiry_source!="unread"}')
-                   and query('cf_service_key:expiry_timestamp_seconds{foundation="demo", service_key="flaky-key"}'), 30, procs)
+                   and query('cf_service_key_info{foundation="demo", service_key="flaky-key", expiry_source!="unread"}')
+                   and query('cf_service_key_expiry_timestamp_seconds{foundation="demo", service_key="flaky-key"}'), 30, procs)
         flaky_read = True
     except Abort:
         flaky_read = False
@@ -1141,7 +1141,7 @@ def phase_rollout(env):
     before = demo_key_alerts()
     criticals = {k: v for k, v in before.items() if k[1] == "critical"}
     guid = {x["metric"]["service_key"]: x["metric"]["service_key_guid"]
-            for x in q('cf_service_key:info{foundation="demo"}')}
+            for x in q('cf_service_key_info{foundation="demo"}')}
     r.check("(d) before the rollout: the demo's critical keys fire (jobs-x509-abandoned, payments-x509)",
             {k[2] for k in criticals} >= {"jobs-x509-abandoned", "payments-x509"}, f"firing: {sorted(before)}")
     demo_a = {(lab["service_key"], lab["service_key_guid"]) for n, lab in exporter_metrics(env, "exporter-demo-a")
