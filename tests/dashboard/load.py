@@ -4,7 +4,7 @@
 Measures every panel query (and template variable query) of the dashboards over a time range
 (default 7 days), at Grafana's step for that range, against a real Prometheus with its default
 query limits (--query.max-samples 50 M, --query.timeout 2 m), and prints one row per query.
-Exit 1 when a query fails or goes over a limit. A measurement, run by hand (it takes about 15
+Exit 1 when a query fails or goes over a limit. A measurement, run by hand (it takes about 16
 minutes on 2 loaded cores); no test runs it.
 
   python3 tests/dashboard/load.py [--keys 20000] [--foundations 10] [--replicas 2]
@@ -35,10 +35,10 @@ How the Prometheus is filled:
      ones (cf_service_key_info, cf_service_key_expiry_timestamp_seconds, ...: every per-key
      series of the synthetic exposition, once per replica with that replica's scrape labels),
      which the inventory panels merge over the usable replicas at query time. 7 days of them
-     are about 450 M samples at 20,000 keys, which promtool needs over an hour to write here
-     (the 24 hours take about a quarter of that). No range
-     panel may read a per-key series (the lint checks that); the instant panels read the last
-     5 minutes. --per-key-hours 168 holds all 7 days.
+     are about 475 M samples at 20,000 keys, which promtool needs over half an hour to write
+     here (the default 24 hours: about 5 minutes). No range panel may read a per-key series
+     (the lint checks that); the instant panels read the last 5 minutes. --per-key-hours 168
+     holds all 7 days.
    The values are the recorded and exposed ones held constant (the synthetic keys do not
    change).
 3. A second Prometheus with no scrape and no rules opens the blocks, with its default storage
