@@ -272,3 +272,99 @@ def metric_names(expr):
             continue
         names.add(word)
     return names
+
+
+# The recorded series that names, per foundation and target, the replicas whose per-key series
+# count (alerts/rules.yml); a raw per-key series is read only through it.
+REPLICA_FILTER = "cf_service_key_exporter:replica_usable"
+# Aggregations that merge a key's copies from several replicas into one series. sum, count,
+# avg add or count the copies; topk/bottomk keep one copy with its scrape labels.
+MERGING_AGGREGATIONS = frozenset({"max", "min", "group"})
+_AGGREGATIONS = MERGING_AGGREGATIONS | {
+    "sum", "count", "avg", "stddev", "stdvar", "topk", "bottomk", "quantile", "count_values",
+}
+
+
+def _blank_strings(expr):
+    """expr with the inside of every string literal replaced by x, same length (indexes stay)."""
+    return re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`',
+                  lambda m: m.group(0)[0] + "x" * (len(m.group(0)) - 2) + m.group(0)[-1], expr)
+
+
+def _labels(text):
+    return {x.strip() for x in text.split(",") if x.strip()}
+
+
+def _clause_problem(agg, kind, labels):
+    """Why `agg kind (labels)` does not merge one key's replicas into one series, or None."""
+    if agg not in MERGING_AGGREGATIONS:
+        return (f"{agg} {kind} ({', '.join(sorted(labels))}) does not merge the replicas' copies of a key "
+                f"(use max, min or group)")
+    if kind == "without":
+        missing = sorted(set(SCRAPE_LABELS) - labels)
+        if missing:
+            return f"{agg} without (...) keeps the scrape labels {missing}"
+        if labels & {"foundation", "service_key_guid"}:
+            return f"{agg} without (...) drops the key's foundation or service_key_guid"
+        return None
+    shown = sorted(labels & set(SCRAPE_LABELS))
+    if shown:
+        return f"{agg} by (...) keeps the scrape labels {shown}"
+    if not {"foundation", "service_key_guid"} <= labels:
+        return f"{agg} by (...) does not keep one series per key (foundation, service_key_guid)"
+    return None
+
+
+def unmerged_reads(expr, names):
+    """(name, why) for every selector of a name in `names` (the exporter's per-key series) that
+    expr does not read merged over the scrape labels: the selector must be followed by
+    `and on (foundation, instance, ...) cf_service_key_exporter:replica_usable` (only the usable
+    replicas' copies), and the nearest aggregation around it must be max, min or group, `without`
+    every scrape label or `by` labels that keep foundation and service_key_guid and no scrape label.
+    A text heuristic over PromQL: good for the shapes the dashboard uses, strict otherwise."""
+    s = _blank_strings(expr)
+    found = []
+    for m in re.finditer(r"(?<![\w:])([a-zA-Z_:][\w:]*)", s):
+        name = m.group(1)
+        if name not in names:
+            continue
+        after = s[m.end():]
+        if re.match(r"\s*\(", after):
+            continue  # a function of that name: not a selector
+        rest = re.sub(r"^\s*\{[^}]*\}", "", after)
+        f = re.match(r"\s*and\s+on\s*\(([^)]*)\)\s*" + re.escape(REPLICA_FILTER) + r"(?![\w:])", rest)
+        if not f or not {"foundation", "instance"} <= _labels(f.group(1)):
+            found.append((name, f"not filtered by the usable replicas (`and on (foundation, instance, job) "
+                                f"{REPLICA_FILTER}` right after the selector)"))
+            continue
+        why = "not inside an aggregation that merges the replicas (max/min/group without the scrape labels)"
+        depth, i = 0, m.start() - 1
+        while i >= 0:
+            c = s[i]
+            if c == ")":
+                depth += 1
+            elif c == "(":
+                if depth:
+                    depth -= 1
+                else:
+                    before = s[:i]
+                    pre = re.search(r"(?<![\w:])(\w+)\s*(?:(by|without)\s*\(([^)]*)\)\s*)?$", before)
+                    if pre and pre.group(1) in _AGGREGATIONS:
+                        agg, kind, labels = pre.group(1), pre.group(2), pre.group(3)
+                        if not kind:  # the clause may follow: max (...) without (...)
+                            j, d = i, 0
+                            while j < len(s):
+                                d += {"(": 1, ")": -1}.get(s[j], 0)
+                                if d == 0:
+                                    break
+                                j += 1
+                            post = re.match(r"\s*(by|without)\s*\(([^)]*)\)", s[j + 1:])
+                            if post:
+                                kind, labels = post.group(1), post.group(2)
+                        why = (_clause_problem(agg, kind, _labels(labels)) if kind else
+                               f"{agg}(...) without by or without: merges every key, not each key's replicas")
+                        break
+            i -= 1
+        if why:
+            found.append((name, why))
+    return found

@@ -4,8 +4,15 @@ has a title, a datasource and a unit, every query (and template variable query) 
 metrics the exporter exports or the recording rules of alerts/rules.yml record.
 
 Built for 20,000 keys and several exporter replicas:
-- per-key series are read only through the `cf_service_key:*` recording rules (one series per
-  key, no scrape labels, the alert thresholds of each key), never raw;
+- the exporters' raw per-key series (one copy per replica, with the scrape labels) are read only
+  in instant queries, and only merged over the scrape labels: each selector filtered by
+  `and on (foundation, instance, job) cf_service_key_exporter:replica_usable` (the replicas whose
+  keys count, as the rules take them), inside a max, min or group `without` every scrape label or
+  `by` labels that keep the key (foundation, service_key_guid) and no scrape label (sum or count
+  would count a key once per replica); template variables may list their label values
+  (label_values of a non-scrape label, label_names with a regex that no scrape label matches).
+  The window panels read the rules' per-key records (`cf_service_key:*:near`, kept for the keys
+  near expiry, the alert thresholds of each);
 - no legend or table column shows a scrape label (instance, pod, ...), and every legend names
   the foundation;
 - no text box or constant variable: thresholds come from the recording rules, not from a number
@@ -16,11 +23,20 @@ Built for 20,000 keys and several exporter replicas:
   read per-foundation recorded counts (tests/dashboard/load.py measures every panel);
 - the default refresh is no faster than the data changes (5 minutes).
 
-Usage: lint_dashboard.py DASHBOARD.json...   (exit 1 and one line per problem on failure)
+Before the dashboards, the lint runs itself on queries it must reject (SELF_CHECK: a raw per-key
+series read unmerged, counted per replica, summed, merged but keeping a scrape label or without
+the replica filter, read by a range panel or through a range selector) and on one it must
+accept, in a copy of the first dashboard: a check that stops catching them fails the lint.
+
+Usage: lint_dashboard.py [--rules RULES.yml] DASHBOARD.json...   (exit 1 and one line per problem
+on failure; the recorded names are those of alerts/rules.yml unless --rules names another file)
 """
 
+import json
 import os
+import re
 import sys
+import tempfile
 
 sys.dont_write_bytecode = True  # keep the source tree clean of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -129,20 +145,101 @@ def lint(path, recorded, per_key_recorded=frozenset()):
             problem(f"{where}: selects no metric: {expr}")
         for name in sorted(names - dash.EXPORTED_METRICS - recorded):
             problem(f"{where}: {name} is neither exported by the exporter nor recorded in alerts/rules.yml")
-        for name in sorted(names & dash.PER_KEY_METRICS):
-            problem(f"{where}: reads the per-key metric {name} directly; use its cf_service_key:* recording rule")
+    # The raw per-key series: merged over the usable replicas in panel queries (a range query
+    # may not read them at all, above); listed by label in template variables.
+    for where, expr in checked:
+        if where.startswith("variable $"):
+            continue
+        for name, why in dash.unmerged_reads(expr, dash.PER_KEY_METRICS):
+            problem(f"{where}: reads the exporters' per-key series {name} unmerged: {why}")
+    regexes = {name: str(v.get("regex") or "") for name, v in variables.items()}
+    for name, q in dash.variable_queries(d):
+        raw = dash.metric_names(q) & dash.PER_KEY_METRICS
+        if not raw:
+            continue
+        where = f"variable ${name}"
+        lv = re.fullmatch(r"\s*label_values\(\s*(.+?)\s*,\s*(\w+)\s*\)\s*", q)
+        ln = re.fullmatch(r"\s*label_names\(\s*(.+?)\s*\)\s*", q)
+        if lv:
+            if lv.group(2) in dash.SCRAPE_LABELS:
+                problem(f"{where}: lists the scrape label {lv.group(2)} of the per-key series {sorted(raw)}")
+        elif ln:
+            regex = regexes.get(name, "")
+            pattern = regex[1:-1] if len(regex) > 1 and regex.startswith("/") and regex.endswith("/") else None
+            shown = [x for x in dash.SCRAPE_LABELS if pattern is None or re.search(pattern, x)]
+            if shown:
+                problem(f"{where}: label_names of the per-key series {sorted(raw)} offers the scrape labels {shown}; "
+                        "set a regex (e.g. /^label_.+/)")
+        else:
+            for n, why in dash.unmerged_reads(q, dash.PER_KEY_METRICS):
+                problem(f"{where}: reads the exporters' per-key series {n} unmerged: {why}")
     return problems
 
 
+# Queries the lint must reject (and one it must accept), run in a copy of the first dashboard
+# before the real lint, so that a change to the checks that stops catching them fails here.
+_MERGED = ("max without (instance, pod, job, namespace, service, endpoint, container) "
+           "(cf_service_key_expiry_timestamp_seconds and on (foundation, instance, job) "
+           "cf_service_key_exporter:replica_usable)")
+SELF_CHECK = (
+    # (panel type, expr, a word of the problem it must raise, or None: no problem)
+    ("stat", f"count({_MERGED} - time() < 86400)", None),
+    ("stat", "count(cf_service_key_info)", "unmerged"),
+    ("stat", "count(cf_service_key_info and on (foundation, instance, job) cf_service_key_exporter:replica_usable)",
+     "unmerged"),
+    ("stat", "count(sum by (foundation, service_key_guid) (cf_service_key_info and on (foundation, instance, job) "
+             "cf_service_key_exporter:replica_usable))", "unmerged"),
+    ("stat", "min(max without (instance, pod) (cf_service_key_expiry_timestamp_seconds and on (foundation, instance, job) "
+             "cf_service_key_exporter:replica_usable))", "unmerged"),
+    ("stat", "count(max without (instance, pod, job, namespace, service, endpoint, container) (cf_service_key_info))",
+     "unmerged"),
+    ("timeseries", f"count by (foundation) ({_MERGED})", "range query"),
+    ("stat", "count(max_over_time(cf_service_key_expiry_timestamp_seconds[1d]))", "range selector"),
+)
+
+
+def self_check(path, recorded, per_key_recorded):
+    """Problems of the lint itself: a SELF_CHECK query it does not judge as expected."""
+    d = dash.load(path)
+    cases = list(SELF_CHECK)
+    for name in sorted(per_key_recorded)[:1]:  # a recorded per-key series over a range
+        cases.append(("timeseries", f"count by (foundation) ({name})", "range query"))
+    failures = []
+    for i, (kind, expr, expected) in enumerate(cases):
+        title = f"lint self-check {i}"
+        copy = json.loads(json.dumps(d))
+        ds = {"type": "prometheus", "uid": "${datasource}"}
+        copy.setdefault("panels", []).append({
+            "id": 10_000 + i, "type": kind, "title": title, "datasource": ds,
+            "fieldConfig": {"defaults": {"unit": "short"}},
+            "targets": [{"refId": "A", "expr": expr, "legendFormat": "{{foundation}}", "datasource": ds,
+                         "instant": kind == "stat"}]})
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(copy, f)
+        try:
+            mine = [p for p in lint(f.name, recorded, per_key_recorded) if f"{title}'" in p]
+        finally:
+            os.unlink(f.name)
+        if expected is None and mine:
+            failures.append(f"lint self-check: rejects the correct query {expr}: {mine}")
+        elif expected is not None and not any(expected in p for p in mine):
+            failures.append(f"lint self-check: does not reject ({expected}) {expr}; got {mine}")
+    return failures
+
+
 def main(paths):
+    rules = RULES
+    if paths[:1] == ["--rules"] and len(paths) >= 2:
+        rules, paths = paths[1], paths[2:]
     if not paths:
         print(__doc__, file=sys.stderr)
         return 2
-    with open(RULES, encoding="utf-8") as f:
+    with open(rules, encoding="utf-8") as f:
         rules_text = f.read()
     recorded = dash.recorded_metrics(rules_text)
     per_key_recorded = dash.per_key_recorded(rules_text)
-    problems = [p for path in paths for p in lint(path, recorded, per_key_recorded)]
+    problems = self_check(paths[0], recorded, per_key_recorded)
+    problems += [p for path in paths for p in lint(path, recorded, per_key_recorded)]
     for p in problems:
         print(p, file=sys.stderr)
     if problems:

@@ -4,20 +4,24 @@
 Measures every panel query (and template variable query) of the dashboards over a time range
 (default 7 days), at Grafana's step for that range, against a real Prometheus with its default
 query limits (--query.max-samples 50 M, --query.timeout 2 m), and prints one row per query.
-Exit 1 when a query fails or goes over a limit. A measurement, run by hand (it takes about 15
+Exit 1 when a query fails or goes over a limit. A measurement, run by hand (it takes about 16
 minutes on 2 loaded cores); no test runs it.
 
   python3 tests/dashboard/load.py [--keys 20000] [--foundations 10] [--replicas 2]
-      [--range 7d] [--step 600] [--per-key-hours 24] [--repeat 3] [--keep DIR] [DASHBOARD.json...]
+      [--range 7d] [--step 600] [--per-key-hours 24] [--repeat 3] [--keep DIR] [--rules RULES.yml]
+      [DASHBOARD.json...]
 
 How the Prometheus is filled:
 
 1. The rules' recorded series, as the real rules make them. A first Prometheus scrapes the
    synthetic exposition of tests/alerts/synthetic_exposition.py (KEYS keys over FOUNDATIONS
    foundations) from REPLICAS targets, plus the exporter series it lacks (rate-limit gauges,
-   API request and details error counters), and evaluates alerts/rules.yml. The group
-   intervals are set to 15 s in its copy of the rules so that it settles in a minute or two.
-   Every recorded series (a name with a colon) is then read at one instant.
+   API request and details error counters), and evaluates alerts/rules.yml (or --rules FILE).
+   The group intervals are set to 15 s in its copy of the rules so that it settles in a minute
+   or two. Every recorded series (a name with a colon) is then read at one instant. Replica r is
+   the target instance="10.0.0.(r+1):9090", pod="cf-service-key-exporter-r" (job and namespace
+   as below), as in stage 2, so the recorded cf_service_key_exporter:replica_usable names the
+   targets the raw per-key series of stage 2 come from.
 2. The blocks: OpenMetrics files, one per 2-hour block, turned into TSDB blocks with
    `promtool tsdb create-blocks-from openmetrics`:
    - the exporter's own series (per foundation and replica, with scrape labels) every 60 s over
@@ -25,13 +29,18 @@ How the Prometheus is filled:
      complete every 5 minutes;
    - the recorded series without a key (per foundation, per org/space/plan counts,
      thresholds) every 60 s over the whole range;
-   - the recorded per-key series (cf_service_key:expiry_timestamp_seconds, ...) every 5 minutes
-     (the default lookback still finds one at every step, so a query loads as many samples as
-     with 60 s) over the last PER_KEY_HOURS only: 7 days of them are about 170 M samples, which
-     promtool needs half an hour to write here. No range panel may read them (the lint checks
-     that); the instant panels read the last 5 minutes. --per-key-hours 168 holds all 7 days.
-   - the raw per-key series of the exporter are not stored: no panel reads them.
-   The values are the recorded ones held constant (the synthetic keys do not change).
+   - the per-key series every 5 minutes (the default lookback still finds one at every step,
+     so a query loads as many samples as with 60 s) over the last PER_KEY_HOURS only: the
+     recorded ones (cf_service_key:expiry_timestamp_seconds:near, ...), and the exporter's raw
+     ones (cf_service_key_info, cf_service_key_expiry_timestamp_seconds, ...: every per-key
+     series of the synthetic exposition, once per replica with that replica's scrape labels),
+     which the inventory panels merge over the usable replicas at query time. 7 days of them
+     are about 475 M samples at 20,000 keys, which promtool needs over half an hour to write
+     here (the default 24 hours: about 5 minutes). No range panel may read a per-key series
+     (the lint checks that); the instant panels read the last 5 minutes. --per-key-hours 168
+     holds all 7 days.
+   The values are the recorded and exposed ones held constant (the synthetic keys do not
+   change).
 3. A second Prometheus with no scrape and no rules opens the blocks, with its default storage
    settings, and is left to compact them (into 18-hour blocks, as it would its own). Each
    query then runs REPEAT
@@ -108,7 +117,7 @@ def exporter_series(foundations, replicas, keys):
     replica, scrape labels included (replica r is pod cf-service-key-exporter-r)."""
     out = []
     for r in range(replicas):
-        target = dict(SCRAPE_LABELS, instance=f"10.0.0.{r + 1}:9090", pod=f"cf-service-key-exporter-{r}")
+        target = replica_target(r)
         out.append(("cf_service_key_exporter_build_info", dict(target, version="0.1.0"), lambda t: 1))
         for f in range(foundations):
             fl = dict(target, foundation=f"cf-{f:02d}")
@@ -175,12 +184,32 @@ def start_prometheus(workdir, config, extra, log_name):
     return proc, f"http://127.0.0.1:{port}"
 
 
+def replica_target(r):
+    """The scrape labels of replica r (what Prometheus adds to every series of that target)."""
+    return dict(SCRAPE_LABELS, instance=f"10.0.0.{r + 1}:9090", pod=f"cf-service-key-exporter-{r}")
+
+
+def raw_per_key(expo, replicas):
+    """The exposition's per-key series (those with a service_key_guid), once per replica with its
+    scrape labels: {name: [(series text, value)]}."""
+    out = {}
+    for r in range(replicas):
+        extra = ",".join(f'{k}="{escape(v)}"' for k, v in sorted(replica_target(r).items()))
+        for line in expo.splitlines():
+            m = re.fullmatch(r"([a-zA-Z_:][\w:]*)\{(.*service_key_guid=.*)\}\s+(\S+)", line)
+            if m:
+                out.setdefault(m.group(1), []).append((f"{m.group(1)}{{{m.group(2)},{extra}}}", m.group(3)))
+    return out
+
+
 def recorded_now(args, workdir, now):
     """Stage 1: every recorded series (name with a colon) as the rules make them from the
-    synthetic exposition, read at one instant: [(name, labels, value)]."""
+    synthetic exposition, read at one instant: ([(name, labels, value)], the raw per-key series
+    of raw_per_key())."""
     expo = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "alerts", "synthetic_exposition.py"),
                            str(args.keys), str(args.foundations), str(now)],
                           check=True, capture_output=True, text=True).stdout
+    raw = raw_per_key(expo, args.replicas)
     extra = {}
     for name, labels, value in exporter_series(args.foundations, 1, args.keys):
         if name.startswith(("cf_service_key_exporter_ratelimit", "cf_service_key_exporter_api_requests",
@@ -207,12 +236,12 @@ def recorded_now(args, workdir, now):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     # The shipped rules, with every group evaluated each 15 s so that they settle quickly.
     rules = os.path.join(workdir, "rules.yml")
-    with open(os.path.join(ROOT, "alerts", "rules.yml"), encoding="utf-8") as f:
+    with open(args.rules, encoding="utf-8") as f:
         text = re.sub(r"^(\s+)interval:\s*\S+", r"\1interval: 15s", f.read(), flags=re.M)
     with open(rules, "w", encoding="utf-8") as f:
         f.write(text)
     targets = "\n".join(f"      - targets: ['127.0.0.1:{server.server_port}']\n"
-                        f"        labels: {{__metrics_path__: /r{r}, pod: cf-service-key-exporter-{r}}}"
+                        f"        labels: {json.dumps(dict(replica_target(r), __metrics_path__=f'/r{r}'))}"
                         for r in range(args.replicas))
     config = os.path.join(workdir, "rules-prometheus.yml")
     with open(config, "w", encoding="utf-8") as f:
@@ -242,19 +271,23 @@ def recorded_now(args, workdir, now):
             out.append((name, labels, r["value"][1]))
         print(f"stage 1: {len(out)} recorded series: " +
               ", ".join(f"{n} {c}" for n, c in sorted(seen.items())), flush=True)
-        return out
+        print(f"stage 1: {sum(len(v) for v in raw.values())} raw per-key series over {args.replicas} replicas: " +
+              ", ".join(f"{n} {len(v)}" for n, v in sorted(raw.items())), flush=True)
+        return out, raw
     finally:
         proc.terminate()
         proc.wait()
         server.shutdown()
 
 
-def write_blocks(args, workdir, data, start, end, recorded):
+def write_blocks(args, workdir, data, start, end, recorded, raw):
     """Stage 2: one OpenMetrics file per 2-hour block, each made a TSDB block by promtool."""
     exporter = exporter_series(args.foundations, args.replicas, args.keys)
     per_key, other = {}, {}
     for name, labels, value in recorded:
         (per_key if "service_key_guid" in labels else other).setdefault(name, []).append((series_text(name, labels), value))
+    for name, series in raw.items():
+        per_key.setdefault(name, []).extend(series)
     recorded_names = set(per_key) | set(other)
     per_key_from = end - args.per_key_hours * 3600
     families = {}
@@ -411,6 +444,8 @@ def main():
     p.add_argument("--per-key-hours", type=int, default=24)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--keep", help="work directory to keep (reused when it already holds the blocks)")
+    p.add_argument("--rules", default=os.path.join(ROOT, "alerts", "rules.yml"),
+                   help="the rules that make the recorded series (default alerts/rules.yml)")
     args = p.parse_args()
     workdir = args.keep or tempfile.mkdtemp(prefix="dashboard-load-")
     os.makedirs(workdir, exist_ok=True)
@@ -425,8 +460,8 @@ def main():
             shutil.rmtree(data, ignore_errors=True)
             end = int(time.time()) // SCRAPE * SCRAPE
             began = time.monotonic()
-            recorded = recorded_now(args, workdir, end)
-            samples = write_blocks(args, workdir, data, end - max(args.range, 86400) - 3600, end, recorded)
+            recorded, raw = recorded_now(args, workdir, end)
+            samples = write_blocks(args, workdir, data, end - max(args.range, 86400) - 3600, end, recorded, raw)
             print(f"data: {samples / 1e6:.1f} M samples in {time.monotonic() - began:.0f} s")
             with open(stamp, "w", encoding="ascii") as f:
                 f.write(str(end))
