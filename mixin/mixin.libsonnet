@@ -300,8 +300,8 @@ local render = import 'lib/render.libsonnet';
             expr: std.rstripChars(|||
               max without (%(scrape)s) (
                 %(owner)s
-                and on (%(target)s) cf_service_key_exporter:replica_usable
                 and on (foundation, service_key_guid) (%(keys)s)
+                and on (%(target)s) cf_service_key_exporter:replica_usable
               )
             ||| % { scrape: scrape, target: target, owner: m('cf_service_key_owner_info'), keys: nearKeys }, '\n')
             + carried('cf_service_key:labels:near') + |||
