@@ -26,45 +26,13 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_aux::serde_introspection::serde_introspect;
 
 use super::{
     check_interval, check_readable, default_foundation_name, lead_time_annotation, metadata_labels,
     parse_url, successor_annotation, successor_name_suffix, ConfigError, FoundationConfig,
     FoundationDraft, LoginWording, MetadataLabel, SecretSource, TlsOptions,
 };
-
-/// Keys allowed at the top level, besides `foundation`: the [`Shared`] settings (the tests
-/// parse a file that uses every one).
-const TOP_KEYS: &[&str] = &[
-    "refresh_interval",
-    "full_refresh_interval",
-    "service_plans",
-    "metadata_labels",
-    "lead_time_annotation",
-    "successor_name_suffix",
-    "successor_annotation",
-    "details_concurrency",
-    "client_id",
-    "origin",
-    "ca_file",
-    "skip_tls_verify",
-    "allow_http_login",
-];
-
-/// Keys only a `[[foundation]]` table has, besides the [`Shared`] ones: [`RawFoundation`]'s
-/// own fields.
-const FOUNDATION_KEYS: &[&str] = &[
-    "name",
-    "api_url",
-    "uaa_url",
-    "username",
-    "password_file",
-    "password_env",
-    "password",
-    "client_secret_file",
-    "client_secret_env",
-    "client_secret",
-];
 
 /// Settings a foundation may set itself or take from the top level, checked as they are read
 /// (a wrong value is an error naming its key). What is not set is `None`: then the top level's
@@ -212,9 +180,20 @@ mod checked {
     }
 }
 
-/// One `[[foundation]]` table as written in the file.
+/// One `[[foundation]]` table as written in the file: its own keys and the [`Shared`] ones.
 #[derive(Debug, Default, Deserialize)]
 struct RawFoundation {
+    #[serde(flatten)]
+    own: OwnKeys,
+    #[serde(flatten)]
+    shared: Shared,
+}
+
+/// The keys only a `[[foundation]]` table has. A struct of their own, not fields of
+/// [`RawFoundation`], so that [`foundation_keys`] can read their names (serde does not list
+/// the fields of a struct that flattens another).
+#[derive(Debug, Default, Deserialize)]
+struct OwnKeys {
     name: Option<String>,
     api_url: Option<String>,
     uaa_url: Option<String>,
@@ -225,8 +204,16 @@ struct RawFoundation {
     client_secret_file: Option<PathBuf>,
     client_secret_env: Option<String>,
     client_secret: Option<SecretString>,
-    #[serde(flatten)]
-    shared: Shared,
+}
+
+/// Keys allowed at the top level, besides `foundation`: [`Shared`]'s fields, in their order.
+fn top_keys() -> &'static [&'static str] {
+    serde_introspect::<Shared>()
+}
+
+/// Keys only a `[[foundation]]` table has, besides the [`Shared`] ones: [`OwnKeys`]'s fields.
+fn foundation_keys() -> &'static [&'static str] {
+    serde_introspect::<OwnKeys>()
 }
 
 /// Reads and validates a config file.
@@ -251,7 +238,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<FoundationConfig>, ConfigErr
     check_secret_types(text).map_err(in_file)?;
     let tables = take_foundation_tables(&mut top).map_err(|e| in_file(e.to_string()))?;
 
-    check_keys(&top, TOP_KEYS, true).map_err(in_file)?;
+    check_keys(&top, top_keys(), true).map_err(in_file)?;
     let defaults: Shared = deserialize_table(top).map_err(in_file)?;
     let defaults = defaults.resolve(base);
     // Checked here too, so that its error names no foundation.
@@ -272,7 +259,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<FoundationConfig>, ConfigErr
         let label = foundation_label(&table, number);
         let in_foundation = |message: String| in_file(format!("foundation {label}: {message}"));
 
-        let allowed: Vec<&str> = FOUNDATION_KEYS.iter().chain(TOP_KEYS).copied().collect();
+        let allowed: Vec<&str> = foundation_keys().iter().chain(top_keys()).copied().collect();
         check_keys(&table, &allowed, false).map_err(in_foundation)?;
         let raw: RawFoundation = deserialize_table(table).map_err(in_foundation)?;
         let foundation = build_foundation(raw, &defaults, base, path)
@@ -298,7 +285,8 @@ fn build_foundation(
     base: &Path,
     file: &Path,
 ) -> Result<FoundationConfig, ConfigError> {
-    let api_url = match raw.api_url.as_deref() {
+    let RawFoundation { own, shared } = raw;
+    let api_url = match own.api_url.as_deref() {
         Some(url) => parse_url("api_url", url)?,
         None => {
             return Err(ConfigError::invalid(
@@ -307,8 +295,8 @@ fn build_foundation(
             ))
         }
     };
-    let name = foundation_name(raw.name, &api_url)?;
-    let uaa_url = raw
+    let name = foundation_name(own.name, &api_url)?;
+    let uaa_url = own
         .uaa_url
         .as_deref()
         .map(|u| parse_url("uaa_url", u))
@@ -318,25 +306,25 @@ fn build_foundation(
     draft.uaa_url = uaa_url;
     draft.password = secret_source(
         "password",
-        raw.password_file.map(|p| base.join(p)),
-        raw.password_env,
-        raw.password,
+        own.password_file.map(|p| base.join(p)),
+        own.password_env,
+        own.password,
         &draft.name,
         file,
     )?;
-    draft.username = (raw.username)
+    draft.username = (own.username)
         .map(|username| non_empty("username", username))
         .transpose()?;
     draft.client_secret = secret_source(
         "client_secret",
-        raw.client_secret_file.map(|p| base.join(p)),
-        raw.client_secret_env,
-        raw.client_secret,
+        own.client_secret_file.map(|p| base.join(p)),
+        own.client_secret_env,
+        own.client_secret,
         &draft.name,
         file,
     )?;
 
-    let settings = raw.shared.resolve(base).or(defaults);
+    let settings = shared.resolve(base).or(defaults);
     draft.client_id = settings.client_id;
     draft.origin = settings.origin;
     draft.service_plans = settings.service_plans.unwrap_or_default();
@@ -473,7 +461,7 @@ fn check_keys(table: &toml::Table, allowed: &[&str], top_level: bool) -> Result<
     if top_level {
         message.push_str(" at the top level");
     }
-    if top_level && FOUNDATION_KEYS.contains(&key.as_str()) {
+    if top_level && foundation_keys().contains(&key.as_str()) {
         message.push_str(": it belongs in a [[foundation]] table");
     } else if let Some(close) = closest(key, allowed) {
         message.push_str(&format!(" (did you mean \"{close}\"?)"));
@@ -635,10 +623,26 @@ mod tests {
         assert_eq!(edit_distance("api_ulr", "api_url"), 2);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(
-            closest("refresh_intervall", TOP_KEYS),
+            closest("refresh_intervall", top_keys()),
             Some("refresh_interval")
         );
-        assert_eq!(closest("colour", TOP_KEYS), None);
+        assert_eq!(closest("colour", top_keys()), None);
+    }
+
+    #[test]
+    fn allowed_keys_are_the_fields_of_the_structs() {
+        // serde lists no fields for a struct that flattens another: were `Shared` or `OwnKeys`
+        // to flatten one, their lists would be empty and every key refused.
+        let (top, own) = (top_keys(), foundation_keys());
+        assert_eq!(
+            (top.first(), top.last()),
+            (Some(&"refresh_interval"), Some(&"allow_http_login"))
+        );
+        assert_eq!(
+            (own.first(), own.last()),
+            (Some(&"name"), Some(&"client_secret"))
+        );
+        assert!(top.iter().all(|key| !own.contains(key)), "{top:?} {own:?}");
     }
 
     const A: &str = "[[foundation]]\nname = \"a\"\napi_url = \"https://api.a.example\"\n";
