@@ -167,6 +167,13 @@ local render = import 'lib/render.libsonnet';
   local pct(ratio) = num(ratio * 100) + ' %',
   local warningWindowText = "it opens at the owners' lead time before the expiry where the key has one, else at %s of its lifetime or %s before the expiry, whichever is shorter" % [pct(t.expiryWarningLifetimeRatio), render.durationText(render.duration(t.expiryWarningMaxSeconds))],
   local criticalWindowText = 'it opens at %s of its lifetime or %s before the expiry, whichever is shorter' % [pct(t.expiryCriticalLifetimeRatio), render.durationText(render.duration(t.expiryCriticalMaxSeconds))],
+  local lastRefresh = m('cf_service_key_exporter_last_refresh_success_timestamp_seconds'),
+  // The replicas whose last refresh succeeded within replicaStaleSeconds; those whose per-key
+  // series count (the fresh ones, or all of a foundation without a fresh one); the foundations
+  // in a rollout's gap. Recorded in cf-service-keys-records, inlined in cf-service-keys-owners.
+  local freshExpr = '(time() - %s) < %s\nunless on (%s) (%s == 0)' % [lastRefresh, num(t.replicaStaleSeconds), target, m('cf_service_key_exporter_refresh_success')],
+  local usableExpr(fresh) = '%s\nor\n(%s unless on (foundation) %s)' % [fresh, lastRefresh, fresh],
+  local bridgeExpr = 'group by (foundation) (\n  max_over_time(%s[%s]) > 0\n)\nunless on (foundation) (%s > 0)' % [lastRefresh, render.duration(c.bridgeSeconds), lastRefresh],
   local rotationOn = t.rotationMaxAgeSeconds > 0,
   // The keys any key alert can be about: near expiry, failing, and (when on) never expiring.
   local nearKeys = 'cf_service_key:expiry_timestamp_seconds:near or cf_service_key:read_error' + (if rotationOn then ' or cf_service_key:created_timestamp_seconds:never_expiring' else ''),
@@ -216,32 +223,20 @@ local render = import 'lib/render.libsonnet';
           {
             comment:: 'The replicas (targets) of each foundation whose last refresh succeeded within %s. Value: the age of that refresh.' % render.duration(t.replicaStaleSeconds),
             record: 'cf_service_key_exporter:replica_fresh',
-            expr: |||
-              (time() - %(last)s) < %(stale)s
-              unless on (%(target)s) (%(success)s == 0)
-            ||| % { last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds'), success: m('cf_service_key_exporter_refresh_success'), stale: num(t.replicaStaleSeconds), target: target },
+            expr: freshExpr + '\n',
           },
           {
             comment:: 'The replicas whose per-key series count: the fresh ones, or every replica of a foundation that has no fresh one.',
             record: 'cf_service_key_exporter:replica_usable',
-            expr: |||
-              cf_service_key_exporter:replica_fresh
-              or
-              (%(last)s unless on (foundation) cf_service_key_exporter:replica_fresh)
-            ||| % { last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds') },
+            expr: usableExpr('cf_service_key_exporter:replica_fresh') + '\n',
           },
           {
             comment:: 'The foundations whose keys are carried over a gap: a completed refresh was reported within %s, and no replica reports one now. Usually empty.' % render.duration(c.bridgeSeconds),
             record: 'cf_service_key_exporter:bridge_active',
-            expr: |||
-              group by (foundation) (
-                max_over_time(%(last)s[%(bridge)s]) > 0
-              )
-              unless on (foundation) (%(last)s > 0)
-            ||| % { last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds'), bridge: render.duration(c.bridgeSeconds) },
+            expr: bridgeExpr + '\n',
           },
           {
-            comment:: 'The keys whose last values are carried (see the header), value 1: every key a usable replica lists as unread, and the keys (from the previous evaluation) of the foundations in cf_service_key_exporter:bridge_active.',
+            comment:: 'The keys whose last values are carried (see the header), value 1: every key a usable replica lists as unread, and the near keys (from the previous evaluation) of the foundations in cf_service_key_exporter:bridge_active.',
             record: 'cf_service_key:carried',
             expr: |||
               group by (foundation, service_key_guid) (
@@ -250,7 +245,7 @@ local render = import 'lib/render.libsonnet';
               )
               or on (foundation, service_key_guid)
               group by (foundation, service_key_guid) (
-                cf_service_key:labels:near and on (foundation) cf_service_key_exporter:bridge_active
+                cf_service_key:expiry_timestamp_seconds:near and on (foundation) cf_service_key_exporter:bridge_active
               )
             ||| % { unread: m('cf_service_key_info', 'expiry_source="unread"'), target: target },
           },
@@ -294,21 +289,6 @@ local render = import 'lib/render.libsonnet';
                  ||| % m('cf_service_key_info', 'expiry_source="none"'),
                },
              ] else []) + [
-          {
-            comment:: 'The labels every key alert carries, value 1: the key labels plus its owner labels (label_*) where cf_service_key_owner_info has them, for the keys near expiry%s and the failing ones.' % (if rotationOn then ', never expiring' else ''),
-            record: 'cf_service_key:labels:near',
-            expr: std.rstripChars(|||
-              max without (%(scrape)s) (
-                %(owner)s
-                and on (foundation, service_key_guid) (%(keys)s)
-                and on (%(target)s) cf_service_key_exporter:replica_usable
-              )
-            ||| % { scrape: scrape, target: target, owner: m('cf_service_key_owner_info'), keys: nearKeys }, '\n')
-            + carried('cf_service_key:labels:near') + |||
-              or on (foundation, service_key_guid)
-              max without (reason) (%s)
-            ||| % std.strReplace(std.strReplace(nearKeys, 'cf_service_key:expiry_timestamp_seconds:near', 'cf_service_key:expiry_timestamp_seconds:near * 0 + 1'), 'cf_service_key:created_timestamp_seconds:never_expiring', 'cf_service_key:created_timestamp_seconds:never_expiring * 0 + 1'),
-          },
           {
             comment:: "The near keys' lifetime (expiry - valid_from) where both are known and it is positive, for both windows.",
             record: 'cf_service_key:lifetime_seconds:near',
@@ -389,6 +369,36 @@ local render = import 'lib/render.libsonnet';
               )
               / %(known)s
             ||| % { unread: m('cf_service_key_info', 'expiry_source="unread"'), failing: m('cf_service_key_read_error'), target: target, known: 'max by (foundation) (%s and on (%s) cf_service_key_exporter:replica_usable)' % [m('cf_service_key_exporter_service_keys'), target] },
+          },
+        ],
+      },
+      {
+        // The owner labels, in a group of their own: reading every key's owner_info is the
+        // largest single cost, and groups are evaluated side by side. The near keys and the
+        // failing ones come from the group above (as of its last evaluation: a key that just
+        // became near gets its labels, and so its alerts, at most one interval later). The
+        // replicas that count and the foundations in a gap are worked out here again, at this
+        // group's own instant, from the exporters' per-replica series: read from the other
+        // group, they could lag a rollout by one evaluation, drop the new pod's owner labels
+        // and change every alert's labels.
+        name: 'cf-service-keys-owners',
+        interval: c.intervals.keys,
+        rules: [
+          {
+            comment:: 'The labels every key alert carries, value 1: the key labels plus its owner labels (label_*) where cf_service_key_owner_info has them, for the keys near expiry%s and the failing ones.' % (if rotationOn then ', never expiring' else ''),
+            record: 'cf_service_key:labels:near',
+            expr: std.rstripChars(|||
+              max without (%(scrape)s) (
+                %(owner)s
+                and on (foundation, service_key_guid) (%(keys)s)
+                and on (%(target)s) %(usable)s
+              )
+              or on (foundation, service_key_guid)
+              (cf_service_key:labels:near and on (foundation) %(bridge)s)
+            ||| % { scrape: scrape, target: target, owner: m('cf_service_key_owner_info'), keys: nearKeys, usable: render.indent('(\n' + render.indent(usableExpr('(\n' + render.indent(freshExpr, 2) + '\n)'), 2) + '\n)', 2, false), bridge: '(\n' + render.indent(bridgeExpr, 2) + '\n)' }, '\n') + '\n' + |||
+              or on (foundation, service_key_guid)
+              max without (reason) (%s)
+            ||| % std.strReplace(std.strReplace(nearKeys, 'cf_service_key:expiry_timestamp_seconds:near', 'cf_service_key:expiry_timestamp_seconds:near * 0 + 1'), 'cf_service_key:created_timestamp_seconds:never_expiring', 'cf_service_key:created_timestamp_seconds:never_expiring * 0 + 1'),
           },
         ],
       },
