@@ -149,8 +149,10 @@ local render = import 'lib/render.libsonnet';
   local scrape = std.join(', ', c.scrapeLabels),
   local target = std.join(', ', ['foundation'] + c.targetLabels),
   // A per-key metric of the usable replicas, merged into one series per key.
-  local merged(metric) =
-    'max without (%s) (\n  %s\n  and on (%s) cf_service_key_exporter:replica_usable\n)' % [scrape, m(metric), target],
+  // With `keys`, only the keys of that recorded series, filtered first (the cheaper join).
+  local merged(metric, keys=null) =
+    local only = if keys == null then '' else '\n  and on (foundation, service_key_guid) %s' % keys;
+    'max without (%s) (\n  %s%s\n  and on (%s) cf_service_key_exporter:replica_usable\n)' % [scrape, m(metric), only, target],
   // ... or, for a carried key, the rule's own value of the previous evaluation.
   local carried(recorded) =
     '\nor on (foundation, service_key_guid)\n(%s and on (foundation, service_key_guid) cf_service_key:carried)\n' % recorded,
@@ -176,7 +178,10 @@ local render = import 'lib/render.libsonnet';
   local bridgeExpr = 'group by (foundation) (\n  max_over_time(%s[%s]) > 0\n)\nunless on (foundation) (%s > 0)' % [lastRefresh, render.duration(c.bridgeSeconds), lastRefresh],
   local rotationOn = t.rotationMaxAgeSeconds > 0,
   // The keys any key alert can be about: near expiry, failing, and (when on) never expiring.
-  local nearKeys = 'cf_service_key:expiry_timestamp_seconds:near or cf_service_key:read_error' + (if rotationOn then ' or cf_service_key:created_timestamp_seconds:never_expiring' else ''),
+  local nearKeySeries = ['cf_service_key:expiry_timestamp_seconds:near', 'cf_service_key:read_error'] + (if rotationOn then ['cf_service_key:created_timestamp_seconds:never_expiring'] else []),
+  local nearKeys = std.join(' or ', nearKeySeries),
+  // The same keys, value 1 (read_error already is).
+  local nearKeysOne = std.join(' or ', [if r == 'cf_service_key:read_error' then r else r + ' * 0 + 1' for r in nearKeySeries]),
   local foundationVector(f) = 'label_replace(vector(1), "foundation", "%s", "", "")' % f,
 
   prometheusRules+:: {
@@ -295,23 +300,15 @@ local render = import 'lib/render.libsonnet';
             expr: |||
               (
                 cf_service_key:expiry_timestamp_seconds:near
-                - max without (%(scrape)s) (
-                  %(validFrom)s
-                  and on (foundation, service_key_guid) cf_service_key:expiry_timestamp_seconds:near
-                  and on (%(target)s) cf_service_key_exporter:replica_usable
-                )
+                - %s
               ) > 0
-            ||| % { scrape: scrape, target: target, validFrom: m('cf_service_key_valid_from_timestamp_seconds') },
+            ||| % render.indent(merged('cf_service_key_valid_from_timestamp_seconds', 'cf_service_key:expiry_timestamp_seconds:near'), 2, false),
           },
           {
             comment:: "Seconds before expiry at which a near key's warning window opens: the owner's lead where exported, else min(lifetime x %s, %s), else %s (no lifetime). A carried key keeps its last value." % [num(t.expiryWarningLifetimeRatio), render.duration(t.expiryWarningMaxSeconds), render.duration(t.expiryWarningMaxSeconds)],
             record: 'cf_service_key:expiry_warning_threshold_seconds:near',
-            expr: |||
-              max without (%(scrape)s) (
-                %(lead)s
-                and on (foundation, service_key_guid) cf_service_key:expiry_timestamp_seconds:near
-                and on (%(target)s) cf_service_key_exporter:replica_usable
-              )
+            expr: merged('cf_service_key_warning_lead_seconds', 'cf_service_key:expiry_timestamp_seconds:near') + |||
+
               or on (foundation, service_key_guid)
               clamp_max(
                 cf_service_key:lifetime_seconds:near * %(ratio)s,
@@ -321,7 +318,7 @@ local render = import 'lib/render.libsonnet';
               (cf_service_key:expiry_warning_threshold_seconds:near and on (foundation, service_key_guid) cf_service_key:carried)
               or on (foundation, service_key_guid)
               (cf_service_key:expiry_timestamp_seconds:near * 0 + %(max)s)
-            ||| % { scrape: scrape, target: target, lead: m('cf_service_key_warning_lead_seconds'), ratio: num(t.expiryWarningLifetimeRatio), max: num(t.expiryWarningMaxSeconds) },
+            ||| % { ratio: num(t.expiryWarningLifetimeRatio), max: num(t.expiryWarningMaxSeconds) },
           },
           {
             comment:: "Seconds before expiry at which a near key's critical window opens: min(lifetime x %s, %s), else %s. A carried key keeps its last value." % [num(t.expiryCriticalLifetimeRatio), render.duration(t.expiryCriticalMaxSeconds), render.duration(t.expiryCriticalMaxSeconds)],
@@ -398,7 +395,7 @@ local render = import 'lib/render.libsonnet';
             ||| % { scrape: scrape, target: target, owner: m('cf_service_key_owner_info'), keys: nearKeys, usable: render.indent('(\n' + render.indent(usableExpr('(\n' + render.indent(freshExpr, 2) + '\n)'), 2) + '\n)', 2, false), bridge: '(\n' + render.indent(bridgeExpr, 2) + '\n)' }, '\n') + '\n' + |||
               or on (foundation, service_key_guid)
               max without (reason) (%s)
-            ||| % std.strReplace(std.strReplace(nearKeys, 'cf_service_key:expiry_timestamp_seconds:near', 'cf_service_key:expiry_timestamp_seconds:near * 0 + 1'), 'cf_service_key:created_timestamp_seconds:never_expiring', 'cf_service_key:created_timestamp_seconds:never_expiring * 0 + 1'),
+            ||| % nearKeysOne,
           },
         ],
       },
