@@ -40,9 +40,13 @@
 //   completed refresh, only what it reports counts: a key deleted meanwhile ends at once.
 // - Foundations expected: the configured list plus every foundation seen (remembered in a
 //   per-foundation recorded series), until it is listed in `retiredFoundations`.
-// - Cost: per-key rules are evaluated every `intervals.keys` (the data changes at most every
-//   --refresh-interval, 5 minutes by default), read each raw per-key metric at most once or
-//   twice, read no range of per-key samples, and record only near or failing keys.
+// - Cost: per-key rules are evaluated every `intervals.keys` (8 minutes: the data changes at
+//   most every --refresh-interval, 5 minutes by default, and a key's windows are hours to days
+//   long), read each raw per-key metric at most once or twice, read no range of raw per-key
+//   samples, and record only near or failing keys. The per-key records and the key alerts are
+//   one group, evaluated in order at one instant, so the alerts read the records of the same
+//   evaluation; what reads a record later (a rule's own previous value, the dashboard) reads
+//   it with last_over_time over `recordsWindow`, as the interval is over the 5-minute lookback.
 //   docs/runbook.md, "What the rules cost", has the measurements.
 local render = import 'lib/render.libsonnet';
 
@@ -122,15 +126,18 @@ local render = import 'lib/render.libsonnet';
     // of a foundation that no replica reports are carried over (a rollout's gap). Keep it over
     // for.foundationMissing plus intervals.keys, so that CfServiceKeyExporterFoundationMissing
     // fires (and mutes the foundation's key alerts in Alertmanager) before they end.
-    bridgeSeconds: 900,
+    bridgeSeconds: 1200,
 
-    // Evaluation interval of each group. Keep `keys` under Prometheus' 5-minute lookback (the
-    // alerts read the recorded series of the previous evaluation) and at or under the
-    // exporter's --refresh-interval.
+    // Evaluation interval of each group. A key alert fires up to one `keys` interval after its
+    // condition starts (plus its `for:`); the per-key rules cost in proportion to 1 / `keys`
+    // (docs/runbook.md, "What the rules cost").
     intervals+:: {
-      keys: '4m',  // per-key recording rules
-      keyAlerts: '4m',  // per-key alerts (and their annotations, expanded at every evaluation)
+      keys: '8m',  // per-key records and alerts (annotations are expanded at every evaluation)
       exporter: '1m',  // exporter health, per foundation and replica
+      // How far back a per-key record is read when not as of its own evaluation: a rule's own
+      // previous value, the dashboard. Over one `keys` interval (Prometheus 3 leaves a range's
+      // start out), under two (a value two evaluations old is not brought back).
+      recordsWindow: render.duration(render.seconds(self.keys) * 3 / 2),
     },
 
     dashboard+:: {
@@ -153,9 +160,11 @@ local render = import 'lib/render.libsonnet';
   local merged(metric, keys=null) =
     local only = if keys == null then '' else '\n  and on (foundation, service_key_guid) %s' % keys;
     'max without (%s) (\n  %s%s\n  and on (%s) cf_service_key_exporter:replica_usable\n)' % [scrape, m(metric), only, target],
+  // A per-key record as of its last evaluation (its own previous value, read by the rule itself).
+  local previous(recorded) = 'last_over_time(%s[%s])' % [recorded, c.intervals.recordsWindow],
   // ... or, for a carried key, the rule's own value of the previous evaluation.
   local carried(recorded) =
-    '\nor on (foundation, service_key_guid)\n(%s and on (foundation, service_key_guid) cf_service_key:carried)\n' % recorded,
+    '\nor on (foundation, service_key_guid)\n(%s and on (foundation, service_key_guid) cf_service_key:carried)\n' % previous(recorded),
   local runbook(alert) = c.runbookBase + '#' + std.asciiLower(alert),
   local keyAlert(cond) =
     'cf_service_key:labels:near\n  * on (foundation, service_key_guid) group_left ()\nmax by (foundation, service_key_guid) (\n' + render.indent(cond, 2) + '\n)\n',
@@ -170,11 +179,12 @@ local render = import 'lib/render.libsonnet';
   local warningWindowText = "it opens at the owners' lead time before the expiry where the key has one, else at %s of its lifetime or %s before the expiry, whichever is shorter" % [pct(t.expiryWarningLifetimeRatio), render.durationText(render.duration(t.expiryWarningMaxSeconds))],
   local criticalWindowText = 'it opens at %s of its lifetime or %s before the expiry, whichever is shorter' % [pct(t.expiryCriticalLifetimeRatio), render.durationText(render.duration(t.expiryCriticalMaxSeconds))],
   local lastRefresh = m('cf_service_key_exporter_last_refresh_success_timestamp_seconds'),
-  // The replicas whose last refresh succeeded within replicaStaleSeconds; those whose per-key
-  // series count (the fresh ones, or all of a foundation without a fresh one); the foundations
-  // in a rollout's gap. Recorded in cf-service-keys-records, inlined in cf-service-keys-owners.
+  // The replicas whose last refresh succeeded within replicaStaleSeconds (recorded for the
+  // per-key rules, and inlined in CfServiceKeyExporterReplicaFailing, which is evaluated more
+  // often); those whose per-key series count (the fresh ones, or all of a foundation without a
+  // fresh one); the foundations in a rollout's gap.
   local freshExpr = '(time() - %s) < %s\nunless on (%s) (%s == 0)' % [lastRefresh, num(t.replicaStaleSeconds), target, m('cf_service_key_exporter_refresh_success')],
-  local usableExpr(fresh) = '%s\nor\n(%s unless on (foundation) %s)' % [fresh, lastRefresh, fresh],
+  local usableExpr = '%s\nor\n(%s unless on (foundation) %s)' % ['cf_service_key_exporter:replica_fresh', lastRefresh, 'cf_service_key_exporter:replica_fresh'],
   local bridgeExpr = 'group by (foundation) (\n  max_over_time(%s[%s]) > 0\n)\nunless on (foundation) (%s > 0)' % [lastRefresh, render.duration(c.bridgeSeconds), lastRefresh],
   local rotationOn = t.rotationMaxAgeSeconds > 0,
   // The keys any key alert can be about: near expiry, failing, and (when on) never expiring.
@@ -183,6 +193,167 @@ local render = import 'lib/render.libsonnet';
   // The same keys, value 1 (read_error already is).
   local nearKeysOne = std.join(' or ', [if r == 'cf_service_key:read_error' then r else r + ' * 0 + 1' for r in nearKeySeries]),
   local foundationVector(f) = 'label_replace(vector(1), "foundation", "%s", "", "")' % f,
+
+  // The per-key records, the first rules of the per-key group (cf-service-keys): rules of one
+  // group are evaluated in order at one timestamp, so each reads the ones above it, and the
+  // alerts read them all, as of the same instant. The replicas that count and the foundations
+  // carried over a gap come first: read from another group, they could lag an exporter's
+  // disappearance by one evaluation, and the carry would lose the keys for good.
+  local keyRecords = [
+    {
+      comment:: 'The replicas (targets) of each foundation whose last refresh succeeded within %s. Value: the age of that refresh.' % render.duration(t.replicaStaleSeconds),
+      record: 'cf_service_key_exporter:replica_fresh',
+      expr: freshExpr + '\n',
+    },
+    {
+      comment:: 'The replicas whose per-key series count: the fresh ones, or every replica of a foundation that has no fresh one.',
+      record: 'cf_service_key_exporter:replica_usable',
+      expr: usableExpr + '\n',
+    },
+    {
+      comment:: 'The foundations whose keys are carried over a gap: a completed refresh was reported within %s, and no replica reports one now. Usually empty.' % render.duration(c.bridgeSeconds),
+      record: 'cf_service_key_exporter:bridge_active',
+      expr: bridgeExpr + '\n',
+    },
+    {
+      comment:: 'The keys whose last values are carried (see the header), value 1: every key a usable replica lists as unread, and the near keys (from the previous evaluation) of the foundations in cf_service_key_exporter:bridge_active.',
+      record: 'cf_service_key:carried',
+      expr: |||
+        group by (foundation, service_key_guid) (
+          %(unread)s
+          and on (%(target)s) cf_service_key_exporter:replica_usable
+        )
+        or on (foundation, service_key_guid)
+        group by (foundation, service_key_guid) (
+          %(near)s and on (foundation) cf_service_key_exporter:bridge_active
+        )
+      ||| % { unread: m('cf_service_key_info', 'expiry_source="unread"'), target: target, near: previous('cf_service_key:expiry_timestamp_seconds:near') },
+    },
+    {
+      // Two raw series are matched on the target and the key only (`on (...)`): matching on
+      // every label hashes each series' whole label set, several times the cost at 20,000 keys.
+      comment:: "The expiry of the keys near it: within %s (the longest default warning window plus nearMarginSeconds), or within the owner's lead plus nearMarginSeconds. Only these keys can be in a window before the next %s; no per-key rule below records any other key (docs/runbook.md, \"What the rules cost\"). A carried key keeps its last value." % [render.duration(t.expiryWarningMaxSeconds + t.nearMarginSeconds), render.duration(t.nearMarginSeconds)],
+      record: 'cf_service_key:expiry_timestamp_seconds:near',
+      expr: std.rstripChars(|||
+        max without (%(scrape)s) (
+          (
+            %(expiry)s < time() + %(horizon)s
+            or on (%(series)s)
+            (
+              (%(expiry)s - on (%(series)s) group_left () %(lead)s < time() + %(margin)s)
+              + on (%(series)s) group_left () %(lead)s
+            )
+          )
+          and on (%(target)s) cf_service_key_exporter:replica_usable
+        )
+      ||| % { scrape: scrape, target: target, series: target + ', service_key_guid', expiry: m('cf_service_key_expiry_timestamp_seconds'), lead: m('cf_service_key_warning_lead_seconds'), horizon: num(t.expiryWarningMaxSeconds + t.nearMarginSeconds), margin: num(t.nearMarginSeconds) }, '\n')
+      + carried('cf_service_key:expiry_timestamp_seconds:near'),
+    },
+    {
+      comment:: 'The failing keys, with the reason.',
+      record: 'cf_service_key:read_error',
+      expr: merged('cf_service_key_read_error') + '\n',
+    },
+    {
+      comment:: 'One series per key that has a successor (the dashboard and the alert descriptions show it).',
+      record: 'cf_service_key:successor_info',
+      expr: merged('cf_service_key_successor_info') + '\n',
+    },
+  ] + (if rotationOn then [
+         {
+           comment:: 'The creation time of the keys that never expire (expiry_source="none"), the only ones CfServiceKeyRotationDue looks at.',
+           record: 'cf_service_key:created_timestamp_seconds:never_expiring',
+           expr: merged('cf_service_key_created_timestamp_seconds') + |||
+
+             and on (foundation, service_key_guid) %s
+           ||| % m('cf_service_key_info', 'expiry_source="none"'),
+         },
+       ] else []) + [
+    {
+      comment:: "The near keys' lifetime (expiry - valid_from) where both are known and it is positive, for both windows.",
+      record: 'cf_service_key:lifetime_seconds:near',
+      expr: |||
+        (
+          cf_service_key:expiry_timestamp_seconds:near
+          - %s
+        ) > 0
+      ||| % render.indent(merged('cf_service_key_valid_from_timestamp_seconds', 'cf_service_key:expiry_timestamp_seconds:near'), 2, false),
+    },
+    {
+      comment:: "Seconds before expiry at which a near key's warning window opens: the owner's lead where exported, else min(lifetime x %s, %s), else %s (no lifetime). A carried key keeps its last value." % [num(t.expiryWarningLifetimeRatio), render.duration(t.expiryWarningMaxSeconds), render.duration(t.expiryWarningMaxSeconds)],
+      record: 'cf_service_key:expiry_warning_threshold_seconds:near',
+      expr: merged('cf_service_key_warning_lead_seconds', 'cf_service_key:expiry_timestamp_seconds:near') + |||
+
+        or on (foundation, service_key_guid)
+        clamp_max(
+          cf_service_key:lifetime_seconds:near * %(ratio)s,
+          %(max)s
+        )
+        or on (foundation, service_key_guid)
+        (%(previous)s and on (foundation, service_key_guid) cf_service_key:carried)
+        or on (foundation, service_key_guid)
+        (cf_service_key:expiry_timestamp_seconds:near * 0 + %(max)s)
+      ||| % { ratio: num(t.expiryWarningLifetimeRatio), max: num(t.expiryWarningMaxSeconds), previous: previous('cf_service_key:expiry_warning_threshold_seconds:near') },
+    },
+    {
+      comment:: "Seconds before expiry at which a near key's critical window opens: min(lifetime x %s, %s), else %s. A carried key keeps its last value." % [num(t.expiryCriticalLifetimeRatio), render.duration(t.expiryCriticalMaxSeconds), render.duration(t.expiryCriticalMaxSeconds)],
+      record: 'cf_service_key:expiry_critical_threshold_seconds:near',
+      expr: |||
+        clamp_max(
+          cf_service_key:lifetime_seconds:near * %(ratio)s,
+          %(max)s
+        )
+        or on (foundation, service_key_guid)
+        (%(previous)s and on (foundation, service_key_guid) cf_service_key:carried)
+        or on (foundation, service_key_guid)
+        (cf_service_key:expiry_timestamp_seconds:near * 0 + %(max)s)
+      ||| % { ratio: num(t.expiryCriticalLifetimeRatio), max: num(t.expiryCriticalMaxSeconds), previous: previous('cf_service_key:expiry_critical_threshold_seconds:near') },
+    },
+  ] + [
+    {
+      comment:: 'For the dashboard\'s "Keys to rotate over time": keys %s, counted per foundation, org, space and plan (so the panel reads a few hundred series over its range, not every key\'s).' % r[1],
+      record: r[0],
+      expr: |||
+        count by (foundation, org, space, service_plan) (
+          cf_service_key:expiry_timestamp_seconds:near - time() %s
+        )
+      ||| % r[2],
+    }
+    for r in [
+      ['cf_service_key:keys_in_warning_window:count', 'in their warning window (expired ones included)', '< cf_service_key:expiry_warning_threshold_seconds:near'],
+      ['cf_service_key:keys_in_critical_window:count', 'in their critical window (expired ones included)', '< cf_service_key:expiry_critical_threshold_seconds:near'],
+      ['cf_service_key:keys_expired:count', 'expired', '<= 0'],
+    ]
+  ] + [
+    {
+      comment:: "Share of a foundation's keys without a valid reading (never read, or failing now) among the keys its usable replicas know; 0 when every key reads.",
+      record: 'cf_service_key:without_reading_ratio',
+      expr: |||
+        (
+          count by (foundation) (
+            group by (foundation, service_key_guid) (
+              (%(unread)s or %(failing)s)
+              and on (%(target)s) cf_service_key_exporter:replica_usable
+            )
+          )
+          or on (foundation)
+          0 * %(known)s
+        )
+        / %(known)s
+      ||| % { unread: m('cf_service_key_info', 'expiry_source="unread"'), failing: m('cf_service_key_read_error'), target: target, known: 'max by (foundation) (%s and on (%s) cf_service_key_exporter:replica_usable)' % [m('cf_service_key_exporter_service_keys'), target] },
+    },
+    {
+      comment:: 'The labels every key alert carries, value 1: the key labels plus its owner labels (label_*) where cf_service_key_owner_info has them, for the keys near expiry%s and the failing ones.' % (if rotationOn then ', never expiring' else ''),
+      record: 'cf_service_key:labels:near',
+      expr: std.rstripChars(merged('cf_service_key_owner_info', '(%s)' % nearKeys), '\n') + |||
+
+        or on (foundation, service_key_guid)
+        (%(previous)s and on (foundation) cf_service_key_exporter:bridge_active)
+        or on (foundation, service_key_guid)
+        max without (reason) (%(keys)s)
+      ||| % { previous: previous('cf_service_key:labels:near'), keys: nearKeysOne },
+    },
+  ],
 
   prometheusRules+:: {
     groups+: [
@@ -216,189 +387,6 @@ local render = import 'lib/render.libsonnet';
           ]
         ],
       },
-      {
-        name: 'cf-service-keys-records',
-        interval: c.intervals.keys,
-        rules: [
-          // The replicas that count and the foundations carried over a gap are recorded here, as
-          // the group's first rules, and not in a group of their own: rules of one group are
-          // evaluated in order at one timestamp, so the per-key rules below always read them as
-          // of the same instant. Read from another group, they could lag an exporter's
-          // disappearance by one evaluation, and the carry would lose the keys for good.
-          {
-            comment:: 'The replicas (targets) of each foundation whose last refresh succeeded within %s. Value: the age of that refresh.' % render.duration(t.replicaStaleSeconds),
-            record: 'cf_service_key_exporter:replica_fresh',
-            expr: freshExpr + '\n',
-          },
-          {
-            comment:: 'The replicas whose per-key series count: the fresh ones, or every replica of a foundation that has no fresh one.',
-            record: 'cf_service_key_exporter:replica_usable',
-            expr: usableExpr('cf_service_key_exporter:replica_fresh') + '\n',
-          },
-          {
-            comment:: 'The foundations whose keys are carried over a gap: a completed refresh was reported within %s, and no replica reports one now. Usually empty.' % render.duration(c.bridgeSeconds),
-            record: 'cf_service_key_exporter:bridge_active',
-            expr: bridgeExpr + '\n',
-          },
-          {
-            comment:: 'The keys whose last values are carried (see the header), value 1: every key a usable replica lists as unread, and the near keys (from the previous evaluation) of the foundations in cf_service_key_exporter:bridge_active.',
-            record: 'cf_service_key:carried',
-            expr: |||
-              group by (foundation, service_key_guid) (
-                %(unread)s
-                and on (%(target)s) cf_service_key_exporter:replica_usable
-              )
-              or on (foundation, service_key_guid)
-              group by (foundation, service_key_guid) (
-                cf_service_key:expiry_timestamp_seconds:near and on (foundation) cf_service_key_exporter:bridge_active
-              )
-            ||| % { unread: m('cf_service_key_info', 'expiry_source="unread"'), target: target },
-          },
-          {
-            // Two raw series are matched on the target and the key only (`on (...)`): matching on
-            // every label hashes each series' whole label set, several times the cost at 20,000 keys.
-            comment:: "The expiry of the keys near it: within %s (the longest default warning window plus nearMarginSeconds), or within the owner's lead plus nearMarginSeconds. Only these keys can be in a window before the next %s; no per-key rule below records any other key (docs/runbook.md, \"What the rules cost\"). A carried key keeps its last value." % [render.duration(t.expiryWarningMaxSeconds + t.nearMarginSeconds), render.duration(t.nearMarginSeconds)],
-            record: 'cf_service_key:expiry_timestamp_seconds:near',
-            expr: std.rstripChars(|||
-              max without (%(scrape)s) (
-                (
-                  %(expiry)s < time() + %(horizon)s
-                  or on (%(series)s)
-                  (
-                    (%(expiry)s - on (%(series)s) group_left () %(lead)s < time() + %(margin)s)
-                    + on (%(series)s) group_left () %(lead)s
-                  )
-                )
-                and on (%(target)s) cf_service_key_exporter:replica_usable
-              )
-            ||| % { scrape: scrape, target: target, series: target + ', service_key_guid', expiry: m('cf_service_key_expiry_timestamp_seconds'), lead: m('cf_service_key_warning_lead_seconds'), horizon: num(t.expiryWarningMaxSeconds + t.nearMarginSeconds), margin: num(t.nearMarginSeconds) }, '\n')
-            + carried('cf_service_key:expiry_timestamp_seconds:near'),
-          },
-          {
-            comment:: 'The failing keys, with the reason.',
-            record: 'cf_service_key:read_error',
-            expr: merged('cf_service_key_read_error') + '\n',
-          },
-          {
-            comment:: 'One series per key that has a successor (the dashboard and the alert descriptions show it).',
-            record: 'cf_service_key:successor_info',
-            expr: merged('cf_service_key_successor_info') + '\n',
-          },
-        ] + (if rotationOn then [
-               {
-                 comment:: 'The creation time of the keys that never expire (expiry_source="none"), the only ones CfServiceKeyRotationDue looks at.',
-                 record: 'cf_service_key:created_timestamp_seconds:never_expiring',
-                 expr: merged('cf_service_key_created_timestamp_seconds') + |||
-
-                   and on (foundation, service_key_guid) %s
-                 ||| % m('cf_service_key_info', 'expiry_source="none"'),
-               },
-             ] else []) + [
-          {
-            comment:: "The near keys' lifetime (expiry - valid_from) where both are known and it is positive, for both windows.",
-            record: 'cf_service_key:lifetime_seconds:near',
-            expr: |||
-              (
-                cf_service_key:expiry_timestamp_seconds:near
-                - %s
-              ) > 0
-            ||| % render.indent(merged('cf_service_key_valid_from_timestamp_seconds', 'cf_service_key:expiry_timestamp_seconds:near'), 2, false),
-          },
-          {
-            comment:: "Seconds before expiry at which a near key's warning window opens: the owner's lead where exported, else min(lifetime x %s, %s), else %s (no lifetime). A carried key keeps its last value." % [num(t.expiryWarningLifetimeRatio), render.duration(t.expiryWarningMaxSeconds), render.duration(t.expiryWarningMaxSeconds)],
-            record: 'cf_service_key:expiry_warning_threshold_seconds:near',
-            expr: merged('cf_service_key_warning_lead_seconds', 'cf_service_key:expiry_timestamp_seconds:near') + |||
-
-              or on (foundation, service_key_guid)
-              clamp_max(
-                cf_service_key:lifetime_seconds:near * %(ratio)s,
-                %(max)s
-              )
-              or on (foundation, service_key_guid)
-              (cf_service_key:expiry_warning_threshold_seconds:near and on (foundation, service_key_guid) cf_service_key:carried)
-              or on (foundation, service_key_guid)
-              (cf_service_key:expiry_timestamp_seconds:near * 0 + %(max)s)
-            ||| % { ratio: num(t.expiryWarningLifetimeRatio), max: num(t.expiryWarningMaxSeconds) },
-          },
-          {
-            comment:: "Seconds before expiry at which a near key's critical window opens: min(lifetime x %s, %s), else %s. A carried key keeps its last value." % [num(t.expiryCriticalLifetimeRatio), render.duration(t.expiryCriticalMaxSeconds), render.duration(t.expiryCriticalMaxSeconds)],
-            record: 'cf_service_key:expiry_critical_threshold_seconds:near',
-            expr: |||
-              clamp_max(
-                cf_service_key:lifetime_seconds:near * %(ratio)s,
-                %(max)s
-              )
-              or on (foundation, service_key_guid)
-              (cf_service_key:expiry_critical_threshold_seconds:near and on (foundation, service_key_guid) cf_service_key:carried)
-              or on (foundation, service_key_guid)
-              (cf_service_key:expiry_timestamp_seconds:near * 0 + %(max)s)
-            ||| % { ratio: num(t.expiryCriticalLifetimeRatio), max: num(t.expiryCriticalMaxSeconds) },
-          },
-        ] + [
-          {
-            comment:: 'For the dashboard\'s "Keys to rotate over time": keys %s, counted per foundation, org, space and plan (so the panel reads a few hundred series over its range, not every key\'s).' % r[1],
-            record: r[0],
-            expr: |||
-              count by (foundation, org, space, service_plan) (
-                cf_service_key:expiry_timestamp_seconds:near - time() %s
-              )
-            ||| % r[2],
-          }
-          for r in [
-            ['cf_service_key:keys_in_warning_window:count', 'in their warning window (expired ones included)', '< cf_service_key:expiry_warning_threshold_seconds:near'],
-            ['cf_service_key:keys_in_critical_window:count', 'in their critical window (expired ones included)', '< cf_service_key:expiry_critical_threshold_seconds:near'],
-            ['cf_service_key:keys_expired:count', 'expired', '<= 0'],
-          ]
-        ] + [
-          {
-            comment:: "Share of a foundation's keys without a valid reading (never read, or failing now) among the keys its usable replicas know; 0 when every key reads.",
-            record: 'cf_service_key:without_reading_ratio',
-            expr: |||
-              (
-                count by (foundation) (
-                  group by (foundation, service_key_guid) (
-                    (%(unread)s or %(failing)s)
-                    and on (%(target)s) cf_service_key_exporter:replica_usable
-                  )
-                )
-                or on (foundation)
-                0 * %(known)s
-              )
-              / %(known)s
-            ||| % { unread: m('cf_service_key_info', 'expiry_source="unread"'), failing: m('cf_service_key_read_error'), target: target, known: 'max by (foundation) (%s and on (%s) cf_service_key_exporter:replica_usable)' % [m('cf_service_key_exporter_service_keys'), target] },
-          },
-        ],
-      },
-      {
-        // The owner labels, in a group of their own: reading every key's owner_info is the
-        // largest single cost, and groups are evaluated side by side. The near keys and the
-        // failing ones come from the group above (as of its last evaluation: a key that just
-        // became near gets its labels, and so its alerts, at most one interval later). The
-        // replicas that count and the foundations in a gap are worked out here again, at this
-        // group's own instant, from the exporters' per-replica series: read from the other
-        // group, they could lag a rollout by one evaluation, drop the new pod's owner labels
-        // and change every alert's labels.
-        name: 'cf-service-keys-owners',
-        interval: c.intervals.keys,
-        rules: [
-          {
-            comment:: 'The labels every key alert carries, value 1: the key labels plus its owner labels (label_*) where cf_service_key_owner_info has them, for the keys near expiry%s and the failing ones.' % (if rotationOn then ', never expiring' else ''),
-            record: 'cf_service_key:labels:near',
-            expr: std.rstripChars(|||
-              max without (%(scrape)s) (
-                %(owner)s
-                and on (foundation, service_key_guid) (%(keys)s)
-                and on (%(target)s) %(usable)s
-              )
-              or on (foundation, service_key_guid)
-              (cf_service_key:labels:near and on (foundation) %(bridge)s)
-            ||| % { scrape: scrape, target: target, owner: m('cf_service_key_owner_info'), keys: nearKeys, usable: render.indent('(\n' + render.indent(usableExpr('(\n' + render.indent(freshExpr, 2) + '\n)'), 2) + '\n)', 2, false), bridge: '(\n' + render.indent(bridgeExpr, 2) + '\n)' }, '\n') + '\n' + |||
-              or on (foundation, service_key_guid)
-              max without (reason) (%s)
-            ||| % nearKeysOne,
-          },
-        ],
-      },
     ],
   },
 
@@ -406,8 +394,8 @@ local render = import 'lib/render.libsonnet';
     groups+: [
       {
         name: 'cf-service-keys',
-        interval: c.intervals.keyAlerts,
-        rules: [
+        interval: c.intervals.keys,
+        rules: keyRecords + [
           {
             comment:: "Time left under the key's warning window, until the expired key turns into a warning of CfServiceKeyExpired. Value: the time left in seconds (negative once expired).",
             alert: 'CfServiceKeyExpiringSoon',
@@ -559,8 +547,10 @@ local render = import 'lib/render.libsonnet';
                 or on (%(target)s)
                 (time() - %(last)s) >= %(stale)s
               )
-              and on (foundation) cf_service_key_exporter:replica_fresh
-            ||| % { success: m('cf_service_key_exporter_refresh_success'), last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds'), stale: num(t.replicaStaleSeconds), target: target },
+              and on (foundation) (
+                %(fresh)s
+              )
+            ||| % { success: m('cf_service_key_exporter_refresh_success'), last: m('cf_service_key_exporter_last_refresh_success_timestamp_seconds'), stale: num(t.replicaStaleSeconds), target: target, fresh: render.indent(freshExpr, 2, false) },
             'for': c['for'].replicaFailing,
             labels: { severity: 'warning' },
             annotations: {

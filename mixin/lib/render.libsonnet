@@ -15,6 +15,11 @@ local render = {
     local fits = [u for u in units if seconds % u[1] == 0 && seconds >= u[1]];
     if seconds == 0 then '0s' else '%d%s' % [seconds / fits[0][1], fits[0][0]],
 
+  // A Prometheus duration of one unit as seconds: '8m' -> 480.
+  seconds(d)::
+    local n = std.parseInt(std.substr(d, 0, std.length(d) - 1));
+    n * std.filter(function(u) u[0] == std.substr(d, std.length(d) - 1, 1), units)[0][1],
+
   // A Prometheus duration of one unit in words: '15m' -> '15 minutes', '1h' -> '1 hour'.
   durationText(d)::
     local n = std.parseInt(std.substr(d, 0, std.length(d) - 1));
