@@ -93,6 +93,107 @@ def recording_rules(rules_text):
     return rules
 
 
+# Prometheus' instant-vector lookback: an instant query finds a series only if it has a sample
+# within the last 5 minutes.
+LOOKBACK_SECONDS = 300
+
+
+def rule_groups(rules_text):
+    """(name, interval in seconds or None, [recorded names]) of every group in a rules file's
+    text, in file order (the `- name:`, `interval:` and `- record:` lines)."""
+    groups = []
+    for line in rules_text.splitlines():
+        m = re.match(r"^\s*- name:\s*['\"]?([^'\"\s]+)", line)
+        if m:
+            groups.append((m.group(1), None, []))
+            continue
+        if not groups:
+            continue
+        m = re.match(r"^\s*interval:\s*['\"]?([^'\"\s]+)", line)
+        if m and groups[-1][1] is None and not groups[-1][2]:
+            groups[-1] = (groups[-1][0], parse_duration(m.group(1)), groups[-1][2])
+            continue
+        m = re.match(r"^\s*- record:\s*['\"]?([^'\"\s]+)", line)
+        if m:
+            groups[-1][2].append(m.group(1))
+    return groups
+
+
+# The rule group of the per-key records (mixin/mixin.libsonnet), evaluated every
+# _config.intervals.keys (8 minutes by default).
+PER_KEY_GROUP = "cf-service-keys"
+
+
+def sparse_records(rules_text):
+    """{recorded name: its group's interval in seconds} for the records the dashboard reads as
+    last_over_time(...[the rules' window]): those of the per-key group, and of any group
+    evaluated less often than the lookback (an instant read of such a record finds nothing
+    between 5 minutes after an evaluation and the next)."""
+    return {name: interval or 0 for group, interval, names in rule_groups(rules_text)
+            if group == PER_KEY_GROUP or (interval and interval > LOOKBACK_SECONDS) for name in names}
+
+
+def records_windows(rules_text, names):
+    """The windows W of the recording rules' own `last_over_time(NAME[W])` (NAME one of `names`,
+    with or without label matchers): how far back the rules read a sparse record."""
+    found = set()
+    for _, expr in recording_rules(rules_text):
+        s = _blank_strings(expr)
+        for m, _ in _selectors(s, names):
+            after = _WINDOWED_AFTER.match(s[m.end():])
+            if _WINDOWED_BEFORE.search(s[:m.start()]) and after:
+                found.add(after.group(1))
+    return found
+
+
+_WINDOWED_BEFORE = re.compile(r"last_over_time\s*\(\s*$")
+_WINDOWED_AFTER = re.compile(r"^\s*(?:\{[^}]*\})?\s*\[\s*([^\]]*?)\s*\]\s*\)")
+
+
+def _selectors(s, names):
+    """(match, text after the selector's label matchers) for every selector of a name of `names`
+    in s (strings already blanked): not a function call, not part of a longer name."""
+    for m in re.finditer(r"(?<![\w:])([a-zA-Z_:][\w:]*)(?![\w:])", s):
+        if m.group(1) not in names:
+            continue
+        after = s[m.end():]
+        if re.match(r"\s*\(", after):
+            continue  # a function of that name: not a selector
+        yield m, re.sub(r"^\s*\{[^}]*\}", "", after)
+
+
+def windowed(s, m, window):
+    """Whether the selector at match m of s (strings blanked) is read as
+    `last_over_time(<selector>[window])`, nothing else inside the call."""
+    after = _WINDOWED_AFTER.match(s[m.end():])
+    return bool(_WINDOWED_BEFORE.search(s[:m.start()]) and after and after.group(1) == window)
+
+
+def sparse_reads(expr, intervals, window):
+    """(name, why) for every read in expr of a sparse record (`intervals`: {name: its group's
+    interval in seconds}, sparse_records()) other than `last_over_time(<selector>[window])`,
+    window being the one the rules read their own records with (records_windows()): through
+    another range (or last_over_time over another window), or bare when the record's group is
+    evaluated less often than the lookback."""
+    s = _blank_strings(expr)
+    found = []
+    for m, rest in _selectors(s, intervals):
+        name = m.group(1)
+        if windowed(s, m, window):
+            continue
+        every = intervals[name]
+        read = f"read it with last_over_time({name}{{...}}[{window}]), as the rules do"
+        after = _WINDOWED_AFTER.match(s[m.end():])
+        if _WINDOWED_BEFORE.search(s[:m.start()]) and after:
+            found.append((name, f"last_over_time over {after.group(1)}, not the rules' {window}: {read}"))
+        elif re.match(r"\s*\[", rest):
+            found.append((name, f"read through a range selector other than last_over_time(...[{window}]): {read}"))
+        elif every > LOOKBACK_SECONDS:
+            found.append((name, f"read bare: recorded every {every / 60:g}m, over the {LOOKBACK_SECONDS // 60}-minute "
+                                f"lookback, so absent {(every - LOOKBACK_SECONDS) / 60:g} minutes out of {every / 60:g}: {read}"))
+    return found
+
+
 _AGGREGATED = re.compile(r"^\(*\s*(?:count|sum|min|max|avg|group|topk|bottomk|quantile|stddev|stdvar)\s+by\s*\(([^)]*)\)")
 
 
@@ -147,13 +248,15 @@ def targets(dashboard):
                 yield panel, target
 
 
-def range_selected(expr, names):
+def range_selected(expr, names, windowed_names=frozenset(), window=None):
     """The names of `names` that expr reads through a range selector or a subquery
-    (`metric[1d]`, `metric{...}[5m]`, `(... metric ...)[1d:5m]` counts the whole bracket)."""
+    (`metric[1d]`, `metric{...}[5m]`, `(... metric ...)[1d:5m]` counts the whole bracket).
+    A name of `windowed_names` read as `last_over_time(<selector>[window])` outside any subquery
+    does not count (a sparse record's last value: one sample or two per series)."""
     found = set()
-    s = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)
-    for m in re.finditer(r"([a-zA-Z_:][\w:]*)\s*(?:\{[^}]*\})?\s*\[", s):
-        if m.group(1) in names:
+    s = _blank_strings(expr)
+    for m, rest in _selectors(s, names):
+        if re.match(r"\s*\[", rest) and not (m.group(1) in windowed_names and window and windowed(s, m, window)):
             found.add(m.group(1))
     for m in re.finditer(r"\)\s*\[[^\]]*:[^\]]*\]", s):
         depth, i = 0, m.start()
@@ -315,27 +418,35 @@ def _clause_problem(agg, kind, labels):
     return None
 
 
-def unmerged_reads(expr, names):
+def replica_filter(window=None):
+    """The replica filter as a query writes it: REPLICA_FILTER itself, or, when it is one of
+    the sparse_records() (window: the rules' records window), last_over_time(REPLICA_FILTER[window])."""
+    return f"last_over_time({REPLICA_FILTER}[{window}])" if window else REPLICA_FILTER
+
+
+def unmerged_reads(expr, names, window=None):
     """(name, why) for every selector of a name in `names` (the exporter's per-key series) that
     expr does not read merged over the scrape labels: the selector must be followed by
     `and on (foundation, instance, ...) cf_service_key_exporter:replica_usable` (only the usable
-    replicas' copies), and the nearest aggregation around it must be max, min or group, `without`
-    every scrape label or `by` labels that keep foundation and service_key_guid and no scrape label.
+    replicas' copies), or with `window` (the rules' records window, when replica_usable is one of
+    the sparse_records()) by
+    `and on (foundation, instance, ...) last_over_time(cf_service_key_exporter:replica_usable{...}[window])`;
+    and the nearest aggregation around it must be max, min or group, `without` every scrape label
+    or `by` labels that keep foundation and service_key_guid and no scrape label.
     A text heuristic over PromQL: good for the shapes the dashboard uses, strict otherwise."""
     s = _blank_strings(expr)
     found = []
-    for m in re.finditer(r"(?<![\w:])([a-zA-Z_:][\w:]*)", s):
+    if window:
+        usable = (r"last_over_time\s*\(\s*" + re.escape(REPLICA_FILTER) + r"\s*(?:\{[^}]*\})?\s*\[\s*"
+                  + re.escape(window) + r"\s*\]\s*\)")
+    else:
+        usable = re.escape(REPLICA_FILTER) + r"(?![\w:])"
+    for m, rest in _selectors(s, names):
         name = m.group(1)
-        if name not in names:
-            continue
-        after = s[m.end():]
-        if re.match(r"\s*\(", after):
-            continue  # a function of that name: not a selector
-        rest = re.sub(r"^\s*\{[^}]*\}", "", after)
-        f = re.match(r"\s*and\s+on\s*\(([^)]*)\)\s*" + re.escape(REPLICA_FILTER) + r"(?![\w:])", rest)
+        f = re.match(r"\s*and\s+on\s*\(([^)]*)\)\s*" + usable, rest)
         if not f or not {"foundation", "instance"} <= _labels(f.group(1)):
             found.append((name, f"not filtered by the usable replicas (`and on (foundation, instance, job) "
-                                f"{REPLICA_FILTER}` right after the selector)"))
+                                f"{replica_filter(window)}` right after the selector)"))
             continue
         why = "not inside an aggregation that merges the replicas (max/min/group without the scrape labels)"
         depth, i = 0, m.start() - 1

@@ -4,10 +4,16 @@ has a title, a datasource and a unit, every query (and template variable query) 
 metrics the exporter exports or the recording rules of alerts/rules.yml record.
 
 Built for 20,000 keys and several exporter replicas:
+- the records of the per-key rule group (cf-service-keys in alerts/rules.yml, evaluated every
+  8 minutes, over Prometheus' 5-minute lookback) are read only as
+  `last_over_time(<selector>[W])`, W being the window the rules read their own records with
+  (their `last_over_time(cf_service_key...[W])`, 12m by default): a bare read finds nothing
+  3 minutes out of 8, another window or range function is a problem too;
 - the exporters' raw per-key series (one copy per replica, with the scrape labels) are read only
   in instant queries, and only merged over the scrape labels: each selector filtered by
-  `and on (foundation, instance, job) cf_service_key_exporter:replica_usable` (the replicas whose
-  keys count, as the rules take them), inside a max, min or group `without` every scrape label or
+  `and on (foundation, instance, job) last_over_time(cf_service_key_exporter:replica_usable{...}[W])`
+  (the replicas whose keys count, as the rules take them; a record of the per-key group, so read
+  as above), inside a max, min or group `without` every scrape label or
   `by` labels that keep the key (foundation, service_key_guid) and no scrape label (sum or count
   would count a key once per replica); template variables may list their label values
   (label_values of a non-scrape label, label_names with a regex that no scrape label matches).
@@ -18,15 +24,20 @@ Built for 20,000 keys and several exporter replicas:
 - no text box or constant variable: thresholds come from the recording rules, not from a number
   typed into the dashboard;
 - no range query (a time series panel: one evaluation per step) reads a per-key series, raw or
-  recorded, and no query reads one through a range selector or subquery: over 7 days at 20,000
-  keys either loads tens of millions of samples (Prometheus' default limit is 50 M); such panels
-  read per-foundation recorded counts (tests/dashboard/load.py measures every panel);
+  recorded, and no query reads one through a range selector or subquery, but for the
+  `last_over_time(<record>[W])` above (a record's last value: one sample or two per series):
+  over 7 days at 20,000 keys either loads tens of millions of samples (Prometheus' default limit
+  is 50 M); such panels read per-foundation recorded counts (tests/dashboard/load.py measures
+  every panel);
 - the default refresh is no faster than the data changes (5 minutes).
 
 Before the dashboards, the lint runs itself on queries it must reject (SELF_CHECK: a raw per-key
 series read unmerged, counted per replica, summed, merged but keeping a scrape label or without
-the replica filter, read by a range panel or through a range selector) and on one it must
-accept, in a copy of the first dashboard: a check that stops catching them fails the lint.
+the replica filter, read by a range panel or through a range selector; a record of the per-key
+group read bare, with last_over_time over another window, through another range function or a
+subquery, or by a range panel; the replica filter read bare or over another window) and on ones
+it must accept (last_over_time(...[W]) of a record, the merged form with the replica filter), in
+a copy of the first dashboard: a check that stops catching them fails the lint.
 
 Usage: lint_dashboard.py [--rules RULES.yml] DASHBOARD.json...   (exit 1 and one line per problem
 on failure; the recorded names are those of alerts/rules.yml unless --rules names another file)
@@ -48,7 +59,12 @@ RULES = os.path.join(ROOT, "alerts", "rules.yml")
 MIN_REFRESH_SECONDS = 300  # the exporter refreshes every 5 minutes by default
 
 
-def lint(path, recorded, per_key_recorded=frozenset()):
+def lint(path, recorded, per_key_recorded=frozenset(), sparse=None, window=None):
+    """Problems of the dashboard at path. recorded: the names the rules record; per_key_recorded:
+    those of them that are per key; sparse: {name: group interval in seconds} of the records
+    evaluated less often than the lookback, read only as last_over_time(...[window])."""
+    sparse = sparse or {}
+    usable_window = window if dash.REPLICA_FILTER in sparse else None
     problems = []
     try:
         d = dash.load(path)
@@ -129,8 +145,12 @@ def lint(path, recorded, per_key_recorded=frozenset()):
             for name in sorted(dash.metric_names(t["expr"]) & per_key):
                 problem(f"{where}: a range query reads the per-key series {name} at every step; "
                         "read a per-foundation recorded count instead")
-        for name in sorted(dash.range_selected(t["expr"], per_key)):
-            problem(f"{where}: reads the per-key series {name} through a range selector or subquery")
+        for name in sorted(dash.range_selected(t["expr"], per_key, per_key_recorded & set(sparse), window)):
+            problem(f"{where}: reads the per-key series {name} through a range selector or subquery"
+                    + (f" (only last_over_time({name}{{...}}[{window}]) is allowed)" if name in sparse and window else ""))
+        if window:
+            for name, why in dash.sparse_reads(t["expr"], sparse, window):
+                problem(f"{where}: {name} {why}")
 
     checked = [(f"panel {title!r} query {ref}", expr) for title, ref, expr in dash.queries(d)]
     checked += [(f"variable ${name}", q) for name, q in dash.variable_queries(d)]
@@ -150,7 +170,7 @@ def lint(path, recorded, per_key_recorded=frozenset()):
     for where, expr in checked:
         if where.startswith("variable $"):
             continue
-        for name, why in dash.unmerged_reads(expr, dash.PER_KEY_METRICS):
+        for name, why in dash.unmerged_reads(expr, dash.PER_KEY_METRICS, usable_window):
             problem(f"{where}: reads the exporters' per-key series {name} unmerged: {why}")
     regexes = {name: str(v.get("regex") or "") for name, v in variables.items()}
     for name, q in dash.variable_queries(d):
@@ -171,41 +191,81 @@ def lint(path, recorded, per_key_recorded=frozenset()):
                 problem(f"{where}: label_names of the per-key series {sorted(raw)} offers the scrape labels {shown}; "
                         "set a regex (e.g. /^label_.+/)")
         else:
-            for n, why in dash.unmerged_reads(q, dash.PER_KEY_METRICS):
+            for n, why in dash.unmerged_reads(q, dash.PER_KEY_METRICS, usable_window):
                 problem(f"{where}: reads the exporters' per-key series {n} unmerged: {why}")
     return problems
 
 
-# Queries the lint must reject (and one it must accept), run in a copy of the first dashboard
+# Queries the lint must reject (and ones it must accept), run in a copy of the first dashboard
 # before the real lint, so that a change to the checks that stops catching them fails here.
-_MERGED = ("max without (instance, pod, job, namespace, service, endpoint, container) "
-           "(cf_service_key_expiry_timestamp_seconds and on (foundation, instance, job) "
-           "cf_service_key_exporter:replica_usable)")
+# USABLE stands for the replica filter as the rules make it (dash.replica_filter()).
+_SCRAPE = "instance, pod, job, namespace, service, endpoint, container"
+_MERGED = (f"max without ({_SCRAPE}) "
+           "(cf_service_key_expiry_timestamp_seconds and on (foundation, instance, job) USABLE)")
 SELF_CHECK = (
     # (panel type, expr, a word of the problem it must raise, or None: no problem)
     ("stat", f"count({_MERGED} - time() < 86400)", None),
     ("stat", "count(cf_service_key_info)", "unmerged"),
-    ("stat", "count(cf_service_key_info and on (foundation, instance, job) cf_service_key_exporter:replica_usable)",
-     "unmerged"),
+    ("stat", "count(cf_service_key_info and on (foundation, instance, job) USABLE)", "merges every key"),
     ("stat", "count(sum by (foundation, service_key_guid) (cf_service_key_info and on (foundation, instance, job) "
-             "cf_service_key_exporter:replica_usable))", "unmerged"),
+             "USABLE))", "does not merge the replicas"),
     ("stat", "min(max without (instance, pod) (cf_service_key_expiry_timestamp_seconds and on (foundation, instance, job) "
-             "cf_service_key_exporter:replica_usable))", "unmerged"),
-    ("stat", "count(max without (instance, pod, job, namespace, service, endpoint, container) (cf_service_key_info))",
-     "unmerged"),
+             "USABLE))", "keeps the scrape labels"),
+    ("stat", f"count(max without ({_SCRAPE}) (cf_service_key_info))", "not filtered by the usable replicas"),
     ("timeseries", f"count by (foundation) ({_MERGED})", "range query"),
     ("stat", "count(max_over_time(cf_service_key_expiry_timestamp_seconds[1d]))", "range selector"),
+    ("stat", "count(last_over_time(cf_service_key_expiry_timestamp_seconds[12m]))", "range selector"),
 )
 
 
-def self_check(path, recorded, per_key_recorded):
-    """Problems of the lint itself: a SELF_CHECK query it does not judge as expected."""
-    d = dash.load(path)
-    cases = list(SELF_CHECK)
+def self_check_cases(per_key_recorded, sparse, window):
+    """SELF_CHECK with the replica filter of these rules, plus the cases of the rules' recorded
+    series: a per-key record in a range panel rejected, and, for the sparse records (those of the
+    per-key group), a bare read (when the group is evaluated less often than the lookback), a
+    last_over_time over another window, another range function and a subquery rejected,
+    last_over_time(...[window]) accepted."""
+    usable = dash.replica_filter(window if dash.REPLICA_FILTER in sparse else None)
+    cases = [(kind, expr.replace("USABLE", usable), expected) for kind, expr, expected in SELF_CHECK]
     for name in sorted(per_key_recorded)[:1]:  # a recorded per-key series over a range
         cases.append(("timeseries", f"count by (foundation) ({name})", "range query"))
+    if not (sparse and window):
+        return cases
+    other = "5m" if window != "5m" else "6m"
+    lookback = dash.LOOKBACK_SECONDS
+    if dash.REPLICA_FILTER in sparse:
+        cases += [  # the replica filter read bare, or over another window
+            ("stat", f"count({_MERGED.replace('USABLE', dash.REPLICA_FILTER)})",
+             "absent" if sparse[dash.REPLICA_FILTER] > lookback else "not filtered by the usable replicas"),
+            ("stat", f"count({_MERGED.replace('USABLE', f'last_over_time({dash.REPLICA_FILTER}[{other}])')})",
+             f"not the rules' {window}"),
+        ]
+    for name in sorted(per_key_recorded & set(sparse))[:1]:
+        sel = name + '{foundation=~"$foundation"}'
+        cases += [
+            ("stat", f"count({sel})", "absent" if sparse[name] > lookback else None),
+            ("stat", f"count({sel} > 0)", "absent" if sparse[name] > lookback else None),
+            ("stat", f"count(last_over_time({sel}[{other}]))", f"not the rules' {window}"),
+            ("stat", f"count(max_over_time({sel}[{window}]))", "range selector"),
+            ("stat", f"count(last_over_time({sel}[{window}] offset 1m))", "range selector"),
+            ("stat", f"count(max_over_time(last_over_time({sel}[{window}])[1d:10m]))", "subquery"),
+            ("stat", f"count(last_over_time({sel}[{window}]))", None),
+            ("stat", f"count(last_over_time({sel}[{window}]) and on (foundation, service_key_guid) {_MERGED.replace('USABLE', usable)})", None),
+            ("timeseries", f"count by (foundation) (last_over_time({sel}[{window}]))", "range query"),
+        ]
+    for name in sorted(set(sparse) - per_key_recorded - {dash.REPLICA_FILTER})[:1]:  # not per key
+        cases += [
+            ("timeseries", f"sum by (foundation) ({name})", "absent" if sparse[name] > lookback else None),
+            ("timeseries", f"sum by (foundation) (last_over_time({name}[{other}]))", f"not the rules' {window}"),
+            ("timeseries", f"sum by (foundation) (last_over_time({name}[{window}]))", None),
+        ]
+    return cases
+
+
+def self_check(path, recorded, per_key_recorded, sparse=None, window=None):
+    """Problems of the lint itself: a self-check query it does not judge as expected."""
+    d = dash.load(path)
     failures = []
-    for i, (kind, expr, expected) in enumerate(cases):
+    for i, (kind, expr, expected) in enumerate(self_check_cases(per_key_recorded, sparse or {}, window)):
         title = f"lint self-check {i}"
         copy = json.loads(json.dumps(d))
         ds = {"type": "prometheus", "uid": "${datasource}"}
@@ -217,7 +277,7 @@ def self_check(path, recorded, per_key_recorded):
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             json.dump(copy, f)
         try:
-            mine = [p for p in lint(f.name, recorded, per_key_recorded) if f"{title}'" in p]
+            mine = [p for p in lint(f.name, recorded, per_key_recorded, sparse, window) if f"{title}'" in p]
         finally:
             os.unlink(f.name)
         if expected is None and mine:
@@ -238,8 +298,19 @@ def main(paths):
         rules_text = f.read()
     recorded = dash.recorded_metrics(rules_text)
     per_key_recorded = dash.per_key_recorded(rules_text)
-    problems = self_check(paths[0], recorded, per_key_recorded)
-    problems += [p for path in paths for p in lint(path, recorded, per_key_recorded)]
+    # The records of the per-key group (and of any group evaluated less often than the
+    # lookback), and the one window the rules read them back with.
+    sparse = dash.sparse_records(rules_text)
+    windows = dash.records_windows(rules_text, sparse)
+    problems, window = [], None
+    if len(windows) == 1:
+        window = next(iter(windows))
+    elif sparse:
+        problems.append(f"{rules}: the rules read the records of group {dash.PER_KEY_GROUP} (or of a group "
+                        f"evaluated less often than every {dash.LOOKBACK_SECONDS // 60} minutes) back with "
+                        f"last_over_time over {sorted(windows) or 'no window'}; the dashboard needs one window")
+    problems += self_check(paths[0], recorded, per_key_recorded, sparse, window)
+    problems += [p for path in paths for p in lint(path, recorded, per_key_recorded, sparse, window)]
     for p in problems:
         print(p, file=sys.stderr)
     if problems:
