@@ -28,17 +28,21 @@ How the Prometheus is filled:
      the whole range: counters grow, the rate-limit budget runs down each hour, refreshes
      complete every 5 minutes;
    - the recorded series without a key (per foundation, per org/space/plan counts,
-     thresholds) every 60 s over the whole range;
-   - the per-key series every 5 minutes (the default lookback still finds one at every step,
-     so a query loads as many samples as with 60 s) over the last PER_KEY_HOURS only: the
-     recorded ones (cf_service_key:expiry_timestamp_seconds:near, ...), and the exporter's raw
-     ones (cf_service_key_info, cf_service_key_expiry_timestamp_seconds, ...: every per-key
-     series of the synthetic exposition, once per replica with that replica's scrape labels),
-     which the inventory panels merge over the usable replicas at query time. 7 days of them
-     are about 475 M samples at 20,000 keys, which promtool needs over half an hour to write
-     here (the default 24 hours: about 5 minutes). No range panel may read a per-key series
-     (the lint checks that); the instant panels read the last 5 minutes. --per-key-hours 168
-     holds all 7 days.
+     thresholds) over the whole range, every interval of their rule group in the real rules
+     (60 s for the exporter's group, 8 minutes for the per-key group cf-service-keys, whose
+     records the dashboard reads with last_over_time over the rules' records window);
+   - the per-key series over the last PER_KEY_HOURS only: the recorded ones
+     (cf_service_key:expiry_timestamp_seconds:near, ...) every interval of their group
+     (8 minutes), and the exporter's raw ones (cf_service_key_info,
+     cf_service_key_expiry_timestamp_seconds, ...: every per-key series of the synthetic
+     exposition, once per replica with that replica's scrape labels) every 5 minutes (the
+     default lookback still finds one at every step, so a query loads as many samples as with
+     60 s), which the inventory panels merge over the usable replicas at query time. 7 days of
+     them are about 475 M samples at 20,000 keys, which promtool needs over half an hour to
+     write here (the default 24 hours: about 5 minutes). No range panel may read a per-key
+     series (the lint checks that); the instant panels read the last 5 minutes of the raw ones
+     and the records window (12 minutes) of the recorded ones. --per-key-hours 168 holds all
+     7 days.
    The values are the recorded and exposed ones held constant (the synthetic keys do not
    change).
 3. A second Prometheus with no scrape and no rules opens the blocks, with its default storage
@@ -280,8 +284,17 @@ def recorded_now(args, workdir, now):
         server.shutdown()
 
 
+def record_intervals(rules_path):
+    """{recorded name: seconds between its samples}: its rule group's interval in the real rules
+    (SCRAPE for a group without one, at least SCRAPE)."""
+    with open(rules_path, encoding="utf-8") as f:
+        groups = dash.rule_groups(f.read())
+    return {name: max(SCRAPE, int(interval or SCRAPE)) for _, interval, names in groups for name in names}
+
+
 def write_blocks(args, workdir, data, start, end, recorded, raw):
     """Stage 2: one OpenMetrics file per 2-hour block, each made a TSDB block by promtool."""
+    every = record_intervals(args.rules)
     exporter = exporter_series(args.foundations, args.replicas, args.keys)
     per_key, other = {}, {}
     for name, labels, value in recorded:
@@ -299,7 +312,6 @@ def write_blocks(args, workdir, data, start, end, recorded, raw):
     for lo in range(first, end + 1, BLOCK):
         hi = min(lo + BLOCK - 1, end)
         minute = [t for t in range(max(lo, start), hi + 1) if t % SCRAPE == 0]
-        slow = [t for t in minute if t % PER_KEY_EVERY == 0 and t >= per_key_from]
         n = 0
         with open(om, "w", encoding="utf-8") as f:
             for name, series in families.items():
@@ -309,10 +321,14 @@ def write_blocks(args, workdir, data, start, end, recorded, raw):
                     n += len(minute)
             for name in sorted(recorded_names):
                 f.write(f"# TYPE {name} gauge\n")
+                # A record at its group's interval; a raw per-key series every PER_KEY_EVERY.
+                own = [t for t in minute if t % every.get(name, SCRAPE) == 0]
                 for text, value in other.get(name, ()):
-                    f.write("".join(f"{text} {value} {t}\n" for t in minute))
-                    n += len(minute)
-                for text, value in per_key.get(name, ()) if slow else ():
+                    f.write("".join(f"{text} {value} {t}\n" for t in own))
+                    n += len(own)
+                step = every[name] if every.get(name, SCRAPE) > SCRAPE else PER_KEY_EVERY
+                slow = [t for t in minute if t % step == 0 and t >= per_key_from]
+                for text, value in per_key.get(name, ()):
                     f.write("".join(f"{text} {value} {t}\n" for t in slow))
                     n += len(slow)
             f.write("# EOF\n")
