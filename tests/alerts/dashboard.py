@@ -248,6 +248,18 @@ def targets(dashboard):
                 yield panel, target
 
 
+def with_records_window(expr, window):
+    """expr with the range of every `last_over_time(<selector>[...])` set to window: for a test
+    that evaluates the rules more often than they ship, so that its queries read the records
+    over a window of its own cadence."""
+    s = _blank_strings(expr)
+    out, last = [], 0
+    for m in re.finditer(r"last_over_time\s*\(\s*[a-zA-Z_:][\w:]*\s*(?:\{[^}]*\})?\s*\[([^\]]*)\]\s*\)", s):
+        out.append(expr[last:m.start(1)] + window)
+        last = m.end(1)
+    return "".join(out) + expr[last:]
+
+
 def range_selected(expr, names, windowed_names=frozenset(), window=None):
     """The names of `names` that expr reads through a range selector or a subquery
     (`metric[1d]`, `metric{...}[5m]`, `(... metric ...)[1d:5m]` counts the whole bracket).
