@@ -61,8 +61,9 @@ MIN_REFRESH_SECONDS = 300  # the exporter refreshes every 5 minutes by default
 
 def lint(path, recorded, per_key_recorded=frozenset(), sparse=None, window=None):
     """Problems of the dashboard at path. recorded: the names the rules record; per_key_recorded:
-    those of them that are per key; sparse: {name: group interval in seconds} of the records
-    evaluated less often than the lookback, read only as last_over_time(...[window])."""
+    those of them that are per key; sparse: {name: group interval in seconds} of the records of
+    the per-key group (dash.sparse_records()), read only as last_over_time(...[window]), window
+    being the rules' own (dash.records_windows())."""
     sparse = sparse or {}
     usable_window = window if dash.REPLICA_FILTER in sparse else None
     problems = []
@@ -249,7 +250,8 @@ def self_check_cases(per_key_recorded, sparse, window):
             ("stat", f"count(last_over_time({sel}[{window}] offset 1m))", "range selector"),
             ("stat", f"count(max_over_time(last_over_time({sel}[{window}])[1d:10m]))", "subquery"),
             ("stat", f"count(last_over_time({sel}[{window}]))", None),
-            ("stat", f"count(last_over_time({sel}[{window}]) and on (foundation, service_key_guid) {_MERGED.replace('USABLE', usable)})", None),
+            ("stat", f"count(last_over_time({sel}[{window}]) and on (foundation, service_key_guid) "
+                     f"{_MERGED.replace('USABLE', usable)})", None),
             ("timeseries", f"count by (foundation) (last_over_time({sel}[{window}]))", "range query"),
         ]
     for name in sorted(set(sparse) - per_key_recorded - {dash.REPLICA_FILTER})[:1]:  # not per key
