@@ -635,33 +635,13 @@ local render = import 'lib/render.libsonnet';
   },
 
   // The dashboard reads the per-key records as last_over_time(<selector>[12m]), the default
-  // recordsWindow written in the source; the rendered queries read them over recordsWindow.
-  local sourceWindow = '[12m])',
-  local readWindow = '[%s])' % c.intervals.recordsWindow,
-  // In each last_over_time( call, the range of its selector (the first '[' after it) when it is
-  // the source window; anything else (a subquery, another range) is left as it is.
-  local withRecordsWindow(expr) =
-    local n = std.length(sourceWindow);
-    local brackets = std.findSubstr('[', expr);
-    local hits = std.set([
-      b[0]
-      for s in std.findSubstr('last_over_time(', expr)
-      for b in [[x for x in brackets if x > s]]
-      if std.length(b) > 0 && std.substr(expr, b[0], n) == sourceWindow
-    ]);
-    local ends = [0] + [h + n for h in hits];
-    std.join('', [std.substr(expr, ends[k], hits[k] - ends[k]) + readWindow for k in std.range(0, std.length(hits) - 1)])
-    + std.substr(expr, ends[std.length(hits)], std.length(expr) - ends[std.length(hits)]),
-  local withPanelWindows(panel) =
-    panel
-    + (if std.objectHas(panel, 'targets') then {
-         targets: [if std.objectHas(t, 'expr') then t { expr: withRecordsWindow(t.expr) } else t for t in panel.targets],
-       } else {})
-    + (if std.objectHas(panel, 'panels') then { panels: [withPanelWindows(p) for p in panel.panels] } else {}),
+  // recordsWindow written in the source (valid PromQL as it stands); the rendered queries read
+  // them over recordsWindow. No other query of the source has a range of exactly that form.
+  local dashboardSource = std.strReplace(importstr 'dashboards/cf-service-keys.json', '[12m])', '[%s])' % c.intervals.recordsWindow),
 
   grafanaDashboards+:: {
     'cf-service-keys.json':
-      local source = std.parseJson(importstr 'dashboards/cf-service-keys.json');
+      local source = std.parseJson(dashboardSource);
       source {
         refresh: c.dashboard.refresh,
         time: { from: c.dashboard.from, to: c.dashboard.to },
@@ -669,7 +649,6 @@ local render = import 'lib/render.libsonnet';
           if std.objectHas(l, 'title') && l.title == 'Runbook' then l { url: c.runbookBase } else l
           for l in std.get(source, 'links', [])
         ],
-        panels: [withPanelWindows(p) for p in std.get(source, 'panels', [])],
       },
   },
 }
