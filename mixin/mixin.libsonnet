@@ -179,13 +179,10 @@ local render = import 'lib/render.libsonnet';
   local warningWindowText = "it opens at the owners' lead time before the expiry where the key has one, else at %s of its lifetime or %s before the expiry, whichever is shorter" % [pct(t.expiryWarningLifetimeRatio), render.durationText(render.duration(t.expiryWarningMaxSeconds))],
   local criticalWindowText = 'it opens at %s of its lifetime or %s before the expiry, whichever is shorter' % [pct(t.expiryCriticalLifetimeRatio), render.durationText(render.duration(t.expiryCriticalMaxSeconds))],
   local lastRefresh = m('cf_service_key_exporter_last_refresh_success_timestamp_seconds'),
-  // The replicas whose last refresh succeeded within replicaStaleSeconds (recorded for the
+  // The replicas whose last refresh succeeded within replicaStaleSeconds: recorded for the
   // per-key rules, and inlined in CfServiceKeyExporterReplicaFailing, which is evaluated more
-  // often); those whose per-key series count (the fresh ones, or all of a foundation without a
-  // fresh one); the foundations in a rollout's gap.
+  // often.
   local freshExpr = '(time() - %s) < %s\nunless on (%s) (%s == 0)' % [lastRefresh, num(t.replicaStaleSeconds), target, m('cf_service_key_exporter_refresh_success')],
-  local usableExpr = '%s\nor\n(%s unless on (foundation) %s)' % ['cf_service_key_exporter:replica_fresh', lastRefresh, 'cf_service_key_exporter:replica_fresh'],
-  local bridgeExpr = 'group by (foundation) (\n  max_over_time(%s[%s]) > 0\n)\nunless on (foundation) (%s > 0)' % [lastRefresh, render.duration(c.bridgeSeconds), lastRefresh],
   local rotationOn = t.rotationMaxAgeSeconds > 0,
   // The keys any key alert can be about: near expiry, failing, and (when on) never expiring.
   local nearKeySeries = ['cf_service_key:expiry_timestamp_seconds:near', 'cf_service_key:read_error'] + (if rotationOn then ['cf_service_key:created_timestamp_seconds:never_expiring'] else []),
@@ -208,12 +205,12 @@ local render = import 'lib/render.libsonnet';
     {
       comment:: 'The replicas whose per-key series count: the fresh ones, or every replica of a foundation that has no fresh one.',
       record: 'cf_service_key_exporter:replica_usable',
-      expr: usableExpr + '\n',
+      expr: 'cf_service_key_exporter:replica_fresh\nor\n(%s unless on (foundation) cf_service_key_exporter:replica_fresh)\n' % lastRefresh,
     },
     {
       comment:: 'The foundations whose keys are carried over a gap: a completed refresh was reported within %s, and no replica reports one now. Usually empty.' % render.duration(c.bridgeSeconds),
       record: 'cf_service_key_exporter:bridge_active',
-      expr: bridgeExpr + '\n',
+      expr: 'group by (foundation) (\n  max_over_time(%s[%s]) > 0\n)\nunless on (foundation) (%s > 0)\n' % [lastRefresh, render.duration(c.bridgeSeconds), lastRefresh],
     },
     {
       comment:: 'The keys whose last values are carried (see the header), value 1: every key a usable replica lists as unread, and the near keys (from the previous evaluation) of the foundations in cf_service_key_exporter:bridge_active.',

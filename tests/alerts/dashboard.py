@@ -139,10 +139,7 @@ def records_windows(rules_text, names):
     found = set()
     for _, expr in recording_rules(rules_text):
         s = _blank_strings(expr)
-        for m, _ in _selectors(s, names):
-            after = _WINDOWED_AFTER.match(s[m.end():])
-            if _WINDOWED_BEFORE.search(s[:m.start()]) and after:
-                found.add(after.group(1))
+        found |= {w for m, _ in _selectors(s, names) if (w := _read_window(s, m)) is not None}
     return found
 
 
@@ -162,11 +159,17 @@ def _selectors(s, names):
         yield m, re.sub(r"^\s*\{[^}]*\}", "", after)
 
 
+def _read_window(s, m):
+    """W when the selector at match m of s (strings blanked) is read as
+    `last_over_time(<selector>[W])`, nothing else inside the call; else None."""
+    after = _WINDOWED_AFTER.match(s[m.end():])
+    return after.group(1) if after and _WINDOWED_BEFORE.search(s[:m.start()]) else None
+
+
 def windowed(s, m, window):
     """Whether the selector at match m of s (strings blanked) is read as
-    `last_over_time(<selector>[window])`, nothing else inside the call."""
-    after = _WINDOWED_AFTER.match(s[m.end():])
-    return bool(_WINDOWED_BEFORE.search(s[:m.start()]) and after and after.group(1) == window)
+    `last_over_time(<selector>[window])`."""
+    return _read_window(s, m) == window
 
 
 def sparse_reads(expr, intervals, window):
@@ -179,13 +182,13 @@ def sparse_reads(expr, intervals, window):
     found = []
     for m, rest in _selectors(s, intervals):
         name = m.group(1)
-        if windowed(s, m, window):
+        read_over = _read_window(s, m)
+        if read_over == window:
             continue
         every = intervals[name]
         read = f"read it with last_over_time({name}{{...}}[{window}]), as the rules do"
-        after = _WINDOWED_AFTER.match(s[m.end():])
-        if _WINDOWED_BEFORE.search(s[:m.start()]) and after:
-            found.append((name, f"last_over_time over {after.group(1)}, not the rules' {window}: {read}"))
+        if read_over is not None:
+            found.append((name, f"last_over_time over {read_over}, not the rules' {window}: {read}"))
         elif re.match(r"\s*\[", rest):
             found.append((name, f"read through a range selector other than last_over_time(...[{window}]): {read}"))
         elif every > LOOKBACK_SECONDS:

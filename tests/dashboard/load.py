@@ -322,11 +322,12 @@ def write_blocks(args, workdir, data, start, end, recorded, raw):
             for name in sorted(recorded_names):
                 f.write(f"# TYPE {name} gauge\n")
                 # A record at its group's interval; a raw per-key series every PER_KEY_EVERY.
-                own = [t for t in minute if t % every.get(name, SCRAPE) == 0]
+                interval = every.get(name, SCRAPE)
+                own = [t for t in minute if t % interval == 0]
                 for text, value in other.get(name, ()):
                     f.write("".join(f"{text} {value} {t}\n" for t in own))
                     n += len(own)
-                step = every[name] if every.get(name, SCRAPE) > SCRAPE else PER_KEY_EVERY
+                step = interval if interval > SCRAPE else PER_KEY_EVERY
                 slow = [t for t in minute if t % step == 0 and t >= per_key_from]
                 for text, value in per_key.get(name, ()):
                     f.write("".join(f"{text} {value} {t}\n" for t in slow))
